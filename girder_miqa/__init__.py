@@ -1,0 +1,43 @@
+"""girder-miqa: MRI quality assurance inside Girder (the server plugin; never imports torch)."""
+
+from pathlib import Path
+
+from girder import events
+from girder.constants import AccessType, TokenScope
+from girder.models.item import Item
+from girder.plugin import GirderPlugin, getPlugin, registerPluginStaticContent
+
+from .constants import ASSESSMENT_WRITE_SCOPE, ITEM_FIELD
+from .rest import item as item_rest
+from .rest.project import MiqaResource
+from .scheduling import on_data_process
+
+WEB_CLIENT_DIST = Path(__file__).parent / 'web_client' / 'dist'
+
+
+class MiqaPlugin(GirderPlugin):
+    DISPLAY_NAME = 'MIQA'
+
+    def load(self, info):
+        getPlugin('jobs').load(info)
+        getPlugin('worker').load(info)
+
+        TokenScope.describeScope(
+            ASSESSMENT_WRITE_SCOPE, 'Write MIQA assessments',
+            'Lets a worker job write the automatic assessment of one scan.')
+        # The review state is readable in the item's JSON, but only this plugin's endpoints
+        # write it: Item's generic update endpoints never touch unknown top-level fields.
+        Item().exposeFields(level=AccessType.READ, fields={ITEM_FIELD})
+
+        info['apiRoot'].miqa = MiqaResource()
+        item_rest.register(info['apiRoot'].item)
+        events.bind('data.process', 'miqa', on_data_process)
+
+        if (WEB_CLIENT_DIST / 'girder-plugin-miqa.umd.cjs').exists():
+            registerPluginStaticContent(
+                plugin='miqa',
+                css=['/style.css'],
+                js=['/girder-plugin-miqa.umd.cjs'],
+                staticDir=WEB_CLIENT_DIST,
+                tree=info['serverRoot'],
+            )

@@ -1,0 +1,118 @@
+"""Schedule automatic assessments: the ``data.process`` hook and re-assessment requests.
+
+Scheduling runs inside the upload request, so it never raises: when it fails the upload still
+succeeds and the scan's assessment says why it was not assessed.
+"""
+
+import logging
+
+from girder.constants import TokenScope
+from girder.models.file import File
+from girder.models.item import Item
+from girder.models.token import Token
+from girder.models.user import User
+
+from .constants import (ASSESSMENT_WRITE_SCOPE, ITEM_FIELD, JOB_TYPE, AssessmentStatus,
+                        is_image_name)
+from .models import review_state
+from .models.project import Project
+
+logger = logging.getLogger(__name__)
+
+
+def image_file(item: dict) -> dict | None:
+    """The item's image file (the newest one with an image name), or None."""
+    for file in File().find({'itemId': item['_id']}, sort=[('created', -1)]):
+        if is_image_name(file['name']):
+            return file
+    return None
+
+
+def assessment_scope(itemId) -> str:
+    """The token scope that lets a job write the assessment of this one item."""
+    return f'{ASSESSMENT_WRITE_SCOPE}.{itemId}'
+
+
+def schedule_assessment(item: dict, file: dict, user: dict | None, project: dict) -> dict:
+    """Queue the worker task for one scan as a Girder job, and return the job.
+
+    The job gets a token that can read data as ``user`` and write this item's assessment only.
+    """
+    from miqa_worker import tasks  # the task module imports no torch at import time
+
+    if user is None and item.get('creatorId'):
+        user = User().load(item['creatorId'], force=True)
+    token = Token().createToken(
+        user=user, days=1, scope=[TokenScope.DATA_READ, assessment_scope(item['_id'])])
+    try:
+        directPath = File().getLocalFilePath(file)
+    except Exception:
+        directPath = None
+    result = tasks.assess_scan.apply_async(kwargs={
+        'item_id': str(item['_id']),
+        'file_id': str(file['_id']),
+        'file_name': file['name'],
+        'model_name': project['settings'].get('model'),
+        'direct_path': directPath,
+        'girder_job_title': f'MIQA assessment: {item["name"]}',
+        'girder_job_type': JOB_TYPE,
+        'girder_user': user,
+        'girder_client_token': str(token['_id']),
+        'girder_job_other_fields': {'meta': {
+            'creator': 'miqa', 'itemId': str(item['_id']), 'fileId': str(file['_id'])}},
+    })
+    job = result.job
+    review_state.set_assessment_status(item, AssessmentStatus.QUEUED, jobId=job['_id'])
+    return job
+
+
+def request_assessment(item: dict, user: dict | None, project: dict | None = None) -> dict | None:
+    """Schedule one scan, recording the reason on the scan if it cannot be scheduled.
+
+    Returns the job, or None when nothing was scheduled.
+    """
+    project = project or Project().findForItem(item)
+    if project is None:
+        return None
+    item = review_state.ensure_scan(item, project)
+    file = image_file(item)
+    if file is None:
+        review_state.set_assessment_status(
+            item, AssessmentStatus.NOT_SCHEDULED, reason='the item has no image file')
+        return None
+    try:
+        return schedule_assessment(item, file, user, project)
+    except Exception as exc:  # the broker is down, the worker plugin is missing ...
+        logger.exception('Could not schedule the assessment of item %s', item['_id'])
+        review_state.set_assessment_status(
+            item, AssessmentStatus.NOT_SCHEDULED,
+            reason=f'could not schedule the assessment: {type(exc).__name__}: {exc}')
+        return None
+
+
+def on_data_process(event) -> None:
+    """``data.process`` handler: make image uploads into a project scans, and assess them."""
+    file = event.info.get('file') or {}
+    if not file.get('itemId') or not is_image_name(file.get('name', '')):
+        return
+    try:
+        item = Item().load(file['itemId'], force=True)
+        project = Project().findForItem(item) if item else None
+        if project is None:
+            return
+        item = review_state.ensure_scan(item, project)
+        if not project['settings'].get('autoAssess', True):
+            review_state.set_assessment_status(
+                item, AssessmentStatus.NOT_SCHEDULED,
+                reason='auto-assessment is off for this project')
+            return
+        request_assessment(item, event.info.get('currentUser'), project)
+    except Exception:
+        logger.exception('MIQA data.process handler failed for file %s', file.get('_id'))
+        if file.get('itemId'):
+            review_state.set_assessment_status(
+                {'_id': file['itemId']}, AssessmentStatus.NOT_SCHEDULED,
+                reason='internal error while scheduling the assessment (see the server log)')
+
+
+__all__ = ['ITEM_FIELD', 'on_data_process', 'request_assessment', 'schedule_assessment']

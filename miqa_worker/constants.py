@@ -1,0 +1,34 @@
+"""Names shared by the model, the worker tasks and the server plugin (no torch here)."""
+
+# The ten artifact indicators, in the order of the network's outputs 1..10. The keys are the
+# review vocabulary's default keys; the labels are what people see.
+ARTIFACTS: tuple[tuple[str, str], ...] = (
+    ('normal_variant', 'normal anatomical variant'),
+    ('lesion', 'lesion'),
+    ('incomplete_coverage', 'incomplete brain coverage'),
+    ('misalignment', 'misalignment'),
+    ('wraparound', 'wraparound'),
+    ('ghosting_motion', 'ghosting/motion'),
+    ('inhomogeneity', 'inhomogeneity'),
+    ('susceptibility_metal', 'metal susceptibility'),
+    ('flow_artifact', 'flow artifact'),
+    ('truncation', 'truncation'),
+)
+ARTIFACT_KEYS: tuple[str, ...] = tuple(key for key, _ in ARTIFACTS)
+
+TILE_SIZE = 64
+NUM_OUTPUTS = 1 + len(ARTIFACTS)  # overall quality (0-10) + ten indicator logits
+QUALITY_MIN, QUALITY_MAX = 0.0, 10.0
+
+# File name endings the pipeline treats as images (lower case). A zipped DICOM series is '.zip'.
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    '.nii', '.nii.gz', '.nrrd', '.nhdr', '.mha', '.mhd', '.mgz', '.mgh', '.zip',
+)
+
+DEFAULT_MODEL = 'miqa-default'
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file name has one of the image endings the pipeline reads."""
+    lower = name.lower()
+    return any(lower.endswith(ext) for ext in IMAGE_EXTENSIONS)

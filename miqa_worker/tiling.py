@@ -1,0 +1,49 @@
+"""Cover a volume with 64^3 tiles using the fewest tiles, hence the least overlap."""
+
+import math
+
+import numpy as np
+
+from .constants import TILE_SIZE
+
+
+def tile_starts(size: int, tile: int = TILE_SIZE) -> list[int]:
+    """Tile start indices along one axis, spread evenly from 0 to ``size - tile``.
+
+    An axis no longer than a tile gets a single start at 0 (the volume is padded).
+    """
+    if size <= tile:
+        return [0]
+    count = math.ceil(size / tile)
+    return [int(round(s)) for s in np.linspace(0, size - tile, count)]
+
+
+def pad_to_tile(volume: np.ndarray, tile: int = TILE_SIZE) -> np.ndarray:
+    """Pad (at the end, with zeros) every axis shorter than a tile up to the tile size."""
+    pad = [(0, max(0, tile - s)) for s in volume.shape]
+    if any(after for _, after in pad):
+        volume = np.pad(volume, pad, mode='constant')
+    return volume
+
+
+def tile_grid(shape: tuple[int, int, int], tile: int = TILE_SIZE) -> list[list[int]]:
+    """Per-axis tile starts for a volume shape (after padding)."""
+    return [tile_starts(max(s, tile), tile) for s in shape]
+
+
+def extract_tiles(volume: np.ndarray, tile: int = TILE_SIZE) -> tuple[np.ndarray, np.ndarray,
+                                                                     tuple[int, int, int]]:
+    """Split a 3D volume into tiles.
+
+    Returns ``(tiles, starts, grid_shape)``: tiles as an array ``[N, tile, tile, tile]``, the
+    start index of each tile ``[N, 3]`` and the number of tiles along each axis, in C order
+    (so ``tiles.reshape(*grid_shape, ...)`` gives the coarse map).
+    """
+    if volume.ndim != 3:
+        raise ValueError(f'expected a 3D volume, got {volume.ndim} dimensions')
+    volume = pad_to_tile(volume, tile)
+    grid = tile_grid(volume.shape, tile)
+    starts = np.array([(i, j, k) for i in grid[0] for j in grid[1] for k in grid[2]],
+                      dtype=np.int64)
+    tiles = np.stack([volume[i:i + tile, j:j + tile, k:k + tile] for i, j, k in starts])
+    return tiles, starts, (len(grid[0]), len(grid[1]), len(grid[2]))
