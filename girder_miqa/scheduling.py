@@ -9,11 +9,12 @@ import logging
 from girder.constants import TokenScope
 from girder.models.file import File
 from girder.models.item import Item
+from girder.models.setting import Setting
 from girder.models.token import Token
 from girder.models.user import User
+from girder_plugin_worker.constants import PluginSettings
 
-from .constants import (ASSESSMENT_WRITE_SCOPE, ITEM_FIELD, JOB_TYPE, AssessmentStatus,
-                        is_image_name)
+from .constants import ASSESSMENT_WRITE_SCOPE, ITEM_FIELD, JOB_TYPE, AssessmentStatus, is_image_name
 from .models import review_state
 from .models.project import Project
 
@@ -44,10 +45,12 @@ def schedule_assessment(item: dict, file: dict, user: dict | None, project: dict
         user = User().load(item['creatorId'], force=True)
     token = Token().createToken(
         user=user, days=1, scope=[TokenScope.DATA_READ, assessment_scope(item['_id'])])
-    try:
-        directPath = File().getLocalFilePath(file)
-    except Exception:
-        directPath = None
+    directPath = None
+    if Setting().get(PluginSettings.DIRECT_PATH):  # workers share the assetstore's disk
+        try:
+            directPath = File().getLocalFilePath(file)
+        except Exception:
+            directPath = None
     result = tasks.assess_scan.apply_async(kwargs={
         'item_id': str(item['_id']),
         'file_id': str(file['_id']),

@@ -54,9 +54,6 @@ def assess_scan(self, item_id: str, file_id: str, file_name: str,
     A scan that cannot be assessed gets a failed assessment with the reason, and the job ends
     in error; the worker goes on with the next task.
     """
-    from .assessment import get_assessor
-    from .image_io import ImageError
-
     gc = self.girder_client
     jm = self.job_manager
     endpoint = f'item/{item_id}/miqa/assessment'
@@ -69,14 +66,15 @@ def assess_scan(self, item_id: str, file_id: str, file_name: str,
     gc.put(endpoint, json={'status': 'running'})
     workdir = tempfile.mkdtemp(prefix='miqa-')
     try:
+        from .assessment import get_assessor
+
         path = _fetch_input(gc, file_id, file_name, direct_path, workdir)
         result = get_assessor(model_name).assess_file(path, progress=progress)
-    except ImageError as exc:
-        gc.put(endpoint, json={'status': 'failed', 'reason': str(exc)})
-        raise
     except Exception as exc:
-        gc.put(endpoint, json={'status': 'failed',
-                               'reason': f'{type(exc).__name__}: {exc}'})
+        # An unreadable scan says why in one line; anything else names the exception type.
+        bad_input = type(exc).__name__ == 'ImageError'
+        reason = str(exc) if bad_input else f'{type(exc).__name__}: {exc}'
+        gc.put(endpoint, json={'status': 'failed', 'reason': reason})
         raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
