@@ -1,0 +1,215 @@
+"""Assess one scan with the MIQA network: read, normalise, tile, one batched forward pass.
+
+Result of :meth:`Assessor.assess_file` / :meth:`Assessor.assess_volume` (JSON-serialisable)::
+
+    quality    float 0..10: mean over tiles of output 0, clamped
+    artifacts  {key: probability}: mean over tiles of sigmoid(output 1..10), keys in the order
+               of constants.ARTIFACT_KEYS
+    tileMap    {grid [nx, ny, nz], starts [[i, j, k], ...], tileSize 64,
+                shape [X, Y, Z] (the padded volume), quality [per tile],
+                artifacts {key: [per tile]}}
+               Tiles are listed in C order of the grid (k fastest); starts are voxel indices
+               of the reoriented volume: canonical RAS, axes increasing toward Right,
+               Anterior, Superior (``volume.shape`` before padding).
+    metrics    {name: float} from quality_metrics.compute_quality_metrics
+    model      {name, version, sha256}
+    volume     {shape, spacing, orientation (of the file, e.g. 'LAS'), note, format}
+    timings    {read, preprocess, inference, metrics, total} seconds
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .constants import ARTIFACT_KEYS, DEFAULT_MODEL, QUALITY_MAX, QUALITY_MIN, TILE_SIZE
+from .image_io import ScanVolume, read_volume, warm_up_itk
+from .preprocessing import intensity_range, rescale_intensity, rescale_into
+from .quality_metrics import compute_quality_metrics
+from .tiling import pad_to_tile, tile_grid
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, str], None]
+
+#: Tiles per forward pass: bounds memory (a 64^3 tile is 1 MiB in, ~3 MiB of activations).
+DEFAULT_BATCH_SIZE = 16
+PROGRESS_TOTAL = 5
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (affinity-aware), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def make_tiles(array: np.ndarray, tile: int = TILE_SIZE) -> tuple[np.ndarray, np.ndarray,
+                                                                  tuple[int, int, int],
+                                                                  tuple[int, int, int]]:
+    """Normalised tiles of a volume, like ``extract_tiles(rescale_intensity(array))``.
+
+    Faster: the percentiles are found without sorting, and the rescale runs in place on the
+    tiles rather than on a full copy of the volume. Returns (tiles [N, t, t, t] float32,
+    starts [N, 3], grid shape, padded shape).
+    """
+    if any(s < tile for s in array.shape):
+        volume = pad_to_tile(rescale_intensity(array), tile)
+        low = high = None
+    else:
+        volume = array
+        low, high = intensity_range(array)
+    grid = tile_grid(volume.shape, tile)
+    count = len(grid[0]) * len(grid[1]) * len(grid[2])
+    tiles = np.empty((count, tile, tile, tile), dtype=np.float32)
+    starts = np.empty((count, 3), dtype=np.int64)
+    n = 0
+    for i in grid[0]:
+        for j in grid[1]:
+            for k in grid[2]:
+                tiles[n] = volume[i:i + tile, j:j + tile, k:k + tile]
+                starts[n] = (i, j, k)
+                n += 1
+    if low is not None:
+        rescale_into(tiles, low, high)
+    shape = tuple(int(s) for s in volume.shape)
+    return tiles, starts, (len(grid[0]), len(grid[1]), len(grid[2])), shape  # type: ignore
+
+
+class Assessor:
+    """A loaded model that assesses scans; create once per process (see :func:`get_assessor`)."""
+
+    def __init__(self, model: str | os.PathLike = DEFAULT_MODEL, batch_size: int =
+                 DEFAULT_BATCH_SIZE, threads: int | None = None, max_voxels: int | None = None):
+        import torch
+
+        from .model_store import load_model
+
+        self.threads = threads or available_cores()
+        torch.set_num_threads(self.threads)
+        self.network, self.info = load_model(model)
+        self.batch_size = max(1, int(batch_size))
+        self.max_voxels = max_voxels
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> dict[str, str]:
+        """``{name, version, sha256}`` of the loaded weights."""
+        return {'name': str(self.info['name']), 'version': str(self.info['version']),
+                'sha256': str(self.info['sha256'])}
+
+    def predict_tiles(self, tiles: np.ndarray) -> np.ndarray:
+        """Network outputs ``[N, 11]`` (float32) for normalised tiles ``[N, 64, 64, 64]``."""
+        import torch
+
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+        batch = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).unsqueeze(1)
+        outputs = []
+        with self._lock, torch.inference_mode():
+            for start in range(0, batch.shape[0], self.batch_size):
+                outputs.append(self.network(batch[start:start + self.batch_size]))
+        return torch.cat(outputs).float().numpy()
+
+    def assess_volume(self, volume: ScanVolume, progress: Progress | None = None,
+                      metrics: bool = True, _timings: dict[str, float] | None = None
+                      ) -> dict[str, Any]:
+        """Assess a volume already read (see the module docstring for the result)."""
+        timings = dict(_timings or {})
+        report = progress or (lambda current, total, message: None)
+        t0 = time.perf_counter()
+        report(2, PROGRESS_TOTAL, 'normalising and tiling')
+        tiles, starts, grid, padded = make_tiles(volume.array)
+        t1 = time.perf_counter()
+        report(3, PROGRESS_TOTAL, f'running the model on {len(tiles)} tiles')
+        out = self.predict_tiles(tiles)
+        t2 = time.perf_counter()
+        del tiles
+        quality_tiles = np.clip(out[:, 0].astype(np.float64), QUALITY_MIN, QUALITY_MAX)
+        probs = 1.0 / (1.0 + np.exp(-out[:, 1:].astype(np.float64)))
+        quality = float(np.clip(out[:, 0].astype(np.float64).mean(), QUALITY_MIN, QUALITY_MAX))
+        artifacts = {key: float(probs[:, i].mean()) for i, key in enumerate(ARTIFACT_KEYS)}
+        report(4, PROGRESS_TOTAL, 'image quality metrics')
+        iqms = compute_quality_metrics(volume.array, volume.spacing) if metrics else {}
+        t3 = time.perf_counter()
+        timings.update(preprocess=t1 - t0, inference=t2 - t1, metrics=t3 - t2)
+        timings.setdefault('read', 0.0)
+        timings['total'] = timings['read'] + (t3 - t0)
+        report(PROGRESS_TOTAL, PROGRESS_TOTAL, f'quality {quality:.2f}/10')
+        return {
+            'quality': quality,
+            'artifacts': artifacts,
+            'tileMap': {
+                'grid': [int(g) for g in grid],
+                'starts': starts.tolist(),
+                'tileSize': TILE_SIZE,
+                'shape': list(padded),
+                'quality': [float(q) for q in quality_tiles],
+                'artifacts': {key: [float(p) for p in probs[:, i]]
+                              for i, key in enumerate(ARTIFACT_KEYS)},
+            },
+            'metrics': iqms,
+            'model': self.model,
+            'volume': {
+                'shape': list(volume.shape),
+                'spacing': [float(s) for s in volume.spacing],
+                'orientation': volume.original_orientation,
+                'note': volume.note,
+                'format': volume.source_format,
+            },
+            'timings': {key: float(value) for key, value in timings.items()},
+        }
+
+    def assess_file(self, path: str | os.PathLike, progress: Progress | None = None,
+                    metrics: bool = True) -> dict[str, Any]:
+        """Read and assess a scan file; ImageError (one line) when it cannot be assessed."""
+        if progress:
+            progress(1, PROGRESS_TOTAL, 'reading the image')
+        t0 = time.perf_counter()
+        volume = read_volume(path, max_voxels=self.max_voxels)
+        read = time.perf_counter() - t0
+        return self.assess_volume(volume, progress, metrics=metrics, _timings={'read': read})
+
+
+_assessors: dict[str, Assessor] = {}
+_assessors_lock = threading.Lock()
+
+
+def get_assessor(model_name: str | os.PathLike = DEFAULT_MODEL) -> Assessor:
+    """The process-wide Assessor of a model (loaded on first use, then cached)."""
+    key = os.fspath(model_name)
+    with _assessors_lock:
+        if key not in _assessors:
+            _assessors[key] = Assessor(key)
+        return _assessors[key]
+
+
+def clear_cache() -> None:
+    """Forget the cached assessors (after new weights are installed, and in tests)."""
+    with _assessors_lock:
+        _assessors.clear()
+
+
+def warm_up(model_name: str | os.PathLike = DEFAULT_MODEL) -> Assessor | None:
+    """Load ITK and the model and run the network once; logs (never raises) when unavailable."""
+    try:
+        warm_up_itk()
+    except Exception:
+        logger.exception('ITK warm-up failed')
+    try:
+        assessor = get_assessor(model_name)
+    except Exception as exc:
+        logger.warning('MIQA model %s not loaded at warm-up: %s', model_name, exc)
+        return None
+    try:
+        assessor.predict_tiles(np.zeros((1, TILE_SIZE, TILE_SIZE, TILE_SIZE), np.float32))
+    except Exception:
+        logger.exception('MIQA model %s failed its warm-up pass', model_name)
+    return assessor

@@ -1,0 +1,375 @@
+"""Read a scan with ITK into a float32 array in canonical RAS voxel order, with clear refusals.
+
+Formats: NIfTI (.nii, .nii.gz), NRRD/NHDR, MetaImage (.mha/.mhd), MGH/MGZ and a zipped DICOM
+series (.zip). The array is indexed ``[x, y, z]`` where voxel axes increase toward the
+patient's Right, Anterior and Superior (what nibabel's ``as_closest_canonical`` gives): the
+closest permutation/flip of the stored axes, without resampling, so oblique scans stay oblique.
+
+Every refusal is an :class:`ImageError` whose message is one line saying why.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .constants import IMAGE_EXTENSIONS
+
+logger = logging.getLogger(__name__)
+
+#: Hard upper bound on the voxels of the assessed 3D volume (1024^3 float32 = 4 GiB).
+HARD_MAX_VOXELS = 1024 ** 3
+#: Bytes of memory the pipeline needs per voxel, about: native buffer, float32 copy, rescaled
+#: copy and tiles (the tiles overlap a little).
+BYTES_PER_VOXEL_ESTIMATE = 16
+#: Largest total uncompressed size of a zipped DICOM series we extract (bytes).
+MAX_ZIP_BYTES = 4 * 1024 ** 3
+
+
+class ImageError(ValueError):
+    """A file that cannot be assessed; the message is one line saying why."""
+
+
+@dataclass
+class ScanVolume:
+    """A 3D scan as the model sees it: float32 ``[x, y, z]`` in canonical RAS voxel order."""
+
+    array: np.ndarray
+    spacing: tuple[float, float, float]
+    original_orientation: str
+    source_format: str
+    note: str | None = None
+    shape: tuple[int, int, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.shape = tuple(int(s) for s in self.array.shape)  # type: ignore[assignment]
+
+
+def _itk():
+    """Import ITK lazily (the Girder server imports this package without ITK)."""
+    import itk
+
+    return itk
+
+
+def max_voxels_bound(max_voxels: int | None = None) -> int:
+    """The voxel limit in force: the smallest of 1024^3, ``MIQA_MAX_VOXELS`` and the argument."""
+    bound = HARD_MAX_VOXELS
+    env = os.environ.get('MIQA_MAX_VOXELS', '').strip()
+    if env:
+        try:
+            bound = min(bound, int(float(env)))
+        except ValueError:
+            logger.warning('ignoring MIQA_MAX_VOXELS=%r (not a number)', env)
+    if max_voxels is not None:
+        bound = min(bound, int(max_voxels))
+    return bound
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available now (Linux MemAvailable), or None when unknown."""
+    try:
+        with open('/proc/meminfo') as fh:
+            for line in fh:
+                if line.startswith('MemAvailable:'):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _format_shape(shape) -> str:
+    return '×'.join(str(int(s)) for s in shape)
+
+
+def _check_size(shape3: tuple[int, ...], total_voxels: int, max_voxels: int | None) -> None:
+    """Refuse a volume that is over the voxel bound or would not fit in memory."""
+    voxels = int(np.prod(shape3, dtype=np.int64))
+    bound = max_voxels_bound(max_voxels)
+    if voxels > bound:
+        raise ImageError(f'image too large: {_format_shape(shape3)} = {voxels:,} voxels, over '
+                         f'the limit of {bound:,} (MIQA_MAX_VOXELS)')
+    need = total_voxels * 4 + voxels * BYTES_PER_VOXEL_ESTIMATE
+    available = _available_memory()
+    if available is not None and need > available:
+        raise ImageError(f'image too large for this machine: {_format_shape(shape3)} needs about '
+                         f'{need / 2**30:.1f} GiB, {available / 2**30:.1f} GiB available')
+
+
+def _itk_message(exc: Exception) -> str:
+    """The one useful line of an ITK exception (they span several lines)."""
+    text = str(exc)
+    match = re.search(r'Description:\s*(.+)', text)
+    if match:
+        text = match.group(1)
+    text = ' '.join(text.split())
+    text = re.sub(r'^(ITK ERROR: \S+: )', '', text)
+    return text[:300]
+
+
+def source_format(path: str | os.PathLike) -> str:
+    """A short format name from the file name ('nifti', 'nrrd', 'metaimage', 'mgh', 'dicom-zip')."""
+    name = str(path).lower()
+    for ending, fmt in (('.nii.gz', 'nifti'), ('.nii', 'nifti'), ('.nrrd', 'nrrd'),
+                        ('.nhdr', 'nrrd'), ('.mha', 'metaimage'), ('.mhd', 'metaimage'),
+                        ('.mgz', 'mgh'), ('.mgh', 'mgh'), ('.zip', 'dicom-zip')):
+        if name.endswith(ending):
+            return fmt
+    return 'unknown'
+
+
+_DIRECT_TYPES = {'unsigned_char': 'UC', 'char': 'SS', 'unsigned_short': 'US', 'short': 'SS'}
+
+
+def _pixel_type(itk, io) -> object:
+    """A wrapped ITK pixel type that holds the file's values (float for everything else)."""
+    name = io.GetComponentTypeAsString(io.GetComponentType())
+    return getattr(itk, _DIRECT_TYPES.get(name, 'F'))
+
+
+def _describe_io(io) -> tuple[int, list[int], int, str]:
+    """(dimensions, sizes, components, pixel-type name) from an ImageIO that read its header."""
+    ndim = int(io.GetNumberOfDimensions())
+    sizes = [int(io.GetDimensions(i)) for i in range(ndim)]
+    return ndim, sizes, int(io.GetNumberOfComponents()), io.GetPixelTypeAsString(io.GetPixelType())
+
+
+def _check_header(ndim: int, sizes: list[int], components: int, pixel: str,
+                  max_voxels: int | None) -> tuple[tuple[int, int, int], str | None]:
+    """Validate a header before reading voxels; return the 3D shape and a note for 4D."""
+    if components != 1:
+        raise ImageError(f'{pixel} image with {components} components per voxel: only scalar '
+                         f'(grayscale) volumes can be assessed')
+    while ndim > 3 and sizes[-1] == 1:  # trailing singleton dimensions are 3D in disguise
+        ndim -= 1
+        sizes = sizes[:ndim]
+    if ndim < 3 or min(sizes[:3]) < 2:
+        raise ImageError(f'2D image ({_format_shape(sizes)}): a 3D volume is needed')
+    if ndim > 4 and any(s > 1 for s in sizes[4:]):
+        raise ImageError(f'{ndim}D image ({_format_shape(sizes)}): only 3D or 4D images can be '
+                         f'assessed')
+    shape3 = (sizes[0], sizes[1], sizes[2])
+    total = int(np.prod(sizes, dtype=np.int64))
+    _check_size(shape3, total, max_voxels)
+    note = None
+    if ndim >= 4 and sizes[3] > 1:
+        note = f'4D series of {sizes[3]} volumes: assessed the first volume'
+    return shape3, note
+
+
+def _read_single(path: str, max_voxels: int | None):
+    """Read a single-file image with ITK; return (itk 3D image, note)."""
+    itk = _itk()
+    io = itk.ImageIOFactory.CreateImageIO(path, itk.CommonEnums.IOFileMode_ReadMode)
+    if io is None:
+        raise ImageError('not a readable image (no ITK reader recognises the file '
+                         f'{os.path.basename(path)!r})')
+    io.SetFileName(path)
+    try:
+        io.ReadImageInformation()
+    except RuntimeError as exc:
+        raise ImageError(f'cannot read the image header: {_itk_message(exc)}') from None
+    ndim, sizes, components, pixel = _describe_io(io)
+    _, note = _check_header(ndim, sizes, components, pixel, max_voxels)
+    ptype = _pixel_type(itk, io)
+    try:
+        if ndim == 3:
+            reader = itk.ImageFileReader[itk.Image[ptype, 3]].New(FileName=path, ImageIO=io)
+            reader.Update()
+            return reader.GetOutput(), note
+        image4 = itk.Image[ptype, 4]
+        reader = itk.ImageFileReader[image4].New(FileName=path, ImageIO=io)
+        reader.UpdateOutputInformation()
+        region = reader.GetOutput().GetLargestPossibleRegion()
+        size = region.GetSize()
+        size[3] = 0
+        region.SetSize(size)
+        extract = itk.ExtractImageFilter[image4, itk.Image[ptype, 3]].New(
+            Input=reader.GetOutput(), ExtractionRegion=region)
+        extract.SetDirectionCollapseToSubmatrix()
+        extract.Update()
+        return extract.GetOutput(), note
+    except RuntimeError as exc:
+        raise ImageError(f'cannot read the image data (corrupt or truncated file?): '
+                         f'{_itk_message(exc)}') from None
+
+
+def _safe_extract(archive: zipfile.ZipFile, target: Path) -> list[Path]:
+    """Extract a zip's files under flat, numbered names (no path traversal, bounded size)."""
+    members = [m for m in archive.infolist() if not m.is_dir()
+               and not os.path.basename(m.filename).startswith('.')
+               and '__MACOSX' not in m.filename]
+    total = sum(m.file_size for m in members)
+    if total > MAX_ZIP_BYTES:
+        raise ImageError(f'zip archive too large: {total / 2**30:.1f} GiB uncompressed')
+    paths = []
+    for number, member in enumerate(members):
+        base = os.path.basename(member.filename)
+        lower = base.lower()
+        suffix = next((e for e in IMAGE_EXTENSIONS if lower.endswith(e) and e != '.zip'), '')
+        out = target / f'{number:06d}{suffix}'
+        with archive.open(member) as src, open(out, 'wb') as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        paths.append(out)
+    return paths
+
+
+def _read_dicom_zip(path: str, max_voxels: int | None):
+    """Read the largest DICOM series in a zip (or its single non-DICOM image file)."""
+    itk = _itk()
+    workdir = Path(tempfile.mkdtemp(prefix='miqa-dicom-'))
+    try:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                files = _safe_extract(archive, workdir)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
+            raise ImageError(f'not a readable zip archive: {exc}') from None
+        except RuntimeError as exc:  # encrypted members
+            raise ImageError(f'cannot extract the zip archive: {exc}') from None
+        if not files:
+            raise ImageError('the zip archive is empty')
+        images = [f for f in files if f.suffix]
+        if len(images) == 1 and len(files) == 1:
+            return _read_single(str(images[0]), max_voxels)
+        names = itk.GDCMSeriesFileNames.New()
+        names.SetUseSeriesDetails(True)
+        names.SetDirectory(str(workdir))
+        uids = list(names.GetSeriesUIDs())
+        if not uids:
+            raise ImageError(f'the zip archive holds no DICOM series ({len(files)} files)')
+        series = max((list(names.GetFileNames(uid)) for uid in uids), key=len)
+        io = itk.GDCMImageIO.New()
+        io.SetFileName(series[0])
+        try:
+            io.ReadImageInformation()
+        except RuntimeError as exc:
+            raise ImageError(f'cannot read the DICOM header: {_itk_message(exc)}') from None
+        meta = io.GetMetaDataDictionary()
+        image_type = meta['0008|0008'] if meta.HasKey('0008|0008') else ''
+        if 'MOSAIC' in str(image_type).upper():
+            raise ImageError('Siemens MOSAIC DICOM (each file tiles many slices) is not '
+                             'supported: convert it to NIfTI with dcm2niix and assess that')
+        ndim, sizes, components, pixel = _describe_io(io)
+        if len(series) > 1:
+            sizes = sizes[:2] + [len(series)]
+            ndim = 3
+        _check_header(ndim, sizes, components, pixel, max_voxels)
+        ptype = _pixel_type(itk, io)
+        image3 = itk.Image[ptype, 3]
+        try:
+            if len(series) > 1:
+                reader = itk.ImageSeriesReader[image3].New(ImageIO=io, FileNames=series)
+            else:
+                reader = itk.ImageFileReader[image3].New(ImageIO=io, FileName=series[0])
+            reader.Update()
+        except RuntimeError as exc:
+            raise ImageError(f'cannot read the DICOM series: {_itk_message(exc)}') from None
+        note = None
+        if len(uids) > 1:
+            note = (f'zip holds {len(uids)} DICOM series: assessed the largest '
+                    f'({len(series)} files)')
+        return reader.GetOutput(), note
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _orientation(direction_lps: np.ndarray, spacing: np.ndarray):
+    """nibabel orientation of the voxel axes, from ITK's LPS direction matrix."""
+    from nibabel import orientations
+
+    affine = np.eye(4)
+    affine[:3, :3] = np.diag([-1.0, -1.0, 1.0]) @ direction_lps @ np.diag(spacing)
+    ornt = orientations.io_orientation(affine)
+    codes = ''.join(orientations.ornt2axcodes(ornt))
+    return ornt, codes
+
+
+def to_ras(array_xyz: np.ndarray, direction_lps: np.ndarray, spacing) -> tuple[
+        np.ndarray, tuple[float, float, float], str]:
+    """Permute/flip an ``[x, y, z]`` array to canonical RAS; also the new spacing and old codes.
+
+    The result is a view where possible; callers copy it once (with their dtype).
+    """
+    from nibabel import orientations
+
+    spacing = np.asarray(spacing, dtype=float)
+    ornt, codes = _orientation(direction_lps, spacing)
+    view = orientations.apply_orientation(array_xyz, ornt)
+    new_spacing = [0.0, 0.0, 0.0]
+    for axis, (target, _flip) in enumerate(ornt):
+        new_spacing[int(target)] = float(spacing[axis])
+    return view, (new_spacing[0], new_spacing[1], new_spacing[2]), codes
+
+
+def _to_volume(image, note: str | None, fmt: str) -> ScanVolume:
+    """Convert an ITK 3D image to a canonical-RAS float32 ScanVolume and check its values."""
+    itk = _itk()
+    native = itk.array_view_from_image(image)  # [z, y, x]
+    direction = np.asarray(itk.array_from_matrix(image.GetDirection()), dtype=float)
+    spacing = np.asarray(tuple(image.GetSpacing()), dtype=float)
+    view, ras_spacing, codes = to_ras(native.T, direction, spacing)
+    if np.issubdtype(native.dtype, np.floating):
+        finite = np.isfinite(native)
+        bad = int(finite.size - np.count_nonzero(finite))
+        if bad:
+            nans = int(np.count_nonzero(np.isnan(native)))
+            raise ImageError(f'image has {bad:,} non-finite voxels ({nans:,} NaN, '
+                             f'{bad - nans:,} infinite)')
+    low, high = native.min(), native.max()
+    if low == high:
+        raise ImageError(f'constant image: every voxel is {float(low):g}')
+    array = np.ascontiguousarray(view, dtype=np.float32)
+    return ScanVolume(array=array, spacing=ras_spacing, original_orientation=codes,
+                      source_format=fmt, note=note)
+
+
+def read_volume(path: str | os.PathLike, max_voxels: int | None = None) -> ScanVolume:
+    """Read a scan into a canonical-RAS :class:`ScanVolume`; raise ImageError saying why not.
+
+    The header is checked (dimensions, components, size against ``max_voxels`` /
+    ``MIQA_MAX_VOXELS`` / 1024^3 and free memory) before voxel data is read. A 4D image gives
+    its first volume, with a ``note`` saying so.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ImageError(f'file not found: {path}')
+    if not os.path.isfile(path):
+        raise ImageError(f'not a file: {path}')
+    if os.path.getsize(path) == 0:
+        raise ImageError('empty file (0 bytes)')
+    fmt = source_format(path)
+    if fmt == 'dicom-zip':
+        image, note = _read_dicom_zip(path, max_voxels)
+    else:
+        image, note = _read_single(path, max_voxels)
+    return _to_volume(image, note, fmt)
+
+
+_warm = False
+
+
+def warm_up_itk() -> None:
+    """Pay ITK's first-read cost (seconds of lazy loading) by reading a tiny generated image."""
+    global _warm
+    if _warm:
+        return
+    import nibabel as nib
+
+    with tempfile.TemporaryDirectory(prefix='miqa-warm-') as tmp:
+        path = os.path.join(tmp, 'warm.nii.gz')
+        data = np.arange(8 * 8 * 8, dtype=np.int16).reshape(8, 8, 8)
+        nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+        read_volume(path)
+        # The 4D path and the DICOM/orientation modules load their own wrappers.
+        itk = _itk()
+        itk.ExtractImageFilter[itk.Image[itk.SS, 4], itk.Image[itk.SS, 3]]
+        itk.GDCMImageIO.New()
+    _warm = True

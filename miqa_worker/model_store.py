@@ -1,0 +1,134 @@
+"""Find and load MIQA models: ``<dir>/<name>/weights.pt`` (a state_dict) + ``model.json``.
+
+Search order for a name: ``MIQA_MODEL_DIR`` (``os.pathsep``-separated directories), then the
+package's ``miqa_worker/models/``. A path to a model directory (or to its ``weights.pt``) is
+used as is. Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+PACKAGE_MODEL_DIR = Path(__file__).resolve().parent / 'models'
+WEIGHTS_FILE = 'weights.pt'
+INFO_FILE = 'model.json'
+
+
+class ModelError(RuntimeError):
+    """A model that cannot be used (unreadable or incompatible weights)."""
+
+
+class ModelNotFoundError(ModelError, FileNotFoundError):
+    """No model of that name or path; the message names every place searched."""
+
+
+def search_dirs() -> list[Path]:
+    """Directories searched for a model name, in order."""
+    dirs = [Path(p).expanduser() for p in os.environ.get('MIQA_MODEL_DIR', '').split(os.pathsep)
+            if p.strip()]
+    return dirs + [PACKAGE_MODEL_DIR]
+
+
+def find_model(name_or_path: str | os.PathLike) -> Path:
+    """The directory of a model given its name or path; ModelNotFoundError naming the places."""
+    text = os.fspath(name_or_path)
+    candidate = Path(text).expanduser()
+    looked: list[str] = []
+    if candidate.is_file() and candidate.name == WEIGHTS_FILE:
+        return candidate.parent
+    if os.sep in text or candidate.is_absolute() or text.startswith('.'):
+        if (candidate / WEIGHTS_FILE).is_file():
+            return candidate
+        raise ModelNotFoundError(f'model not found: no {WEIGHTS_FILE} in {candidate}')
+    for base in search_dirs():
+        path = base / text
+        if (path / WEIGHTS_FILE).is_file():
+            return path
+        looked.append(str(path))
+    raise ModelNotFoundError(f'model {text!r} not found: no {WEIGHTS_FILE} in '
+                             f'{", ".join(looked)} (set MIQA_MODEL_DIR to add a directory)')
+
+
+_sha_cache: dict[tuple[str, int, int], str] = {}
+
+
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file, cached by path, size and modification time."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _sha_cache:
+        digest = hashlib.sha256()
+        with open(path, 'rb') as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b''):
+                digest.update(chunk)
+        _sha_cache[key] = digest.hexdigest()
+    return _sha_cache[key]
+
+
+def read_info(model_dir: Path) -> dict[str, Any]:
+    """The model's ``model.json`` plus ``sha256``/``path`` (name from the directory if absent)."""
+    info: dict[str, Any] = {}
+    info_path = model_dir / INFO_FILE
+    if info_path.is_file():
+        try:
+            info = json.loads(info_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ModelError(f'unreadable {info_path}: {exc}') from None
+        if not isinstance(info, dict):
+            raise ModelError(f'{info_path} is not a JSON object')
+    info.setdefault('name', model_dir.name)
+    info.setdefault('version', 'unversioned')
+    info['sha256'] = sha256_file(model_dir / WEIGHTS_FILE)
+    info['path'] = str(model_dir)
+    return info
+
+
+def load_model(name_or_path: str | os.PathLike):
+    """Load a model: ``(network in eval mode on CPU, info dict with sha256 of weights.pt)``."""
+    import torch
+
+    from .network import build_network
+
+    model_dir = find_model(name_or_path)
+    info = read_info(model_dir)
+    weights = model_dir / WEIGHTS_FILE
+    try:
+        state = torch.load(weights, map_location='cpu', weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise ModelError(f'cannot load {weights}: {type(exc).__name__}: {exc}') from None
+    if isinstance(state, dict) and isinstance(state.get('state_dict'), dict):
+        state = state['state_dict']
+    network = build_network()
+    try:
+        network.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f'{weights} does not fit the MIQA network: {first}') from None
+    network.eval()
+    for parameter in network.parameters():
+        parameter.requires_grad_(False)
+    return network, info
+
+
+def save_model(network, model_dir: str | os.PathLike, name: str, version: str,
+               description: str, **extra: Any) -> Path:
+    """Write ``weights.pt`` and ``model.json`` (used by tests and training)."""
+    import datetime
+
+    import torch
+
+    path = Path(model_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    torch.save(network.state_dict(), path / WEIGHTS_FILE)
+    info = {'name': name, 'version': version,
+            'created': datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            'description': description, **extra}
+    (path / INFO_FILE).write_text(json.dumps(info, indent=2) + '\n')
+    return path

@@ -1,0 +1,216 @@
+"""Classic no-reference image quality metrics (IQMs) with MRIQC's definitions, numpy/scipy only.
+
+The masks are deliberately simple, so the numbers are comparable between scans of this tool, not
+with MRIQC's own output:
+
+* head mask: Otsu threshold of the intensities (clipped to their 99.5th percentile), morphological
+  closing, hole filling, the largest connected component;
+* air (background): everything outside the head mask dilated by two voxels;
+* tissue classes: a 3-class 1D k-means of the head's intensities, named after T1w contrast
+  ``csf`` (darkest), ``gm`` (middle), ``wm`` (brightest). For other contrasts they are just
+  dark/middle/bright classes.
+
+Large volumes are subsampled by an integer stride (every f-th voxel along each axis, no
+averaging, so the voxel noise is unchanged) to at most ``max_voxels`` voxels.
+
+Undefined ratios (a zero denominator, e.g. the air of a skull-stripped scan is all zeros) are
+reported as ``-1.0`` like MRIQC; every value is a finite float.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage
+
+DIETRICH_FACTOR = 1.0 / math.sqrt(2.0 / (4.0 - math.pi))
+DEFAULT_MAX_VOXELS = 1 << 21
+TISSUES = ('csf', 'gm', 'wm')
+UNDEFINED = -1.0
+
+
+def _finite(value: float, default: float = UNDEFINED) -> float:
+    """A plain float, or ``default`` when not finite."""
+    value = float(value)
+    return value if math.isfinite(value) else default
+
+
+def _ratio(num: float, den: float, floor: float) -> float:
+    """``num / den``, or UNDEFINED when ``|den|`` is at most ``floor``."""
+    if not math.isfinite(den) or abs(den) <= floor:
+        return UNDEFINED
+    return _finite(num / den)
+
+
+def subsample(array: np.ndarray, max_voxels: int = DEFAULT_MAX_VOXELS) -> tuple[np.ndarray, int]:
+    """Every f-th voxel along each axis so that at most ``max_voxels`` remain; also f."""
+    factor = max(1, math.ceil((array.size / max_voxels) ** (1.0 / 3.0)))
+    while math.prod(math.ceil(s / factor) for s in array.shape) > max_voxels:
+        factor += 1
+    if factor == 1:
+        return array, 1
+    return np.ascontiguousarray(array[::factor, ::factor, ::factor]), factor
+
+
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold of a 1D array of intensities (maximises between-class variance)."""
+    hist, edges = np.histogram(values, bins=bins)
+    centers = (edges[:-1] + edges[1:]) / 2.0
+    hist = hist.astype(np.float64)
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centers)
+    mu0 = np.divide(m0, w0, out=np.zeros_like(m0), where=w0 > 0)
+    mu1 = np.divide(m0[-1] - m0, w1, out=np.zeros_like(m0), where=w1 > 0)
+    between = w0 * w1 * (mu0 - mu1) ** 2
+    return float(centers[int(np.argmax(between[:-1]))]) if bins > 1 else float(centers[0])
+
+
+def head_mask(array: np.ndarray) -> np.ndarray:
+    """A boolean head (foreground) mask: Otsu, closing, hole filling, largest component."""
+    high = float(np.percentile(array, 99.5))
+    low = float(array.min())
+    clipped = np.clip(array, low, high) if high > low else array
+    mask = array > otsu_threshold(clipped.reshape(-1))
+    if not mask.any():
+        return mask
+    structure = ndimage.generate_binary_structure(3, 1)
+    mask = ndimage.binary_closing(mask, structure, iterations=2, border_value=0)
+    mask = ndimage.binary_fill_holes(mask)
+    labels, count = ndimage.label(mask, structure)
+    if count > 1:
+        sizes = np.bincount(labels.reshape(-1))
+        sizes[0] = 0
+        mask = labels == int(np.argmax(sizes))
+    return mask
+
+
+def tissue_classes(values: np.ndarray, iterations: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """1D 3-means of foreground intensities: (class per value 0/1/2 dark..bright, centres)."""
+    if values.size < 3:
+        return np.zeros(values.shape, dtype=np.int8), np.zeros(3)
+    hist, edges = np.histogram(values, bins=512)
+    centers_bins = (edges[:-1] + edges[1:]) / 2.0
+    means = np.percentile(values, [20.0, 50.0, 80.0]).astype(np.float64)
+    for _ in range(iterations):
+        cuts = (means[:-1] + means[1:]) / 2.0
+        assign = np.searchsorted(cuts, centers_bins)
+        new = means.copy()
+        for c in range(3):
+            weight = hist[assign == c].sum()
+            if weight > 0:
+                new[c] = (hist[assign == c] * centers_bins[assign == c]).sum() / weight
+        new.sort()
+        if np.allclose(new, means):
+            break
+        means = new
+    cuts = (means[:-1] + means[1:]) / 2.0
+    return np.searchsorted(cuts, values).astype(np.int8), means
+
+
+def _summary(values: np.ndarray, prefix: str) -> dict[str, float]:
+    """MRIQC-style summary statistics of a region: mean, stdv, median, mad, p05, p95, k, n."""
+    out: dict[str, float] = {}
+    n = values.size
+    if n == 0:
+        for key in ('mean', 'stdv', 'median', 'mad', 'p05', 'p95', 'k'):
+            out[f'summary_{prefix}_{key}'] = 0.0
+        out[f'summary_{prefix}_n'] = 0.0
+        return out
+    values = values.astype(np.float64, copy=False)
+    mean = values.mean()
+    std = values.std()
+    p05, median, p95 = np.percentile(values, [5.0, 50.0, 95.0])
+    mad = np.median(np.abs(values - median)) * 1.4826
+    kurt = ((values - mean) ** 4).mean() / std ** 4 - 3.0 if std > 0 else 0.0
+    for key, value in (('mean', mean), ('stdv', std), ('median', median), ('mad', mad),
+                       ('p05', p05), ('p95', p95), ('k', kurt), ('n', float(n))):
+        out[f'summary_{prefix}_{key}'] = _finite(value, 0.0)
+    return out
+
+
+def efc(array: np.ndarray) -> float:
+    """Entropy focus criterion (Atkinson 1997), normalised by its maximum as in MRIQC."""
+    values = np.abs(array.reshape(-1).astype(np.float64))
+    n = values.size
+    efc_max = n * (1.0 / math.sqrt(n)) * math.log(1.0 / math.sqrt(n))
+    energy = math.sqrt(float(np.dot(values, values)))
+    if energy == 0 or efc_max == 0:
+        return UNDEFINED
+    b = values[values > 0] / energy
+    return _finite(float(np.sum(b * np.log(b))) / efc_max)
+
+
+def compute_quality_metrics(array: np.ndarray, spacing=None,
+                            max_voxels: int = DEFAULT_MAX_VOXELS) -> dict[str, float]:
+    """No-reference IQMs of a 3D volume (any intensity units); every value a finite float.
+
+    Keys (MRIQC definitions; ``fg`` = head, ``bg``/``air`` = outside the dilated head):
+
+    * ``snr_csf``/``snr_gm``/``snr_wm``: ``mean / (std * sqrt(n / (n - 1)))`` inside a class;
+      ``snr_total`` their mean.
+    * ``snr_fg``: the same ratio over the whole head.
+    * ``snrd_total``: Dietrich SNR ``mean_fg / (sqrt(2 / (4 - pi)) * sigma_air)`` with the air's
+      MAD-based sigma (its std when the MAD is zero); -1 when the air is noiseless.
+    * ``cnr``: ``|mu_wm - mu_gm| / sqrt(sigma_air^2 + sigma_gm^2 + sigma_wm^2)``.
+    * ``cjv``: coefficient of joint variation ``(sigma_wm + sigma_gm) / |mu_wm - mu_gm|``
+      (lower is better).
+    * ``efc``: entropy focus criterion, 0..1 (lower = sharper, less ghosting/blur).
+    * ``fber``: ``median(|fg|^2) / median(|air|^2)``; -1 when the air's median energy is ~0.
+    * ``wm2max``: ``median(wm) / p99.95(volume)``.
+    * ``fg_fraction``: the head's share of the field of view; ``fg_volume_ml`` its volume
+      (millilitres, from ``spacing``; 0 when no spacing is given); ``subsample_factor``.
+    * ``summary_{fg,bg,csf,gm,wm}_{mean,stdv,median,mad,p05,p95,k,n}``: region statistics in
+      the image's units (``mad`` scaled by 1.4826, ``k`` excess kurtosis, ``n`` voxel count of
+      the subsampled volume).
+    """
+    data = np.asarray(array, dtype=np.float32)
+    if data.ndim != 3:
+        raise ValueError(f'expected a 3D volume, got {data.ndim} dimensions')
+    data, factor = subsample(data, max_voxels)
+    fg_mask = head_mask(data)
+    air_mask = ~ndimage.binary_dilation(fg_mask, iterations=2) if fg_mask.any() else ~fg_mask
+    fg = data[fg_mask]
+    air = data[air_mask]
+    scale = float(np.percentile(data, 99.5)) - float(data.min())
+    floor = max(scale, 1e-30) * 1e-6
+
+    metrics: dict[str, float] = {}
+    classes, _ = tissue_classes(fg)
+    tissue = {name: fg[classes == c] for c, name in enumerate(TISSUES)}
+    stats = {}
+    for name, values in (('fg', fg), ('bg', air), *tissue.items()):
+        metrics.update(_summary(values, name))
+        stats[name] = (metrics[f'summary_{name}_mean'], metrics[f'summary_{name}_stdv'],
+                       values.size)
+
+    def snr(name: str) -> float:
+        mean, std, n = stats[name]
+        return _ratio(mean, std * math.sqrt(n / (n - 1)), floor) if n > 1 else UNDEFINED
+
+    for name in TISSUES:
+        metrics[f'snr_{name}'] = snr(name)
+    metrics['snr_total'] = _finite(float(np.mean([metrics[f'snr_{t}'] for t in TISSUES])))
+    metrics['snr_fg'] = snr('fg')
+
+    sigma_air = metrics['summary_bg_mad'] or metrics['summary_bg_stdv']
+    metrics['snrd_total'] = _ratio(metrics['summary_fg_mean'], sigma_air / DIETRICH_FACTOR,
+                                   floor)
+    mu_gm, sd_gm, _ = stats['gm']
+    mu_wm, sd_wm, _ = stats['wm']
+    sd_air = metrics['summary_bg_stdv']
+    metrics['cnr'] = _ratio(abs(mu_wm - mu_gm), math.sqrt(sd_air ** 2 + sd_gm ** 2 + sd_wm ** 2),
+                            floor)
+    metrics['cjv'] = _ratio(sd_wm + sd_gm, abs(mu_wm - mu_gm), floor)
+    metrics['efc'] = efc(data)
+    fg_energy = float(np.median(fg.astype(np.float64) ** 2)) if fg.size else 0.0
+    air_energy = float(np.median(air.astype(np.float64) ** 2)) if air.size else 0.0
+    metrics['fber'] = _ratio(fg_energy, air_energy, floor ** 2)
+    top = float(np.percentile(data, 99.95))
+    metrics['wm2max'] = _ratio(metrics['summary_wm_median'], top, floor)
+    metrics['fg_fraction'] = _finite(fg_mask.mean(), 0.0)
+    voxel_ml = (math.prod(float(s) for s in spacing) * factor ** 3 / 1000.0) if spacing else 0.0
+    metrics['fg_volume_ml'] = _finite(fg.size * voxel_ml, 0.0)
+    metrics['subsample_factor'] = float(factor)
+    return {key: _finite(value) for key, value in sorted(metrics.items())}
