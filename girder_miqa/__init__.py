@@ -8,6 +8,9 @@ from girder.models.item import Item
 from girder.plugin import GirderPlugin, getPlugin, registerPluginStaticContent
 
 from .constants import ASSESSMENT_WRITE_SCOPE, ITEM_FIELD
+from .models import scans
+from .models.decision import Decision
+from .models.project import Project
 from .rest import item as item_rest
 from .rest.project import MiqaResource
 from .scheduling import on_data_process
@@ -28,6 +31,11 @@ class MiqaPlugin(GirderPlugin):
         # The review state is readable in the item's JSON, but only this plugin's endpoints
         # write it: Item's generic update endpoints never touch unknown top-level fields.
         Item().exposeFields(level=AccessType.READ, fields={ITEM_FIELD})
+
+        # The queue and visibility indices on Girder's items, and the plugin's own collections.
+        scans.ensure_indices()
+        Project()
+        Decision()
 
         info['apiRoot'].miqa = MiqaResource()
         item_rest.register(info['apiRoot'].item)

@@ -3,9 +3,21 @@
 Schema (only this plugin writes it)::
 
     item['miqa'] = {
-        'projectId': ObjectId,           # the project's folder id
+        'projectId': ObjectId,           # the project's folder id (== the project's _id)
         'state': 'unreviewed' | 'questionable' | 'good' | 'bad',
-        'created': datetime,
+        'created': datetime,             # when the item became a scan
+        'updated': datetime,             # last change of state, decision or lock
+        'rev': int,                      # bumped by every state change (conditional updates)
+        'decisionCount': int,            # decisions recorded in miqa_decision for this scan
+        'latestDecision': {...} | None,  # a copy of the newest decision (see models/decision.py)
+        'tier1': {'decision', 'userId', 'created'} | None,  # the newest tier-1 decision
+        'lock': {'userId', 'login', 'name', 'acquired', 'expires'} | None,
+        'sort': {                        # precomputed queue order (compound index)
+            'rank': 0 | 1,               # 0: assessed (done), 1: not assessed yet
+            'quality': float | None,     # predicted quality, lowest first
+            'artifact': float | None,    # minus the highest artifact probability
+            'created': datetime,         # the item's creation time, oldest first
+        },
         'assessment': {                  # the automatic assessment, see AssessmentStatus
             'status': str, 'reason': str | None, 'jobId': ObjectId | None, 'updated': datetime,
             ... the worker's result when status == 'done' (quality, artifacts, tileMap, metrics,
@@ -20,24 +32,77 @@ from girder.models.item import Item
 
 from ..constants import ITEM_FIELD, AssessmentStatus, ReviewState
 
+# How long a review lock lasts unless renewed; tests shorten it (a module attribute on purpose).
+LOCK_SECONDS: float = 300.0
+
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
+
+
+def lock_duration() -> datetime.timedelta:
+    """The current lock lifetime (read at call time so tests can change ``LOCK_SECONDS``)."""
+    return datetime.timedelta(seconds=LOCK_SECONDS)
+
+
+def artifact_probabilities(assessment: dict | None) -> dict[str, float]:
+    """The model's artifact probabilities as {key: p}, whatever shape the worker sent them in."""
+    if not assessment:
+        return {}
+    raw = assessment.get('artifacts')
+    out: dict[str, float] = {}
+    if isinstance(raw, dict):
+        for key, value in raw.items():
+            if isinstance(value, dict):
+                value = value.get('probability', value.get('prob'))
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[str(key)] = float(value)
+    elif isinstance(raw, list):
+        for entry in raw:
+            if isinstance(entry, dict) and entry.get('key') is not None:
+                value = entry.get('probability', entry.get('prob'))
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    out[str(entry['key'])] = float(value)
+    return out
+
+
+def sort_fields(assessment: dict | None, created) -> dict:
+    """The precomputed queue order for a scan with this assessment."""
+    if assessment and assessment.get('status') == AssessmentStatus.DONE and isinstance(
+            assessment.get('quality'), (int, float)):
+        probs = artifact_probabilities(assessment)
+        return {'rank': 0, 'quality': float(assessment['quality']),
+                'artifact': -max(probs.values()) if probs else 0.0, 'created': created}
+    return {'rank': 1, 'quality': None, 'artifact': None, 'created': created}
+
+
+def initial_state(item: dict, project: dict) -> dict:
+    """The review state of a scan nobody has looked at yet."""
+    now = _now()
+    created = item.get('created') or now
+    return {
+        'projectId': project['folderId'],
+        'state': ReviewState.UNREVIEWED,
+        'created': now,
+        'updated': now,
+        'rev': 0,
+        'decisionCount': 0,
+        'latestDecision': None,
+        'tier1': None,
+        'lock': None,
+        'sort': sort_fields(None, created),
+        'assessment': {'status': AssessmentStatus.NOT_SCHEDULED, 'reason': None, 'jobId': None,
+                       'updated': now},
+    }
 
 
 def ensure_scan(item: dict, project: dict) -> dict:
     """Give an item its initial review state if it has none; returns the current item."""
     if item.get(ITEM_FIELD):
         return item
-    state = {
-        'projectId': project['folderId'],
-        'state': ReviewState.UNREVIEWED,
-        'created': _now(),
-        'assessment': {'status': AssessmentStatus.NOT_SCHEDULED, 'reason': None, 'jobId': None,
-                       'updated': _now()},
-    }
     Item().collection.update_one(
-        {'_id': item['_id'], ITEM_FIELD: {'$exists': False}}, {'$set': {ITEM_FIELD: state}})
+        {'_id': item['_id'], ITEM_FIELD: {'$exists': False}},
+        {'$set': {ITEM_FIELD: initial_state(item, project)}})
     return Item().load(item['_id'], force=True)
 
 
@@ -53,7 +118,16 @@ def set_assessment_status(item: dict, status: str, reason: str | None = None,
 
 
 def set_assessment_result(item: dict, result: dict) -> None:
-    """Store a finished (or failed) assessment from the worker, replacing the previous one."""
+    """Store a finished (or failed) assessment from the worker, replacing the previous one.
+
+    A finished one also sets the scan's queue order (lowest quality, then highest artifact
+    probability first); a failed one puts the scan among the not yet assessed.
+    """
     assessment = {**result, 'updated': _now()}
-    Item().collection.update_one(
-        {'_id': item['_id']}, {'$set': {f'{ITEM_FIELD}.assessment': assessment}})
+    current = Item().collection.find_one({'_id': item['_id']}, {'created': 1, ITEM_FIELD: 1})
+    created = ((current or {}).get(ITEM_FIELD) or {}).get('sort', {}).get('created') or (
+        current or {}).get('created')
+    Item().collection.update_one({'_id': item['_id']}, {'$set': {
+        f'{ITEM_FIELD}.assessment': assessment,
+        f'{ITEM_FIELD}.sort': sort_fields(assessment, created),
+    }})

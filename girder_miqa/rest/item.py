@@ -1,4 +1,4 @@
-"""Endpoints under ``/item/{id}/miqa``: a scan's review state and its assessment."""
+"""Endpoints under ``/item/{id}/miqa``: a scan's review state, decisions, lock and assessment."""
 
 from girder.api import access
 from girder.api.describe import Description, autoDescribeRoute
@@ -8,23 +8,173 @@ from girder.exceptions import AccessException, RestException
 from girder.models.item import Item
 from girder.models.token import Token
 
+from .. import scheduling
 from ..constants import ITEM_FIELD, AssessmentStatus
-from ..models import review_state
+from ..models import lock, review_state
+from ..models.decision import BAD_RULE, MAX_COMMENT, Decision, validate_fields
+from ..models.project import Project, can_admin, user_tiers
 from ..scheduling import assessment_scope
+
+SCAN_ERROR = 'This item is not a scan of a MIQA project.'
+
+
+def scan_and_project(item: dict) -> tuple[dict, dict]:
+    """The scan (registered on the fly if it is an image in a project) and its project, or 400."""
+    state = item.get(ITEM_FIELD)
+    project = Project().load(state['projectId']) if state else None
+    if project is None:
+        project = Project().findForItem(item)
+        if project is None or scheduling.image_file(item) is None:
+            raise RestException(SCAN_ERROR)
+        item = review_state.ensure_scan(item, project)
+    return item, project
+
+
+def require_reviewer(project: dict, user: dict, tier: int | None = None) -> list[int]:
+    """The user's tiers in the project; 403 unless they have one (or the requested one)."""
+    tiers = user_tiers(project, user)
+    if not tiers:
+        raise AccessException(
+            'Only members of this project\'s tier-1 or tier-2 reviewer group (or admins) may '
+            'review its scans.')
+    if tier is not None and tier not in tiers:
+        raise AccessException(f'You are not a tier-{tier} reviewer in this project.')
+    return tiers
 
 
 @access.public
 @boundHandler
 @autoDescribeRoute(
     Description('Get the MIQA review state of a scan.')
+    .notes('The state (unreviewed, questionable, good, bad), the latest decision, the lock (null '
+           'when free or expired), the automatic assessment and the queue sort keys. Also in '
+           'the item\'s JSON as the read-only field "miqa".')
     .modelParam('id', model=Item, level=AccessType.READ)
     .errorResponse('The item is not a scan of a MIQA project.', 400)
 )
 def getState(self, item):
-    state = item.get(ITEM_FIELD)
-    if not state:
-        raise RestException('This item is not a scan of a MIQA project.')
-    return state
+    item, _project = scan_and_project(item)
+    return lock.public_state(item[ITEM_FIELD])
+
+
+@access.user
+@boundHandler
+@autoDescribeRoute(
+    Description('Record a review decision on a scan.')
+    .notes('Tier 1 marks a scan good or questionable (questionable scans go to the tier-2 '
+           'queue); tier 2 makes the final decision, good or bad, on any scan and may override '
+           f'earlier decisions. {BAD_RULE} The body is a JSON object: "decision" (required), '
+           '"tier" (1 or 2; default your highest tier), "artifacts" ({key: "present" | '
+           '"absent" | "not_stated"} with keys from the project vocabulary), "comment" (at most '
+           f'{MAX_COMMENT} characters), "location" ({{"ijk": [i, j, k], "world": [x, y, z]}} in '
+           'voxels and mm), "seconds" (time spent on the scan), "confidence" (1-5), "quality" '
+           '(your own 0-10 score). Returns {"decision": the recorded decision, "state": the '
+           'scan\'s new state}. Recording releases your lock.')
+    .modelParam('id', model=Item, level=AccessType.READ)
+    .jsonParam('body', 'The decision (see the notes).', paramType='body', requireObject=True)
+    .errorResponse('Invalid decision, artifact, comment, location or number; or bad without an '
+                   'artifact or comment.', 400)
+    .errorResponse('You are not a reviewer at that tier in this project.', 403)
+    .errorResponse('Someone else holds the scan\'s lock, or tier 2 already decided it.', 409)
+)
+def postDecision(self, item, body):
+    user = getCurrentUser()
+    item, project = scan_and_project(item)
+    unknown = sorted(set(body) - {'decision', 'tier', 'artifacts', 'comment', 'location',
+                                  'seconds', 'confidence', 'quality'})
+    if unknown:
+        raise RestException(f'Unknown field(s) in the decision: {", ".join(unknown)}.')
+    tier = body.get('tier')
+    if tier is not None and (isinstance(tier, bool) or tier not in (1, 2, '1', '2')):
+        raise RestException('tier must be 1 or 2.')
+    tier = int(tier) if tier is not None else None
+    tiers = require_reviewer(project, user, tier)
+    tier = tier or max(tiers)
+    if not isinstance(body.get('decision'), str):
+        raise RestException('decision is required: good, questionable (tier 1) or bad (tier 2).')
+    fields = validate_fields(
+        project, tier, body['decision'], artifacts=body.get('artifacts'),
+        comment=body.get('comment'), location=body.get('location'),
+        seconds=body.get('seconds'), confidence=body.get('confidence'),
+        quality=body.get('quality'))
+    doc = Decision().record(item, project, user, fields)
+    state = Item().collection.find_one({'_id': item['_id']}, {ITEM_FIELD: 1})[ITEM_FIELD]
+    return {'decision': doc, 'state': lock.public_state(state)}
+
+
+@access.public
+@boundHandler
+@autoDescribeRoute(
+    Description('List every decision on a scan, oldest first (the audit trail).')
+    .modelParam('id', model=Item, level=AccessType.READ)
+    .errorResponse('The item is not a scan of a MIQA project.', 400)
+)
+def getHistory(self, item):
+    item, _project = scan_and_project(item)
+    return Decision().history(item)
+
+
+@access.user
+@boundHandler
+@autoDescribeRoute(
+    Description('Open a scan for review: take (or renew) its lock.')
+    .notes('The lock expires 5 minutes after it was taken or last renewed; renew it by posting '
+           'again. Another reviewer gets 409 naming the holder; tier-2 reviewers and admins may '
+           'break it with force=true. Locks never block reading. Returns the scan\'s state.')
+    .modelParam('id', model=Item, level=AccessType.READ)
+    .param('force', 'Break a lock someone else holds (tier 2 and admins).', dataType='boolean',
+           default=False, required=False)
+    .errorResponse('You are not a reviewer in this project, or may not break locks.', 403)
+    .errorResponse('Someone else holds the lock.', 409)
+)
+def postLock(self, item, force):
+    user = getCurrentUser()
+    item, project = scan_and_project(item)
+    tiers = require_reviewer(project, user)
+    if force and 2 not in tiers:
+        raise AccessException('Only tier-2 reviewers and admins may break a lock.')
+    return lock.public_state(lock.acquire(item, user, force=force, may_break=2 in tiers))
+
+
+@access.user
+@boundHandler
+@autoDescribeRoute(
+    Description('Release the lock on a scan.')
+    .notes('Releases your own lock; with force=true a tier-2 reviewer or admin releases anyone\'s. '
+           'Releasing a scan nobody holds succeeds. Returns the scan\'s state.')
+    .modelParam('id', model=Item, level=AccessType.READ)
+    .param('force', 'Release a lock someone else holds (tier 2 and admins).',
+           dataType='boolean', default=False, required=False)
+    .errorResponse('You are not a reviewer in this project, or may not break locks.', 403)
+    .errorResponse('Someone else holds the lock.', 409)
+)
+def deleteLock(self, item, force):
+    user = getCurrentUser()
+    item, project = scan_and_project(item)
+    tiers = require_reviewer(project, user)
+    if force and 2 not in tiers:
+        raise AccessException('Only tier-2 reviewers and admins may break a lock.')
+    return lock.public_state(lock.release(item, user, force=force, may_break=2 in tiers))
+
+
+@access.user
+@boundHandler
+@autoDescribeRoute(
+    Description('Schedule the automatic assessment of a scan (again).')
+    .notes('For the project\'s reviewers and owners. Returns {"scheduled": bool, "jobId", '
+           '"state"}; when nothing could be scheduled the state\'s assessment.reason says why.')
+    .modelParam('id', model=Item, level=AccessType.READ)
+    .errorResponse('You are not a reviewer or owner of this project.', 403)
+)
+def postAssess(self, item):
+    user = getCurrentUser()
+    item, project = scan_and_project(item)
+    if not can_admin(project, user):
+        require_reviewer(project, user)
+    job = scheduling.request_assessment(item, user, project)
+    state = Item().collection.find_one({'_id': item['_id']}, {ITEM_FIELD: 1})[ITEM_FIELD]
+    return {'scheduled': job is not None, 'jobId': job['_id'] if job else None,
+            'state': lock.public_state(state)}
 
 
 ASSESSMENT_STATUSES = (AssessmentStatus.RUNNING, AssessmentStatus.DONE, AssessmentStatus.FAILED)
@@ -67,4 +217,9 @@ def putAssessment(self, item, assessment):
 
 def register(itemResource) -> None:
     itemResource.route('GET', (':id', 'miqa'), getState)
+    itemResource.route('POST', (':id', 'miqa', 'decision'), postDecision)
+    itemResource.route('GET', (':id', 'miqa', 'history'), getHistory)
+    itemResource.route('POST', (':id', 'miqa', 'lock'), postLock)
+    itemResource.route('DELETE', (':id', 'miqa', 'lock'), deleteLock)
+    itemResource.route('POST', (':id', 'miqa', 'assess'), postAssess)
     itemResource.route('PUT', (':id', 'miqa', 'assessment'), putAssessment)

@@ -1,12 +1,74 @@
-"""Endpoints under ``/miqa/project``: enable folders for review and manage them."""
+"""Endpoints under ``/miqa``: enable folders for review, settings, queues, progress, exchange."""
 
+import cherrypy
+from bson import ObjectId
+from bson.errors import InvalidId
 from girder.api import access
 from girder.api.describe import Description, autoDescribeRoute
-from girder.api.rest import Resource, filtermodel
+from girder.api.rest import Resource, setResponseHeader
 from girder.constants import AccessType
+from girder.exceptions import AccessException, RestException
 from girder.models.folder import Folder
+from girder.models.group import Group
+from girder.models.item import Item
+from girder.utility import path as path_util
 
-from ..models.project import Project
+from .. import scheduling
+from ..constants import ITEM_FIELD, AssessmentStatus
+from ..models import exchange, scans
+from ..models.project import Project, can_admin, register_scans, user_tiers
+
+MAX_IMPORT_BYTES = 200 * 1024 * 1024
+
+
+def load_project(id: str, user: dict | None) -> dict:
+    """The project with this (folder) id, if the user can read its folder; else 400 or 403."""
+    try:
+        projectId = ObjectId(id)
+    except (InvalidId, TypeError):
+        raise RestException(f'Invalid project id: {id!r} is not an ObjectId.') from None
+    project = Project().load(projectId)
+    if project is None:
+        raise RestException(f'No MIQA project has the id {id}.')
+    folder = Folder().load(project['folderId'], force=True)
+    if folder is None or not Folder().hasAccess(folder, user, AccessType.READ):
+        raise AccessException('You do not have read access to this project.')
+    return project
+
+
+def require_project_admin(project: dict, user: dict | None) -> None:
+    """403 unless the user is an admin or an owner (ADMIN access) of the project's folder."""
+    if not can_admin(project, user):
+        raise AccessException('Only admins and the project\'s owners (admin access on its '
+                              'folder) may do this.')
+
+
+def _group(groupId) -> dict | None:
+    group = Group().load(groupId, force=True) if groupId else None
+    return {'_id': group['_id'], 'name': group['name']} if group else None
+
+
+def project_json(project: dict, user: dict | None, counts: bool = True) -> dict:
+    """A project for the UI: settings, folder name and path, counts, the user's tiers."""
+    folder = Folder().load(project['folderId'], force=True)
+    try:
+        folderPath = path_util.getResourcePath('folder', folder, force=True) if folder else None
+    except Exception:
+        folderPath = None
+    out = {
+        '_id': project['_id'], 'folderId': project['folderId'], 'name': project['name'],
+        'created': project.get('created'), 'creatorId': project.get('creatorId'),
+        'settings': project['settings'],
+        'folder': {'_id': project['folderId'], 'name': folder['name'] if folder else None,
+                   'path': folderPath},
+        'tier1Group': _group(project['settings'].get('tier1GroupId')),
+        'tier2Group': _group(project['settings'].get('tier2GroupId')),
+        'myTiers': user_tiers(project, user),
+        'canAdmin': can_admin(project, user),
+    }
+    if counts:
+        out['counts'] = scans.state_counts(project, user)
+    return out
 
 
 class MiqaResource(Resource):
@@ -15,28 +77,239 @@ class MiqaResource(Resource):
     def __init__(self):
         super().__init__()
         self.resourceName = 'miqa'
+        self.route('GET', ('me',), self.getMe)
         self.route('POST', ('project',), self.createProject)
         self.route('GET', ('project',), self.listProjects)
-
-    @access.admin
-    @filtermodel(model=Project)
-    @autoDescribeRoute(
-        Description('Enable a folder for MIQA review (admins).')
-        .modelParam('folderId', model=Folder, level=AccessType.ADMIN, paramType='formData')
-        .jsonParam('settings', 'Project settings', required=False, requireObject=True)
-    )
-    def createProject(self, folder, settings):
-        return Project().createProject(folder, self.getCurrentUser(), settings)
+        self.route('GET', ('project', ':id'), self.getProject)
+        self.route('GET', ('project', ':id', 'settings'), self.getSettings)
+        self.route('PUT', ('project', ':id', 'settings'), self.putSettings)
+        self.route('GET', ('project', ':id', 'summary'), self.getSummary)
+        self.route('GET', ('project', ':id', 'queue'), self.getQueue)
+        self.route('GET', ('project', ':id', 'export'), self.export)
+        self.route('POST', ('project', ':id', 'import'), self.importScans)
+        self.route('POST', ('project', ':id', 'assess'), self.assess)
 
     @access.public
-    @filtermodel(model=Project)
-    @autoDescribeRoute(Description('List MIQA projects the user can read.'))
+    @autoDescribeRoute(
+        Description('The current user and their tiers in each MIQA project they can read.')
+        .notes('Returns {"user": {_id, login, name, admin} | null, "projects": [{_id, name, '
+               'myTiers, canAdmin}]}.')
+    )
+    def getMe(self):
+        user = self.getCurrentUser()
+        projects = []
+        for project in Project().find({}, sort=[('name', 1)]):
+            folder = Folder().load(project['folderId'], force=True)
+            if folder and Folder().hasAccess(folder, user, AccessType.READ):
+                projects.append({'_id': project['_id'], 'name': project['name'],
+                                 'myTiers': user_tiers(project, user),
+                                 'canAdmin': can_admin(project, user)})
+        return {
+            'user': {'_id': user['_id'], 'login': user['login'], 'admin': user['admin'],
+                     'name': f'{user["firstName"]} {user["lastName"]}'} if user else None,
+            'projects': projects,
+        }
+
+    @access.admin
+    @autoDescribeRoute(
+        Description('Enable a folder for MIQA review (admins).')
+        .notes('settings (all optional): tier1GroupId, tier2GroupId (group ids), artifacts '
+               '([{key, label}], default the model\'s ten), autoAssess (bool, default true), '
+               'model (name). Image items already in the folder become scans. The project is '
+               'identified by its folder\'s id.')
+        .modelParam('folderId', model=Folder, level=AccessType.ADMIN, paramType='formData')
+        .jsonParam('settings', 'Project settings', required=False, requireObject=True)
+        .errorResponse('The folder is already a project, or a setting is invalid.', 400)
+    )
+    def createProject(self, folder, settings):
+        user = self.getCurrentUser()
+        project = Project().createProject(folder, user, settings)
+        register_scans(project)
+        return project_json(project, user)
+
+    @access.public
+    @autoDescribeRoute(
+        Description('List the MIQA projects the user can read, with counts and their tiers.'))
     def listProjects(self):
         user = self.getCurrentUser()
         out = []
         for project in Project().find({}, sort=[('name', 1)]):
-            folder = Folder().load(project['folderId'], user=user, level=AccessType.READ,
-                                   exc=False)
-            if folder:
-                out.append(project)
+            folder = Folder().load(project['folderId'], force=True)
+            if folder and Folder().hasAccess(folder, user, AccessType.READ):
+                out.append(project_json(project, user))
         return out
+
+    @access.public
+    @autoDescribeRoute(
+        Description('Get a MIQA project: settings, folder, counts and the user\'s tiers.')
+        .param('id', 'The project (= its folder\'s) id.', paramType='path')
+        .errorResponse('Invalid or unknown project id.', 400)
+        .errorResponse('No read access to the project folder.', 403)
+    )
+    def getProject(self, id):
+        user = self.getCurrentUser()
+        return project_json(load_project(id, user), user)
+
+    @access.public
+    @autoDescribeRoute(
+        Description('Get a MIQA project\'s settings.')
+        .param('id', 'The project (= its folder\'s) id.', paramType='path')
+        .errorResponse('Invalid or unknown project id.', 400)
+    )
+    def getSettings(self, id):
+        return load_project(id, self.getCurrentUser())['settings']
+
+    @access.user
+    @autoDescribeRoute(
+        Description('Change a MIQA project\'s settings (admins and the project\'s owners).')
+        .notes('The body is a JSON object with any of tier1GroupId, tier2GroupId, artifacts, '
+               'autoAssess, model; settings left out keep their values. Returns the settings.')
+        .param('id', 'The project (= its folder\'s) id.', paramType='path')
+        .jsonParam('settings', 'The settings to change.', paramType='body', requireObject=True)
+        .errorResponse('Invalid setting.', 400)
+        .errorResponse('Not an admin or owner of the project.', 403)
+    )
+    def putSettings(self, id, settings):
+        user = self.getCurrentUser()
+        project = load_project(id, user)
+        require_project_admin(project, user)
+        return Project().updateSettings(project, settings)['settings']
+
+    @access.public
+    @autoDescribeRoute(
+        Description('Progress of a project: counts per state, reviewer and artifact, and the '
+                    'agreement between tier-1 decisions and the model.')
+        .notes('Registers image items not yet known as scans first. Counts cover only the scans '
+               'the user can read. Agreement: the model calls a scan suspicious when its '
+               'quality < 5 or any artifact probability > 0.5; tier 1 when it marks it '
+               'questionable; reported as a 2x2 table, percent agreement and Cohen\'s kappa.')
+        .param('id', 'The project (= its folder\'s) id.', paramType='path')
+        .errorResponse('Invalid or unknown project id.', 400)
+    )
+    def getSummary(self, id):
+        user = self.getCurrentUser()
+        project = load_project(id, user)
+        register_scans(project)
+        return scans.summary(project, user)
+
+    @access.public
+    @autoDescribeRoute(
+        Description('A page of a review queue.')
+        .notes('tier=1: unreviewed scans; tier=2: questionable scans. Most suspicious first by '
+               'the automatic assessment (lowest predicted quality, then highest artifact '
+               'probability), then scans not yet assessed, oldest first. Returns {"items": '
+               '[{_id, name, folderId, folderPath, path, created, size, miqa}], "total", '
+               '"offset", "limit", "tier", "state"}; only scans the user can read.')
+        .param('id', 'The project (= its folder\'s) id.', paramType='path')
+        .param('tier', 'The queue: 1 or 2.', dataType='integer', enum=[1, 2], default=1,
+               required=False)
+        .param('limit', 'Page size (1-1000).', dataType='integer', default=50, required=False)
+        .param('offset', 'Scans to skip.', dataType='integer', default=0, required=False)
+        .errorResponse('Invalid project id, tier, limit or offset.', 400)
+    )
+    def getQueue(self, id, tier, limit, offset):
+        if not 1 <= limit <= 1000:
+            raise RestException('limit must be from 1 to 1000.')
+        if offset < 0:
+            raise RestException('offset must not be negative.')
+        user = self.getCurrentUser()
+        project = load_project(id, user)
+        return scans.queue(project, user, tier, limit, offset)
+
+    @access.public(cookie=True)
+    @autoDescribeRoute(
+        Description('Export every scan of a project the user can read, as CSV or JSON.')
+        .notes(exchange.EXPORT_NOTES)
+        .param('id', 'The project (= its folder\'s) id.', paramType='path')
+        .param('format', 'csv or json', enum=['csv', 'json'], default='csv', required=False)
+        .errorResponse('Invalid project id or format.', 400)
+    )
+    def export(self, id, format):
+        user = self.getCurrentUser()
+        project = load_project(id, user)
+        name = f'miqa-{project["name"]}.{format}'.replace('"', '')
+        setResponseHeader('Content-Disposition', f'attachment; filename="{name}"')
+        if format == 'json':
+            setResponseHeader('Content-Type', 'application/json')
+            body = exchange.export_json(project, user)
+        else:
+            setResponseHeader('Content-Type', 'text/csv; charset=utf-8')
+            body = exchange.export_csv(project, user)
+
+        def stream():
+            yield body.encode('utf8')
+        return stream
+
+    @access.user
+    @autoDescribeRoute(
+        Description('Import scans, and optionally earlier decisions, into a project.')
+        .notes(exchange.IMPORT_NOTES)
+        .param('id', 'The project (= its folder\'s) id.', paramType='path')
+        .param('format', 'csv or json (default: from the Content-Type, else guessed).',
+               enum=['csv', 'json'], required=False)
+        .param('assetstoreId', 'The filesystem assetstore for rows with an absolute server '
+               'path (default: the current assetstore, if it is a filesystem one).',
+               required=False)
+        .errorResponse('Invalid project id, format or file.', 400)
+        .errorResponse('Not an admin or owner of the project.', 403)
+    )
+    def importScans(self, id, format, assetstoreId):
+        user = self.getCurrentUser()
+        project = load_project(id, user)
+        require_project_admin(project, user)
+        body = cherrypy.request.body.read(MAX_IMPORT_BYTES + 1)
+        if len(body) > MAX_IMPORT_BYTES:
+            raise RestException(f'The import is larger than {MAX_IMPORT_BYTES} bytes.')
+        try:
+            text = body.decode('utf-8-sig')
+        except UnicodeDecodeError:
+            raise RestException('The import must be UTF-8 text (CSV or JSON).') from None
+        if not format:
+            contentType = cherrypy.request.headers.get('Content-Type', '')
+            format = 'json' if 'json' in contentType or text.lstrip()[:1] in ('[', '{') else 'csv'
+        return exchange.import_text(project, user, text, format, assetstoreId)
+
+    @access.user
+    @autoDescribeRoute(
+        Description('Schedule the automatic assessment of every scan not yet assessed by the '
+                    'project\'s current model.')
+        .notes('For admins and the project\'s owners. Registers image items not yet known as '
+               'scans first. Scans already queued or running are left alone unless force=true. '
+               'Returns counts: {"scans", "scheduled", "alreadyAssessed", "inProgress", '
+               '"notScheduled", "registered", "reasons": {reason: count}}.')
+        .param('id', 'The project (= its folder\'s) id.', paramType='path')
+        .param('force', 'Also schedule scans whose assessment is queued or running.',
+               dataType='boolean', default=False, required=False)
+        .errorResponse('Not an admin or owner of the project.', 403)
+    )
+    def assess(self, id, force):
+        user = self.getCurrentUser()
+        project = load_project(id, user)
+        require_project_admin(project, user)
+        registered = register_scans(project)
+        model = project['settings'].get('model')
+        counts = {'scans': 0, 'scheduled': 0, 'alreadyAssessed': 0, 'inProgress': 0,
+                  'notScheduled': 0, 'registered': registered, 'reasons': {}}
+        query = scans.visible_filter(project, user)
+        for item in Item().collection.find(query):
+            counts['scans'] += 1
+            assessment = item[ITEM_FIELD].get('assessment') or {}
+            status = assessment.get('status')
+            assessedBy = assessment.get('model')
+            if isinstance(assessedBy, dict):
+                assessedBy = assessedBy.get('name')
+            if status == AssessmentStatus.DONE and assessedBy == model:
+                counts['alreadyAssessed'] += 1
+                continue
+            if status in (AssessmentStatus.QUEUED, AssessmentStatus.RUNNING) and not force:
+                counts['inProgress'] += 1
+                continue
+            if scheduling.request_assessment(item, user, project):
+                counts['scheduled'] += 1
+            else:
+                counts['notScheduled'] += 1
+                reason = Item().collection.find_one(
+                    {'_id': item['_id']}, {ITEM_FIELD: 1})[ITEM_FIELD]['assessment'].get(
+                        'reason') or 'unknown'
+                counts['reasons'][reason] = counts['reasons'].get(reason, 0) + 1
+        return counts

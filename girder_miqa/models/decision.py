@@ -1,0 +1,319 @@
+"""Review decisions: validation, the tier rules, and the append-only audit trail ``miqa_decision``.
+
+A decision document::
+
+    {
+        '_id': ObjectId, 'itemId': ObjectId, 'projectId': ObjectId, 'folderId': ObjectId,
+        'userId': ObjectId | None, 'login': str, 'userName': str,   # the reviewer
+        'tier': 1 | 2, 'decision': 'good' | 'questionable' | 'bad',
+        'previousState': str,                # the scan's state before (None for imports)
+        'artifacts': {key: 'present' | 'absent'},   # keys not stated are left out
+        'comment': str,
+        'location': {'ijk': [i, j, k], 'world': [x, y, z]} | None,
+        'seconds': float | None,             # time spent on the scan, sent by the client
+        'confidence': int | None,            # 1 (unsure) .. 5 (certain)
+        'quality': float | None,             # the reviewer's own 0..10 score, if given
+        'assessment': {'status', 'model', 'quality', 'artifacts'} | None,  # the model, as it stood
+        'created': datetime,
+        'seq': int | None,                   # the scan's rev this decision produced (None: import)
+        'source': 'review' | 'import',
+        'importKey': str,                    # imports only: makes re-imports idempotent
+    }
+"""
+
+import datetime
+import hashlib
+import json
+
+from bson import ObjectId
+from girder.exceptions import RestException, ValidationException
+from girder.models.item import Item
+from girder.models.model_base import Model
+from pymongo.errors import DuplicateKeyError
+
+from ..constants import DECISION_COLLECTION, ITEM_FIELD, ReviewState
+from . import review_state
+from .project import finite
+
+MAX_COMMENT = 10_000
+MAX_SECONDS = 7 * 24 * 3600
+TIER_DECISIONS = {1: (ReviewState.GOOD, ReviewState.QUESTIONABLE),
+                  2: (ReviewState.GOOD, ReviewState.BAD)}
+PRESENT, ABSENT = 'present', 'absent'
+NOT_STATED_VALUES = (None, '', 'not_stated', 'unstated', 'not stated')
+BAD_RULE = ('A scan can be marked bad only if at least one artifact is marked present or a '
+            'comment explains a problem the artifact vocabulary does not cover.')
+MAX_RETRIES = 50
+
+
+class ConflictException(RestException):
+    """HTTP 409: the scan is locked by someone else, or its state forbids the request."""
+
+    def __init__(self, message: str):
+        super().__init__(message, code=409)
+
+
+def _now() -> datetime.datetime:
+    """Now, to the millisecond (what MongoDB keeps, so returned and stored times agree)."""
+    now = review_state._now()
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def user_display(user: dict) -> str:
+    """A reviewer's name for people."""
+    name = f'{user.get("firstName", "")} {user.get("lastName", "")}'.strip()
+    return name or user.get('login', '')
+
+
+def normalize_artifacts(value, vocabulary: list[dict]) -> dict[str, str]:
+    """``{key: present|absent}`` from a dict of key -> present/absent/not stated (or booleans), or
+    a list of present keys; unknown keys and values are a ValidationException."""
+    keys = [a['key'] for a in vocabulary]
+    if value is None:
+        return {}
+    if isinstance(value, list):
+        value = {key: PRESENT for key in value}
+    if not isinstance(value, dict):
+        raise ValidationException(
+            'artifacts must be an object {key: "present" | "absent" | "not_stated"}.',
+            'artifacts')
+    out = {}
+    for key, state in value.items():
+        if key not in keys:
+            raise ValidationException(
+                f'Unknown artifact {key!r}; this project\'s artifacts are: {", ".join(keys)}.',
+                'artifacts')
+        if isinstance(state, str):
+            state = state.strip().lower()
+        if state in (PRESENT, True, 'true', 'yes', '1'):
+            out[key] = PRESENT
+        elif state in (ABSENT, False, 'false', 'no', '0'):
+            out[key] = ABSENT
+        elif state in NOT_STATED_VALUES:
+            continue
+        else:
+            raise ValidationException(
+                f'Artifact {key!r} must be "present", "absent" or "not_stated", not {state!r}.',
+                'artifacts')
+    return out
+
+
+def _vector(value, field: str, integer: bool) -> list:
+    if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(
+            finite(v) for v in value):
+        raise ValidationException(f'location.{field} must be three numbers.', 'location')
+    if integer:
+        if not all(float(v).is_integer() and v >= 0 for v in value):
+            raise ValidationException(
+                f'location.{field} must be three non-negative voxel indices.', 'location')
+        return [int(v) for v in value]
+    return [float(v) for v in value]
+
+
+def normalize_location(value) -> dict | None:
+    """A location of interest: voxel indices ``ijk`` and/or world coordinates ``world`` (mm)."""
+    if value in (None, {}):
+        return None
+    if not isinstance(value, dict) or not set(value) <= {'ijk', 'world'}:
+        raise ValidationException(
+            'location must be an object with "ijk" (voxel indices) and/or "world" (mm).',
+            'location')
+    out = {}
+    if value.get('ijk') is not None:
+        out['ijk'] = _vector(value['ijk'], 'ijk', True)
+    if value.get('world') is not None:
+        out['world'] = _vector(value['world'], 'world', False)
+    return out or None
+
+
+def validate_fields(project: dict, tier: int, decision: str, artifacts=None, comment=None,
+                    location=None, seconds=None, confidence=None, quality=None) -> dict:
+    """Check a decision's content against the project's vocabulary and the workflow rules."""
+    if tier not in TIER_DECISIONS:
+        raise ValidationException('tier must be 1 or 2.', 'tier')
+    if decision not in ReviewState.ALL or decision == ReviewState.UNREVIEWED:
+        raise ValidationException(
+            f'Unknown decision {decision!r}; use good, questionable (tier 1) or bad (tier 2).',
+            'decision')
+    if decision not in TIER_DECISIONS[tier]:
+        raise ValidationException(
+            f'At tier {tier} a scan can be marked {" or ".join(TIER_DECISIONS[tier])}, '
+            f'not {decision}.', 'decision')
+    artifacts = normalize_artifacts(artifacts, project['settings']['artifacts'])
+    if comment is None:
+        comment = ''
+    if not isinstance(comment, str):
+        raise ValidationException('comment must be text.', 'comment')
+    if len(comment) > MAX_COMMENT:
+        raise ValidationException(
+            f'comment is {len(comment)} characters; at most {MAX_COMMENT} are allowed.',
+            'comment')
+    if decision == ReviewState.BAD and PRESENT not in artifacts.values() and not comment.strip():
+        raise ValidationException(BAD_RULE, 'decision')
+    if seconds is not None and (not finite(seconds) or not 0 <= seconds <= MAX_SECONDS):
+        raise ValidationException(
+            f'seconds must be a number from 0 to {MAX_SECONDS}.', 'seconds')
+    if confidence is not None and (not finite(confidence) or confidence not in (1, 2, 3, 4, 5)):
+        raise ValidationException('confidence must be an integer from 1 to 5.', 'confidence')
+    if quality is not None and (not finite(quality) or not 0 <= quality <= 10):
+        raise ValidationException('quality must be a number from 0 to 10.', 'quality')
+    return {
+        'tier': tier, 'decision': decision, 'artifacts': artifacts, 'comment': comment,
+        'location': normalize_location(location),
+        'seconds': float(seconds) if seconds is not None else None,
+        'confidence': int(confidence) if confidence is not None else None,
+        'quality': float(quality) if quality is not None else None,
+    }
+
+
+def assessment_snapshot(assessment: dict | None) -> dict | None:
+    """The model's assessment as it stands: status, model, quality, artifact probabilities."""
+    if not assessment:
+        return None
+    return {
+        'status': assessment.get('status'),
+        'model': assessment.get('model'),
+        'quality': assessment.get('quality'),
+        'artifacts': review_state.artifact_probabilities(assessment) or None,
+    }
+
+
+def latest_copy(doc: dict) -> dict:
+    """What ``item['miqa']['latestDecision']`` keeps of a decision."""
+    return {k: v for k, v in doc.items()
+            if k not in ('itemId', 'projectId', 'folderId', 'importKey')}
+
+
+def lock_free_clause(userId, now) -> dict:
+    """A query clause: the scan is not locked by anyone but ``userId`` (or the lock expired)."""
+    return {'$or': [{f'{ITEM_FIELD}.lock': None},
+                    {f'{ITEM_FIELD}.lock.userId': userId},
+                    {f'{ITEM_FIELD}.lock.expires': {'$lte': now}}]}
+
+
+def lock_holder(state: dict, now) -> dict | None:
+    """The live lock on a scan, or None when it is free or expired."""
+    lock = state.get('lock')
+    if lock and lock.get('expires') and lock['expires'] > now:
+        return lock
+    return None
+
+
+class Decision(Model):
+    """The append-only audit trail of review decisions."""
+
+    def initialize(self):
+        self.name = DECISION_COLLECTION
+        self.ensureIndices([
+            ([('itemId', 1), ('created', 1)], {}),
+            ([('projectId', 1), ('folderId', 1)], {}),
+            ([('itemId', 1), ('importKey', 1)],
+             {'unique': True, 'partialFilterExpression': {'importKey': {'$exists': True}}}),
+        ])
+
+    def validate(self, doc):
+        return doc
+
+    def history(self, item: dict) -> list[dict]:
+        """Every decision on a scan, oldest first."""
+        return list(self.find({'itemId': item['_id']}, sort=[('created', 1), ('_id', 1)]))
+
+    def record(self, item: dict, project: dict, user: dict, fields: dict) -> dict:
+        """Apply a validated decision to a scan atomically and append it to the trail.
+
+        The item is updated only if its ``rev`` is unchanged since it was read and no one else
+        holds its lock; a lost race re-reads and re-checks the rules, so concurrent decisions
+        are each recorded (or refused with 409), never lost. The decider's lock is released.
+        """
+        for _ in range(MAX_RETRIES):
+            current = Item().collection.find_one(
+                {'_id': item['_id']}, {ITEM_FIELD: 1, 'folderId': 1, 'name': 1})
+            state = (current or {}).get(ITEM_FIELD)
+            if not state:
+                raise RestException('This item is not a scan of a MIQA project.')
+            now = _now()
+            holder = lock_holder(state, now)
+            if holder and holder['userId'] != user['_id']:
+                raise ConflictException(
+                    f'{holder.get("name") or holder.get("login")} ({holder.get("login")}) is '
+                    f'reviewing this scan (locked until {holder["expires"].isoformat()}); a '
+                    'tier-2 reviewer or an admin may break the lock.')
+            latest = state.get('latestDecision') or {}
+            if fields['tier'] == 1 and latest.get('tier') == 2:
+                raise ConflictException(
+                    'This scan was decided at tier 2; only a tier-2 reviewer may change it.')
+            rev = state.get('rev', 0)
+            doc = {
+                '_id': ObjectId(), 'itemId': item['_id'], 'projectId': project['_id'],
+                'folderId': current['folderId'], 'userId': user['_id'], 'login': user['login'],
+                'userName': user_display(user), **fields,
+                'previousState': state['state'],
+                'assessment': assessment_snapshot(state.get('assessment')),
+                'created': now, 'seq': rev + 1, 'source': 'review',
+            }
+            update = {
+                '$set': {f'{ITEM_FIELD}.state': fields['decision'],
+                         f'{ITEM_FIELD}.latestDecision': latest_copy(doc),
+                         f'{ITEM_FIELD}.lock': None,
+                         f'{ITEM_FIELD}.updated': now},
+                '$inc': {f'{ITEM_FIELD}.rev': 1, f'{ITEM_FIELD}.decisionCount': 1},
+            }
+            if fields['tier'] == 1:
+                update['$set'][f'{ITEM_FIELD}.tier1'] = {
+                    'decision': fields['decision'], 'userId': user['_id'], 'created': now}
+            query = {'_id': item['_id'], f'{ITEM_FIELD}.rev': rev, **lock_free_clause(
+                user['_id'], now)}
+            if Item().collection.update_one(query, update).modified_count:
+                self.collection.insert_one(doc)
+                return doc
+        raise ConflictException('The scan changed too often while recording; try again.')
+
+    def import_decision(self, item: dict, project: dict, fields: dict, login: str,
+                        user: dict | None, created: datetime.datetime,
+                        assessment: dict | None = None, undated: bool = False) -> bool:
+        """Append an earlier decision brought in by an import; False if it was already there.
+
+        An undated decision gets the import's time, and is recognized again by its content.
+        """
+        key_source = {k: fields.get(k) for k in ('tier', 'decision', 'artifacts', 'comment',
+                                                 'location', 'seconds', 'confidence', 'quality')}
+        key_source.update(login=login, created='' if undated else created.isoformat())
+        importKey = hashlib.sha256(json.dumps(key_source, sort_keys=True).encode()).hexdigest()
+        if not undated and self.findOne({'itemId': item['_id'], 'created': created, 'login': login,
+                         'tier': fields['tier'], 'decision': fields['decision']},
+                        fields=['_id']):
+            return False  # the same decision (e.g. exported from this server) is already here
+        doc = {
+            '_id': ObjectId(), 'itemId': item['_id'], 'projectId': project['_id'],
+            'folderId': item['folderId'], 'userId': user['_id'] if user else None,
+            'login': login, 'userName': user_display(user) if user else login,
+            **fields, 'previousState': None, 'assessment': assessment,
+            'created': created, 'seq': None, 'source': 'import', 'importKey': importKey,
+        }
+        try:
+            self.collection.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    def rebuild_state(self, item: dict) -> dict:
+        """Recompute a scan's state, latest decision and count from its full trail (imports)."""
+        for _ in range(MAX_RETRIES):
+            current = Item().collection.find_one({'_id': item['_id']}, {ITEM_FIELD: 1})
+            state = current[ITEM_FIELD]
+            history = self.history(item)
+            latest = history[-1] if history else None
+            tier1 = next((d for d in reversed(history) if d['tier'] == 1), None)
+            update = {'$set': {
+                f'{ITEM_FIELD}.state': latest['decision'] if latest else ReviewState.UNREVIEWED,
+                f'{ITEM_FIELD}.latestDecision': latest_copy(latest) if latest else None,
+                f'{ITEM_FIELD}.decisionCount': len(history),
+                f'{ITEM_FIELD}.tier1': {'decision': tier1['decision'], 'userId': tier1['userId'],
+                                        'created': tier1['created']} if tier1 else None,
+                f'{ITEM_FIELD}.updated': _now(),
+            }, '$inc': {f'{ITEM_FIELD}.rev': 1}}
+            if Item().collection.update_one(
+                    {'_id': item['_id'], f'{ITEM_FIELD}.rev': state.get('rev', 0)},
+                    update).modified_count:
+                return Item().load(item['_id'], force=True)
+        raise ConflictException('The scan changed too often while importing; try again.')

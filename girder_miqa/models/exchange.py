@@ -1,0 +1,501 @@
+"""Export a project's scans and decisions as CSV or JSON, and import them (or a study's history).
+
+The CSV is one row per scan and doubles as a training label file; the JSON holds every decision.
+Both import back: rows find their scan by ``itemId`` (or by ``path`` inside the project), and a
+decision already present (same scan, time, reviewer, tier, decision) is not added twice.
+"""
+
+import csv
+import datetime
+import io
+import json
+import os
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from girder.exceptions import RestException, ValidationException
+from girder.models.assetstore import Assetstore
+from girder.models.file import File
+from girder.models.folder import Folder
+from girder.models.item import Item
+from girder.models.user import User
+from girder.utility import JsonEncoder
+from girder.utility.assetstore_utilities import getAssetstoreAdapter
+from girder.utility.filesystem_assetstore_adapter import FilesystemAssetstoreAdapter
+
+from miqa_worker.constants import ARTIFACT_KEYS
+
+from ..constants import ITEM_FIELD, ReviewState, is_image_name
+from . import review_state
+from .decision import Decision, validate_fields
+from .project import Project
+from .scans import relative_paths, visible_filter
+
+QUALITY_LABELS = {ReviewState.BAD: 2.0, ReviewState.QUESTIONABLE: 5.0}
+DECISION_COLUMNS = ('decision', 'tier', 'reviewer', 'decided', 'comment', 'seconds',
+                    'confidence', 'decision_quality', 'location_ijk', 'location_world')
+IMAGE_SUFFIXES = sorted(('.nii.gz', '.nii', '.nrrd', '.nhdr', '.mha', '.mhd', '.mgz', '.mgh',
+                         '.zip'), key=len, reverse=True)
+
+EXPORT_NOTES = (
+    'CSV: one row per scan, usable as a training label file. Columns: path (the scan\'s path '
+    'inside the project, e.g. sub-01/ses-1/t1.nii.gz), subject_id (the top-level sub-folder, or '
+    'the item name without its extension for scans at the top), quality (the reviewer\'s 0-10 '
+    'score if given, else good = 9 when decided at tier 2 and 8 at tier 1, questionable = 5, '
+    'bad = 2; blank when unreviewed), one column per artifact key (true = present, false = '
+    'absent, blank = not stated, from the latest decision), itemId, name, state, decision, '
+    'tier, reviewer, decided, comment, seconds, confidence, decision_quality, location_ijk, '
+    'location_world (the latest decision), decision_count, assessment_status, model, '
+    'model_version, model_quality, model_max_artifact_probability. JSON: {"project": {...}, '
+    '"scans": [{itemId, path, subject_id, name, state, quality, artifacts, latestDecision, '
+    'decisions: [every decision], assessment: {status, model, quality, artifacts}}]}. Only '
+    'scans the user can read.')
+
+IMPORT_NOTES = (
+    'The body is the CSV or JSON file. Each row (CSV) or entry (JSON "scans" list) names a scan '
+    'by itemId (an item already in Girder, under this project) or path: a path inside the '
+    'project (as exported), or an absolute path of a file on the server, imported through a '
+    'filesystem assetstore (admins only) into the optional sub-folder "folder" (created as '
+    'needed) under the optional item name "name". Optional earlier decision, CSV columns: '
+    'decision, tier (default 2 for bad, else 1), reviewer (login; need not be a Girder user), '
+    'decided (ISO 8601 time), comment, seconds, confidence, decision_quality, location_ijk and '
+    'location_world ("i j k", "x y z") and one column per artifact key (true/false/blank, or '
+    'present/absent). Several rows for one scan bring several decisions. JSON entries carry '
+    '"decisions": [{decision, tier, reviewer or login, created or decided, artifacts, comment, '
+    'location, seconds, confidence, quality}]. A scan\'s state becomes its newest decision. Bad '
+    'rows are reported with their line (CSV) or entry (JSON) number and reason and do not stop '
+    'the others; importing the same file again adds nothing. Returns {"rows", "scans", '
+    '"filesImported", "decisionsAdded", "decisionsSkipped", "errors": [{line, reason}]}.')
+
+
+def subject_id(path: str) -> str:
+    """The top-level sub-folder of a scan's path, or its name without the image extension."""
+    if '/' in path:
+        return path.split('/', 1)[0]
+    lower = path.lower()
+    for suffix in IMAGE_SUFFIXES:
+        if lower.endswith(suffix):
+            return path[:-len(suffix)]
+    return path
+
+
+def quality_label(state: dict) -> float | None:
+    """The 0-10 training label of a scan from its latest decision (see EXPORT_NOTES)."""
+    latest = state.get('latestDecision')
+    if not latest:
+        return None
+    if latest.get('quality') is not None:
+        return latest['quality']
+    if latest['decision'] == ReviewState.GOOD:
+        return 9.0 if latest.get('tier') == 2 else 8.0
+    return QUALITY_LABELS.get(latest['decision'])
+
+
+def _artifact_keys(project: dict) -> list[str]:
+    keys = list(ARTIFACT_KEYS)
+    return keys + [a['key'] for a in project['settings']['artifacts'] if a['key'] not in keys]
+
+
+def _iso(value) -> str:
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.timezone.utc)
+        return value.isoformat()
+    return '' if value is None else str(value)
+
+
+def _model_name_version(assessment: dict) -> tuple[str, str]:
+    model = assessment.get('model')
+    if isinstance(model, dict):
+        return str(model.get('name') or ''), str(model.get('version') or '')
+    return ('' if model is None else str(model)), ''
+
+
+def _scans(project: dict, user: dict | None):
+    """The visible scans with their paths inside the project, in path order."""
+    items = list(Item().collection.find(
+        visible_filter(project, user), {'name': 1, 'folderId': 1, ITEM_FIELD: 1}))
+    paths = relative_paths(project, {item['folderId'] for item in items})
+    for item in items:
+        folderPath = paths.get(item['folderId'], '')
+        item['path'] = f'{folderPath}/{item["name"]}' if folderPath else item['name']
+    items.sort(key=lambda item: (item['path'], item['_id']))
+    return items
+
+
+def export_csv(project: dict, user: dict | None) -> str:
+    """The CSV export (see EXPORT_NOTES)."""
+    keys = _artifact_keys(project)
+    columns = (['path', 'subject_id', 'quality', *keys, 'itemId', 'name', 'state',
+                *DECISION_COLUMNS, 'decision_count', 'assessment_status', 'model',
+                'model_version', 'model_quality', 'model_max_artifact_probability'])
+    out = io.StringIO()
+    writer = csv.DictWriter(out, columns, lineterminator='\n')
+    writer.writeheader()
+    for item in _scans(project, user):
+        state = item[ITEM_FIELD]
+        latest = state.get('latestDecision') or {}
+        artifacts = latest.get('artifacts') or {}
+        assessment = state.get('assessment') or {}
+        probs = review_state.artifact_probabilities(assessment)
+        name, version = _model_name_version(assessment)
+        location = latest.get('location') or {}
+        quality = quality_label(state)
+        row = {
+            'path': item['path'], 'subject_id': subject_id(item['path']),
+            'quality': '' if quality is None else quality,
+            **{key: {'present': 'true', 'absent': 'false'}.get(artifacts.get(key), '')
+               for key in keys},
+            'itemId': str(item['_id']), 'name': item['name'], 'state': state['state'],
+            'decision': latest.get('decision', ''), 'tier': latest.get('tier', ''),
+            'reviewer': latest.get('login', ''), 'decided': _iso(latest.get('created')),
+            'comment': latest.get('comment', ''),
+            'seconds': '' if latest.get('seconds') is None else latest['seconds'],
+            'confidence': '' if latest.get('confidence') is None else latest['confidence'],
+            'decision_quality': '' if latest.get('quality') is None else latest['quality'],
+            'location_ijk': ' '.join(str(v) for v in location.get('ijk') or []),
+            'location_world': ' '.join(repr(v) for v in location.get('world') or []),
+            'decision_count': state.get('decisionCount', 0),
+            'assessment_status': assessment.get('status', ''), 'model': name,
+            'model_version': version,
+            'model_quality': '' if assessment.get('quality') is None else assessment['quality'],
+            'model_max_artifact_probability': max(probs.values()) if probs else '',
+        }
+        writer.writerow(row)
+    return out.getvalue()
+
+
+def export_json(project: dict, user: dict | None) -> str:
+    """The JSON export (see EXPORT_NOTES), every decision included."""
+    scans = _scans(project, user)
+    decisions: dict = {}
+    for doc in Decision().collection.find({'projectId': project['_id']},
+                                          sort=[('created', 1), ('_id', 1)]):
+        decisions.setdefault(doc['itemId'], []).append(
+            {k: v for k, v in doc.items() if k not in ('itemId', 'projectId', 'folderId')})
+    out = []
+    for item in scans:
+        state = item[ITEM_FIELD]
+        assessment = state.get('assessment') or {}
+        out.append({
+            'itemId': item['_id'], 'path': item['path'], 'subject_id': subject_id(item['path']),
+            'name': item['name'], 'state': state['state'], 'quality': quality_label(state),
+            'artifacts': (state.get('latestDecision') or {}).get('artifacts') or {},
+            'latestDecision': state.get('latestDecision'),
+            'decisions': decisions.get(item['_id'], []),
+            'assessment': {'status': assessment.get('status'), 'model': assessment.get('model'),
+                           'quality': assessment.get('quality'),
+                           'artifacts': review_state.artifact_probabilities(assessment) or None},
+        })
+    doc = {'project': {'_id': project['_id'], 'name': project['name'],
+                       'settings': project['settings']},
+           'exported': datetime.datetime.now(datetime.timezone.utc), 'scans': out}
+    return json.dumps(doc, cls=JsonEncoder, indent=1, allow_nan=False)
+
+
+# ---------------------------------------------------------------------------------------- import
+
+class RowError(Exception):
+    """A reason a row cannot be imported (reported with its line; the other rows go on)."""
+
+
+def _number(value, field: str, integer: bool = False):
+    if value in (None, ''):
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise RowError(f'{field} must be a number, not {value!r}.') from None
+    if integer and number.is_integer():
+        return int(number)
+    return number
+
+
+def _parse_time(value) -> datetime.datetime | None:
+    if value in (None, ''):
+        return None
+    if isinstance(value, datetime.datetime):
+        parsed = value
+    else:
+        try:
+            parsed = datetime.datetime.fromisoformat(str(value).strip().replace('Z', '+00:00'))
+        except ValueError:
+            raise RowError(f'decided must be an ISO 8601 time, not {value!r}.') from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+    parsed = parsed.astimezone(datetime.timezone.utc)
+    return parsed.replace(microsecond=parsed.microsecond // 1000 * 1000)  # Mongo keeps ms
+
+
+def _vector_text(value, field: str):
+    if value in (None, ''):
+        return None
+    if isinstance(value, list):
+        return value
+    try:
+        return [float(v) for v in str(value).replace(',', ' ').split()]
+    except ValueError:
+        raise RowError(f'{field} must be three numbers separated by spaces.') from None
+
+
+def _csv_decision(row: dict, keys: list[str]) -> dict | None:
+    """The decision a CSV row carries, as a JSON-style decision entry, or None."""
+    if not (row.get('decision') or '').strip():
+        return None
+    location = {}
+    ijk = _vector_text(row.get('location_ijk'), 'location_ijk')
+    world = _vector_text(row.get('location_world'), 'location_world')
+    if ijk is not None:
+        location['ijk'] = ijk
+    if world is not None:
+        location['world'] = world
+    return {
+        'decision': row['decision'].strip().lower(), 'tier': row.get('tier'),
+        'reviewer': row.get('reviewer'), 'decided': row.get('decided'),
+        'comment': row.get('comment'), 'seconds': row.get('seconds'),
+        'confidence': row.get('confidence'), 'quality': row.get('decision_quality'),
+        'location': location or None,
+        'artifacts': {key: row[key] for key in keys if (row.get(key) or '').strip()},
+    }
+
+
+def _prepare_decision(project: dict, entry: dict) -> tuple[dict, str, datetime.datetime | None]:
+    """Validate an imported decision: its fields, the reviewer's login and its time."""
+    if not isinstance(entry, dict):
+        raise RowError('each decision must be an object.')
+    decision = entry.get('decision')
+    if not isinstance(decision, str) or not decision:
+        raise RowError('a decision needs "decision".')
+    decision = decision.strip().lower()
+    tier = _number(entry.get('tier'), 'tier', integer=True)
+    if tier is None:
+        tier = 2 if decision == ReviewState.BAD else 1
+    if tier not in (1, 2):
+        raise RowError(f'tier must be 1 or 2, not {entry.get("tier")!r}.')
+    artifacts = entry.get('artifacts')
+    if isinstance(artifacts, dict):
+        artifacts = {k: (v.strip().lower() if isinstance(v, str) else v)
+                     for k, v in artifacts.items()}
+    try:
+        fields = validate_fields(
+            project, tier, decision, artifacts=artifacts, comment=entry.get('comment') or '',
+            location=entry.get('location'), seconds=_number(entry.get('seconds'), 'seconds'),
+            confidence=_number(entry.get('confidence'), 'confidence', integer=True),
+            quality=_number(entry.get('quality'), 'quality'))
+    except ValidationException as exc:
+        raise RowError(str(exc)) from None
+    login = entry.get('reviewer') or entry.get('login') or ''
+    if not isinstance(login, str) or len(login) > 200:
+        raise RowError('reviewer must be a login name.')
+    created = _parse_time(entry.get('decided') or entry.get('created'))
+    return fields, login.strip(), created
+
+
+def _resolve_relative(project: dict, path: str) -> dict:
+    """The item at a path inside the project, or RowError."""
+    parts = [p for p in path.strip('/').split('/') if p]
+    if not parts:
+        raise RowError('path is empty.')
+    folderId = project['folderId']
+    for name in parts[:-1]:
+        folder = Folder().findOne({'parentId': folderId, 'parentCollection': 'folder',
+                                   'name': name}, fields=['_id'])
+        if folder is None:
+            raise RowError(f'no folder {name!r} on the path {path!r} in this project.')
+        folderId = folder['_id']
+    item = Item().findOne({'folderId': folderId, 'name': parts[-1]})
+    if item is None:
+        raise RowError(f'no item at the path {path!r} in this project.')
+    return item
+
+
+def _target_folder(project: dict, user: dict, folderPath: str | None) -> dict:
+    folder = Folder().load(project['folderId'], force=True)
+    for name in [p for p in (folderPath or '').strip('/').split('/') if p]:
+        if name in ('.', '..'):
+            raise RowError('folder must not contain "." or "..".')
+        folder = Folder().createFolder(folder, name, creator=user, reuseExisting=True)
+    return folder
+
+
+class Importer:
+    """Import one file's rows into a project, collecting per-row errors."""
+
+    def __init__(self, project: dict, user: dict, assetstoreId: str | None):
+        self.project = project
+        self.user = user
+        self.assetstoreId = assetstoreId
+        self.report = {'rows': 0, 'scans': 0, 'filesImported': 0, 'decisionsAdded': 0,
+                       'decisionsSkipped': 0, 'errors': []}
+        self._adapter = None
+        self._touched: set = set()
+        self._users: dict = {}
+
+    def adapter(self) -> FilesystemAssetstoreAdapter:
+        """The filesystem assetstore adapter for server paths (chosen once)."""
+        if self._adapter is None:
+            if self.assetstoreId:
+                try:
+                    store = Assetstore().load(ObjectId(self.assetstoreId))
+                except (InvalidId, TypeError):
+                    store = None
+                if store is None:
+                    raise RowError(f'no assetstore has the id {self.assetstoreId!r}.')
+            else:
+                store = Assetstore().getCurrent()
+            adapter = getAssetstoreAdapter(store)
+            if not isinstance(adapter, FilesystemAssetstoreAdapter):
+                raise RowError('importing server files needs a filesystem assetstore '
+                               '(assetstoreId).')
+            self._adapter = adapter
+        return self._adapter
+
+    def reviewer(self, login: str) -> dict | None:
+        if login not in self._users:
+            self._users[login] = User().findOne({'login': login.lower()}) if login else None
+        return self._users[login]
+
+    def resolve(self, entry: dict) -> tuple[dict | None, dict | None]:
+        """The row's existing item, or (None, plan) for a server file still to import."""
+        itemId = entry.get('itemId')
+        path = entry.get('path')
+        if itemId not in (None, ''):
+            try:
+                item = Item().load(ObjectId(str(itemId).strip()), force=True)
+            except (InvalidId, TypeError):
+                raise RowError(f'itemId {itemId!r} is not an ObjectId.') from None
+            if item is None:
+                raise RowError(f'no item has the id {itemId}.')
+            project = Project().findForItem(item)
+            if project is None or project['_id'] != self.project['_id']:
+                raise RowError(f'item {itemId} is not in this project.')
+            return item, None
+        if not isinstance(path, str) or not path.strip():
+            raise RowError('a row needs an itemId or a path.')
+        path = path.strip()
+        if not os.path.isabs(path):
+            return _resolve_relative(self.project, path), None
+        if not self.user.get('admin'):
+            raise RowError('only admins may import files from the server\'s filesystem.')
+        if not os.path.isfile(path):
+            raise RowError(f'no file at {path!r} on the server.')
+        name = (entry.get('name') or '').strip() or os.path.basename(path)
+        if not is_image_name(os.path.basename(path)):
+            raise RowError(f'{os.path.basename(path)!r} is not an image file name.')
+        self.adapter()
+        return None, {'path': path, 'name': name, 'folder': entry.get('folder')}
+
+    def import_file(self, plan: dict) -> dict:
+        folder = _target_folder(self.project, self.user, plan['folder'])
+        item = Item().createItem(plan['name'], creator=self.user, folder=folder,
+                                 reuseExisting=True)
+        existing = File().findOne({'itemId': item['_id'], 'path': os.path.abspath(
+            plan['path'])})
+        if existing is None:
+            self.adapter().importFile(item, plan['path'], self.user,
+                                      name=os.path.basename(plan['path']))
+            self.report['filesImported'] += 1
+        return Item().load(item['_id'], force=True)
+
+    def row(self, entry: dict, decisions: list) -> None:
+        """Import one row: validate everything, then write."""
+        prepared = [_prepare_decision(self.project, d) for d in decisions]
+        item, plan = self.resolve(entry)
+        if plan is not None:
+            item = self.import_file(plan)
+        elif not item.get(ITEM_FIELD):
+            from ..scheduling import image_file
+
+            if image_file(item) is None:
+                raise RowError(f'item {item["_id"]} has no image file.')
+        item = review_state.ensure_scan(item, self.project)
+        self.report['scans'] += 1
+        now = datetime.datetime.now(datetime.timezone.utc)
+        for fields, login, created in prepared:
+            added = Decision().import_decision(
+                item, self.project, fields, login, self.reviewer(login),
+                created or now.replace(microsecond=now.microsecond // 1000 * 1000),
+                undated=created is None)
+            self.report['decisionsAdded' if added else 'decisionsSkipped'] += 1
+            if added:
+                self._touched.add(item['_id'])
+
+    def run(self, rows) -> dict:
+        """Import (line, entry, decisions) rows; rebuild the states of scans that got decisions."""
+        for line, entry, decisions in rows:
+            self.report['rows'] += 1
+            try:
+                self.row(entry, decisions)
+            except RowError as exc:
+                self.report['errors'].append({'line': line, 'reason': str(exc)})
+            except ValidationException as exc:
+                self.report['errors'].append({'line': line, 'reason': str(exc)})
+        for itemId in self._touched:
+            Decision().rebuild_state({'_id': itemId})
+        return self.report
+
+
+def _csv_rows(project: dict, text: str):
+    reader = csv.DictReader(io.StringIO(text))
+    fields = reader.fieldnames or []
+    if 'itemId' not in fields and 'path' not in fields:
+        raise RestException('The CSV needs an "itemId" or a "path" column (header on line 1).')
+    keys = [a['key'] for a in project['settings']['artifacts']]
+    unknown = sorted(set(fields) & (set(ARTIFACT_KEYS) - set(keys)))
+    start = reader.line_num + 1
+    for row in reader:
+        line = start
+        start = reader.line_num + 1
+        try:
+            if None in row:
+                raise RowError('the row has more values than the header has columns.')
+            decision = _csv_decision(row, keys)
+            if decision and any((row.get(k) or '').strip() for k in unknown):
+                raise RowError(f'artifact column(s) {", ".join(unknown)} are not in this '
+                               'project\'s vocabulary.')
+        except RowError as exc:
+            yield line, {'error': str(exc)}, []
+            continue
+        yield line, row, [decision] if decision else []
+
+
+def _json_rows(text: str):
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RestException(f'The JSON cannot be read: {exc}.') from None
+    entries = doc.get('scans') if isinstance(doc, dict) else doc
+    if not isinstance(entries, list):
+        raise RestException('The JSON must be a list of scans or an object with "scans".')
+    for number, entry in enumerate(entries, 1):
+        if not isinstance(entry, dict):
+            yield number, {'error': 'each scan must be an object.'}, []
+            continue
+        decisions = entry.get('decisions') or []
+        if not isinstance(decisions, list):
+            yield number, {'error': '"decisions" must be a list.'}, []
+            continue
+        yield number, entry, decisions
+
+
+def import_text(project: dict, user: dict, text: str, format: str,
+                assetstoreId: str | None = None) -> dict:
+    """Import a CSV or JSON file's rows (see IMPORT_NOTES); returns the report."""
+    if format not in ('csv', 'json'):
+        raise RestException('format must be csv or json.')
+    rows = list(_csv_rows(project, text) if format == 'csv' else _json_rows(text))
+    importer = Importer(project, user, assetstoreId)
+
+    def checked():
+        for line, entry, decisions in rows:
+            if 'error' in entry and len(entry) == 1:
+                importer.report['rows'] += 1
+                importer.report['errors'].append({'line': line, 'reason': entry['error']})
+                continue
+            yield line, entry, decisions
+
+    report = importer.run(checked())
+    report['lineKind'] = 'line' if format == 'csv' else 'entry'
+    return report
