@@ -1,0 +1,1 @@
+"""Training pipeline of the MIQA network: synthetic data, artifacts, folds, training, report."""

@@ -1,0 +1,160 @@
+"""Cached training volumes, subject folds and tile batches."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..constants import ARTIFACT_KEYS, TILE_SIZE
+from ..tiling import extract_tiles, pad_to_tile
+from .artifacts import FAMILY_NAMES
+from .labels import parse_bool, parse_quality, read_label_csv, write_index
+
+
+@dataclass
+class VolumeSet:
+    """Preprocessed volumes (uint8, 0..255 = 0..1) with their labels; NaN = unknown."""
+
+    ids: list[str]
+    subjects: np.ndarray
+    volumes: list[np.ndarray]
+    quality: np.ndarray  # [N] float32, NaN unknown
+    indicators: np.ndarray  # [N, 10] float32: 1, 0, NaN
+    severity: dict[str, np.ndarray] = field(default_factory=dict)  # family -> [N], NaN unknown
+    rows: list[dict] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, index: np.ndarray) -> VolumeSet:
+        """The volumes at ``index``."""
+        index = np.asarray(index, dtype=int)
+        return VolumeSet([self.ids[i] for i in index], self.subjects[index],
+                         [self.volumes[i] for i in index], self.quality[index],
+                         self.indicators[index], {k: v[index] for k, v in self.severity.items()},
+                         [self.rows[i] for i in index] if self.rows else [])
+
+
+def _float(value: str | None) -> float:
+    try:
+        return float(value) if value not in (None, '') else math.nan
+    except ValueError:
+        return math.nan
+
+
+def load_cache(cache_dir: Path | str) -> VolumeSet:
+    """Read ``index.csv`` and every ``.npz`` volume of a cache folder into memory."""
+    cache_dir = Path(cache_dir)
+    with (cache_dir / 'index.csv').open(newline='') as handle:
+        rows = list(csv.DictReader(handle))
+    volumes = [np.load(cache_dir / row['file'])['volume'] for row in rows]
+    quality = np.array([parse_quality(r.get('quality')) for r in rows], dtype=np.float32)
+    indicators = np.array([[parse_bool(r.get(k)) for k in ARTIFACT_KEYS] for r in rows],
+                          dtype=np.float32).reshape(len(rows), len(ARTIFACT_KEYS))
+    severity = {f: np.array([_float(r.get(f'severity_{f}')) for r in rows], dtype=np.float32)
+                for f in FAMILY_NAMES if rows and f'severity_{f}' in rows[0]}
+    return VolumeSet([r['volume_id'] for r in rows], np.array([r['subject_id'] for r in rows]),
+                     volumes, quality, indicators, severity, rows)
+
+
+def read_image_array(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """A scan as a float32 array in canonical RAS voxel order, and its spacing."""
+    try:
+        from ..image_io import read_volume
+    except ImportError:  # the worker's reader is not there: nibabel gives the same convention
+        read_volume = None
+    if read_volume is not None:
+        scan = read_volume(path)
+        return np.asarray(scan.array, dtype=np.float32), np.asarray(scan.spacing)
+    import nibabel as nib
+
+    img = nib.as_closest_canonical(nib.load(path))
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    while data.ndim > 3:
+        data = data[..., 0]
+    return data, np.asarray(img.header.get_zooms()[:3])
+
+
+def cache_from_csv(csv_path: Path | str, cache_dir: Path | str, progress: bool = True) -> Path:
+    """Preprocess the scans of a label CSV into a cache folder; returns its index path."""
+    from tqdm import tqdm
+
+    from .synthetic import to_uint8
+
+    cache_dir = Path(cache_dir)
+    (cache_dir / 'volumes').mkdir(parents=True, exist_ok=True)
+    out = []
+    for number, row in enumerate(tqdm(read_label_csv(csv_path), desc='read', disable=not progress)):
+        vid = f'{number:05d}-{Path(row.file).name.split(".")[0]}'
+        target = cache_dir / 'volumes' / f'{vid}.npz'
+        if not target.is_file():
+            data, spacing = read_image_array(row.file)
+            np.savez_compressed(target, volume=to_uint8(data), spacing=spacing)
+        entry = {'volume_id': vid, 'file': f'volumes/{vid}.npz', 'subject_id': row.subject_id,
+                 'source': row.file, 'quality': row.quality}
+        for key, value in zip(ARTIFACT_KEYS, row.indicators, strict=True):
+            entry[key] = None if math.isnan(value) else bool(value)
+        out.append(entry)
+    index = cache_dir / 'index.csv'
+    write_index(out, index)
+    return index
+
+
+def subject_folds(subjects: np.ndarray, n_folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Fold number per volume; a subject's volumes are all in one fold, sizes balanced."""
+    unique, counts = np.unique(subjects, return_counts=True)
+    if len(unique) < n_folds:
+        raise ValueError(f'{len(unique)} subjects cannot form {n_folds} subject-disjoint folds')
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(unique))
+    order = order[np.argsort(-counts[order], kind='stable')]  # largest subjects first
+    sizes = np.zeros(n_folds, dtype=int)
+    fold_of: dict[str, int] = {}
+    for i in order:
+        fold = int(np.argmin(sizes))
+        fold_of[str(unique[i])] = fold
+        sizes[fold] += counts[i]
+    return np.array([fold_of[str(s)] for s in subjects], dtype=int)
+
+
+def random_tiles(volume: np.ndarray, count: int, rng: np.random.Generator,
+                 tile: int = TILE_SIZE) -> np.ndarray:
+    """``count`` tiles at random positions inside the (padded) volume."""
+    volume = pad_to_tile(volume, tile)
+    out = np.empty((count, tile, tile, tile), dtype=volume.dtype)
+    for n in range(count):
+        i, j, k = (int(rng.integers(0, s - tile + 1)) for s in volume.shape)
+        out[n] = volume[i:i + tile, j:j + tile, k:k + tile]
+    return out
+
+
+def grid_tiles(volume: np.ndarray, max_tiles: int | None = None) -> np.ndarray:
+    """The inference tiles of a volume, evenly subsampled to at most ``max_tiles``."""
+    tiles, _, _ = extract_tiles(volume)
+    if max_tiles is not None and len(tiles) > max_tiles:
+        keep = np.unique(np.linspace(0, len(tiles) - 1, max_tiles).round().astype(int))
+        tiles = tiles[keep]
+    return tiles
+
+
+def to_tensor(tiles: np.ndarray) -> torch.Tensor:
+    """uint8 tiles [N, 64, 64, 64] to float tensors [N, 1, 64, 64, 64] in 0..1."""
+    return torch.from_numpy(tiles.astype(np.float32) / 255.0)[:, None]
+
+
+def tile_batches(data: VolumeSet, index: np.ndarray, tiles_per_volume: int, batch_size: int,
+                 rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, ...]]:
+    """One epoch: random tiles of each volume (volume labels), shuffled into batches."""
+    pairs = np.repeat(np.asarray(index, dtype=int), tiles_per_volume)
+    pairs = pairs[rng.permutation(len(pairs))]
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start:start + batch_size]
+        tiles = np.stack([random_tiles(data.volumes[v], 1, rng)[0] for v in chunk])
+        yield (to_tensor(tiles), torch.from_numpy(data.quality[chunk]),
+               torch.from_numpy(data.indicators[chunk]))

@@ -1,0 +1,149 @@
+"""The whole run: subject folds, a final model on all development subjects, held-out test."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..network import build_network
+from .dataset import VolumeSet, load_cache, subject_folds
+from .evaluate import metrics, predict, summarise
+from .train import TrainConfig, pick_device, train_model
+
+TRAIN_EVAL_VOLUMES = 120  # training-fit metrics use at most this many training volumes
+
+
+def _split(data: VolumeSet, test_subjects: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    test = np.isin(data.subjects, list(test_subjects))
+    return np.flatnonzero(~test), np.flatnonzero(test)
+
+
+def _evaluate(model: torch.nn.Module, data: VolumeSet, index: np.ndarray, max_tiles: int,
+              device: torch.device, limit: int | None = None, seed: int = 0) -> tuple[dict,
+                                                                                        dict]:
+    """Metrics and raw predictions of ``model`` on ``index`` (optionally a fixed sample)."""
+    index = np.asarray(index, dtype=int)
+    if limit is not None and len(index) > limit:
+        index = np.sort(np.random.default_rng(seed).choice(index, limit, replace=False))
+    pq, logits = predict(model, data, index, max_tiles, device=device)
+    preds = {'index': index.tolist(), 'quality': pq.tolist(), 'logits': logits.tolist()}
+    return metrics(data, index, pq, logits), preds
+
+
+def _load_weights(path: Path, device: torch.device) -> torch.nn.Module:
+    model = build_network().to(device)
+    model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+    return model
+
+
+def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: int = 5,
+                 test_subjects: tuple[str, ...] = (), resume: bool = False,
+                 device: str | None = None, eval_tiles: int = 27, final_epochs: int | None = None,
+                 progress: bool = True, baseline: bool = True) -> dict:
+    """Cross-validate over subject folds, train the final model, evaluate, write the report."""
+    started = time.time()
+    dev = pick_device(device)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = load_cache(cache_dir)
+    dev_index, test_index = _split(data, test_subjects)
+    results: dict = {'created': datetime.now(timezone.utc).isoformat(timespec='seconds'),
+                     'cache': str(cache_dir), 'config': asdict(config), 'n_folds': n_folds,
+                     'final_epochs': final_epochs or config.epochs, 'device': str(dev),
+                     'test_subjects': sorted(set(data.subjects[test_index])),
+                     'development_subjects': sorted(set(data.subjects[dev_index])),
+                     'volumes': {'development': int(len(dev_index)), 'test': int(len(test_index))},
+                     'folds': [], 'predictions': {}}
+    if n_folds:
+        fold_of = subject_folds(data.subjects[dev_index], n_folds, config.seed)
+        for fold in range(n_folds):
+            val = dev_index[fold_of == fold]
+            train = dev_index[fold_of != fold]
+            run_dir = out_dir / f'fold-{fold}'
+            done = run_dir / 'fold-metrics.json'
+            if resume and done.is_file():
+                results['folds'].append(json.loads(done.read_text()))
+                continue
+            model, history = train_model(data, train, val, config, run_dir, resume, dev,
+                                         f'fold {fold}', progress)
+            m_train, _ = _evaluate(model, data, train, 8, dev, TRAIN_EVAL_VOLUMES, fold)
+            m_val, p_val = _evaluate(model, data, val, eval_tiles, dev)
+            entry = {'fold': fold, 'train_subjects': sorted(set(data.subjects[train])),
+                     'val_subjects': sorted(set(data.subjects[val])), 'train': m_train,
+                     'validation': m_val, 'history': history, 'val_predictions': p_val}
+            if len(test_index):
+                entry['test'], _ = _evaluate(model, data, test_index, eval_tiles, dev)
+            done.write_text(json.dumps(entry, indent=1))
+            results['folds'].append(entry)
+        results['cross_validation'] = cv_summary(results['folds'])
+    final_config = TrainConfig(**{**asdict(config), 'epochs': final_epochs or config.epochs})
+    final_dir = out_dir / 'final'
+    weights = final_dir / 'weights.pt'
+    history_path = final_dir / 'history.json'
+    if resume and weights.is_file() and history_path.is_file() and len(
+            json.loads(history_path.read_text())) >= final_config.epochs:
+        model = _load_weights(weights, dev)
+        history = json.loads(history_path.read_text())
+    else:
+        model, history = train_model(data, dev_index, None, final_config, final_dir, resume,
+                                     dev, 'final', progress)
+    final: dict = {'history': history}
+    final['train'], _ = _evaluate(model, data, dev_index, 8, dev, TRAIN_EVAL_VOLUMES)
+    if len(test_index):
+        final['test'], results['predictions']['test'] = _evaluate(model, data, test_index,
+                                                                  eval_tiles, dev)
+    results['final'] = final
+    if baseline:
+        from .baseline import run_baseline
+
+        results['baseline'] = run_baseline(data, dev_index, test_index, n_folds, config.seed,
+                                           cache_dir)
+    results['seconds'] = time.time() - started
+    (out_dir / 'results.json').write_text(json.dumps(results, indent=1))
+    from .report import write_report
+
+    write_report(results, data, out_dir)
+    return results
+
+
+def cv_summary(folds: list[dict]) -> dict:
+    """Mean and spread over folds of the headline validation metrics."""
+    out: dict = {'val_r2': summarise([f['validation'].get('r2') for f in folds]),
+                 'train_r2': summarise([f['train'].get('r2') for f in folds])}
+    keys = set()
+    for f in folds:
+        keys |= set(f['validation'].get('family_auc', {}))
+    out['family_auc'] = {k: summarise([(f['validation']['family_auc'].get(k) or {}).get('auc')
+                                       for f in folds]) for k in sorted(keys)}
+    ind = set()
+    for f in folds:
+        ind |= set(f['validation'].get('indicator_auc', {}))
+    out['indicator_auc'] = {k: summarise([f['validation']['indicator_auc'].get(k)
+                                          for f in folds]) for k in sorted(ind)}
+    return out
+
+
+def ship(out_dir: Path, model_dir: Path, version: str, description: str,
+         extra_files: tuple[str, ...] = ()) -> None:
+    """Copy the final weights, model card and metrics into a packaged model folder."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(out_dir / 'final' / 'weights.pt', model_dir / 'weights.pt')
+    shutil.copyfile(out_dir / 'MODEL_CARD.md', model_dir / 'MODEL_CARD.md')
+    shutil.copyfile(out_dir / 'metrics.json', model_dir / 'metrics.json')
+    for name in extra_files:
+        if (out_dir / name).is_file():
+            shutil.copyfile(out_dir / name, model_dir / name)
+    results = json.loads((out_dir / 'metrics.json').read_text())
+    meta = {'name': model_dir.name, 'version': version,
+            'created': datetime.now(timezone.utc).isoformat(timespec='seconds'),
+            'description': description, 'network': 'miqa_worker.network.build_network',
+            'trained_on': 'simulated artifacts on generated volumes (see MODEL_CARD.md)',
+            'test_subjects': results.get('test_subjects', []),
+            'held_out': results.get('held_out_summary', {})}
+    (model_dir / 'model.json').write_text(json.dumps(meta, indent=1) + '\n')

@@ -1,0 +1,258 @@
+"""The report folder: metrics.json, PNG plots and MODEL_CARD.md."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..constants import ARTIFACT_KEYS
+from .artifacts import FAMILIES
+from .dataset import VolumeSet
+from .evaluate import BIN_NAMES, roc_points
+
+AUC_BAR, R2_BAR = 0.90, 0.70
+PLOTS = ('quality_scatter.png', 'confusion.png', 'roc.png', 'training_curves.png')
+
+
+def _strip(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k not in ('history', 'val_predictions')}
+
+
+def held_out_summary(results: dict) -> dict:
+    """Headline held-out (test-subject) numbers and whether they meet the bar."""
+    test = results.get('final', {}).get('test')
+    if not test:
+        return {}
+    fam = {k: v.get('auc') for k, v in test.get('family_auc', {}).items()}
+    checks = [test.get('r2') is not None and test['r2'] >= R2_BAR]
+    checks += [v is not None and v >= AUC_BAR for v in fam.values()]
+    return {'subjects': results.get('test_subjects'), 'volumes': test.get('volumes'),
+            'r2': test.get('r2'), 'mae': test.get('mae'), 'family_auc': fam,
+            'indicator_auc': test.get('indicator_auc'),
+            'bar': {'r2': R2_BAR, 'auc': AUC_BAR}, 'bar_met': bool(all(checks))}
+
+
+def build_metrics(results: dict) -> dict:
+    """The JSON of every metric (predictions and per-epoch histories kept short)."""
+    out = {k: results[k] for k in ('created', 'config', 'n_folds', 'final_epochs', 'device',
+                                   'test_subjects', 'development_subjects', 'volumes',
+                                   'seconds') if k in results}
+    out['held_out_summary'] = held_out_summary(results)
+    out['cross_validation'] = results.get('cross_validation')
+    out['folds'] = [{**_strip(f), 'history': f.get('history')} for f in results.get('folds', [])]
+    final = results.get('final', {})
+    out['final'] = {'train': final.get('train'), 'test': final.get('test'),
+                    'history': final.get('history')}
+    if 'baseline' in results:
+        out['baseline'] = results['baseline']
+    return out
+
+
+def _plots(results: dict, data: VolumeSet, out_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    # Predicted vs true quality: cross-validation (pooled over folds) and held-out test.
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, preds, color in _prediction_sets(results):
+        idx = np.asarray(preds['index'], dtype=int)
+        ax.scatter(data.quality[idx], preds['quality'], s=8, alpha=0.6, c=color, label=name)
+    ax.plot([0, 10], [0, 10], 'k--', lw=1)
+    ax.set(xlabel='true quality', ylabel='predicted quality', xlim=(-0.5, 10.5),
+           ylim=(-1, 11), title='Overall quality')
+    ax.legend(loc='upper left', fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_dir / 'quality_scatter.png', dpi=80)
+    plt.close(fig)
+
+    # Confusion matrix of quality bins (test, else pooled validation).
+    sets = _prediction_sets(results)
+    name, preds, _ = sets[-1] if sets else ('none', None, None)
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    source = results.get('final', {}).get('test') if name.startswith('held') else None
+    matrix = np.array(source['confusion']) if source and 'confusion' in source else None
+    if matrix is None and preds is not None:
+        from .evaluate import quality_bins
+
+        idx = np.asarray(preds['index'], dtype=int)
+        matrix = np.zeros((3, 3), dtype=int)
+        for t, p in zip(quality_bins(data.quality[idx]),
+                        quality_bins(np.asarray(preds['quality'])), strict=True):
+            matrix[t, p] += 1
+    if matrix is not None:
+        ax.imshow(matrix, cmap='Blues')
+        for (i, j), v in np.ndenumerate(matrix):
+            ax.text(j, i, str(v), ha='center', va='center')
+    ax.set(xticks=range(3), yticks=range(3), xticklabels=BIN_NAMES, yticklabels=BIN_NAMES,
+           xlabel='predicted', ylabel='true', title=f'Quality bins ({name})')
+    plt.setp(ax.get_xticklabels(), rotation=20, fontsize=7)
+    plt.setp(ax.get_yticklabels(), fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_dir / 'confusion.png', dpi=80)
+    plt.close(fig)
+
+    # ROC curves per indicator with both classes (same set as above).
+    fig, ax = plt.subplots(figsize=(5, 5))
+    if preds is not None:
+        idx = np.asarray(preds['index'], dtype=int)
+        logits = np.asarray(preds['logits'])
+        for k, key in enumerate(ARTIFACT_KEYS):
+            points = roc_points(data.indicators[idx, k], logits[:, k])
+            if points is not None:
+                ax.plot(*points, label=key)
+    ax.plot([0, 1], [0, 1], 'k--', lw=1)
+    ax.set(xlabel='false positive rate', ylabel='true positive rate',
+           title=f'Indicator ROC ({name})')
+    ax.legend(fontsize=7, loc='lower right')
+    fig.tight_layout()
+    fig.savefig(out_dir / 'roc.png', dpi=80)
+    plt.close(fig)
+
+    # Training curves: loss per epoch of every fold and the final model; validation R².
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    runs = [(f'fold {f["fold"]}', f.get('history') or []) for f in results.get('folds', [])]
+    runs.append(('final', results.get('final', {}).get('history') or []))
+    for label, history in runs:
+        if not history:
+            continue
+        epochs = [h['epoch'] for h in history]
+        axes[0].plot(epochs, [h['train_loss'] for h in history], label=label)
+        if any(h.get('val_r2') is not None for h in history):
+            axes[1].plot(epochs, [h.get('val_r2') for h in history], label=label)
+    axes[0].set(xlabel='epoch', ylabel='training loss', title='Training loss')
+    axes[1].set(xlabel='epoch', ylabel='validation R²', title='Validation R² (folds)')
+    for ax in axes:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_dir / 'training_curves.png', dpi=80)
+    plt.close(fig)
+
+
+def _prediction_sets(results: dict) -> list[tuple[str, dict, str]]:
+    sets = []
+    pooled = {'index': [], 'quality': [], 'logits': []}
+    for fold in results.get('folds', []):
+        p = fold.get('val_predictions')
+        if p:
+            for k in pooled:
+                pooled[k].extend(p[k])
+    if pooled['index']:
+        sets.append(('cross-validation', pooled, 'tab:blue'))
+    if results.get('predictions', {}).get('test'):
+        sets.append(('held-out test', results['predictions']['test'], 'tab:red'))
+    return sets
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return '–' if value is None else f'{value:.{digits}f}'
+
+
+def model_card(metrics: dict, preliminary: bool = False) -> str:
+    """MODEL_CARD.md text from the metrics."""
+    held = metrics.get('held_out_summary') or {}
+    cfg = metrics.get('config', {})
+    lines = ['# MIQA default model' + (' (preliminary short run)' if preliminary else ''), '']
+    if preliminary:
+        lines += ['**This is a preliminary short training run** so that the system has real '
+                  'weights; it is replaced by the full run. Its numbers are low and not final.', '']
+    lines += [
+        '## What it is',
+        '',
+        'A MONAI `Classifier` (`miqa_worker.network.build_network`) on one-channel 64³ tiles of '
+        'the percentile-rescaled volume (`preprocessing.rescale_intensity`). Inference averages '
+        'the tile outputs: output 0 is overall quality (0–10), outputs 1–10 are the logits of '
+        'the ten indicators (`constants.ARTIFACT_KEYS`).',
+        '',
+        '## Trained on simulated artifacts',
+        '',
+        '**All labels are simulated.** Training volumes are generated from a few real scans '
+        '(../shared/data/mri, see SOURCES.md there) and the MNI152 template with random '
+        'resolution, slice thickness, tilt, elastic deformation, contrast and field of view; '
+        'then artifacts are simulated with known severity: ghosting, motion, spike '
+        '(→ `ghosting_motion`), bias field (→ `inhomogeneity`), wraparound (→ `wraparound`), '
+        'cut field of view (→ `incomplete_coverage`), k-space truncation (→ `truncation`) and '
+        'Rician noise (no indicator; lowers quality only). Quality = 10 minus a penalty per '
+        'artifact proportional to its severity (see `miqa_worker/training/artifacts.py`).',
+        '',
+        'What this means for real scans: the quality score measures how strongly a scan '
+        'resembles our simulated corruptions, not a radiologist\'s judgement. Real motion, '
+        'ghosting and inhomogeneity look different from their simulations in many ways; the '
+        'indicators normal_variant, lesion, misalignment, susceptibility_metal and '
+        'flow_artifact were never trained (unknown labels) and their outputs are meaningless. '
+        'Scans unlike the training bases (other contrasts, children, 4D, CT) are out of '
+        'distribution. Use it to sort and flag scans for human review, never to reject them '
+        'automatically; fine-tune on a project\'s own review decisions (a label CSV) when '
+        'there are enough.',
+        '',
+        '## Data',
+        '',
+        f'- development subjects (folds): {", ".join(metrics.get("development_subjects", []))}',
+        f'- held-out test subjects (never trained on, every scan of them): '
+        f'{", ".join(metrics.get("test_subjects", [])) or "none"}',
+        f'- volumes: {metrics.get("volumes")}',
+        '',
+        '## Training',
+        '',
+        f'Loss: Huber on quality + {cfg.get("indicator_weight")} × focal loss '
+        f'(γ={cfg.get("focal_gamma")}) on the indicators, unknown labels masked. AdamW '
+        f'(lr {cfg.get("learning_rate")}, weight decay {cfg.get("weight_decay")}), exponential '
+        f'decay {cfg.get("lr_decay")} per epoch, {cfg.get("epochs")} epochs per fold, '
+        f'{metrics.get("final_epochs")} for the final model, {cfg.get("tiles_per_volume")} '
+        f'random tiles per volume per epoch, batch {cfg.get("batch_size")}, seed '
+        f'{cfg.get("seed")}. Folds split by subject.',
+        '',
+        '## Held-out metrics (test subjects, final model)',
+        '',
+    ]
+    if held:
+        lines += [f'- quality R² {_fmt(held.get("r2"))} (bar {R2_BAR}), MAE '
+                  f'{_fmt(held.get("mae"), 2)}; {held.get("volumes")} volumes',
+                  '- artifact family ROC AUC (bar 0.90): ' + ', '.join(
+                      f'{k} {_fmt(v)}' for k, v in held.get('family_auc', {}).items()),
+                  f'- bar met: **{"yes" if held.get("bar_met") else "no"}**', '']
+    else:
+        lines += ['No held-out subjects in this run.', '']
+    cv = metrics.get('cross_validation')
+    if cv:
+        lines += ['## Cross-validation (validation folds = unseen subjects)', '',
+                  '| fold | validation subjects | train R² | val R² | ' + ' | '.join(
+                      f'{k} AUC' for k in FAMILIES) + ' |',
+                  '|---|---|---|---|' + '---|' * len(FAMILIES)]
+        for f in metrics.get('folds', []):
+            fam = f['validation'].get('family_auc', {})
+            lines.append(f'| {f["fold"]} | {", ".join(f["val_subjects"])} | '
+                         f'{_fmt(f["train"].get("r2"))} | {_fmt(f["validation"].get("r2"))} | '
+                         + ' | '.join(_fmt((fam.get(k) or {}).get('auc')) for k in FAMILIES)
+                         + ' |')
+        lines += ['', f'Mean validation R² {_fmt(cv["val_r2"]["mean"])} '
+                  f'± {_fmt(cv["val_r2"]["std"])}.', '']
+    base = metrics.get('baseline')
+    if base and base.get('test'):
+        lines += ['## CNN against the IQM baseline (held-out test)', '',
+                  '| metric | CNN | IQM baseline |', '|---|---|---|',
+                  f'| quality R² | {_fmt(held.get("r2"))} | {_fmt(base["test"].get("r2"))} |']
+        for k, v in held.get('family_auc', {}).items():
+            b = ((base['test'].get('family_auc') or {}).get(k) or {}).get('auc')
+            lines.append(f'| {k} AUC | {_fmt(v)} | {_fmt(b)} |')
+        lines += ['', f'Baseline: {base.get("description", "")}', '']
+    lines += ['## Limits', '',
+              '- Few real anatomies (a handful of subjects); folds hold out one or two subjects.',
+              '- Synthetic labels only; no real-scan ratings were used for training or testing.',
+              '- Noise has no indicator: its AUC is measured with the quality score on '
+              'noise-only against clean volumes.',
+              '- Plots: ' + ', '.join(PLOTS) + ' in the report folder.', '']
+    return '\n'.join(lines)
+
+
+def write_report(results: dict, data: VolumeSet, out_dir: Path, preliminary: bool = False
+                 ) -> dict:
+    """Write metrics.json, the PNG plots and MODEL_CARD.md into ``out_dir``."""
+    metrics = build_metrics(results)
+    (out_dir / 'metrics.json').write_text(json.dumps(metrics, indent=1) + '\n')
+    _plots(results, data, out_dir)
+    (out_dir / 'MODEL_CARD.md').write_text(model_card(metrics, preliminary))
+    return metrics

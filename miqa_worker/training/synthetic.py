@@ -1,0 +1,265 @@
+"""Generate labelled training volumes from real scans and the MNI152 template.
+
+Each *anatomy* is one base image after random resolution (including thick slices along any
+axis, i.e. the acquisition orientation), affine (oblique tilt, scale), elastic deformation,
+left-right mirroring, contrast (gamma), mild unlabelled noise and field-of-view (margin)
+changes. Each anatomy then gives several *variants* with random simulated artifacts
+(``artifacts.py``) and the labels those imply. Volumes are stored preprocessed (the shared
+``rescale_intensity``, as uint8) in a cache folder with an ``index.csv``.
+
+Subjects: every real scan belongs to the subject (person) it shows; the template is the subject
+``mni152``. With templates only (no ../shared), each anatomy is its own nominal subject
+``mni152-aNNN`` so that folds can still be formed; they share the template anatomy, which the
+model card states.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+import torchio as tio
+from tqdm import tqdm
+
+from ..preprocessing import rescale_intensity
+from . import artifacts as art
+from .labels import write_index
+
+SHARED_MRI = Path(__file__).resolve().parents[3] / 'shared' / 'data' / 'mri'
+
+
+@dataclass(frozen=True)
+class Source:
+    """A base image: file (or template name), the subject it shows, its contrast."""
+
+    name: str
+    subject_id: str
+    contrast: str
+    path: str | None = None  # None: a nilearn template
+
+
+# Real scans of ../shared/data/mri used as bases (see its SOURCES.md for origin and licence).
+# 4D series, EPI with burned-in markers and the 6.5 mm clinical stack are not used as bases.
+REAL_SOURCES: tuple[tuple[str, str, str], ...] = (
+    ('fnndsc-sag-anon_child3y_T1w.nii.gz', 'fnndsc-child3y', 'T1w'),
+    ('ixi-nichart_IXI012-HH-1211_T1w-2mm.nii.gz', 'ixi-IXI012', 'T1w'),
+    ('niivue-register_head-ext_T1w-1p6mm.nii.gz', 'niivue-head', 'T1w'),
+    ('niivue-register_head_T2w.nii.gz', 'niivue-head', 'T2w'),  # maybe the same volunteer
+    ('openneuro-ds002748_sub-01_T1w-skullstripped.nii.gz', 'ds002748-sub-01', 'T1w'),
+    ('cstar-stroke_patient_T1w-brain.nii.gz', 'cstar-stroke', 'T1w'),
+    ('cstar-stroke_patient_T2w-brain.nii.gz', 'cstar-stroke', 'T2w'),
+    ('cstar-stroke_patient_FLAIR-brain.nii.gz', 'cstar-stroke', 'FLAIR'),
+    ('ixi-miqa_IXI002-Guys-0828_dwi-vol00.nii.gz', 'ixi-IXI002', 'b0'),
+)
+TEMPLATE_SOURCES: tuple[Source, ...] = (
+    Source('mni152-t1', 'mni152', 'T1w'),
+    Source('mni152-tissue', 'mni152', 'tissue'),  # random contrast from the GM/WM/CSF maps
+)
+# Subjects never used for training the shipped model (every scan of them is held out).
+DEFAULT_TEST_SUBJECTS: tuple[str, ...] = ('ixi-IXI012', 'cstar-stroke')
+
+
+def discover_sources(shared_dir: Path | None = SHARED_MRI) -> list[Source]:
+    """The template bases plus every real base present in ``shared_dir``."""
+    sources = list(TEMPLATE_SOURCES)
+    if shared_dir is not None and Path(shared_dir).is_dir():
+        for name, subject, contrast in REAL_SOURCES:
+            path = Path(shared_dir) / name
+            if path.is_file():
+                sources.append(Source(name, subject, contrast, str(path)))
+    return sources
+
+
+def _load_template(source: Source, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The MNI152 T1 template, or a random contrast painted from its tissue maps."""
+    from nilearn import datasets
+
+    t1 = datasets.load_mni152_template(resolution=1)
+    if source.contrast == 'T1w':
+        return np.asarray(t1.get_fdata(), dtype=np.float32), t1.affine
+    gm = datasets.load_mni152_gm_template(resolution=1).get_fdata()
+    wm = datasets.load_mni152_wm_template(resolution=1).get_fdata()
+    mask = datasets.load_mni152_brain_mask(resolution=1).get_fdata()
+    csf = np.clip(mask - gm - wm, 0, 1)
+    if rng.random() < 0.5:  # T2-like: CSF bright, WM dark
+        levels = rng.uniform([0.85, 0.45, 0.2], [1.0, 0.65, 0.4])
+    else:  # T1-like with a different tissue contrast than the template
+        levels = rng.uniform([0.05, 0.4, 0.75], [0.3, 0.6, 1.0])
+    data = levels[0] * csf + levels[1] * gm + levels[2] * wm
+    return data.astype(np.float32), t1.affine
+
+
+def load_base(source: Source, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Base image as a float32 array in canonical (RAS) voxel order, with its affine."""
+    if source.path is None:
+        return _load_template(source, rng)
+    from .dataset import read_image_array
+
+    data, spacing = read_image_array(source.path)  # the worker's reader: canonical RAS
+    return np.nan_to_num(data), np.diag([*map(float, spacing), 1.0])
+
+
+def normalise(data: np.ndarray) -> np.ndarray:
+    """Clip negatives and scale the 99.5th percentile to 1."""
+    data = np.clip(data, 0, None)
+    ref = float(np.percentile(data, 99.5))
+    return data / ref if ref > 0 else data
+
+
+def _fov(data: np.ndarray, spacing: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Crop or zero-pad so each side has a random 0-30 mm margin around the foreground."""
+    threshold = 0.1 * float(np.percentile(data, 99))
+    mask = data > threshold
+    out = data
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        idx = np.flatnonzero(mask.any(axis=other))
+        if idx.size == 0:
+            continue
+        n = out.shape[axis]
+        lo_margin, hi_margin = (int(rng.uniform(0, 30) / spacing[axis]) for _ in range(2))
+        lo, hi = idx[0] - lo_margin, idx[-1] + 1 + hi_margin
+        pad = (max(0, -lo), max(0, hi - n))
+        sl = [slice(None)] * 3
+        sl[axis] = slice(max(lo, 0), min(hi, n))
+        out = out[tuple(sl)]
+        mask = mask[tuple(sl)]
+        if any(pad):
+            widths = [(0, 0)] * 3
+            widths[axis] = pad
+            out = np.pad(out, widths)
+            mask = np.pad(mask, widths)
+    return out
+
+
+def make_anatomy(data: np.ndarray, affine: np.ndarray, rng: np.random.Generator,
+                 spacing_range: tuple[float, float] = (1.0, 2.0)
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Random resolution, orientation, deformation, contrast and FOV of one base image."""
+    spacing = np.full(3, rng.uniform(*spacing_range))
+    if rng.random() < 0.35:  # a thick-slice acquisition (axial, coronal or sagittal)
+        spacing[int(rng.integers(0, 3))] = max(spacing[0], rng.uniform(2.5, 5.0))
+    image = tio.ScalarImage(tensor=torch.from_numpy(normalise(data))[None], affine=affine)
+    transform = tio.Compose([
+        tio.Resample(tuple(float(s) for s in spacing), antialias=True),
+        tio.RandomAffine(scales=(0.9, 1.1), degrees=12, translation=4,
+                         default_pad_value='minimum'),
+        tio.RandomElasticDeformation(num_control_points=7, max_displacement=6,
+                                     locked_borders=2),
+        tio.RandomFlip(axes=('LR',), flip_probability=0.5),
+    ])
+    image = transform(image)
+    out = np.clip(image.data[0].numpy(), 0, None)
+    out = normalise(out) ** float(np.exp(rng.uniform(-0.35, 0.35)))  # contrast
+    out = _fov(out, spacing, rng)
+    out = art.add_rician_noise(out, float(rng.uniform(0.0, 0.012)), rng)  # unlabelled noise
+    new_affine = np.array(image.affine)
+    return out.astype(np.float32), new_affine
+
+
+def make_variant(anatomy: np.ndarray, affine: np.ndarray, transforms: list,
+                 families: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Apply random artifacts to an anatomy; returns volume, affine and labels."""
+    subject = tio.Subject(**{art.IMAGE_KEY: tio.ScalarImage(
+        tensor=torch.from_numpy(anatomy.copy())[None], affine=affine)})
+    subject = art.apply_artifacts(subject, transforms, families)
+    image = subject[art.IMAGE_KEY]
+    return image.data[0].numpy(), np.array(image.affine), subject[art.LABELS_KEY]
+
+
+def to_uint8(volume: np.ndarray) -> np.ndarray:
+    """The shared preprocessing (percentile rescale to 0..1), quantised to uint8 for the cache."""
+    return np.round(rescale_intensity(volume) * 255.0).astype(np.uint8)
+
+
+def _seed(*parts: object) -> int:
+    """A stable 31-bit seed from any parts."""
+    digest = hashlib.sha256('/'.join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:4], 'little') & 0x7FFFFFFF
+
+
+def generate(cache_dir: Path, anatomies_per_subject: int = 12, variants: int = 5,
+             seed: int = 0, shared_dir: Path | None = SHARED_MRI,
+             families: tuple[str, ...] = art.FAMILY_NAMES,
+             probability: float = art.DEFAULT_PROBABILITY,
+             severity: tuple[float, float] = art.DEFAULT_SEVERITY,
+             templates_only_subjects: int = 10, save_nifti: bool = False,
+             spacing_range: tuple[float, float] = (1.0, 2.0), progress: bool = True) -> Path:
+    """Write ``cache_dir/volumes/*.npz`` and ``cache_dir/index.csv``; returns the index path.
+
+    Resumable: volumes already in the cache are kept (generation is deterministic per id).
+    """
+    cache_dir = Path(cache_dir)
+    (cache_dir / 'volumes').mkdir(parents=True, exist_ok=True)
+    if save_nifti:
+        (cache_dir / 'nifti').mkdir(exist_ok=True)
+    sources = discover_sources(shared_dir)
+    subjects = sorted({s.subject_id for s in sources})
+    templates_only = subjects == ['mni152']
+    jobs: list[tuple[Source, int, str]] = []
+    for subject in subjects:
+        own = [s for s in sources if s.subject_id == subject]
+        count = anatomies_per_subject
+        if templates_only:
+            count = max(anatomies_per_subject, templates_only_subjects)
+        for a in range(count):
+            sid = f'{subject}-a{a:03d}' if templates_only else subject
+            jobs.append((own[a % len(own)], a, sid))
+    rows = []
+    settings = {'seed': seed, 'anatomies_per_subject': anatomies_per_subject,
+                'variants': variants, 'families': list(families), 'probability': probability,
+                'severity': list(severity), 'templates_only': templates_only,
+                'spacing_range': list(spacing_range),
+                'sources': [s.name for s in sources]}
+    (cache_dir / 'settings.json').write_text(json.dumps(settings, indent=1))
+    transforms = art.artifact_pipeline(families, probability, severity)
+    bar = tqdm(jobs, desc='generate', unit='anatomy', disable=not progress)
+    for source, a, sid in bar:
+        ids = [f'{source.name.split(".")[0]}-a{a:03d}-v{v:02d}' for v in range(variants)]
+        meta_paths = [cache_dir / 'volumes' / f'{i}.json' for i in ids]
+        if all(p.is_file() for p in meta_paths):
+            rows.extend(json.loads(p.read_text()) for p in meta_paths)
+            continue
+        rng = np.random.default_rng(_seed(seed, source.name, a))
+        torch.manual_seed(_seed(seed, source.name, a, 'torch'))
+        data, affine = load_base(source, rng)
+        anatomy, anat_affine = make_anatomy(data, affine, rng, spacing_range)
+        for v, vid in enumerate(ids):
+            torch.manual_seed(_seed(seed, vid))
+            volume, vol_affine, labels = make_variant(anatomy, anat_affine, transforms,
+                                                      families)
+            spacing = np.sqrt((vol_affine[:3, :3] ** 2).sum(axis=0))
+            u8 = to_uint8(volume)
+            np.savez_compressed(cache_dir / 'volumes' / f'{vid}.npz', volume=u8,
+                                spacing=spacing.astype(np.float32))
+            row = {'volume_id': vid, 'file': f'volumes/{vid}.npz', 'subject_id': sid,
+                   'source': source.name, 'contrast': source.contrast,
+                   'quality': labels['quality'], **labels['indicators'],
+                   **{f'severity_{k}': v for k, v in labels['severity'].items()},
+                   'shape': 'x'.join(map(str, u8.shape)),
+                   'spacing': 'x'.join(f'{s:.3f}' for s in spacing)}
+            if save_nifti:
+                nib.save(nib.Nifti1Image(volume.astype(np.float32), vol_affine),
+                         str(cache_dir / 'nifti' / f'{vid}.nii.gz'))
+            meta_paths[v].write_text(json.dumps(row))
+            rows.append(row)
+    index = cache_dir / 'index.csv'
+    write_index(rows, index)
+    if save_nifti:
+        nifti_rows = [{**r, 'file': f'nifti/{r["volume_id"]}.nii.gz'} for r in rows]
+        write_index(nifti_rows, cache_dir / 'labels.csv')
+    return index
+
+
+def default_cache_dir() -> Path:
+    """``$MIQA_TRAINING_CACHE`` or ``.state/training-cache`` of the checkout (git-ignored)."""
+    env = os.environ.get('MIQA_TRAINING_CACHE')
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / '.state' / 'training-cache'

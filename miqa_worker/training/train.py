@@ -1,0 +1,126 @@
+"""Train one network: AdamW, exponential learning-rate decay, checkpoints every epoch, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..network import build_network
+from .dataset import VolumeSet, tile_batches
+from .evaluate import metrics, predict
+from .losses import miqa_loss
+
+
+@dataclass
+class TrainConfig:
+    """Every setting that changes the trained weights."""
+
+    epochs: int = 12
+    tiles_per_volume: int = 4
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    lr_decay: float = 0.8  # ExponentialLR gamma, per epoch
+    focal_gamma: float = 2.0
+    quality_weight: float = 1.0
+    indicator_weight: float = 5.0
+    eval_tiles: int = 12  # grid tiles per volume for the per-epoch validation (all at the end)
+    seed: int = 0
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """CUDA when present (or the named device), else CPU."""
+    if name:
+        return torch.device(name)
+    return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+
+
+def _save_atomic(obj: object, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + '.tmp')
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train_model(data: VolumeSet, train_index: np.ndarray, val_index: np.ndarray | None,
+                config: TrainConfig, run_dir: Path, resume: bool = False,
+                device: torch.device | None = None, desc: str = 'train',
+                progress: bool = True) -> tuple[torch.nn.Module, list[dict]]:
+    """Train on ``train_index``; per-epoch loss (and validation R²/loss) go to the history.
+
+    ``run_dir/checkpoint.pt`` is written after every epoch; with ``resume`` training continues
+    from it. The finished weights are ``run_dir/weights.pt``.
+    """
+    device = device or pick_device()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    model = build_network().to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
+                                  weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
+    history: list[dict] = []
+    start = 0
+    checkpoint = run_dir / 'checkpoint.pt'
+    if resume and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        if state.get('config') != asdict(config):
+            raise ValueError(f'{checkpoint} was written with other settings; remove it or '
+                             'run without --resume')
+        model.load_state_dict(state['model'])
+        optimizer.load_state_dict(state['optimizer'])
+        scheduler.load_state_dict(state['scheduler'])
+        history = state['history']
+        start = state['epoch'] + 1
+    for epoch in range(start, config.epochs):
+        rng = np.random.default_rng([config.seed, epoch])
+        torch.manual_seed(config.seed * 1000 + epoch)
+        model.train()
+        began = time.time()
+        n_batches = -(-len(train_index) * config.tiles_per_volume // config.batch_size)
+        sums = {'loss': 0.0, 'quality': 0.0, 'indicators': 0.0}
+        bar = tqdm(tile_batches(data, train_index, config.tiles_per_volume, config.batch_size,
+                                rng), total=n_batches, desc=f'{desc} epoch {epoch + 1}/'
+                   f'{config.epochs}', unit='batch', leave=False, disable=not progress)
+        for tiles, quality, indicators in bar:
+            outputs = model(tiles.to(device))
+            loss, parts = miqa_loss(outputs, quality.to(device), indicators.to(device),
+                                    config.quality_weight, config.indicator_weight,
+                                    config.focal_gamma)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            sums['loss'] += float(loss.detach())
+            sums['quality'] += parts['quality']
+            sums['indicators'] += parts['indicators']
+            bar.set_postfix(loss=f'{float(loss.detach()):.3f}')
+        entry = {'epoch': epoch + 1, 'lr': scheduler.get_last_lr()[0],
+                 **{f'train_{k}': v / max(n_batches, 1) for k, v in sums.items()},
+                 'seconds': time.time() - began}
+        if val_index is not None and len(val_index):
+            pq, probs = predict(model, data, val_index, config.eval_tiles, device=device)
+            m = metrics(data, val_index, pq, probs)
+            logits = np.log(np.clip(probs, 1e-6, 1 - 1e-6) / np.clip(1 - probs, 1e-6, 1))
+            with torch.no_grad():
+                _, parts = miqa_loss(torch.from_numpy(np.c_[pq, logits]),
+                                     torch.from_numpy(data.quality[val_index]),
+                                     torch.from_numpy(data.indicators[val_index]))
+            entry.update({'val_r2': m.get('r2'), 'val_quality_loss': parts['quality'],
+                          'val_indicator_loss': parts['indicators']})
+        scheduler.step()
+        history.append(entry)
+        if progress:
+            tqdm.write(f'{desc} epoch {epoch + 1}: ' + ', '.join(
+                f'{k}={v:.4g}' for k, v in entry.items()
+                if isinstance(v, float) and k != 'lr'))
+        _save_atomic({'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
+                      'scheduler': scheduler.state_dict(), 'epoch': epoch, 'history': history,
+                      'config': asdict(config)}, checkpoint)
+    torch.save(model.state_dict(), run_dir / 'weights.pt')
+    (run_dir / 'history.json').write_text(json.dumps(history, indent=1))
+    return model, history
