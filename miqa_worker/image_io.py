@@ -16,6 +16,7 @@ import re
 import shutil
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,7 +58,14 @@ def _itk():
     """Import ITK lazily (the Girder server imports this package without ITK)."""
     import itk
 
+    global _itk_configured
+    if not _itk_configured:
+        itk.ProcessObject.SetGlobalWarningDisplay(False)  # warnings go to stderr, not to us
+        _itk_configured = True
     return itk
+
+
+_itk_configured = False
 
 
 def max_voxels_bound(max_voxels: int | None = None) -> int:
@@ -111,8 +119,10 @@ def _itk_message(exc: Exception) -> str:
     if match:
         text = match.group(1)
     text = ' '.join(text.split())
-    text = re.sub(r'^(ITK ERROR: \S+: )', '', text)
-    return text[:300]
+    text = re.sub(r'\S+\.(?:cxx|hxx|h):\d+:\s*', '', text)
+    text = re.sub(r'ITK ERROR: \w+\(0x[0-9a-f]+\):\s*', '', text)
+    text = re.sub(r'\s*Reason: Success$', '', text)
+    return text[:240]
 
 
 def source_format(path: str | os.PathLike) -> str:
@@ -165,8 +175,121 @@ def _check_header(ndim: int, sizes: list[int], components: int, pixel: str,
     return shape3, note
 
 
-def _read_single(path: str, max_voxels: int | None):
-    """Read a single-file image with ITK; return (itk 3D image, note)."""
+@dataclass
+class _Raw:
+    """Voxels as read: an ``[x, y, z]`` array (maybe a view), LPS direction, spacing, note."""
+
+    array: np.ndarray
+    direction: np.ndarray
+    spacing: np.ndarray
+    note: str | None
+    keepalive: object = None  # the ITK image that owns the memory of a view
+
+
+def _from_itk_image(image, note: str | None) -> _Raw:
+    itk = _itk()
+    direction = np.asarray(itk.array_from_matrix(image.GetDirection()), dtype=float)
+    spacing = np.asarray(tuple(image.GetSpacing()), dtype=float)
+    return _Raw(itk.array_view_from_image(image).T, direction, spacing, note, image)
+
+
+def _header_geometry(io) -> tuple[np.ndarray, np.ndarray]:
+    """The 3D LPS direction matrix and spacing from an ImageIO that read its header."""
+    direction = np.array([[io.GetDirection(col)[row] for col in range(3)] for row in range(3)],
+                         dtype=float)
+    spacing = np.array([io.GetSpacing(axis) for axis in range(3)], dtype=float)
+    return direction, spacing
+
+
+def _nifti_data_bytes(path: str):
+    """(nibabel image, bytes the file must hold: header + voxel data) of a NIfTI file."""
+    import nibabel as nib
+
+    try:
+        image = nib.load(path)
+    except Exception as exc:  # nibabel raises several types for bad headers
+        raise ImageError(f'cannot read the NIfTI header: {exc}') from None
+    shape = image.header.get_data_shape()
+    itemsize = image.header.get_data_dtype().itemsize
+    offset = int(getattr(image.dataobj, 'offset', 0))
+    return image, offset + int(np.prod(shape, dtype=np.int64)) * itemsize
+
+
+def _gzip_length(path: str, expected: int) -> int:
+    """Uncompressed length of a gzip file; reads it all unless its trailer says ``expected``."""
+    with open(path, 'rb') as fh:
+        fh.seek(-4, os.SEEK_END)
+        if int.from_bytes(fh.read(4), 'little') == expected % (1 << 32):
+            return expected  # the usual single-member file written in full
+    total = 0
+    stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        with open(path, 'rb') as fh:
+            while chunk := fh.read(1 << 20):
+                total += len(stream.decompress(chunk))
+                while stream.eof and stream.unused_data:  # a further gzip member
+                    rest = stream.unused_data
+                    stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    total += len(stream.decompress(rest))
+    except zlib.error:
+        pass  # corrupt stream: report what could be read
+    return total
+
+
+def _check_nifti(path: str):
+    """Refuse a NIfTI file whose data is shorter than its header says; return nibabel's image.
+
+    ITK's NIfTI reader silently fills missing data with zeros, so check here first.
+    """
+    image, expected = _nifti_data_bytes(path)
+    if path.lower().endswith('.gz'):
+        actual = _gzip_length(path, expected)
+    else:
+        actual = os.path.getsize(path)
+    if actual < expected:
+        raise ImageError(f'truncated file: the header promises {expected:,} bytes of image, '
+                         f'the file holds {actual:,}')
+    return image
+
+
+def _read_nibabel(path: str, image, ndim: int, direction: np.ndarray | None = None,
+                  spacing: np.ndarray | None = None, note: str | None = None) -> _Raw:
+    """First volume of an image through nibabel, geometry from ITK's header when given."""
+
+    try:
+        data = image.dataobj[..., 0] if ndim >= 4 else image.dataobj[...]
+        data = np.asarray(data)
+    except Exception as exc:
+        raise ImageError(f'cannot read the image data (corrupt or truncated file?): '
+                         f'{" ".join(str(exc).split())[:200]}') from None
+    while data.ndim > 3:
+        data = data[..., 0]
+    if direction is None or spacing is None:
+        affine = image.affine
+        zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+        zooms[zooms == 0] = 1.0
+        spacing = zooms
+        direction = np.diag([-1.0, -1.0, 1.0]) @ (affine[:3, :3] / zooms)
+    return _Raw(data, direction, spacing, note)
+
+
+def _read_mgh(path: str, max_voxels: int | None) -> _Raw:
+    """MGH/MGZ (FreeSurfer) through nibabel: ITK's pip wheels have no MGH reader."""
+    import nibabel as nib
+
+    try:
+        image = nib.load(path)
+    except Exception as exc:
+        raise ImageError(f'cannot read the MGH header: {" ".join(str(exc).split())}') from None
+    shape = list(image.shape)
+    _, note = _check_header(len(shape), shape, 1, 'scalar', max_voxels)
+    return _read_nibabel(path, image, len(shape), note=note)
+
+
+def _read_single(path: str, max_voxels: int | None) -> _Raw:
+    """Read a single-file image (ITK; nibabel for MGH and for float NIfTI's voxels)."""
+    if source_format(path) == 'mgh':
+        return _read_mgh(path, max_voxels)
     itk = _itk()
     io = itk.ImageIOFactory.CreateImageIO(path, itk.CommonEnums.IOFileMode_ReadMode)
     if io is None:
@@ -180,11 +303,17 @@ def _read_single(path: str, max_voxels: int | None):
     ndim, sizes, components, pixel = _describe_io(io)
     _, note = _check_header(ndim, sizes, components, pixel, max_voxels)
     ptype = _pixel_type(itk, io)
+    if io.GetNameOfClass() == 'NiftiImageIO':
+        nifti = _check_nifti(path)
+        if ptype is itk.F and np.issubdtype(nifti.get_data_dtype(), np.floating):
+            # ITK's NIfTI reader turns NaN/Inf into 0; read float voxels with nibabel to see them.
+            direction, spacing = _header_geometry(io)
+            return _read_nibabel(path, nifti, ndim, direction, spacing, note)
     try:
         if ndim == 3:
             reader = itk.ImageFileReader[itk.Image[ptype, 3]].New(FileName=path, ImageIO=io)
             reader.Update()
-            return reader.GetOutput(), note
+            return _from_itk_image(reader.GetOutput(), note)
         image4 = itk.Image[ptype, 4]
         reader = itk.ImageFileReader[image4].New(FileName=path, ImageIO=io)
         reader.UpdateOutputInformation()
@@ -196,7 +325,7 @@ def _read_single(path: str, max_voxels: int | None):
             Input=reader.GetOutput(), ExtractionRegion=region)
         extract.SetDirectionCollapseToSubmatrix()
         extract.Update()
-        return extract.GetOutput(), note
+        return _from_itk_image(extract.GetOutput(), note)
     except RuntimeError as exc:
         raise ImageError(f'cannot read the image data (corrupt or truncated file?): '
                          f'{_itk_message(exc)}') from None
@@ -238,7 +367,9 @@ def _read_dicom_zip(path: str, max_voxels: int | None):
             raise ImageError('the zip archive is empty')
         images = [f for f in files if f.suffix]
         if len(images) == 1 and len(files) == 1:
-            return _read_single(str(images[0]), max_voxels)
+            raw = _read_single(str(images[0]), max_voxels)
+            raw.array = np.array(raw.array, copy=True)  # the temp file goes away
+            return raw
         names = itk.GDCMSeriesFileNames.New()
         names.SetUseSeriesDetails(True)
         names.SetDirectory(str(workdir))
@@ -276,7 +407,7 @@ def _read_dicom_zip(path: str, max_voxels: int | None):
         if len(uids) > 1:
             note = (f'zip holds {len(uids)} DICOM series: assessed the largest '
                     f'({len(series)} files)')
-        return reader.GetOutput(), note
+        return _from_itk_image(reader.GetOutput(), note)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -309,13 +440,10 @@ def to_ras(array_xyz: np.ndarray, direction_lps: np.ndarray, spacing) -> tuple[
     return view, (new_spacing[0], new_spacing[1], new_spacing[2]), codes
 
 
-def _to_volume(image, note: str | None, fmt: str) -> ScanVolume:
-    """Convert an ITK 3D image to a canonical-RAS float32 ScanVolume and check its values."""
-    itk = _itk()
-    native = itk.array_view_from_image(image)  # [z, y, x]
-    direction = np.asarray(itk.array_from_matrix(image.GetDirection()), dtype=float)
-    spacing = np.asarray(tuple(image.GetSpacing()), dtype=float)
-    view, ras_spacing, codes = to_ras(native.T, direction, spacing)
+def _to_volume(raw: _Raw, fmt: str) -> ScanVolume:
+    """Canonical-RAS float32 ScanVolume from raw voxels, refusing non-finite or constant data."""
+    native = raw.array
+    view, ras_spacing, codes = to_ras(native, raw.direction, raw.spacing)
     if np.issubdtype(native.dtype, np.floating):
         finite = np.isfinite(native)
         bad = int(finite.size - np.count_nonzero(finite))
@@ -328,7 +456,7 @@ def _to_volume(image, note: str | None, fmt: str) -> ScanVolume:
         raise ImageError(f'constant image: every voxel is {float(low):g}')
     array = np.ascontiguousarray(view, dtype=np.float32)
     return ScanVolume(array=array, spacing=ras_spacing, original_orientation=codes,
-                      source_format=fmt, note=note)
+                      source_format=fmt, note=raw.note)
 
 
 def read_volume(path: str | os.PathLike, max_voxels: int | None = None) -> ScanVolume:
@@ -346,11 +474,9 @@ def read_volume(path: str | os.PathLike, max_voxels: int | None = None) -> ScanV
     if os.path.getsize(path) == 0:
         raise ImageError('empty file (0 bytes)')
     fmt = source_format(path)
-    if fmt == 'dicom-zip':
-        image, note = _read_dicom_zip(path, max_voxels)
-    else:
-        image, note = _read_single(path, max_voxels)
-    return _to_volume(image, note, fmt)
+    raw = _read_dicom_zip(path, max_voxels) if fmt == 'dicom-zip' else _read_single(
+        path, max_voxels)
+    return _to_volume(raw, fmt)
 
 
 _warm = False

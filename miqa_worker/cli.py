@@ -1,0 +1,135 @@
+"""``miqa-assess``: assess scan files from the command line (no server involved)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from typing import Any
+
+import click
+
+from .constants import ARTIFACT_KEYS, DEFAULT_MODEL
+
+EXIT_FAILED_FILES = 1
+EXIT_NO_MODEL = 2
+
+
+def _row(path: str, result: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """The per-file JSON record (one line of ``--format json``)."""
+    return {
+        'file': path,
+        'quality': result['quality'],
+        'artifacts': result['artifacts'],
+        'model': result['model'],
+        'seconds': round(seconds, 4),
+        'volume': result['volume'],
+        'metrics': result['metrics'],
+        'timings': result['timings'],
+    }
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one line of text."""
+    text = ' '.join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
+    """A table of quality and the most likely artifacts (rich when stdout is a terminal)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=None, show_lines=False)
+    for column in ('file', 'quality', 'top artifacts (probability)', 'seconds'):
+        table.add_column(column, overflow='fold')
+    for row in rows:
+        if 'error' in row:
+            table.add_row(row['file'], '-', f'error: {row["error"]}', '-')
+            continue
+        top = sorted(row['artifacts'].items(), key=lambda kv: -kv[1])[:3]
+        table.add_row(row['file'], f'{row["quality"]:.2f}',
+                      ', '.join(f'{key} {p:.2f}' for key, p in top), f'{row["seconds"]:.2f}')
+    Console(width=max(100, Console().width)).print(table)
+    if rows and 'model' in next((r for r in rows if 'model' in r), {}):
+        model = next(r for r in rows if 'model' in r)['model']
+        click.echo(f'model {model["name"]} {model["version"]} (sha256 {model["sha256"][:12]})')
+
+
+def _print_csv(rows: list[dict[str, Any]]) -> None:
+    """One CSV row per file: quality, each artifact probability, seconds, error."""
+    writer = csv.writer(sys.stdout)
+    writer.writerow(['file', 'quality', *ARTIFACT_KEYS, 'seconds', 'model', 'model_version',
+                     'error'])
+    for row in rows:
+        if 'error' in row:
+            writer.writerow([row['file'], '', *[''] * len(ARTIFACT_KEYS), '', '', '',
+                             row['error']])
+        else:
+            writer.writerow([row['file'], f'{row["quality"]:.4f}',
+                             *[f'{row["artifacts"][k]:.4f}' for k in ARTIFACT_KEYS],
+                             row['seconds'], row['model']['name'], row['model']['version'], ''])
+
+
+@click.command(context_settings={'help_option_names': ['-h', '--help']})
+@click.option('--format', 'fmt', type=click.Choice(['table', 'json', 'csv']), default='table',
+              show_default=True, help='Output: a table, one JSON object per line, or CSV.')
+@click.option('--model', 'model', default=DEFAULT_MODEL, show_default=True,
+              help='Model name (searched in MIQA_MODEL_DIR, then the package) or directory.')
+@click.option('--no-metrics', is_flag=True, help='Skip the classic image quality metrics.')
+@click.argument('files', nargs=-1, required=True, type=click.Path(dir_okay=False))
+def main(fmt: str, model: str, no_metrics: bool, files: tuple[str, ...]) -> None:
+    """Assess the quality of 3D MRI scans (NIfTI, NRRD, MetaImage, MGH, zipped DICOM)."""
+    from .image_io import ImageError
+    from .model_store import ModelError
+
+    try:
+        from .assessment import Assessor
+
+        assessor = Assessor(model)
+    except ModelError as exc:
+        click.echo(f'miqa-assess: {_one_line(exc)}', err=True)
+        sys.exit(EXIT_NO_MODEL)
+
+    bar = None
+    if len(files) > 1:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(files), unit='scan', file=sys.stderr, leave=False)
+    rows: list[dict[str, Any]] = []
+    failed = 0
+    for path in files:
+        if bar is not None:
+            bar.set_postfix_str(click.format_filename(path, shorten=True))
+        start = time.perf_counter()
+        try:
+            result = assessor.assess_file(path, metrics=not no_metrics)
+            row = _row(path, result, time.perf_counter() - start)
+        except ImageError as exc:
+            row = {'file': path, 'error': _one_line(exc)}
+        except (MemoryError, OSError, RuntimeError, ValueError) as exc:
+            row = {'file': path, 'error': f'{type(exc).__name__}: {_one_line(exc)}'}
+        failed += 'error' in row
+        rows.append(row)
+        if fmt == 'json':
+            line = json.dumps(row, allow_nan=False)
+            if bar is not None:
+                bar.clear()
+            click.echo(line)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    if fmt == 'table':
+        _print_table(rows)
+    elif fmt == 'csv':
+        _print_csv(rows)
+    for row in rows:
+        if 'error' in row and fmt != 'json':
+            click.echo(f'miqa-assess: {row["file"]}: {row["error"]}', err=True)
+    sys.exit(EXIT_FAILED_FILES if failed else 0)
+
+
+if __name__ == '__main__':  # pragma: no cover
+    main()

@@ -1,0 +1,69 @@
+"""Tiling: every voxel covered, the fewest tiles, short axes padded, C-ordered grid."""
+
+import math
+
+import numpy as np
+import pytest
+
+from miqa_worker.assessment import make_tiles
+from miqa_worker.preprocessing import rescale_intensity
+from miqa_worker.tiling import extract_tiles, pad_to_tile, tile_starts
+
+T = 64
+
+
+@pytest.mark.parametrize('size', [1, 10, 63, 64, 65, 100, 127, 128, 129, 176, 256, 300, 1024])
+def test_starts_cover_every_index_with_the_fewest_tiles(size):
+    starts = tile_starts(size)
+    padded = max(size, T)
+    assert len(starts) == max(1, math.ceil(size / T))
+    assert starts[0] == 0 and starts[-1] == padded - T
+    assert starts == sorted(set(starts))
+    covered = np.zeros(padded, bool)
+    for s in starts:
+        covered[s:s + T] = True
+    assert covered.all()
+    if len(starts) > 1:
+        # evenly spread: neighbouring gaps differ by at most one voxel, overlap under a tile
+        gaps = np.diff(starts)
+        assert gaps.max() - gaps.min() <= 1
+        overlap = len(starts) * T - padded
+        assert 0 <= overlap < T
+
+
+def test_short_axes_are_padded_at_the_end_with_zeros():
+    volume = np.ones((10, 70, 64), np.float32)
+    padded = pad_to_tile(volume)
+    assert padded.shape == (64, 70, 64)
+    assert padded[:10].all() and not padded[10:].any()
+    tiles, starts, grid = extract_tiles(volume)
+    assert grid == (1, 2, 1) and tiles.shape == (2, T, T, T)
+    assert starts.tolist() == [[0, 0, 0], [0, 6, 0]]
+
+
+def test_tiles_reassemble_the_volume_in_c_order():
+    rng = np.random.default_rng(3)
+    volume = rng.random((130, 64, 100)).astype(np.float32)
+    tiles, starts, grid = extract_tiles(volume)
+    assert grid == (3, 1, 2) and len(tiles) == 6
+    # C order: the last axis changes fastest
+    assert [tuple(s) for s in starts] == [(i, j, k) for i in (0, 33, 66) for j in (0,)
+                                          for k in (0, 36)]
+    rebuilt = np.full(volume.shape, np.nan, np.float32)
+    for tile, (i, j, k) in zip(tiles, starts, strict=True):
+        rebuilt[i:i + T, j:j + T, k:k + T] = tile
+    np.testing.assert_array_equal(rebuilt, volume)
+
+
+@pytest.mark.parametrize('shape', [(256, 256, 176), (40, 90, 70), (64, 64, 64), (65, 300, 2)])
+def test_fast_tiles_equal_the_reference_pipeline(shape):
+    """make_tiles (in-place rescale, fast percentiles) == extract_tiles(rescale_intensity(v))."""
+    rng = np.random.default_rng(1)
+    volume = (rng.gamma(2.0, 100.0, shape) * (rng.random(shape) > 0.3)).astype(np.float32)
+    tiles, starts, grid, padded = make_tiles(volume)
+    ref_tiles, ref_starts, ref_grid = extract_tiles(rescale_intensity(volume))
+    assert grid == ref_grid
+    assert padded == tuple(max(s, T) for s in shape)
+    np.testing.assert_array_equal(starts, ref_starts)
+    np.testing.assert_allclose(tiles, ref_tiles, atol=1e-6)
+    assert tiles.dtype == np.float32 and tiles.min() >= 0.0 and tiles.max() <= 1.0
