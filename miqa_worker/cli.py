@@ -42,7 +42,8 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     table = Table(title=None, show_lines=False)
-    for column in ('file', 'quality', 'top artifacts (probability)', 'seconds'):
+    table.add_column('file', no_wrap=True)
+    for column in ('quality', 'top artifacts (probability)', 'seconds'):
         table.add_column(column, overflow='fold')
     for row in rows:
         if 'error' in row:
@@ -51,7 +52,8 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
         top = sorted(row['artifacts'].items(), key=lambda kv: -kv[1])[:3]
         table.add_row(row['file'], f'{row["quality"]:.2f}',
                       ', '.join(f'{key} {p:.2f}' for key, p in top), f'{row["seconds"]:.2f}')
-    Console(width=max(100, Console().width)).print(table)
+    longest = max((len(row['file']) for row in rows), default=0)
+    Console(width=max(100, longest + 75, Console().width)).print(table)
     if rows and 'model' in next((r for r in rows if 'model' in r), {}):
         model = next(r for r in rows if 'model' in r)['model']
         click.echo(f'model {model["name"]} {model["version"]} (sha256 {model["sha256"][:12]})')

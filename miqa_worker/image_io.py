@@ -436,7 +436,7 @@ def to_ras(array_xyz: np.ndarray, direction_lps: np.ndarray, spacing) -> tuple[
     view = orientations.apply_orientation(array_xyz, ornt)
     new_spacing = [0.0, 0.0, 0.0]
     for axis, (target, _flip) in enumerate(ornt):
-        new_spacing[int(target)] = float(spacing[axis])
+        new_spacing[int(target)] = round(float(spacing[axis]), 6)  # float32 headers
     return view, (new_spacing[0], new_spacing[1], new_spacing[2]), codes
 
 

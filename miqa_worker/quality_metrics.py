@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 DIETRICH_FACTOR = 1.0 / math.sqrt(2.0 / (4.0 - math.pi))
-DEFAULT_MAX_VOXELS = 1 << 21
+DEFAULT_MAX_VOXELS = 1 << 20
 TISSUES = ('csf', 'gm', 'wm')
 UNDEFINED = -1.0
 

@@ -1,0 +1,127 @@
+"""Assessing a scan: the result's shape, orientation invariance, progress, real scans."""
+
+import json
+import math
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from miqa_worker.assessment import Assessor, clear_cache, get_assessor, warm_up
+from miqa_worker.constants import ARTIFACT_KEYS, TILE_SIZE
+from miqa_worker.image_io import ImageError, read_volume
+
+from .conftest import TEST_MODEL, head_phantom
+
+
+def _check_result(result, shape):
+    assert json.loads(json.dumps(result, allow_nan=False)) == result
+    assert 0.0 <= result['quality'] <= 10.0
+    assert list(result['artifacts']) == list(ARTIFACT_KEYS)
+    assert all(0.0 <= p <= 1.0 for p in result['artifacts'].values())
+    tile_map = result['tileMap']
+    grid = tile_map['grid']
+    count = math.prod(grid)
+    assert grid == [max(1, math.ceil(s / TILE_SIZE)) for s in shape]
+    assert tile_map['tileSize'] == TILE_SIZE
+    assert tile_map['shape'] == [max(s, TILE_SIZE) for s in shape]
+    assert len(tile_map['starts']) == len(tile_map['quality']) == count
+    assert all(len(tile_map['artifacts'][key]) == count for key in ARTIFACT_KEYS)
+    assert all(0.0 <= q <= 10.0 for q in tile_map['quality'])
+    probs = np.array([tile_map['artifacts'][key] for key in ARTIFACT_KEYS])
+    np.testing.assert_allclose(probs.mean(axis=1), list(result['artifacts'].values()))
+    assert result['model']['name'] == TEST_MODEL and len(result['model']['sha256']) == 64
+    assert result['volume']['shape'] == list(shape)
+    assert set(result['timings']) == {'read', 'preprocess', 'inference', 'metrics', 'total'}
+    assert all(v >= 0 for v in result['timings'].values())
+    assert result['metrics'] and all(math.isfinite(v) for v in result['metrics'].values())
+
+
+def test_assess_file_result(assessor, write_nifti):
+    path = write_nifti(head_phantom((150, 100, 70)), 'head.nii.gz', np.diag([1, 1, 1.2, 1]))
+    seen = []
+    result = assessor.assess_file(path, progress=lambda c, t, m: seen.append((c, t, m)))
+    _check_result(result, (150, 100, 70))
+    assert result['volume'] == {'shape': [150, 100, 70], 'spacing': [1.0, 1.0, 1.2],
+                                'orientation': 'RAS', 'note': None, 'format': 'nifti'}
+    assert [c for c, _, _ in seen] == sorted(c for c, _, _ in seen)
+    assert seen[0][0] == 1 and seen[-1][0] == seen[-1][1] == 5
+    assert result['tileMap']['starts'][:3] == [[0, 0, 0], [0, 0, 6], [0, 36, 0]]
+
+
+def test_quality_is_the_mean_of_the_tile_outputs(assessor):
+    volume = read_volume_from_array(head_phantom((70, 70, 70)))
+    result = assessor.assess_volume(volume, metrics=False)
+    from miqa_worker.assessment import make_tiles
+
+    tiles, _, _, _ = make_tiles(volume.array)
+    outputs = assessor.predict_tiles(tiles)
+    single = np.concatenate([assessor.predict_tiles(t[None]) for t in tiles])
+    np.testing.assert_allclose(outputs, single, rtol=1e-4, atol=1e-5)  # batching changes nothing
+    assert result['quality'] == pytest.approx(float(np.clip(outputs[:, 0].mean(), 0, 10)))
+    sig = 1 / (1 + np.exp(-outputs[:, 1:].astype(np.float64)))
+    assert list(result['artifacts'].values()) == pytest.approx(list(sig.mean(axis=0)))
+    assert result['metrics'] == {}
+
+
+def read_volume_from_array(array):
+    from miqa_worker.image_io import ScanVolume
+
+    return ScanVolume(array=np.ascontiguousarray(array, np.float32), spacing=(1.0, 1.0, 1.0),
+                      original_orientation='RAS', source_format='array')
+
+
+@pytest.mark.parametrize('codes', ['LPI', 'ASR'])
+def test_same_scan_in_another_orientation_assesses_the_same(assessor, tmp_path, codes):
+    array = head_phantom((100, 90, 70))
+    affine = np.diag([1.1, 1.0, 1.3, 1.0])
+    nib.save(nib.Nifti1Image(array, affine), str(tmp_path / 'ras.nii.gz'))
+    image = nib.Nifti1Image(array, affine)
+    ornt = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt('RAS'),
+                                           nib.orientations.axcodes2ornt(codes))
+    nib.save(image.as_reoriented(ornt), str(tmp_path / 'moved.nii.gz'))
+    a = assessor.assess_file(tmp_path / 'ras.nii.gz')
+    b = assessor.assess_file(tmp_path / 'moved.nii.gz')
+    assert b['volume']['orientation'] == codes
+    assert b['quality'] == pytest.approx(a['quality'], abs=1e-5)
+    assert b['artifacts'] == pytest.approx(a['artifacts'], abs=1e-6)
+    assert b['tileMap']['starts'] == a['tileMap']['starts']
+    assert b['tileMap']['quality'] == pytest.approx(a['tileMap']['quality'], abs=1e-5)
+    assert b['metrics'] == pytest.approx(a['metrics'], rel=1e-5, abs=1e-6)
+
+
+def test_bad_input_raises_image_error(assessor, tmp_path):
+    (tmp_path / 'x.nii').write_text('not an image')
+    with pytest.raises(ImageError, match='not a readable image'):
+        assessor.assess_file(tmp_path / 'x.nii')
+
+
+def test_get_assessor_caches_and_warm_up_never_raises(model_path, caplog):
+    clear_cache()
+    first = get_assessor(str(model_path))
+    assert get_assessor(str(model_path)) is first
+    assert warm_up(str(model_path)) is first
+    assert warm_up('no-such-model-anywhere') is None
+    assert 'no-such-model-anywhere' in caplog.text
+    clear_cache()
+
+
+def test_assessor_uses_the_available_cores(model_path):
+    import os
+
+    import torch
+
+    assessor = Assessor(model_path)
+    assert assessor.threads == len(os.sched_getaffinity(0))
+    assert torch.get_num_threads() == assessor.threads
+
+
+@pytest.mark.realdata
+def test_every_readable_real_scan_assesses_to_finite_numbers(assessor, shared_mri):
+    files = sorted(p for p in shared_mri.iterdir() if p.is_file() and p.suffix != '.md'
+                   and p.suffix != '.json')
+    assert len(files) >= 15
+    for path in files:
+        result = assessor.assess_file(path)
+        _check_result(result, tuple(read_volume(path).shape))
+        assert result['timings']['total'] < 30, path.name

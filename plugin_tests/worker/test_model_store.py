@@ -1,0 +1,76 @@
+"""Model store: name and path lookup, MIQA_MODEL_DIR, clear errors, sha256, no downloads."""
+
+import hashlib
+import json
+
+import pytest
+import torch
+
+from miqa_worker.model_store import (
+    PACKAGE_MODEL_DIR,
+    ModelError,
+    ModelNotFoundError,
+    find_model,
+    load_model,
+)
+
+from .conftest import TEST_MODEL
+
+
+def test_load_by_path_gives_an_eval_network_and_its_sha256(model_path):
+    network, info = load_model(model_path)
+    assert not network.training
+    assert info['name'] == TEST_MODEL and info['version'] == '0.0.0-test'
+    assert 'TEST ONLY' in info['description'] and info['created']
+    digest = hashlib.sha256((model_path / 'weights.pt').read_bytes()).hexdigest()
+    assert info['sha256'] == digest
+    with torch.inference_mode():
+        assert network(torch.zeros(2, 1, 64, 64, 64)).shape == (2, 11)
+    assert load_model(model_path / 'weights.pt')[1]['sha256'] == digest
+
+
+def test_model_dir_environment_adds_a_search_directory(model_dir, monkeypatch):
+    monkeypatch.setenv('MIQA_MODEL_DIR', str(model_dir))
+    assert find_model(TEST_MODEL) == model_dir / TEST_MODEL
+    assert load_model(TEST_MODEL)[1]['name'] == TEST_MODEL
+
+
+def test_missing_model_names_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.setenv('MIQA_MODEL_DIR', str(tmp_path))
+    with pytest.raises(ModelNotFoundError) as info:
+        load_model('nonexistent-model')
+    message = str(info.value)
+    assert str(tmp_path / 'nonexistent-model') in message
+    assert str(PACKAGE_MODEL_DIR / 'nonexistent-model') in message
+    assert 'MIQA_MODEL_DIR' in message and '\n' not in message
+    with pytest.raises(ModelNotFoundError, match='no weights.pt in'):
+        load_model(tmp_path / 'nowhere')
+
+
+def test_incompatible_or_corrupt_weights_are_model_errors(tmp_path):
+    bad = tmp_path / 'bad'
+    bad.mkdir()
+    torch.save({'layer.weight': torch.zeros(3)}, bad / 'weights.pt')
+    with pytest.raises(ModelError, match='does not fit the MIQA network'):
+        load_model(bad)
+    (bad / 'weights.pt').write_bytes(b'garbage')
+    with pytest.raises(ModelError, match='cannot load'):
+        load_model(bad)
+
+
+def test_model_json_is_optional(model_path, tmp_path):
+    bare = tmp_path / 'bare-model'
+    bare.mkdir()
+    (bare / 'weights.pt').write_bytes((model_path / 'weights.pt').read_bytes())
+    info = load_model(bare)[1]
+    assert info['name'] == 'bare-model' and info['version'] == 'unversioned'
+    (bare / 'model.json').write_text(json.dumps({'name': 'x', 'version': '2'}))
+    assert load_model(bare)[1]['version'] == '2'
+
+
+def test_shipped_default_model_loads_when_present():
+    """miqa_worker/models/miqa-default is picked up by name once training commits it."""
+    if not (PACKAGE_MODEL_DIR / 'miqa-default' / 'weights.pt').is_file():
+        pytest.skip('miqa_worker/models/miqa-default/weights.pt is not committed yet')
+    network, info = load_model('miqa-default')
+    assert info['name'] and info['version'] and len(info['sha256']) == 64
