@@ -1,0 +1,327 @@
+#!/usr/bin/env node
+// End-to-end test of the MIQA review pages in a real browser (Debian's chromium via
+// playwright-core) against a real Girder with the plugin. Started by
+// plugin_tests/browser/test_review_browser.py, which creates the users, groups, project and scans
+// and passes them in the environment:
+//
+//   MIQA_URL             Girder's web client, e.g. http://127.0.0.1:8080/
+//   MIQA_TIER1 / MIQA_TIER2   "login:password" of a tier-1 and a tier-2 reviewer
+//   MIQA_PROJECT_ID      the project (folder) id
+//   MIQA_SCAN_ID         the 256^3 .nii.gz scan with an assessment (first in the tier-1 queue)
+//   MIQA_SCAN2_ID        a second scan (NRRD, read through itk-wasm) further down the queue
+//   MIQA_ARTIFACT_DIR    where screenshots and result.json go
+//   CHROMIUM             the browser (default /usr/bin/chromium)
+//
+// Exit status 0 when every check passed; result.json holds the measured timings.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { chromium } from 'playwright-core';
+
+const env = process.env;
+const BASE = (env.MIQA_URL || 'http://127.0.0.1:8080/').replace(/\/?$/, '/');
+const OUT = env.MIQA_ARTIFACT_DIR || 'test-artifacts';
+const [T1_LOGIN, T1_PASSWORD] = (env.MIQA_TIER1 || 'reviewer1:password').split(':');
+const [T2_LOGIN, T2_PASSWORD] = (env.MIQA_TIER2 || 'reviewer2:password').split(':');
+const PROJECT = env.MIQA_PROJECT_ID;
+const SCAN = env.MIQA_SCAN_ID;
+const SCAN2 = env.MIQA_SCAN2_ID;
+const TIMEOUT = 30000;
+
+mkdirSync(OUT, { recursive: true });
+const result = { checks: [] };
+let step = 'start';
+
+function check(condition, message, detail) {
+  result.checks.push({ ok: !!condition, message, detail });
+  if (!condition) {
+    throw new Error(`check failed: ${message}${detail !== undefined ? ` (${JSON.stringify(detail)})` : ''}`);
+  }
+  console.log(`  ok  ${message}${detail !== undefined ? `  ${JSON.stringify(detail)}` : ''}`);
+}
+
+async function shot(page, name, locator = null) {
+  const path = join(OUT, `${name}.png`);
+  if (locator) await locator.screenshot({ path });
+  else await page.screenshot({ path });
+  return path;
+}
+
+/**
+ * Pixel statistics of an element screenshot, decoded in the page with a 2D canvas (reading a
+ * vtk.js WebGL canvas directly with toDataURL gives black: its buffer is not preserved).
+ */
+async function pixelStats(page, locator) {
+  const png = await locator.screenshot();
+  return page.evaluate(async (b64) => {
+    const img = new Image();
+    img.src = `data:image/png;base64,${b64}`;
+    await img.decode();
+    const c = document.createElement('canvas');
+    c.width = img.width;
+    c.height = img.height;
+    const ctx = c.getContext('2d');
+    ctx.drawImage(img, 0, 0);
+    const { data, width, height } = ctx.getImageData(0, 0, c.width, c.height);
+    let gray = 0;
+    let lit = 0;
+    let red = 0;
+    const levels = new Set();
+    const bright = [0, 0]; // left half, right half
+    for (let y = 0; y < height; y += 1) {
+      for (let x = 0; x < width; x += 1) {
+        const o = (y * width + x) * 4;
+        const r = data[o];
+        const g = data[o + 1];
+        const b = data[o + 2];
+        if (r > g + 60 && r > b + 60) red += 1;
+        if (Math.abs(r - g) < 6 && Math.abs(g - b) < 6) {
+          gray += 1;
+          levels.add(r);
+          if (r > 20) lit += 1;
+          if (r > 235) bright[x < width / 2 ? 0 : 1] += 1;
+        }
+      }
+    }
+    const n = width * height;
+    return { width, height, litFraction: lit / n, grayFraction: gray / n, levels: levels.size, red, brightLeft: bright[0], brightRight: bright[1] };
+  }, png.toString('base64'));
+}
+
+async function login(page, user, password) {
+  await page.goto(BASE);
+  await page.locator('.g-login').waitFor({ state: 'visible', timeout: TIMEOUT });
+  await page.waitForFunction(() => window.girder && window.girder.plugins && window.girder.plugins.miqa);
+  await page.locator('.g-login').click();
+  await page.locator('#g-login').waitFor({ state: 'visible' });
+  await page.waitForFunction(() => document.activeElement === document.querySelector('#g-login'));
+  await page.locator('#g-login').fill(user);
+  await page.locator('#g-password').fill(password);
+  await page.locator('#g-login-button').click();
+  await page.locator('.g-user-dropdown-link').waitFor({ state: 'visible', timeout: TIMEOUT });
+  await page.locator('#g-dialog-container').waitFor({ state: 'hidden' });
+}
+
+/** From the projects page, open a tier's queue; resolves with ms until the slices rendered. */
+async function openQueue(page, tier) {
+  const row = page.locator(`.miqa-project-row[data-project-id="${PROJECT}"]`);
+  if (!await row.isVisible()) {
+    await page.locator('.g-nav-link[g-target="miqa"]').click();
+  }
+  await row.waitFor({ state: 'visible', timeout: TIMEOUT });
+  const link = row.locator(`.miqa-queue-link[data-tier="${tier}"]`);
+  const t0 = Date.now();
+  await link.click();
+  await page.locator('.miqa-viewer[data-rendered="true"]').waitFor({ timeout: TIMEOUT });
+  return Date.now() - t0;
+}
+
+async function sliceLabels(page) {
+  return page.$$eval('.miqa-view .miqa-view-slice', (els) => els.map((e) => e.textContent));
+}
+
+async function tier1(browser) {
+  const context = await browser.newContext({ viewport: { width: 1600, height: 1000 } });
+  const page = await context.newPage();
+  page.on('pageerror', (err) => console.log('  [page error]', err.message));
+  step = 'tier 1: login';
+  await login(page, T1_LOGIN, T1_PASSWORD);
+
+  step = 'tier 1: projects page';
+  await page.locator('.g-nav-link[g-target="miqa"]').click();
+  const row = page.locator(`.miqa-project-row[data-project-id="${PROJECT}"]`);
+  await row.waitFor({ timeout: TIMEOUT });
+  check(await row.locator('svg.miqa-chart rect').count() >= 1, 'the project row has a progress chart');
+  check((await row.locator('.miqa-count-unreviewed').innerText()).trim() === '2', 'two scans are unreviewed');
+  check(await row.locator('.miqa-queue-link[data-tier="1"]').count() === 1, 'a tier-1 reviewer gets a link to the tier-1 queue');
+  await shot(page, '01-projects');
+
+  step = 'tier 1: open the queue';
+  const ttfs = await openQueue(page, 1);
+  const timings = await page.evaluate(() => window.miqaTimings);
+  result.timeToFirstSlicesMs = ttfs;
+  result.timeToFirstSlicesInPageMs = Math.round(timings.firstSlicesMs);
+  result.firstVolume = timings.firstVolume;
+  console.log(`  time to first rendered slices of the 256^3 .nii.gz: ${ttfs} ms from the click (${Math.round(timings.firstSlicesMs)} ms in the page; download+gunzip ${Math.round(timings.firstVolume.downloadMs)} ms, parse+reorient ${Math.round(timings.firstVolume.parseMs)} ms; goal <= 1500 ms)`);
+  const review = page.locator('.miqa-review');
+  check(await review.getAttribute('data-item-id') === SCAN, 'the most suspicious scan opens first', await review.getAttribute('data-item-id'));
+  await shot(page, '02-tier1-review');
+
+  step = 'tier 1: rendered slices';
+  for (const name of ['axial', 'coronal', 'sagittal']) {
+    const canvas = page.locator(`.miqa-view[data-view="${name}"] .miqa-view-gl canvas`);
+    const stats = await pixelStats(page, canvas);
+    await shot(page, `03-view-${name}`, canvas);
+    check(stats.litFraction > 0.05 && stats.levels > 20, `the ${name} view shows the scan`, stats);
+  }
+  // Full-range window: only the marker (the brightest structure) saturates.
+  await page.locator('.miqa-preset').selectOption(String(4));
+  await page.waitForTimeout(100);
+  for (const name of ['axial', 'coronal']) {
+    const stats = await pixelStats(page, page.locator(`.miqa-view[data-view="${name}"] .miqa-view-gl canvas`));
+    {
+      // The bright marker sits in the patient's LEFT hemisphere (the file is stored LAS):
+      // radiological display puts it on the screen's right.
+      check(stats.brightRight > 30 && stats.brightRight > 3 * stats.brightLeft, `the ${name} view shows the left-side marker on the right`, stats);
+    }
+  }
+  await page.locator('.miqa-preset').selectOption('0');
+  const orient = await page.$$eval('.miqa-view[data-view="axial"] .miqa-orient', (els) => els.map((e) => e.textContent).join(''));
+  check(orient === 'RLAP', 'axial orientation labels: R left, L right, A top, P bottom', orient);
+  const coronal = await page.$$eval('.miqa-view[data-view="coronal"] .miqa-orient', (els) => els.map((e) => e.textContent).join(''));
+  check(coronal === 'RLSI', 'coronal orientation labels', coronal);
+
+  step = 'tier 1: viewer interaction';
+  const before = await sliceLabels(page);
+  const axial = page.locator('.miqa-view[data-view="axial"]');
+  const box = await axial.boundingBox();
+  await page.mouse.click(box.x + box.width * 0.3, box.y + box.height * 0.35);
+  await page.waitForTimeout(150);
+  const afterClick = await sliceLabels(page);
+  check(afterClick[0] === before[0] && afterClick[1] !== before[1] && afterClick[2] !== before[2],
+    'a click in the axial view moves the coronal and sagittal slices', { before, afterClick });
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  await page.mouse.wheel(0, -100);
+  await page.waitForTimeout(100);
+  const afterWheel = await sliceLabels(page);
+  check(afterWheel[0] !== afterClick[0], 'the mouse wheel changes the axial slice', afterWheel);
+  await page.keyboard.press('ArrowUp');
+  await page.waitForTimeout(50);
+  check((await sliceLabels(page))[0] !== afterWheel[0], 'the arrow keys change the slice');
+  const wl = await page.locator('.miqa-wl').innerText();
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  await page.mouse.down({ button: 'right' });
+  await page.mouse.move(box.x + box.width / 2 + 80, box.y + box.height / 2 + 40, { steps: 4 });
+  await page.mouse.up({ button: 'right' });
+  check(await page.locator('.miqa-wl').innerText() !== wl, 'right-dragging changes window/level');
+  await page.keyboard.press('p');
+  check(await page.locator('.miqa-preset').inputValue() === '1', 'P selects the next window/level preset');
+  await page.keyboard.press('+');
+  await page.keyboard.press('r');
+  await page.waitForTimeout(100);
+  check(JSON.stringify(await sliceLabels(page)) === JSON.stringify(before), 'R resets the view to the centre', await sliceLabels(page));
+
+  step = 'tier 1: assessment';
+  check((await page.locator('.miqa-quality-value').innerText()).startsWith('3.2'), 'the quality score is shown');
+  check(await page.locator('.miqa-artifact-bars .miqa-bar-row').count() === 10, 'ten artifact probability bars');
+  check(await page.locator('.miqa-artifact-bars .miqa-above[data-key="ghosting_motion"]').count() === 1, 'ghosting/motion is above the threshold');
+  check(await page.locator('.miqa-metrics tr').count() >= 3, 'the image quality metrics are listed');
+  check(await page.locator('.miqa-artifact[data-key="ghosting_motion"]').getAttribute('data-state') === 'present', 'ghosting/motion is pre-suggested as present');
+  await page.locator('.miqa-tile-layer').selectOption('ghosting_motion');
+  await page.waitForTimeout(100);
+  const tiles = await pixelStats(page, page.locator('.miqa-view[data-view="axial"]'));
+  check(tiles.red > 500, 'the tile-map overlay shades the axial view', { red: tiles.red });
+  await shot(page, '04-tile-overlay');
+  await page.locator('.miqa-tile-layer').selectOption('');
+
+  step = 'tier 1: decision form';
+  check(await page.locator('.miqa-decide-bad').count() === 0, 'tier 1 has no Bad button');
+  check(await page.locator('.miqa-decide-questionable').count() === 1, 'tier 1 has a Questionable button');
+  await page.locator('body').click({ position: { x: 5, y: 5 } });
+  await page.keyboard.press('5'); // wraparound: not stated -> present
+  check(await page.locator('.miqa-artifact[data-key="wraparound"]').getAttribute('data-state') === 'present', 'key 5 marks wraparound present');
+  await page.keyboard.press('c');
+  await page.keyboard.type('Ghosting over the frontal lobe');
+  await page.keyboard.press('Escape');
+  await page.mouse.click(box.x + box.width * 0.6, box.y + box.height * 0.4);
+  await page.keyboard.press('l');
+  check((await page.locator('.miqa-location').innerText()).startsWith('voxel ['), 'L takes the location from the crosshairs');
+  await page.keyboard.press('Shift+Digit4');
+  check(await page.locator('.miqa-confidence button.active').innerText() === '4', 'Shift+4 sets confidence 4');
+  await page.keyboard.press('?');
+  check(await page.locator('.miqa-help:not(.hidden) tr').count() >= 15, 'the help dialog lists the shortcuts');
+  await shot(page, '05-help');
+  await page.keyboard.press('Escape');
+  check(await page.locator('.miqa-help.hidden').count() === 1, 'Esc closes the help');
+
+  step = 'tier 1: decide questionable';
+  await page.waitForFunction((id) => window.miqaTimings.prefetched === id, SCAN2, { timeout: TIMEOUT });
+  await shot(page, '06-tier1-before-decision');
+  await page.keyboard.press('q');
+  await page.locator(`.miqa-review[data-item-id="${SCAN2}"]`).waitFor({ timeout: TIMEOUT });
+  await page.waitForFunction(() => window.miqaTimings.lastTransitionMs !== undefined);
+  result.transitionMs = Math.round(await page.evaluate(() => window.miqaTimings.lastTransitionMs));
+  console.log(`  moving on to the prefetched next scan took ${result.transitionMs} ms (goal < 200 ms)`);
+  const decision = await page.evaluate(() => window.miqaTimings.lastDecision);
+  check(decision.seconds > 0, 'the time spent is sent with the decision', decision.seconds);
+
+  step = 'tier 1: second scan (NRRD via itk-wasm)';
+  const axial2 = page.locator('.miqa-view[data-view="axial"] .miqa-view-gl canvas');
+  let stats2 = await pixelStats(page, axial2);
+  await shot(page, '07-tier1-second-scan');
+  check(stats2.litFraction > 0.03 && stats2.levels > 10, 'the NRRD scan renders (read with itk-wasm)', stats2);
+  await page.locator('.miqa-preset').selectOption(String(4));
+  await page.waitForTimeout(100);
+  stats2 = await pixelStats(page, axial2);
+  check(stats2.brightRight > 10 && stats2.brightRight > 3 * stats2.brightLeft, 'the NRRD marker (patient left) is on the right', stats2);
+  await context.close();
+}
+
+async function tier2(browser) {
+  const context = await browser.newContext({ viewport: { width: 1600, height: 1000 } });
+  const page = await context.newPage();
+  page.on('pageerror', (err) => console.log('  [page error]', err.message));
+  step = 'tier 2: login';
+  await login(page, T2_LOGIN, T2_PASSWORD);
+  step = 'tier 2: open the queue';
+  await openQueue(page, 2);
+  check(await page.locator('.miqa-review').getAttribute('data-item-id') === SCAN, 'the questionable scan is in the tier-2 queue');
+  await page.locator('.miqa-history-entry').first().waitFor({ timeout: TIMEOUT });
+  check((await page.locator('.miqa-history-entry').first().innerText()).includes('questionable'), 'the history shows the tier-1 decision');
+  check(await page.locator('.miqa-decide-questionable').count() === 0 && await page.locator('.miqa-decide-bad').count() === 1, 'tier 2 decides good or bad');
+  check(await page.locator('.miqa-artifact[data-key="ghosting_motion"]').getAttribute('data-state') === 'present', 'tier 1\'s artifacts are pre-filled');
+  await shot(page, '08-tier2-review');
+
+  step = 'tier 2: the bad rule';
+  for (const key of ['ghosting_motion', 'wraparound']) {
+    await page.locator(`.miqa-artifact-state[data-key="${key}"][data-state="not_stated"]`).click();
+  }
+  check(await page.locator('.miqa-rule.miqa-rule-violated').isVisible(), 'the bad rule is shown as not met before submitting');
+  await page.locator('body').click({ position: { x: 5, y: 5 } });
+  await page.keyboard.press('b');
+  await page.waitForTimeout(300);
+  check((await page.locator('.miqa-form-message').innerText()).includes('Bad needs'), 'B without artifact or comment is refused with the rule');
+  check(await page.locator('.miqa-review').getAttribute('data-item-id') === SCAN, 'the scan is still open');
+  await shot(page, '09-tier2-rule');
+  await page.keyboard.press('6'); // ghosting/motion -> present
+  check(await page.locator('.miqa-rule.miqa-rule-ok').isVisible(), 'the rule is met once an artifact is present');
+
+  step = 'tier 2: decide bad';
+  await page.keyboard.press('b');
+  await page.locator('.miqa-review-header').waitFor();
+  await page.waitForFunction((id) => {
+    const d = window.miqaTimings.lastDecision;
+    return d && d.itemId === id && d.decision === 'bad';
+  }, SCAN, { timeout: TIMEOUT });
+  await page.waitForFunction(() => document.querySelector('[data-queue-empty="true"]'), null, { timeout: TIMEOUT });
+  check((await page.locator('.miqa-status').innerText()).includes('queue is empty'), 'the tier-2 queue is empty afterwards');
+  await shot(page, '10-tier2-done');
+  await context.close();
+}
+
+async function main() {
+  const browser = await chromium.launch({
+    executablePath: env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+  try {
+    await tier1(browser);
+    await tier2(browser);
+    result.ok = true;
+  } finally {
+    await browser.close();
+    writeFileSync(join(OUT, 'result.json'), JSON.stringify(result, null, 2));
+  }
+}
+
+main().then(() => {
+  console.log('e2e: all checks passed');
+}, (err) => {
+  console.error(`e2e FAILED at step "${step}": ${err.stack || err}`);
+  result.ok = false;
+  result.error = `${step}: ${err.message}`;
+  writeFileSync(join(OUT, 'result.json'), JSON.stringify(result, null, 2));
+  process.exit(1);
+});

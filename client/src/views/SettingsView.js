@@ -1,0 +1,131 @@
+// Project settings for admins and owners: tier groups, artifact vocabulary, auto-assessment on or
+// off, and re-assessing every scan.
+import { escapeHtml, listOf, rest, restJson } from '../api';
+
+const SettingsView = girder.views.View.extend({
+  events: {
+    'click .miqa-add-artifact': function () {
+      this.readForm();
+      this.settings.artifacts.push({ key: '', label: '' });
+      this.render();
+    },
+    'click .miqa-remove-artifact': function (e) {
+      this.readForm();
+      this.settings.artifacts.splice(Number(e.currentTarget.dataset.index), 1);
+      this.render();
+    },
+    'submit .miqa-settings-form': function (e) {
+      e.preventDefault();
+      this.save();
+    },
+    'click .miqa-reassess': function () { this.reassess(); },
+  },
+
+  initialize(settings) {
+    this.projectId = settings.projectId;
+    this.message = '';
+    this.render();
+    this.load();
+  },
+
+  async load() {
+    try {
+      const [project, groups] = await Promise.all([
+        rest({ url: `miqa/project/${this.projectId}` }),
+        rest({ url: 'group', data: { limit: 0, sort: 'name' } }),
+      ]);
+      this.project = project;
+      this.settings = JSON.parse(JSON.stringify(project.settings));
+      this.groups = listOf(groups);
+    } catch (err) {
+      this.error = err.message;
+    }
+    this.render();
+  },
+
+  readForm() {
+    const s = this.settings;
+    s.tier1GroupId = this.$('.miqa-tier1-group').val() || null;
+    s.tier2GroupId = this.$('.miqa-tier2-group').val() || null;
+    s.autoAssess = this.$('.miqa-auto-assess').is(':checked');
+    s.artifacts = this.$('.miqa-artifact-row').toArray().map((row) => ({
+      key: row.querySelector('.miqa-artifact-key-input').value.trim(),
+      label: row.querySelector('.miqa-artifact-label-input').value.trim(),
+    }));
+  },
+
+  async save() {
+    this.readForm();
+    const s = this.settings;
+    const body = {
+      tier1GroupId: s.tier1GroupId,
+      tier2GroupId: s.tier2GroupId,
+      autoAssess: s.autoAssess,
+      artifacts: s.artifacts.filter((a) => a.key),
+    };
+    try {
+      this.settings = await restJson('PUT', `miqa/project/${this.projectId}/settings`, body);
+      this.message = 'Saved.';
+      this.messageKind = 'ok';
+    } catch (err) {
+      this.message = err.message;
+      this.messageKind = 'error';
+    }
+    this.render();
+  },
+
+  async reassess() {
+    if (!window.confirm('Schedule the automatic assessment of every scan not yet assessed by the current model?')) return;
+    try {
+      const r = await rest({ url: `miqa/project/${this.projectId}/assess`, method: 'POST' });
+      const reasons = Object.entries(r.reasons || {}).map(([k, v]) => `${v}× ${k}`).join('; ');
+      this.message = `Scheduled ${r.scheduled} of ${r.scans} scans (${r.alreadyAssessed} already assessed, ${r.inProgress} in progress, ${r.notScheduled} not scheduled${reasons ? `: ${reasons}` : ''}).`;
+      this.messageKind = 'ok';
+    } catch (err) {
+      this.message = err.message;
+      this.messageKind = 'error';
+    }
+    this.render();
+  },
+
+  render() {
+    if (this.error) {
+      this.$el.html(`<div class="miqa-page miqa-error">${escapeHtml(this.error)}</div>`);
+      return this;
+    }
+    if (!this.settings) {
+      this.$el.html('<div class="miqa-page">Loading…</div>');
+      return this;
+    }
+    const s = this.settings;
+    const groupSelect = (cls, value) => `<select class="form-control ${cls}">
+      <option value="">— nobody —</option>
+      ${this.groups.map((g) => `<option value="${g._id}" ${String(value) === String(g._id) ? 'selected' : ''}>${escapeHtml(g.name)}</option>`).join('')}
+    </select>`;
+    this.$el.html(`<div class="miqa-page miqa-settings">
+      <h2><a href="#miqa">MIQA projects</a> / ${escapeHtml(this.project.name)} / settings</h2>
+      <form class="miqa-settings-form">
+        <div class="form-group"><label>Tier-1 reviewers (group)</label>${groupSelect('miqa-tier1-group', s.tier1GroupId)}
+          <p class="help-block">Tier 1 marks scans good or questionable.</p></div>
+        <div class="form-group"><label>Tier-2 reviewers (group)</label>${groupSelect('miqa-tier2-group', s.tier2GroupId)}
+          <p class="help-block">Tier 2 decides questionable scans: good or bad.</p></div>
+        <div class="checkbox"><label><input type="checkbox" class="miqa-auto-assess" ${s.autoAssess ? 'checked' : ''}> Assess new scans automatically (model <code>${escapeHtml(s.model || '')}</code>)</label></div>
+        <h4>Artifact vocabulary</h4>
+        <table class="table table-condensed miqa-artifact-table">
+          <thead><tr><th>Key</th><th>Label</th><th></th></tr></thead>
+          <tbody>${s.artifacts.map((a, i) => `<tr class="miqa-artifact-row">
+            <td><input class="form-control input-sm miqa-artifact-key-input" value="${escapeHtml(a.key)}" pattern="[a-z][a-z0-9_]*"></td>
+            <td><input class="form-control input-sm miqa-artifact-label-input" value="${escapeHtml(a.label)}"></td>
+            <td><button type="button" class="btn btn-xs btn-link miqa-remove-artifact" data-index="${i}">remove</button></td></tr>`).join('')}</tbody>
+        </table>
+        <button type="button" class="btn btn-sm btn-default miqa-add-artifact">Add artifact</button>
+        <hr>
+        <button type="submit" class="btn btn-primary miqa-save-settings">Save settings</button>
+        <button type="button" class="btn btn-warning miqa-reassess">Re-assess all</button>
+        <span class="miqa-settings-message miqa-${this.messageKind || 'ok'}">${escapeHtml(this.message)}</span>
+      </form></div>`);
+    return this;
+  },
+});
+
+export default SettingsView;
