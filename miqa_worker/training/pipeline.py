@@ -68,8 +68,10 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
             run_dir = out_dir / f'fold-{fold}'
             done = run_dir / 'fold-metrics.json'
             if resume and done.is_file():
-                results['folds'].append(json.loads(done.read_text()))
-                continue
+                entry = json.loads(done.read_text())
+                if len(entry['history']) >= config.epochs:
+                    results['folds'].append(entry)
+                    continue
             model, history = train_model(data, train, val, config, run_dir, resume, dev,
                                          f'fold {fold}', progress)
             m_train, _ = _evaluate(model, data, train, 8, dev, TRAIN_EVAL_VOLUMES, fold)

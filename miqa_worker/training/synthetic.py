@@ -15,6 +15,7 @@ model card states.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -76,33 +77,45 @@ def discover_sources(shared_dir: Path | None = SHARED_MRI) -> list[Source]:
     return sources
 
 
-def _load_template(source: Source, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """The MNI152 T1 template, or a random contrast painted from its tissue maps."""
+@functools.lru_cache(maxsize=1)
+def _template_maps() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """MNI152 (nilearn, offline): T1, GM, WM, CSF maps and the affine."""
     from nilearn import datasets
 
     t1 = datasets.load_mni152_template(resolution=1)
-    if source.contrast == 'T1w':
-        return np.asarray(t1.get_fdata(), dtype=np.float32), t1.affine
     gm = datasets.load_mni152_gm_template(resolution=1).get_fdata()
     wm = datasets.load_mni152_wm_template(resolution=1).get_fdata()
     mask = datasets.load_mni152_brain_mask(resolution=1).get_fdata()
     csf = np.clip(mask - gm - wm, 0, 1)
+    return (np.asarray(t1.get_fdata(), dtype=np.float32), gm, wm, csf, t1.affine)
+
+
+@functools.lru_cache(maxsize=2)
+def _read_real(path: str) -> tuple[np.ndarray, np.ndarray]:
+    from .dataset import read_image_array
+
+    data, spacing = read_image_array(path)  # the worker's reader: canonical RAS
+    return np.nan_to_num(data), np.diag([*map(float, spacing), 1.0])
+
+
+def _load_template(source: Source, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The MNI152 T1 template, or a random contrast painted from its tissue maps."""
+    t1, gm, wm, csf, affine = _template_maps()
+    if source.contrast == 'T1w':
+        return t1, affine
     if rng.random() < 0.5:  # T2-like: CSF bright, WM dark
         levels = rng.uniform([0.85, 0.45, 0.2], [1.0, 0.65, 0.4])
     else:  # T1-like with a different tissue contrast than the template
         levels = rng.uniform([0.05, 0.4, 0.75], [0.3, 0.6, 1.0])
     data = levels[0] * csf + levels[1] * gm + levels[2] * wm
-    return data.astype(np.float32), t1.affine
+    return data.astype(np.float32), affine
 
 
 def load_base(source: Source, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Base image as a float32 array in canonical (RAS) voxel order, with its affine."""
     if source.path is None:
         return _load_template(source, rng)
-    from .dataset import read_image_array
-
-    data, spacing = read_image_array(source.path)  # the worker's reader: canonical RAS
-    return np.nan_to_num(data), np.diag([*map(float, spacing), 1.0])
+    return _read_real(source.path)
 
 
 def normalise(data: np.ndarray) -> np.ndarray:
@@ -211,6 +224,7 @@ def generate(cache_dir: Path, anatomies_per_subject: int = 12, variants: int = 5
         for a in range(count):
             sid = f'{subject}-a{a:03d}' if templates_only else subject
             jobs.append((own[a % len(own)], a, sid))
+    jobs.sort(key=lambda job: (job[0].name, job[1]))  # one base file after the other
     rows = []
     settings = {'seed': seed, 'anatomies_per_subject': anatomies_per_subject,
                 'variants': variants, 'families': list(families), 'probability': probability,

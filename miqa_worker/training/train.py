@@ -55,7 +55,7 @@ def train_model(data: VolumeSet, train_index: np.ndarray, val_index: np.ndarray 
     """Train on ``train_index``; per-epoch loss (and validation R²/loss) go to the history.
 
     ``run_dir/checkpoint.pt`` is written after every epoch; with ``resume`` training continues
-    from it. The finished weights are ``run_dir/weights.pt``.
+    from it (also to more epochs than before). The finished weights are ``run_dir/weights.pt``.
     """
     device = device or pick_device()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -69,7 +69,8 @@ def train_model(data: VolumeSet, train_index: np.ndarray, val_index: np.ndarray 
     checkpoint = run_dir / 'checkpoint.pt'
     if resume and checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
-        if state.get('config') != asdict(config):
+        saved = {k: v for k, v in state.get('config', {}).items() if k != 'epochs'}
+        if saved != {k: v for k, v in asdict(config).items() if k != 'epochs'}:
             raise ValueError(f'{checkpoint} was written with other settings; remove it or '
                              'run without --resume')
         model.load_state_dict(state['model'])

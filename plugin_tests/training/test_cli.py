@@ -1,0 +1,88 @@
+"""A tiny end-to-end ``miqa-train`` run on small generated volumes, then resumed."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from click.testing import CliRunner
+
+from miqa_worker.network import build_network
+from miqa_worker.training.cli import main
+from miqa_worker.training.report import PLOTS
+
+COMMON = ['--folds', '5', '--tiles-per-volume', '1', '--batch-size', '4', '--eval-tiles', '1',
+          '--test-subjects', 'mni152-a005', '--quiet', '--threads', '1']
+
+
+def _miqa_train() -> list[str]:
+    """The installed console script, else the module."""
+    script = Path(sys.executable).with_name('miqa-train')
+    return [str(script)] if script.exists() else [sys.executable, '-m',
+                                                  'miqa_worker.training.cli']
+
+
+def test_generate_train_report_resume(tmp_path):
+    cache = tmp_path / 'cache'
+    out = tmp_path / 'run'
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    # templates only (no real scans), 6 nominal subjects, small coarse volumes
+    subprocess.run(_miqa_train() + [
+        'generate', '--cache-dir', str(cache), '--templates-only', '--anatomies', '1',
+        '--templates-only-subjects', '6', '--variants', '2', '--spacing', '4', '4.5',
+        '--probability', '0.5'], check=True, env=env, capture_output=True, timeout=120)
+    with (cache / 'index.csv').open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 12 and len({r['subject_id'] for r in rows}) == 6
+    assert all(r['normal_variant'] == '' and r['ghosting_motion'] in ('true', 'false')
+               for r in rows)
+
+    runner = CliRunner()
+    result = runner.invoke(main, ['run', '--cache-dir', str(cache), '--out', str(out),
+                                  '--epochs', '1', *COMMON], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    for fold in range(5):
+        assert (out / f'fold-{fold}' / 'checkpoint.pt').is_file()
+    state = torch.load(out / 'final' / 'checkpoint.pt', weights_only=False)
+    assert state['epoch'] == 0 and len(state['history']) == 1
+    build_network().load_state_dict(torch.load(out / 'final' / 'weights.pt',
+                                               weights_only=True))
+    metrics = json.loads((out / 'metrics.json').read_text())
+    assert len(metrics['folds']) == 5
+    for fold in metrics['folds']:
+        assert not set(fold['train_subjects']) & set(fold['val_subjects'])
+        assert 'r2' in fold['validation'] and 'confusion' in fold['validation']
+        assert 'mni152-a005' not in fold['train_subjects'] + fold['val_subjects']
+    assert metrics['test_subjects'] == ['mni152-a005']
+    assert np.array(metrics['final']['test']['confusion']).sum() == 2
+    assert 'test' in metrics['baseline'] and metrics['baseline']['folds']
+    for name in PLOTS:
+        assert (out / name).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert 'simulated' in (out / 'MODEL_CARD.md').read_text()
+
+    # resume: one more epoch continues from the checkpoints instead of starting over
+    first_epoch = state['history'][0]
+    result = runner.invoke(main, ['run', '--cache-dir', str(cache), '--out', str(out),
+                                  '--epochs', '2', '--resume', '--no-baseline', *COMMON,
+                                  '--ship-to', str(tmp_path / 'model')],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    state = torch.load(out / 'final' / 'checkpoint.pt', weights_only=False)
+    assert state['epoch'] == 1 and state['history'][0] == first_epoch
+    fold_history = json.loads((out / 'fold-0' / 'history.json').read_text())
+    assert [h['epoch'] for h in fold_history] == [1, 2]
+    shipped = tmp_path / 'model'
+    info = json.loads((shipped / 'model.json').read_text())
+    assert info['name'] == 'model' and info['version'] == '0.1.0'
+    for name in ('weights.pt', 'MODEL_CARD.md', 'metrics.json'):
+        assert (shipped / name).is_file()
+    from miqa_worker.model_store import load_model
+
+    network, loaded = load_model(shipped)
+    assert loaded['version'] == '0.1.0'
+    shutil.rmtree(out)

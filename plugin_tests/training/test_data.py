@@ -1,0 +1,90 @@
+"""Label CSV parsing, subject folds and the masked loss."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from miqa_worker.constants import ARTIFACT_KEYS
+from miqa_worker.training.dataset import subject_folds
+from miqa_worker.training.labels import read_label_csv
+from miqa_worker.training.losses import miqa_loss
+
+
+def test_label_csv_blank_is_unknown(tmp_path):
+    header = 'path,Subject_ID,quality,' + ','.join(ARTIFACT_KEYS) + ',decision\n'
+    rows = [
+        'a.nii.gz,s1,7.5,' + ','.join(['false'] * 10) + ',usable\n',
+        '/abs/b.nrrd,,,' + ',,TRUE,,,1,no,,,,\n',
+    ]
+    path = tmp_path / 'labels.csv'
+    path.write_text(header + ''.join(rows))
+    first, second = read_label_csv(path)
+    assert first.file == str(tmp_path / 'a.nii.gz')
+    assert first.subject_id == 's1' and first.quality == 7.5
+    assert first.indicator_mask.all() and not first.indicators.any()
+    assert first.extra == {'decision': 'usable'}
+    assert second.file == '/abs/b.nrrd' and second.subject_id == '/abs/b.nrrd'
+    assert math.isnan(second.quality) and not second.quality_known
+    expected = {'incomplete_coverage': 1.0, 'ghosting_motion': 1.0, 'inhomogeneity': 0.0}
+    for k, key in enumerate(ARTIFACT_KEYS):
+        if key in expected:
+            assert second.indicators[k] == expected[key]
+        else:
+            assert math.isnan(second.indicators[k])
+    assert second.indicator_mask.sum() == 3
+
+
+def test_label_csv_missing_columns_and_bad_values(tmp_path):
+    path = tmp_path / 'only.csv'
+    path.write_text('file,quality\nx.nii,3\n')
+    (row,) = read_label_csv(path)
+    assert not row.indicator_mask.any() and row.quality == 3.0
+    path.write_text('file,quality\nx.nii,11\n')
+    with pytest.raises(ValueError, match='outside'):
+        read_label_csv(path)
+    path.write_text('file,lesion\nx.nii,maybe\n')
+    with pytest.raises(ValueError, match='only.csv:2'):
+        read_label_csv(path)
+    path.write_text('subject_id,quality\ns,3\n')
+    with pytest.raises(ValueError, match='"file" or "path"'):
+        read_label_csv(path)
+
+
+def test_folds_never_split_a_subject():
+    rng = np.random.default_rng(0)
+    subjects = np.array([f's{i}' for i in rng.integers(0, 12, 200)])
+    folds = subject_folds(subjects, 5, seed=1)
+    assert set(folds) == set(range(5))
+    for s in np.unique(subjects):
+        assert len(set(folds[subjects == s])) == 1
+    sizes = np.bincount(folds)
+    assert sizes.max() - sizes.min() <= np.unique(subjects, return_counts=True)[1].max()
+    assert (subject_folds(subjects, 5, seed=1) == folds).all()  # deterministic
+    with pytest.raises(ValueError, match='subject-disjoint'):
+        subject_folds(np.array(['a', 'b', 'a']), 5)
+
+
+def test_loss_masks_unknown_labels():
+    torch.manual_seed(0)
+    outputs = torch.randn(4, 11, requires_grad=True)
+    quality = torch.tensor([5.0, math.nan, 2.0, math.nan])
+    indicators = torch.full((4, 10), math.nan)
+    indicators[0, 5] = 1.0
+    indicators[2, 6] = 0.0
+    loss, parts = miqa_loss(outputs, quality, indicators)
+    loss.backward()
+    grad = outputs.grad
+    assert grad[1, 0] == 0 and grad[3, 0] == 0  # unknown quality: no gradient
+    known = torch.zeros(4, 10, dtype=torch.bool)
+    known[0, 5] = known[2, 6] = True
+    assert (grad[:, 1:][~known] == 0).all() and (grad[:, 1:][known] != 0).all()
+    # changing the outputs where labels are unknown does not change the loss
+    changed = outputs.detach().clone()
+    changed[1] += 100
+    changed[:, 1:][~known] -= 50
+    again, _ = miqa_loss(changed, quality, indicators)
+    assert again.item() == pytest.approx(loss.item())
+    nothing, parts = miqa_loss(outputs, torch.full((4,), math.nan), torch.full((4, 10), math.nan))
+    assert nothing.item() == 0.0 and parts == {'quality': 0.0, 'indicators': 0.0}
