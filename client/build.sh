@@ -16,4 +16,7 @@ mkdir -p "$DIST/itk/pipelines"
 cp node_modules/@itk-wasm/image-io/dist/pipelines/*-read-image.* "$DIST/itk/pipelines/"
 cp node_modules/itk-wasm/dist/pipeline/web-workers/bundles/itk-wasm-pipeline.min.worker.js \
    "$DIST/itk/"
+# zipped DICOM series: the series reader only
+mkdir -p "$DIST/itk/dicom-pipelines"
+cp node_modules/@itk-wasm/dicom/dist/pipelines/read-image-dicom-file-series.* "$DIST/itk/dicom-pipelines/"
 echo "built $(cd "$DIST" && pwd)"

@@ -18,24 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-CLIENT = ROOT / 'client'
-DIST = ROOT / 'girder_miqa' / 'web_client' / 'dist'
-ARTIFACTS_DIR = ROOT / 'test-artifacts' / 'browser'
-CHROMIUM = Path(os.environ.get('CHROMIUM', '/usr/bin/chromium'))
-PASSWORD = 'miqa-e2e-password'
-
-
-def _skip_reason() -> str | None:
-    if not CHROMIUM.exists():
-        return f'needs a chromium at {CHROMIUM} (apt-get install chromium)'
-    if not shutil.which('node'):
-        return 'needs node (v20+) on PATH'
-    if not (CLIENT / 'node_modules' / 'playwright-core').is_dir():
-        return 'needs client/node_modules/playwright-core (run client/build.sh)'
-    if not (DIST / 'girder-plugin-miqa.umd.cjs').exists():
-        return f'needs the built web client in {DIST} (run client/build.sh)'
-    return None
+from .helpers import ARTIFACTS_DIR, CHROMIUM, CLIENT, PASSWORD, skip_reason, upload
 
 
 def phantom(shape, marker_index, rng) -> np.ndarray:
@@ -113,34 +96,10 @@ def assessment(vocabulary) -> dict:
     }
 
 
-def _upload(path: Path, folder: dict, creator: dict, assetstore: dict) -> dict:
-    from girder.models.item import Item
-    from girder.models.upload import Upload
-
-    item = Item().createItem(path.name, creator=creator, folder=folder)
-    with path.open('rb') as fh:
-        Upload().uploadFromFile(fh, path.stat().st_size, path.name, parentType='item',
-                                parent=item, user=creator, assetstore=assetstore)
-    return Item().load(item['_id'], force=True)
-
-
-@pytest.fixture
-def miqa_browser_server(request, db):
-    """pytest-girder's boundServer with /plugin_static/miqa mounted in this server's tree.
-
-    Girder mounts a plugin's static directory only the first time the plugin loads in a process;
-    earlier tests in the same session would leave this server's tree without it.
-    """
-    from girder import plugin
-
-    getattr(plugin, '_pluginStaticContent', {}).pop('miqa', None)
-    return request.getfixturevalue('boundServer')
-
-
 @pytest.mark.plugin('miqa')
 @pytest.mark.timeout(300)
 def test_review_in_browser(miqa_browser_server, admin, fsAssetstore, tmp_path):
-    reason = _skip_reason()
+    reason = skip_reason()
     if reason:
         pytest.skip(reason)
     from girder.constants import AccessType
@@ -184,8 +143,8 @@ def test_review_in_browser(miqa_browser_server, admin, fsAssetstore, tmp_path):
     nrrd = tmp_path / 'sub-02_T1w.nrrd'
     write_nifti_las(nifti, rng)
     write_nrrd_rotated(nrrd, rng)
-    scan = _upload(nifti, folder, admin, fsAssetstore)
-    scan2 = _upload(nrrd, folder, admin, fsAssetstore)
+    scan = upload(nifti, folder, admin, fsAssetstore)
+    scan2 = upload(nrrd, folder, admin, fsAssetstore)
     register_scans(project)
     review_state.set_assessment_result(
         Item().load(scan['_id'], force=True), assessment(project['settings']['artifacts']))

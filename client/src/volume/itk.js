@@ -1,6 +1,13 @@
 // Formats other than NIfTI (NRRD, MetaImage, MGH/MGZ, ...) through itk-wasm's image-io, whose
 // WebAssembly pipelines and worker the plugin serves from its own static directory.
+import {
+  readImageDicomFileSeries,
+  setPipelinesBaseUrl as setDicomPipelinesBaseUrl,
+  setPipelineWorkerUrl as setDicomPipelineWorkerUrl,
+} from '@itk-wasm/dicom';
 import { readImage, setPipelinesBaseUrl, setPipelineWorkerUrl } from '@itk-wasm/image-io';
+
+import { unzip } from './zip';
 
 let configuredFor = null;
 
@@ -11,6 +18,8 @@ function configure(staticRoot) {
   const base = new URL(staticRoot, window.location.href).href.replace(/\/$/, '');
   setPipelinesBaseUrl(`${base}/itk/pipelines`);
   setPipelineWorkerUrl(`${base}/itk/itk-wasm-pipeline.min.worker.js`);
+  setDicomPipelinesBaseUrl(`${base}/itk/dicom-pipelines`);
+  setDicomPipelineWorkerUrl(`${base}/itk/itk-wasm-pipeline.min.worker.js`);
   configuredFor = staticRoot;
 }
 
@@ -45,10 +54,22 @@ export function itkToVolume(image) {
 
 export async function readWithItk(buffer, fileName, staticRoot) {
   configure(staticRoot);
-  const { image, webWorker } = await readImage(
-    { path: fileName, data: new Uint8Array(buffer) }, {});
-  if (webWorker && webWorker.terminate) {
-    // keep the worker: itk-wasm reuses the default one
-  }
+  const { image } = await readImage({ path: fileName, data: new Uint8Array(buffer) }, {});
   return itkToVolume(image);
+}
+
+/** A zipped DICOM series: unzip in the browser, then itk-wasm's DICOM series reader. */
+export async function readDicomZip(buffer, staticRoot) {
+  configure(staticRoot);
+  const files = await unzip(buffer);
+  if (!files.length) {
+    throw new Error('The ZIP archive is empty.');
+  }
+  const { outputImage, webWorkerPool } = await readImageDicomFileSeries({
+    inputImages: files, singleSortedSeries: false,
+  });
+  if (webWorkerPool && webWorkerPool.terminateWorkers) {
+    webWorkerPool.terminateWorkers();
+  }
+  return itkToVolume(outputImage);
 }
