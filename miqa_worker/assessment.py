@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]
 
 #: Tiles per forward pass: bounds memory (a 64^3 tile is 1 MiB in, ~3 MiB of activations).
-DEFAULT_BATCH_SIZE = 16
+DEFAULT_BATCH_SIZE = 8
 PROGRESS_TOTAL = 5
 
 
