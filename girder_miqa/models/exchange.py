@@ -261,7 +261,7 @@ def _csv_decision(row: dict, keys: list[str]) -> dict | None:
     }
 
 
-def _prepare_decision(project: dict, entry: dict) -> tuple[dict, str, datetime.datetime | None]:
+def _prepare_decision(project: dict, entry: dict) -> tuple:
     """Validate an imported decision: its fields, the reviewer's login and its time."""
     if not isinstance(entry, dict):
         raise RowError('each decision must be an object.')
@@ -290,7 +290,10 @@ def _prepare_decision(project: dict, entry: dict) -> tuple[dict, str, datetime.d
     if not isinstance(login, str) or len(login) > 200:
         raise RowError('reviewer must be a login name.')
     created = _parse_time(entry.get('decided') or entry.get('created'))
-    return fields, login.strip(), created
+    assessment = entry.get('assessment')
+    if assessment is not None and not isinstance(assessment, dict):
+        raise RowError('a decision\'s "assessment" must be an object.')
+    return fields, login.strip(), created, assessment
 
 
 def _resolve_relative(project: dict, path: str) -> dict:
@@ -413,11 +416,11 @@ class Importer:
         item = review_state.ensure_scan(item, self.project)
         self.report['scans'] += 1
         now = datetime.datetime.now(datetime.timezone.utc)
-        for fields, login, created in prepared:
+        for fields, login, created, assessment in prepared:
             added = Decision().import_decision(
                 item, self.project, fields, login, self.reviewer(login),
                 created or now.replace(microsecond=now.microsecond // 1000 * 1000),
-                undated=created is None)
+                assessment=assessment, undated=created is None)
             self.report['decisionsAdded' if added else 'decisionsSkipped'] += 1
             if added:
                 self._touched.add(item['_id'])
