@@ -212,7 +212,8 @@ def test_import_files_from_the_server_filesystem(study, tmp_path):
     (tmp_path / 'notes.txt').write_text('hello')
     entries = [
         {'path': str(tmp_path / 's1.nii.gz'), 'folder': 'sub-01/ses-1',
-         'decisions': [{'decision': 'good', 'reviewer': 'carol', 'created': '2023-05-01T10:00:00Z'}]},
+         'decisions': [{'decision': 'good', 'reviewer': 'carol',
+                        'created': '2023-05-01T10:00:00Z'}]},
         {'path': str(tmp_path / 's2.nii.gz'), 'folder': 'sub-02'},
         {'path': str(tmp_path / 'notes.txt')},
         {'path': str(tmp_path / 'missing.nii.gz')},
