@@ -6,6 +6,7 @@
 //
 //   MIQA_URL             Girder's web client, e.g. http://127.0.0.1:8080/
 //   MIQA_TIER1 / MIQA_TIER2   "login:password" of a tier-1 and a tier-2 reviewer
+//   MIQA_ADMIN           "login:password" of an admin (project settings)
 //   MIQA_PROJECT_ID      the project (folder) id
 //   MIQA_SCAN_ID         the 256^3 .nii.gz scan with an assessment (first in the tier-1 queue)
 //   MIQA_SCAN2_ID        a second scan (NRRD, read through itk-wasm) further down the queue
@@ -23,6 +24,7 @@ const BASE = (env.MIQA_URL || 'http://127.0.0.1:8080/').replace(/\/?$/, '/');
 const OUT = env.MIQA_ARTIFACT_DIR || 'test-artifacts';
 const [T1_LOGIN, T1_PASSWORD] = (env.MIQA_TIER1 || 'reviewer1:password').split(':');
 const [T2_LOGIN, T2_PASSWORD] = (env.MIQA_TIER2 || 'reviewer2:password').split(':');
+const [ADMIN_LOGIN, ADMIN_PASSWORD] = (env.MIQA_ADMIN || 'admin:password').split(':');
 const PROJECT = env.MIQA_PROJECT_ID;
 const SCAN = env.MIQA_SCAN_ID;
 const SCAN2 = env.MIQA_SCAN2_ID;
@@ -31,6 +33,7 @@ const TIMEOUT = 30000;
 mkdirSync(OUT, { recursive: true });
 const result = { checks: [] };
 let step = 'start';
+let activePage = null; // for a screenshot when a step fails
 
 function check(condition, message, detail) {
   result.checks.push({ ok: !!condition, message, detail });
@@ -123,6 +126,7 @@ async function sliceLabels(page) {
 async function tier1(browser) {
   const context = await browser.newContext({ viewport: { width: 1600, height: 1000 } });
   const page = await context.newPage();
+  activePage = page;
   page.on('pageerror', (err) => console.log('  [page error]', err.message));
   step = 'tier 1: login';
   await login(page, T1_LOGIN, T1_PASSWORD);
@@ -260,6 +264,7 @@ async function tier1(browser) {
 async function tier2(browser) {
   const context = await browser.newContext({ viewport: { width: 1600, height: 1000 } });
   const page = await context.newPage();
+  activePage = page;
   page.on('pageerror', (err) => console.log('  [page error]', err.message));
   step = 'tier 2: login';
   await login(page, T2_LOGIN, T2_PASSWORD);
@@ -296,6 +301,44 @@ async function tier2(browser) {
   await page.waitForFunction(() => document.querySelector('[data-queue-empty="true"]'), null, { timeout: TIMEOUT });
   check((await page.locator('.miqa-status').innerText()).includes('queue is empty'), 'the tier-2 queue is empty afterwards');
   await shot(page, '10-tier2-done');
+
+  step = 'tier 2: the Review button on the item page';
+  await page.goto(`${BASE}#item/${SCAN}`);
+  const button = page.locator('.g-miqa-review-item');
+  await button.waitFor({ timeout: TIMEOUT });
+  check((await button.innerText()).includes('bad'), 'the item page has a Review button showing the state', await button.innerText());
+  await shot(page, '11-item-page');
+  await button.click();
+  await page.locator(`.miqa-review[data-item-id="${SCAN}"] .miqa-viewer[data-rendered="true"]`).waitFor({ timeout: TIMEOUT });
+  check(await page.locator('.miqa-history-entry').count() === 2, 'the scan opened from its item page shows both decisions');
+  await shot(page, '12-review-from-item');
+  await context.close();
+}
+
+async function projectAdmin(browser) {
+  const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
+  const page = await context.newPage();
+  activePage = page;
+  step = 'admin: settings';
+  await login(page, ADMIN_LOGIN, ADMIN_PASSWORD);
+  await page.locator('.g-nav-link[g-target="miqa"]').click();
+  const row = page.locator(`.miqa-project-row[data-project-id="${PROJECT}"]`);
+  await row.waitFor({ timeout: TIMEOUT });
+  check((await row.locator('.miqa-count-bad').innerText()).trim() === '1', 'the projects page counts the bad scan');
+  await row.locator('.miqa-settings-link').click();
+  await page.locator('.miqa-settings-form').waitFor({ timeout: TIMEOUT });
+  check(await page.locator('.miqa-tier1-group option:checked').innerText() === 'MIQA tier 1', 'the tier-1 group is selected');
+  check(await page.locator('.miqa-tier2-group option:checked').innerText() === 'MIQA tier 2', 'the tier-2 group is selected');
+  check(await page.locator('.miqa-artifact-row').count() === 10, 'the ten artifacts of the vocabulary are listed');
+  check(await page.locator('.miqa-reassess').isVisible(), 'a Re-assess all button');
+  await page.locator('.miqa-auto-assess').check();
+  await page.locator('.miqa-add-artifact').click();
+  await page.locator('.miqa-artifact-row').last().locator('.miqa-artifact-key-input').fill('chemical_shift');
+  await page.locator('.miqa-artifact-row').last().locator('.miqa-artifact-label-input').fill('chemical shift');
+  await page.locator('.miqa-save-settings').click();
+  await page.locator('.miqa-settings-message', { hasText: 'Saved.' }).waitFor({ timeout: TIMEOUT });
+  check(await page.locator('.miqa-artifact-row').count() === 11, 'the saved vocabulary has the new artifact');
+  await shot(page, '13-settings');
   await context.close();
 }
 
@@ -309,7 +352,13 @@ async function main() {
   try {
     await tier1(browser);
     await tier2(browser);
+    await projectAdmin(browser);
     result.ok = true;
+  } catch (err) {
+    if (activePage) {
+      await activePage.screenshot({ path: join(OUT, 'failure.png') }).catch(() => {});
+    }
+    throw err;
   } finally {
     await browser.close();
     writeFileSync(join(OUT, 'result.json'), JSON.stringify(result, null, 2));

@@ -46,7 +46,7 @@ wrap(girder.views.body.ItemView, 'render', function (render) {
   if (miqa && girder.auth.getCurrentUser()) {
     this.once('g:rendered', () => {
       if (this.$('.g-miqa-review-item').length) return;
-      this.$('.g-item-header .pull-right').prepend(`<a class="btn btn-sm btn-primary g-miqa-review-item"
+      this.$('.g-item-header > .pull-right').first().prepend(`<a class="btn btn-sm btn-primary g-miqa-review-item"
         href="#miqa/item/${this.model.id}" title="Review this scan in MIQA (state: ${escapeHtml(miqa.state)})">
         <i class="icon-eye"></i> Review <span class="label label-default">${escapeHtml(miqa.state)}</span></a>`);
     });

@@ -35,3 +35,13 @@ def upload(path: Path, folder: dict, creator: dict, assetstore: dict) -> dict:
         Upload().uploadFromFile(fh, path.stat().st_size, path.name, parentType='item',
                                 parent=item, user=creator, assetstore=assetstore)
     return Item().load(item['_id'], force=True)
+
+
+def report(request, line: str) -> None:
+    """Print a measurement to the terminal even when pytest captures output."""
+    capture = request.config.pluginmanager.getplugin('capturemanager')
+    if capture is None:
+        print(line)
+        return
+    with capture.global_and_fixture_disabled():
+        print(f'\n[browser] {line}')

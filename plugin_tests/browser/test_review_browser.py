@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .helpers import ARTIFACTS_DIR, CHROMIUM, CLIENT, PASSWORD, skip_reason, upload
+from .helpers import ARTIFACTS_DIR, CHROMIUM, CLIENT, PASSWORD, report, skip_reason, upload
 
 
 def phantom(shape, marker_index, rng) -> np.ndarray:
@@ -98,7 +98,7 @@ def assessment(vocabulary) -> dict:
 
 @pytest.mark.plugin('miqa')
 @pytest.mark.timeout(300)
-def test_review_in_browser(miqa_browser_server, admin, fsAssetstore, tmp_path):
+def test_review_in_browser(miqa_browser_server, admin, fsAssetstore, tmp_path, request):
     reason = skip_reason()
     if reason:
         pytest.skip(reason)
@@ -160,6 +160,7 @@ def test_review_in_browser(miqa_browser_server, admin, fsAssetstore, tmp_path):
         'MIQA_URL': base,
         'MIQA_TIER1': f'reviewer1:{PASSWORD}',
         'MIQA_TIER2': f'reviewer2:{PASSWORD}',
+        'MIQA_ADMIN': 'admin:password',
         'MIQA_PROJECT_ID': str(project['_id']),
         'MIQA_SCAN_ID': str(scan['_id']),
         'MIQA_SCAN2_ID': str(scan2['_id']),
@@ -173,9 +174,11 @@ def test_review_in_browser(miqa_browser_server, admin, fsAssetstore, tmp_path):
     result = json.loads((ARTIFACTS_DIR / 'result.json').read_text())
     assert proc.returncode == 0, result.get('error') or proc.stderr[-2000:]
     assert result['ok'] is True
-    print(f"time to first rendered slices (256^3 .nii.gz over localhost): "
-          f"{result['timeToFirstSlicesMs']} ms (goal <= 1500 ms, not asserted); moving on to "
-          f"the prefetched next scan: {result['transitionMs']} ms")
+    report(request, f"time to first rendered slices (256^3 .nii.gz over localhost): "
+           f"{result['timeToFirstSlicesMs']} ms from the click on the queue link "
+           f"({result['timeToFirstSlicesInPageMs']} ms in the page; goal <= 1500 ms, not "
+           f"asserted); moving on to the prefetched next scan: {result['transitionMs']} ms "
+           f"(goal < 200 ms)")
 
     # The scan's state, through the API, as the two reviewers left it.
     resp = server.request(f'/item/{scan["_id"]}/miqa', user=admin)
@@ -198,4 +201,9 @@ def test_review_in_browser(miqa_browser_server, admin, fsAssetstore, tmp_path):
     # The second scan was opened (locked) by reviewer1 but not decided: still unreviewed.
     state2 = server.request(f'/item/{scan2["_id"]}/miqa', user=admin).json
     assert state2['state'] == 'unreviewed'
-    assert len(list((ARTIFACTS_DIR).glob('*.png'))) >= 8
+    # The admin's changes on the settings page.
+    settings = server.request(f'/miqa/project/{project["_id"]}/settings', user=admin).json
+    assert settings['autoAssess'] is True
+    assert settings['artifacts'][-1] == {'key': 'chemical_shift', 'label': 'chemical shift'}
+    assert len(settings['artifacts']) == 11
+    assert len(list(ARTIFACTS_DIR.glob('*.png'))) >= 12
