@@ -49,6 +49,16 @@ def project_setup(boundServer, admin, fsAssetstore, worker_process, purged_broke
     return gc, folder, project
 
 
+def _finished_job(job_id, wait):
+    """The job once girder-worker has set its final status (just after the task returns)."""
+    from girder_jobs.constants import JobStatus
+    from girder_jobs.models.job import Job
+
+    final = (JobStatus.SUCCESS, JobStatus.ERROR, JobStatus.CANCELED)
+    return wait(lambda: (lambda j: j if j['status'] in final else None)(
+        Job().load(job_id, force=True, includeLog=True)), timeout=30)
+
+
 def _state(gc, item_id):
     return gc.get(f'item/{item_id}/miqa')
 
@@ -67,7 +77,6 @@ def _wait_assessed(gc, item_id, wait, timeout=120):
 @pytest.mark.plugin('miqa')
 def test_upload_is_assessed_by_the_worker(project_setup, tmp_path, wait):
     from girder_jobs.constants import JobStatus
-    from girder_jobs.models.job import Job
 
     gc, folder, project = project_setup
     session = gc.createFolder(str(folder['_id']), 'sub-01')
@@ -91,7 +100,7 @@ def test_upload_is_assessed_by_the_worker(project_setup, tmp_path, wait):
     assert all(len(tile_map['artifacts'][k]) == n_tiles for k in ARTIFACT_KEYS)
     assert assessment['metrics'] and all(np.isfinite(v) for v in assessment['metrics'].values())
 
-    job = Job().load(assessment['jobId'], force=True, includeLog=True)
+    job = _finished_job(assessment['jobId'], wait)
     assert job['status'] == JobStatus.SUCCESS
     assert job['type'] == 'miqa.assessment'
     assert item['name'] in job['title']
@@ -104,7 +113,6 @@ def test_upload_is_assessed_by_the_worker(project_setup, tmp_path, wait):
 @pytest.mark.plugin('miqa')
 def test_bad_scan_fails_with_reason_and_worker_goes_on(project_setup, tmp_path, wait):
     from girder_jobs.constants import JobStatus
-    from girder_jobs.models.job import Job
 
     gc, folder, project = project_setup
     good = write_nifti(tmp_path / 'good.nii.gz')
@@ -124,7 +132,7 @@ def test_bad_scan_fails_with_reason_and_worker_goes_on(project_setup, tmp_path, 
         reason = state['assessment']['reason']
         assert reason and '\n' not in reason.strip() and 'Traceback' not in reason
         assert state['state'] == 'unreviewed'  # people can still review it
-        job = Job().load(state['assessment']['jobId'], force=True)
+        job = _finished_job(state['assessment']['jobId'], wait)
         assert job['status'] == JobStatus.ERROR
     assert _wait_assessed(gc, ids[good.name], wait)['assessment']['status'] == 'done'
 
