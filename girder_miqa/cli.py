@@ -1,0 +1,298 @@
+"""The ``miqa`` command: projects, uploads, queues, decisions, export and import from a shell."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import click
+from girder_client import HttpError
+
+from .client import MiqaClient
+
+OBJECT_ID = re.compile(r'^[0-9a-f]{24}$')
+
+
+def _echo_json(value) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+def _error_message(exc: HttpError) -> str:
+    try:
+        return json.loads(exc.responseText).get('message') or exc.responseText
+    except (ValueError, AttributeError, TypeError):
+        return str(exc)
+
+
+class Context:
+    """Connection options, and a client made on first use."""
+
+    def __init__(self, api_url: str, api_key: str | None, username: str | None,
+                 password: str | None):
+        self.api_url = api_url
+        self.api_key = api_key
+        self.username = username
+        self.password = password
+        self._client: MiqaClient | None = None
+
+    @property
+    def client(self) -> MiqaClient:
+        if self._client is None:
+            client = MiqaClient(apiUrl=self.api_url)
+            if self.api_key:
+                client.authenticate(apiKey=self.api_key)
+            elif self.username:
+                client.authenticate(self.username, self.password or click.prompt(
+                    'Password', hide_input=True))
+            self._client = client
+        return self._client
+
+    def group_id(self, value: str | None) -> str | None:
+        """A group given by id or by exact name."""
+        if value is None or value == '' or OBJECT_ID.match(value):
+            return value
+        for group in self.client.get('group', parameters={'text': value, 'limit': 50}):
+            if group['name'] == value:
+                return group['_id']
+        raise click.BadParameter(f'no group named {value!r}')
+
+
+class MiqaGroup(click.Group):
+    """Turns API errors into one clear line and exit status 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except HttpError as exc:
+            click.echo(f'Error {exc.status}: {_error_message(exc)}', err=True)
+            sys.exit(1)
+
+
+@click.group(cls=MiqaGroup)
+@click.option('--api-url', envvar='MIQA_API_URL', default='http://localhost:8080/api/v1',
+              show_default=True, help='Girder API root (env MIQA_API_URL).')
+@click.option('--api-key', envvar='MIQA_API_KEY', help='Girder API key (env MIQA_API_KEY).')
+@click.option('--username', envvar='MIQA_USERNAME', help='Login (env MIQA_USERNAME).')
+@click.option('--password', envvar='MIQA_PASSWORD', help='Password (env MIQA_PASSWORD).')
+@click.pass_context
+def main(ctx, api_url, api_key, username, password):
+    """MIQA: quality review of brain MRI in Girder."""
+    ctx.obj = Context(api_url, api_key, username, password)
+
+
+def _settings(ctx: Context, tier1_group, tier2_group, auto_assess, model, artifacts) -> dict:
+    settings: dict = {}
+    if tier1_group is not None:
+        settings['tier1GroupId'] = ctx.group_id(tier1_group) or None
+    if tier2_group is not None:
+        settings['tier2GroupId'] = ctx.group_id(tier2_group) or None
+    if auto_assess is not None:
+        settings['autoAssess'] = auto_assess
+    if model is not None:
+        settings['model'] = model
+    if artifacts is not None:
+        settings['artifacts'] = json.loads(Path(artifacts).read_text())
+    return settings
+
+
+SETTING_OPTIONS = [
+    click.option('--tier1-group', help='Tier-1 reviewer group (id or name; "" for none).'),
+    click.option('--tier2-group', help='Tier-2 reviewer group (id or name; "" for none).'),
+    click.option('--auto-assess/--no-auto-assess', default=None,
+                 help='Assess uploads automatically.'),
+    click.option('--model', help='The model to assess with.'),
+    click.option('--artifacts', type=click.Path(exists=True, dir_okay=False),
+                 help='JSON file: the artifact vocabulary, [{"key", "label"}].'),
+]
+
+
+def setting_options(fn):
+    for option in reversed(SETTING_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+@main.group()
+def project():
+    """Create, configure and inspect projects."""
+
+
+@project.command('list')
+@click.pass_obj
+def project_list(ctx: Context):
+    """List the projects you can read, with counts and your tiers."""
+    for p in ctx.client.list_projects():
+        counts = p['counts']
+        tiers = ','.join(str(t) for t in p['myTiers']) or '-'
+        click.echo(f'{p["_id"]}  {p["folder"]["path"] or p["name"]}  tiers {tiers}  '
+                   f'unreviewed {counts["unreviewed"]}  questionable {counts["questionable"]}  '
+                   f'good {counts["good"]}  bad {counts["bad"]}')
+
+
+@project.command('create')
+@click.argument('folder_id')
+@setting_options
+@click.pass_obj
+def project_create(ctx: Context, folder_id, tier1_group, tier2_group, auto_assess, model,
+                   artifacts):
+    """Enable a folder for review (admins); prints the project."""
+    settings = _settings(ctx, tier1_group, tier2_group, auto_assess, model, artifacts)
+    _echo_json(ctx.client.create_project(folder_id, settings))
+
+
+@project.command('configure')
+@click.argument('project_id')
+@setting_options
+@click.pass_obj
+def project_configure(ctx: Context, project_id, tier1_group, tier2_group, auto_assess, model,
+                      artifacts):
+    """Change a project's settings (admins and owners); prints the settings."""
+    settings = _settings(ctx, tier1_group, tier2_group, auto_assess, model, artifacts)
+    if not settings:
+        raise click.UsageError('Give at least one setting to change.')
+    _echo_json(ctx.client.update_settings(project_id, **settings))
+
+
+@project.command('show')
+@click.argument('project_id')
+@click.pass_obj
+def project_show(ctx: Context, project_id):
+    """Print a project: settings, folder, counts, your tiers."""
+    _echo_json(ctx.client.get_project(project_id))
+
+
+@main.command()
+@click.argument('project_id')
+@click.pass_obj
+def summary(ctx: Context, project_id):
+    """Print a project's progress and model agreement (JSON)."""
+    _echo_json(ctx.client.summary(project_id))
+
+
+@main.command()
+@click.argument('local_dir', type=click.Path(exists=True, file_okay=False))
+@click.argument('folder_id')
+@click.option('--progress/--no-progress', default=True, show_default=True)
+@click.pass_obj
+def upload(ctx: Context, local_dir, folder_id, progress):
+    """Upload the scans under LOCAL_DIR into FOLDER_ID, keeping sub-folders (sessions)."""
+    report = ctx.client.upload_scans(local_dir, folder_id, progress=progress)
+    click.echo(f'uploaded {report["uploaded"]} scans ({report["bytes"]} bytes), '
+               f'skipped {report["skipped"]} already there')
+
+
+@main.command()
+@click.argument('project_id')
+@click.option('--tier', type=click.IntRange(1, 2), default=1, show_default=True)
+@click.option('--limit', type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option('--offset', type=click.IntRange(0), default=0, show_default=True)
+@click.option('--json', 'as_json', is_flag=True, help='Print the raw JSON page.')
+@click.pass_obj
+def queue(ctx: Context, project_id, tier, limit, offset, as_json):
+    """List a page of a review queue, most suspicious first."""
+    page = ctx.client.queue(project_id, tier=tier, limit=limit, offset=offset)
+    if as_json:
+        _echo_json(page)
+        return
+    click.echo(f'tier {tier} queue: {page["total"]} scans (showing {offset + 1}-'
+               f'{offset + len(page["items"])})')
+    for scan in page['items']:
+        assessment = scan['miqa'].get('assessment') or {}
+        quality = assessment.get('quality')
+        score = f'{quality:5.2f}' if isinstance(quality, (int, float)) else '  -  '
+        lock = scan['miqa'].get('lock')
+        held = f'  locked by {lock["login"]}' if lock else ''
+        click.echo(f'{scan["_id"]}  q {score}  {scan["path"]}{held}')
+
+
+def _artifacts(values: tuple[str, ...]) -> dict:
+    out = {}
+    for value in values:
+        key, sep, state = value.partition('=')
+        if not sep:
+            state = 'present'
+        out[key.strip()] = state.strip()
+    return out
+
+
+@main.command()
+@click.argument('item_id')
+@click.argument('decision', type=click.Choice(['good', 'questionable', 'bad']))
+@click.option('--tier', type=click.IntRange(1, 2), help='Default: your highest tier.')
+@click.option('--artifact', '-a', multiple=True,
+              help='KEY (present) or KEY=present|absent|not_stated; repeatable.')
+@click.option('--comment', '-c')
+@click.option('--seconds', type=click.FloatRange(0), help='Time spent on the scan.')
+@click.option('--confidence', type=click.IntRange(1, 5))
+@click.option('--quality', type=click.FloatRange(0, 10), help='Your own 0-10 score.')
+@click.pass_obj
+def decide(ctx: Context, item_id, decision, tier, artifact, comment, seconds, confidence,
+           quality):
+    """Record a decision on a scan."""
+    result = ctx.client.decide(item_id, decision, tier=tier, artifacts=_artifacts(artifact) or
+                               None, comment=comment, seconds=seconds, confidence=confidence,
+                               quality=quality)
+    d = result['decision']
+    click.echo(f'recorded tier-{d["tier"]} {d["decision"]} by {d["login"]}; the scan is now '
+               f'{result["state"]["state"]}')
+
+
+@main.command()
+@click.argument('item_id')
+@click.pass_obj
+def history(ctx: Context, item_id):
+    """Print every decision on a scan (JSON)."""
+    _echo_json(ctx.client.history(item_id))
+
+
+@main.command('export')
+@click.argument('project_id')
+@click.option('--format', 'fmt', type=click.Choice(['csv', 'json']), default='csv',
+              show_default=True)
+@click.option('--output', '-o', type=click.Path(dir_okay=False), help='Default: stdout.')
+@click.pass_obj
+def export_cmd(ctx: Context, project_id, fmt, output):
+    """Export a project's scans and decisions as CSV or JSON."""
+    text = ctx.client.export(project_id, fmt)
+    if output:
+        Path(output).write_text(text, encoding='utf-8')
+        click.echo(f'wrote {output}', err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@main.command('import')
+@click.argument('project_id')
+@click.argument('file', type=click.Path(exists=True, dir_okay=False))
+@click.option('--format', 'fmt', type=click.Choice(['csv', 'json']),
+              help='Default: from the file name.')
+@click.option('--assetstore-id', help='Filesystem assetstore for absolute server paths.')
+@click.pass_obj
+def import_cmd(ctx: Context, project_id, file, fmt, assetstore_id):
+    """Import scans and earlier decisions from a CSV or JSON file."""
+    fmt = fmt or ('json' if file.lower().endswith('.json') else 'csv')
+    report = ctx.client.import_text(project_id, Path(file).read_text(encoding='utf-8-sig'),
+                                    fmt, assetstore_id)
+    kind = report.get('lineKind', 'line')
+    for error in report['errors']:
+        click.echo(f'{file}: {kind} {error["line"]}: {error["reason"]}', err=True)
+    click.echo(f'{report["rows"]} rows: {report["scans"]} scans, {report["filesImported"]} '
+               f'files imported, {report["decisionsAdded"]} decisions added, '
+               f'{report["decisionsSkipped"]} already there, {len(report["errors"])} errors')
+    if report['errors']:
+        sys.exit(2)
+
+
+@main.command()
+@click.argument('project_id')
+@click.option('--force', is_flag=True, help='Also re-queue scans already queued or running.')
+@click.pass_obj
+def assess(ctx: Context, project_id, force):
+    """Schedule the assessment of every scan not yet assessed by the project's model."""
+    _echo_json(ctx.client.assess_project(project_id, force=force))
+
+
+if __name__ == '__main__':  # pragma: no cover
+    main()
