@@ -44,7 +44,13 @@ PROGRESS_TOTAL = 5
 
 
 def available_cores() -> int:
-    """CPU cores this process may use (affinity-aware), at least 1."""
+    """Torch threads to use: ``MIQA_TORCH_THREADS`` if set, else the cores this process may use.
+
+    On an oversubscribed machine one thread can beat several (no OpenMP barrier contention).
+    """
+    env = os.environ.get('MIQA_TORCH_THREADS', '').strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
