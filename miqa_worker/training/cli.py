@@ -98,10 +98,13 @@ def ingest(csv_path, cache_dir) -> None:
               help='Copy the final model here (e.g. miqa_worker/models/miqa-default).')
 @click.option('--version', 'version', default='0.1.0', show_default=True)
 @click.option('--preliminary', is_flag=True, help='Mark the model card as a preliminary run.')
+@click.option('--shared-dir', type=click.Path(path_type=Path), default=SHARED_MRI,
+              show_default=True, help='Real scans to run the final model on (a sanity look).')
 @click.option('--quiet', is_flag=True, help='No progress bars.')
 def run(cache_dir, out_dir, folds, epochs, final_epochs, tiles_per_volume, batch_size, lr,
         lr_decay, weight_decay, indicator_weight, eval_tiles, test_subjects, seed, resume,
-        device, threads, no_baseline, ship_to, version, preliminary, quiet) -> None:
+        device, threads, no_baseline, ship_to, version, preliminary, shared_dir,
+        quiet) -> None:
     """Cross-validate by subject, train the final model, evaluate, report (and ship)."""
     from .dataset import load_cache
     from .pipeline import run_pipeline, ship
@@ -115,7 +118,8 @@ def run(cache_dir, out_dir, folds, epochs, final_epochs, tiles_per_volume, batch
     cache_dir = cache_dir or default_cache_dir()
     subjects = tuple(s for s in test_subjects.split(',') if s)
     results = run_pipeline(cache_dir, out_dir, config, folds, subjects, resume, device,
-                           eval_tiles, final_epochs, not quiet, not no_baseline)
+                           eval_tiles, final_epochs, not quiet, not no_baseline,
+                           shared_dir if shared_dir and Path(shared_dir).is_dir() else None)
     if preliminary:
         write_report(results, load_cache(cache_dir), out_dir, preliminary=True)
     metrics = json.loads((out_dir / 'metrics.json').read_text())

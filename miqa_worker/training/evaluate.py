@@ -122,3 +122,59 @@ def summarise(values: list[float | None]) -> dict:
     if not good:
         return {'mean': None, 'std': None, 'n': 0}
     return {'mean': float(np.mean(good)), 'std': float(np.std(good)), 'n': len(good)}
+
+
+@torch.no_grad()
+def assess_array(model: torch.nn.Module, array: np.ndarray,
+                 device: str | torch.device = 'cpu', batch_size: int = 16) -> dict:
+    """Inference on one raw volume (all grid tiles, mean as in assessment.py)."""
+    from ..preprocessing import rescale_intensity
+    from ..tiling import extract_tiles
+
+    model.eval()
+    tiles, _, _ = extract_tiles(rescale_intensity(array))
+    batch = torch.from_numpy(tiles.astype(np.float32))[:, None]
+    outs = torch.cat([model(batch[s:s + batch_size].to(device)).float().cpu()
+                      for s in range(0, len(batch), batch_size)])
+    probs = torch.sigmoid(outs[:, 1:]).mean(dim=0).numpy()
+    return {'quality': float(np.clip(outs[:, 0].mean().item(), 0, 10)), 'tiles': len(tiles),
+            'artifacts': {k: round(float(p), 4) for k, p in zip(ARTIFACT_KEYS, probs,
+                                                                 strict=True)}}
+
+
+def real_scan_check(model: torch.nn.Module, shared_dir, device: str | torch.device = 'cpu',
+                    subjects_of: dict[str, str] | None = None) -> list[dict]:
+    """The model on every unmodified real scan of ``shared_dir`` (no labels: a sanity look).
+
+    4D files give each of their first two volumes (the dcm_qa series has a real head motion
+    in its second volume).
+    """
+    from pathlib import Path
+
+    import nibabel as nib
+
+    from .dataset import read_image_array
+
+    out = []
+    shared_dir = Path(shared_dir)
+    if not shared_dir.is_dir():
+        return out
+    names = sorted(p.name for p in shared_dir.iterdir() if p.is_file() and p.name.endswith(
+        ('.nii', '.nii.gz', '.nrrd', '.mha')))
+    for name in names:
+        path = shared_dir / name
+        try:
+            if name.endswith(('.nii', '.nii.gz')) and len(nib.load(path).shape) == 4:
+                img = nib.as_closest_canonical(nib.load(path))
+                arrays = [(f'{name}[{t}]', np.asarray(img.dataobj[..., t], dtype=np.float32))
+                          for t in range(min(2, img.shape[3]))]
+            else:
+                arrays = [(name, read_image_array(str(path))[0])]
+        except Exception as exc:  # an unreadable file is reported, not fatal
+            out.append({'file': name, 'error': f'{type(exc).__name__}: {exc}'})
+            continue
+        for label, array in arrays:
+            entry = {'file': label, 'subject': (subjects_of or {}).get(name, 'not a base'),
+                     **assess_array(model, array, device)}
+            out.append(entry)
+    return out

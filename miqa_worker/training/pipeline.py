@@ -46,7 +46,8 @@ def _load_weights(path: Path, device: torch.device) -> torch.nn.Module:
 def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: int = 5,
                  test_subjects: tuple[str, ...] = (), resume: bool = False,
                  device: str | None = None, eval_tiles: int = 27, final_epochs: int | None = None,
-                 progress: bool = True, baseline: bool = True) -> dict:
+                 progress: bool = True, baseline: bool = True,
+                 shared_dir: Path | None = None) -> dict:
     """Cross-validate over subject folds, train the final model, evaluate, write the report."""
     started = time.time()
     dev = pick_device(device)
@@ -101,6 +102,14 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
         final['test'], results['predictions']['test'] = _evaluate(model, data, test_index,
                                                                   eval_tiles, dev)
     results['final'] = final
+    if shared_dir is not None:
+        from .evaluate import real_scan_check
+        from .synthetic import REAL_SOURCES
+
+        test = set(results['test_subjects'])
+        roles = {name: f'{subject} ({"held-out test" if subject in test else "training"})'
+                 for name, subject, _ in REAL_SOURCES}
+        results['real_scans'] = real_scan_check(model, shared_dir, dev, roles)
     if baseline:
         from .baseline import run_baseline
 

@@ -47,6 +47,8 @@ def build_metrics(results: dict) -> dict:
                     'history': final.get('history')}
     if 'baseline' in results:
         out['baseline'] = results['baseline']
+    if results.get('real_scans'):
+        out['real_scans'] = results['real_scans']
     return out
 
 
@@ -239,6 +241,25 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
             b = ((base['test'].get('family_auc') or {}).get(k) or {}).get('auc')
             lines.append(f'| {k} AUC | {_fmt(v)} | {_fmt(b)} |')
         lines += ['', f'Baseline: {base.get("description", "")}', '']
+    real = metrics.get('real_scans')
+    if real:
+        lines += ['## The model on the unmodified real scans (no labels; a sanity look)', '',
+                  'Bases are augmented before use, so even "training" scans were never seen '
+                  'as they are. `ghosting_motion` and other columns are mean tile '
+                  'probabilities.', '',
+                  '| scan | subject (role) | quality | ghosting_motion | inhomogeneity | '
+                  'wraparound | incomplete_coverage | truncation |',
+                  '|---|---|---|---|---|---|---|---|']
+        for r in real:
+            if 'error' in r:
+                lines.append(f'| {r["file"]} | unreadable: {r["error"][:60]} | | | | | | |')
+                continue
+            a = r['artifacts']
+            lines.append(f'| {r["file"]} | {r["subject"]} | {r["quality"]:.1f} | '
+                         + ' | '.join(f'{a[k]:.2f}' for k in (
+                             'ghosting_motion', 'inhomogeneity', 'wraparound',
+                             'incomplete_coverage', 'truncation')) + ' |')
+        lines.append('')
     lines += ['## Limits', '',
               '- Few real anatomies (a handful of subjects); folds hold out one or two subjects.',
               '- Synthetic labels only; no real-scan ratings were used for training or testing.',
