@@ -5,12 +5,14 @@ import pytest
 
 @pytest.fixture
 def miqa_browser_server(request, db):
-    """pytest-girder's boundServer with /plugin_static/miqa mounted in this server's tree.
+    """pytest-girder's boundServer with every plugin's /plugin_static/ mounted in its tree.
 
     Girder mounts a plugin's static directory only the first time the plugin loads in a process;
-    earlier tests in the same session would leave this server's tree without it.
+    after earlier tests in the same session this server's tree would lack them (and the web
+    client waits forever for a plugin script that 404s). Forgetting them makes each plugin's
+    load() mount its directory again.
     """
     from girder import plugin
 
-    getattr(plugin, '_pluginStaticContent', {}).pop('miqa', None)
+    plugin._pluginStaticContent.clear()
     return request.getfixturevalue('boundServer')

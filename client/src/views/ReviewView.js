@@ -241,6 +241,7 @@ const ReviewView = girder.views.View.extend({
     this.current = null;
     this.$('.miqa-scan-name').text('');
     this.$el.find('.miqa-review').attr('data-item-id', '');
+    this.$('.miqa-viewer-host').addClass('miqa-dimmed');
     this.status(`The tier-${this.tier} queue is empty. Thank you!`, 'done');
     this.$('.miqa-decide').prop('disabled', true);
     this.el.dataset.queueEmpty = 'true';
@@ -272,6 +273,8 @@ const ReviewView = girder.views.View.extend({
     const volume = volumePromise || loadScan(item._id);
     this.current = { item: { ...item, miqa: state }, state, volume: null, openedAt: t0 };
     this.el.dataset.itemId = item._id;
+    this.el.dataset.queueEmpty = 'false';
+    this.$('.miqa-viewer-host').removeClass('miqa-dimmed');
     this.$('.miqa-review').attr('data-item-id', item._id);
     this.$('.miqa-scan-name').text(item.name ? `— ${item.name}` : '');
     if (!item.name) {
