@@ -71,7 +71,7 @@ def new_labels(families: tuple[str, ...] | list[str] = FAMILY_NAMES) -> dict:
         if FAMILIES[name].indicator is not None:
             indicators[FAMILIES[name].indicator] = False
     return {'quality': QUALITY_MAX, 'indicators': indicators,
-            'severity': {name: 0.0 for name in families}}
+            'severity': {name: 0.0 for name in families}, 'local': {}}
 
 
 def _rng() -> np.random.Generator:
@@ -126,10 +126,13 @@ class ArtifactTransform(tio.Transform):
         severity = float(rng.uniform(low, high))
         image = subject[IMAGE_KEY]
         data = image.data[0].numpy().astype(np.float32)
+        self._local: dict | None = None
         out, affine = self.corrupt(data, np.asarray(image.affine), severity, rng)
         image.set_data(torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))[None])
         image.affine = affine
         record_artifact(subject, self.family, severity)
+        if self._local is not None:
+            subject[LABELS_KEY].setdefault('local', {})[self.family] = self._local
         return subject
 
 
@@ -229,7 +232,10 @@ class RandomNoiseArtifact(ArtifactTransform):
 
 
 class RandomWraparoundArtifact(ArtifactTransform):
-    """Phase FOV shorter than the head along x or y by 2 * (0.06 + 0.16 s) of its extent."""
+    """Phase FOV shorter than the head along x or y by 2 * (0.06 + 0.16 s) of its extent.
+
+    Records which slices received folded-in tissue so that tiles can be labelled.
+    """
 
     family = 'wraparound'
 
@@ -244,27 +250,52 @@ class RandomWraparoundArtifact(ArtifactTransform):
         moved = np.moveaxis(data, axis, 0)
         out = np.zeros((fov,) + moved.shape[1:], dtype=np.float32)
         np.add.at(out, index, moved)
+        # where folded-in tissue landed: slices whose wrapped part is brighter than 10% of p99
+        inside = np.zeros_like(out)
+        stop = min(start + fov, moved.shape[0])
+        inside[:stop - start] = moved[start:stop]
+        folded = (out - inside).reshape(fov, -1)
+        threshold = 0.1 * float(np.percentile(data, 99))
+        profile = (folded > threshold).mean(axis=1) > 0.002
+        self._local = {'axis': axis, 'profile': profile.tolist()}
         return np.moveaxis(out, 0, axis), _shift_affine(affine, axis, start)
 
 
 class RandomCoverageArtifact(ArtifactTransform):
-    """The FOV ends inside the head: (0.08 + 0.27 s) of its extent cut at one end."""
+    """The FOV ends inside the head: (0.08 + 0.27 s) of its extent cut at one end (not the
+    inferior one). Records the cut face so that tiles touching it can be labelled."""
 
     family = 'coverage'
 
     def corrupt(self, data, affine, severity, rng):
-        axis = int(rng.choice([0, 1, 2], p=[0.15, 0.3, 0.55]))
+        # left, right, front, back or the vertex; never the bottom (whole-head scans end in
+        # the neck anyway, so a cut there need not miss any brain)
+        axis, high = [(0, False), (0, True), (1, False), (1, True), (2, True)][
+            int(rng.choice(5, p=[0.1, 0.1, 0.15, 0.15, 0.5]))]
         first, last = foreground_extent(data, axis)
         extent = last - first + 1
         cut = max(2, int(round((0.08 + 0.27 * severity) * extent)))
         moved = np.moveaxis(data, axis, 0)
-        if rng.random() < 0.5:  # cut the high end (e.g. the vertex)
+        if high:
             out = moved[:last + 1 - cut]
             start = 0
         else:
             start = first + cut
             out = moved[start:]
+        self._local = {'axis': axis, 'side': 'high' if high else 'low'}
+        self._crop = (axis, start, start + out.shape[0])
         return np.moveaxis(out, 0, axis).copy(), _shift_affine(affine, axis, start)
+
+    def apply_transform(self, subject: tio.Subject) -> tio.Subject:
+        before = subject[LABELS_KEY].get('local', {}).get('wraparound') if (
+            LABELS_KEY in subject) else None
+        self._crop = None
+        subject = super().apply_transform(subject)
+        if before is not None and self._crop is not None and before['axis'] == self._crop[0]:
+            _, lo, hi = self._crop  # the wrap profile follows the crop
+            subject[LABELS_KEY]['local']['wraparound'] = {
+                'axis': before['axis'], 'profile': before['profile'][lo:hi]}
+        return subject
 
 
 class RandomTruncationArtifact(ArtifactTransform):

@@ -46,15 +46,16 @@ def main() -> None:
               help='Nominal subjects made from the template when there are no real scans.')
 @click.option('--save-nifti', is_flag=True, help='Also write NIfTI volumes and labels.csv.')
 @click.option('--seed', default=0, show_default=True)
+@click.option('--workers', default=1, show_default=True, help='Generator processes.')
 def generate(cache_dir, shared_dir, templates_only, anatomies, variants, probability, severity,
-             families, spacing, templates_only_subjects, save_nifti, seed) -> None:
+             families, spacing, templates_only_subjects, save_nifti, seed, workers) -> None:
     """Generate labelled volumes (cached, resumable) from real scans and the MNI152 template."""
     from .synthetic import generate as run
 
     index = run(cache_dir or default_cache_dir(), anatomies, variants, seed,
                 None if templates_only else shared_dir, tuple(families.split(',')),
                 probability, tuple(severity), templates_only_subjects, save_nifti,
-                tuple(spacing))
+                tuple(spacing), workers=workers)
     click.echo(f'wrote {index}')
 
 

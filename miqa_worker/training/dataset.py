@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ class VolumeSet:
     indicators: np.ndarray  # [N, 10] float32: 1, 0, NaN
     severity: dict[str, np.ndarray] = field(default_factory=dict)  # family -> [N], NaN unknown
     rows: list[dict] = field(default_factory=list)
+    local: list[dict] = field(default_factory=list)  # where local artifacts are, per volume
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -38,7 +40,8 @@ class VolumeSet:
         return VolumeSet([self.ids[i] for i in index], self.subjects[index],
                          [self.volumes[i] for i in index], self.quality[index],
                          self.indicators[index], {k: v[index] for k, v in self.severity.items()},
-                         [self.rows[i] for i in index] if self.rows else [])
+                         [self.rows[i] for i in index] if self.rows else [],
+                         [self.local[i] for i in index] if self.local else [])
 
 
 def _float(value: str | None) -> float:
@@ -53,14 +56,18 @@ def load_cache(cache_dir: Path | str) -> VolumeSet:
     cache_dir = Path(cache_dir)
     with (cache_dir / 'index.csv').open(newline='') as handle:
         rows = list(csv.DictReader(handle))
-    volumes = [np.load(cache_dir / row['file'])['volume'] for row in rows]
+    volumes, local = [], []
+    for row in rows:
+        with np.load(cache_dir / row['file']) as npz:
+            volumes.append(npz['volume'])
+            local.append(json.loads(str(npz['local'])) if 'local' in npz.files else {})
     quality = np.array([parse_quality(r.get('quality')) for r in rows], dtype=np.float32)
     indicators = np.array([[parse_bool(r.get(k)) for k in ARTIFACT_KEYS] for r in rows],
                           dtype=np.float32).reshape(len(rows), len(ARTIFACT_KEYS))
     severity = {f: np.array([_float(r.get(f'severity_{f}')) for r in rows], dtype=np.float32)
                 for f in FAMILY_NAMES if rows and f'severity_{f}' in rows[0]}
     return VolumeSet([r['volume_id'] for r in rows], np.array([r['subject_id'] for r in rows]),
-                     volumes, quality, indicators, severity, rows)
+                     volumes, quality, indicators, severity, rows, local)
 
 
 def read_image_array(path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -124,13 +131,41 @@ def subject_folds(subjects: np.ndarray, n_folds: int = 5, seed: int = 0) -> np.n
 
 
 def random_tiles(volume: np.ndarray, count: int, rng: np.random.Generator,
-                 tile: int = TILE_SIZE) -> np.ndarray:
-    """``count`` tiles at random positions inside the (padded) volume."""
+                 tile: int = TILE_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` tiles at random positions inside the (padded) volume, and their starts."""
     volume = pad_to_tile(volume, tile)
     out = np.empty((count, tile, tile, tile), dtype=volume.dtype)
+    starts = np.empty((count, 3), dtype=int)
     for n in range(count):
         i, j, k = (int(rng.integers(0, s - tile + 1)) for s in volume.shape)
         out[n] = volume[i:i + tile, j:j + tile, k:k + tile]
+        starts[n] = (i, j, k)
+    return out, starts
+
+
+COVERAGE = ARTIFACT_KEYS.index('incomplete_coverage')
+WRAPAROUND = ARTIFACT_KEYS.index('wraparound')
+
+
+def tile_indicators(indicators: np.ndarray, local: dict, start: np.ndarray,
+                    shape: tuple[int, ...], tile: int = TILE_SIZE) -> np.ndarray:
+    """A tile's indicator labels: the volume's, but local artifacts only where they are.
+
+    A cut field of view is positive only in tiles that touch the cut face; wraparound only
+    in tiles holding slices with folded-in tissue. Elsewhere those tiles are negative.
+    """
+    out = indicators.copy()
+    cover = local.get('coverage')
+    if cover and out[COVERAGE] == 1:
+        axis = cover['axis']
+        touches = (start[axis] == 0) if cover['side'] == 'low' else (
+            start[axis] + tile >= shape[axis])
+        out[COVERAGE] = float(touches)
+    wrap = local.get('wraparound')
+    if wrap and out[WRAPAROUND] == 1:
+        profile = np.asarray(wrap['profile'], dtype=bool)
+        axis = wrap['axis']
+        out[WRAPAROUND] = float(profile[start[axis]:start[axis] + tile].any())
     return out
 
 
@@ -150,11 +185,22 @@ def to_tensor(tiles: np.ndarray) -> torch.Tensor:
 
 def tile_batches(data: VolumeSet, index: np.ndarray, tiles_per_volume: int, batch_size: int,
                  rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, ...]]:
-    """One epoch: random tiles of each volume (volume labels), shuffled into batches."""
+    """One epoch: random tiles of each volume, shuffled into batches.
+
+    A tile has its volume's quality and indicators, except local artifacts (see
+    ``tile_indicators``).
+    """
     pairs = np.repeat(np.asarray(index, dtype=int), tiles_per_volume)
     pairs = pairs[rng.permutation(len(pairs))]
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start:start + batch_size]
-        tiles = np.stack([random_tiles(data.volumes[v], 1, rng)[0] for v in chunk])
-        yield (to_tensor(tiles), torch.from_numpy(data.quality[chunk]),
-               torch.from_numpy(data.indicators[chunk]))
+        tiles, labels = [], []
+        for v in chunk:
+            tile, start = random_tiles(data.volumes[v], 1, rng)
+            tiles.append(tile[0])
+            local = data.local[v] if data.local else {}
+            labels.append(tile_indicators(data.indicators[v], local, start[0],
+                                          data.volumes[v].shape) if local else
+                          data.indicators[v])
+        yield (to_tensor(np.stack(tiles)), torch.from_numpy(data.quality[chunk]),
+               torch.from_numpy(np.stack(labels)))

@@ -126,7 +126,7 @@ def normalise(data: np.ndarray) -> np.ndarray:
 
 
 def _fov(data: np.ndarray, spacing: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Crop or zero-pad so each side has a random 0-30 mm margin around the foreground."""
+    """Crop or zero-pad so each side has a random 3-30 mm margin around the foreground."""
     threshold = 0.1 * float(np.percentile(data, 99))
     mask = data > threshold
     out = data
@@ -136,7 +136,7 @@ def _fov(data: np.ndarray, spacing: np.ndarray, rng: np.random.Generator) -> np.
         if idx.size == 0:
             continue
         n = out.shape[axis]
-        lo_margin, hi_margin = (int(rng.uniform(0, 30) / spacing[axis]) for _ in range(2))
+        lo_margin, hi_margin = (int(rng.uniform(3, 30) / spacing[axis]) for _ in range(2))
         lo, hi = idx[0] - lo_margin, idx[-1] + 1 + hi_margin
         pad = (max(0, -lo), max(0, hi - n))
         sl = [slice(None)] * 3
@@ -203,7 +203,8 @@ def generate(cache_dir: Path, anatomies_per_subject: int = 12, variants: int = 5
              probability: float = art.DEFAULT_PROBABILITY,
              severity: tuple[float, float] = art.DEFAULT_SEVERITY,
              templates_only_subjects: int = 10, save_nifti: bool = False,
-             spacing_range: tuple[float, float] = (1.0, 2.0), progress: bool = True) -> Path:
+             spacing_range: tuple[float, float] = (1.0, 2.0), progress: bool = True,
+             workers: int = 1) -> Path:
     """Write ``cache_dir/volumes/*.npz`` and ``cache_dir/index.csv``; returns the index path.
 
     Resumable: volumes already in the cache are kept (generation is deterministic per id).
@@ -232,43 +233,70 @@ def generate(cache_dir: Path, anatomies_per_subject: int = 12, variants: int = 5
                 'spacing_range': list(spacing_range),
                 'sources': [s.name for s in sources]}
     (cache_dir / 'settings.json').write_text(json.dumps(settings, indent=1))
-    transforms = art.artifact_pipeline(families, probability, severity)
-    bar = tqdm(jobs, desc='generate', unit='anatomy', disable=not progress)
-    for source, a, sid in bar:
-        ids = [f'{source.name.split(".")[0]}-a{a:03d}-v{v:02d}' for v in range(variants)]
-        meta_paths = [cache_dir / 'volumes' / f'{i}.json' for i in ids]
-        if all(p.is_file() for p in meta_paths):
-            rows.extend(json.loads(p.read_text()) for p in meta_paths)
-            continue
-        rng = np.random.default_rng(_seed(seed, source.name, a))
-        torch.manual_seed(_seed(seed, source.name, a, 'torch'))
-        data, affine = load_base(source, rng)
-        anatomy, anat_affine = make_anatomy(data, affine, rng, spacing_range)
-        for v, vid in enumerate(ids):
-            torch.manual_seed(_seed(seed, vid))
-            volume, vol_affine, labels = make_variant(anatomy, anat_affine, transforms,
-                                                      families)
-            spacing = np.sqrt((vol_affine[:3, :3] ** 2).sum(axis=0))
-            u8 = to_uint8(volume)
-            np.savez_compressed(cache_dir / 'volumes' / f'{vid}.npz', volume=u8,
-                                spacing=spacing.astype(np.float32))
-            row = {'volume_id': vid, 'file': f'volumes/{vid}.npz', 'subject_id': sid,
-                   'source': source.name, 'contrast': source.contrast,
-                   'quality': labels['quality'], **labels['indicators'],
-                   **{f'severity_{k}': v for k, v in labels['severity'].items()},
-                   'shape': 'x'.join(map(str, u8.shape)),
-                   'spacing': 'x'.join(f'{s:.3f}' for s in spacing)}
-            if save_nifti:
-                nib.save(nib.Nifti1Image(volume.astype(np.float32), vol_affine),
-                         str(cache_dir / 'nifti' / f'{vid}.nii.gz'))
-            meta_paths[v].write_text(json.dumps(row))
-            rows.append(row)
+    settings_args = (cache_dir, variants, seed, families, probability, severity, spacing_range,
+                     save_nifti)
+    bar = tqdm(total=len(jobs), desc='generate', unit='anatomy', disable=not progress)
+    if workers > 1:
+        import multiprocessing
+
+        context = multiprocessing.get_context('spawn')  # no forked torch thread pools
+        with context.Pool(workers, initializer=_worker_init) as pool:
+            for out in pool.imap(_anatomy_job, [(job, settings_args) for job in jobs],
+                                 chunksize=2):
+                rows.extend(out)
+                bar.update()
+    else:
+        for job in jobs:
+            rows.extend(_anatomy_job((job, settings_args)))
+            bar.update()
+    bar.close()
     index = cache_dir / 'index.csv'
     write_index(rows, index)
     if save_nifti:
         nifti_rows = [{**r, 'file': f'nifti/{r["volume_id"]}.nii.gz'} for r in rows]
         write_index(nifti_rows, cache_dir / 'labels.csv')
     return index
+
+
+def _worker_init() -> None:
+    """One torch thread per generator process."""
+    torch.set_num_threads(1)
+
+
+def _anatomy_job(args: tuple) -> list[dict]:
+    """Make one anatomy and its variants (skipped when already cached); returns their rows."""
+    (source, a, sid), (cache_dir, variants, seed, families, probability, severity,
+                       spacing_range, save_nifti) = args
+    ids = [f'{source.name.split(".")[0]}-a{a:03d}-v{v:02d}' for v in range(variants)]
+    meta_paths = [cache_dir / 'volumes' / f'{i}.json' for i in ids]
+    if all(p.is_file() for p in meta_paths):
+        return [json.loads(p.read_text()) for p in meta_paths]
+    transforms = art.artifact_pipeline(families, probability, severity)
+    rng = np.random.default_rng(_seed(seed, source.name, a))
+    torch.manual_seed(_seed(seed, source.name, a, 'torch'))
+    data, affine = load_base(source, rng)
+    anatomy, anat_affine = make_anatomy(data, affine, rng, spacing_range)
+    rows = []
+    for meta_path, vid in zip(meta_paths, ids, strict=True):
+        torch.manual_seed(_seed(seed, vid))
+        volume, vol_affine, labels = make_variant(anatomy, anat_affine, transforms, families)
+        spacing = np.sqrt((vol_affine[:3, :3] ** 2).sum(axis=0))
+        u8 = to_uint8(volume)
+        np.savez_compressed(cache_dir / 'volumes' / f'{vid}.npz', volume=u8,
+                            spacing=spacing.astype(np.float32),
+                            local=np.array(json.dumps(labels.get('local', {}))))
+        row = {'volume_id': vid, 'file': f'volumes/{vid}.npz', 'subject_id': sid,
+               'source': source.name, 'contrast': source.contrast,
+               'quality': labels['quality'], **labels['indicators'],
+               **{f'severity_{name}': value for name, value in labels['severity'].items()},
+               'shape': 'x'.join(map(str, u8.shape)),
+               'spacing': 'x'.join(f'{s:.3f}' for s in spacing)}
+        if save_nifti:
+            nib.save(nib.Nifti1Image(volume.astype(np.float32), vol_affine),
+                     str(cache_dir / 'nifti' / f'{vid}.nii.gz'))
+        meta_path.write_text(json.dumps(row))
+        rows.append(row)
+    return rows
 
 
 def default_cache_dir() -> Path:
