@@ -8,7 +8,7 @@ from girder.models.item import Item
 from girder.plugin import GirderPlugin, getPlugin, registerPluginStaticContent
 
 from .constants import ASSESSMENT_WRITE_SCOPE, ITEM_FIELD
-from .models import scans
+from .models import review_state, scans
 from .models.decision import Decision
 from .models.project import Project
 from .rest import item as item_rest
@@ -40,6 +40,7 @@ class MiqaPlugin(GirderPlugin):
         info['apiRoot'].miqa = MiqaResource()
         item_rest.register(info['apiRoot'].item)
         events.bind('data.process', 'miqa', on_data_process)
+        events.bind('model.item.remove', 'miqa', review_state.on_item_remove)
 
         if (WEB_CLIENT_DIST / 'girder-plugin-miqa.umd.cjs').exists():
             registerPluginStaticContent(

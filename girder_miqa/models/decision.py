@@ -265,6 +265,8 @@ class Decision(Model):
                 user['_id'], now)}
             if Item().collection.update_one(query, update).modified_count:
                 self.collection.insert_one(doc)
+                review_state.count_transition(project['_id'], state['state'],
+                                              fields['decision'])
                 return doc
         raise ConflictException('The scan changed too often while recording; try again.')
 
@@ -304,8 +306,9 @@ class Decision(Model):
             history = self.history(item)
             latest = history[-1] if history else None
             tier1 = next((d for d in reversed(history) if d['tier'] == 1), None)
+            newState = latest['decision'] if latest else ReviewState.UNREVIEWED
             update = {'$set': {
-                f'{ITEM_FIELD}.state': latest['decision'] if latest else ReviewState.UNREVIEWED,
+                f'{ITEM_FIELD}.state': newState,
                 f'{ITEM_FIELD}.latestDecision': latest_copy(latest) if latest else None,
                 f'{ITEM_FIELD}.decisionCount': len(history),
                 f'{ITEM_FIELD}.tier1': {'decision': tier1['decision'], 'userId': tier1['userId'],
@@ -315,5 +318,6 @@ class Decision(Model):
             if Item().collection.update_one(
                     {'_id': item['_id'], f'{ITEM_FIELD}.rev': state.get('rev', 0)},
                     update).modified_count:
+                review_state.count_transition(state['projectId'], state['state'], newState)
                 return Item().load(item['_id'], force=True)
         raise ConflictException('The scan changed too often while importing; try again.')

@@ -19,7 +19,14 @@ from girder.models.item import Item
 from girder.models.model_base import Model
 from pymongo import UpdateOne
 
-from ..constants import ARTIFACTS, DEFAULT_MODEL, ITEM_FIELD, PROJECT_COLLECTION, is_image_name
+from ..constants import (
+    ARTIFACTS,
+    DEFAULT_MODEL,
+    ITEM_FIELD,
+    PROJECT_COLLECTION,
+    ReviewState,
+    is_image_name,
+)
 from . import review_state
 
 ARTIFACT_KEY_RE = re.compile(r'^[a-z][a-z0-9_]{0,63}$')
@@ -127,6 +134,8 @@ class Project(Model):
             'creatorId': creator['_id'] if creator else None,
             'created': datetime.datetime.now(datetime.timezone.utc),
             'settings': validate_settings(settings or {}),
+            'counts': dict.fromkeys(ReviewState.ALL, 0),  # kept exact by review_state
+            'rev': 0, 'scanRev': 0,
         }
         return self.save(doc)
 
@@ -224,6 +233,7 @@ def register_scans(project: dict) -> int:
                    for doc in batch if doc['_id'] in withImage]
             if ops:
                 added += Item().collection.bulk_write(ops, ordered=False).modified_count
+    review_state.recount(project['_id'], scans_changed=bool(added))
     return added
 
 

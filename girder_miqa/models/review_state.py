@@ -96,13 +96,58 @@ def initial_state(item: dict, project: dict) -> dict:
     }
 
 
+def _projects():
+    from .project import Project
+
+    return Project().collection
+
+
+def count_transition(projectId, old: str | None, new: str | None) -> None:
+    """Keep the project's per-state counts (``project['counts']``) exact as a scan moves.
+
+    ``old`` None: a new scan; ``new`` None: a scan removed. New and removed scans also bump
+    ``scanRev`` (which keys the cached folder visibility); every change bumps ``rev``.
+    """
+    inc = {'rev': 1}
+    if old == new:
+        return
+    if old is not None:
+        inc[f'counts.{old}'] = -1
+    if new is not None:
+        inc[f'counts.{new}'] = 1
+    if old is None or new is None:
+        inc['scanRev'] = 1
+    _projects().update_one({'_id': projectId}, {'$inc': inc})
+
+
+def recount(projectId, scans_changed: bool = True) -> dict:
+    """Recompute a project's per-state counts from its scans (self-healing; one aggregation)."""
+    counts = dict.fromkeys(ReviewState.ALL, 0)
+    for row in Item().collection.aggregate([
+            {'$match': {f'{ITEM_FIELD}.projectId': projectId}},
+            {'$group': {'_id': f'${ITEM_FIELD}.state', 'n': {'$sum': 1}}}]):
+        counts[row['_id']] = row['n']
+    inc = {'rev': 1, 'scanRev': 1} if scans_changed else {'rev': 1}
+    _projects().update_one({'_id': projectId}, {'$set': {'counts': counts}, '$inc': inc})
+    return counts
+
+
+def on_item_remove(event) -> None:
+    """``model.item.remove`` handler: a deleted scan leaves its project's counts."""
+    item = event.info
+    state = item.get(ITEM_FIELD) if isinstance(item, dict) else None
+    if state and state.get('projectId'):
+        count_transition(state['projectId'], state.get('state'), None)
+
+
 def ensure_scan(item: dict, project: dict) -> dict:
     """Give an item its initial review state if it has none; returns the current item."""
     if item.get(ITEM_FIELD):
         return item
-    Item().collection.update_one(
-        {'_id': item['_id'], ITEM_FIELD: {'$exists': False}},
-        {'$set': {ITEM_FIELD: initial_state(item, project)}})
+    if Item().collection.update_one(
+            {'_id': item['_id'], ITEM_FIELD: {'$exists': False}},
+            {'$set': {ITEM_FIELD: initial_state(item, project)}}).modified_count:
+        count_transition(project['_id'], None, ReviewState.UNREVIEWED)
     return Item().load(item['_id'], force=True)
 
 

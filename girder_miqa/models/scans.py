@@ -2,11 +2,22 @@
 
 Visibility: Girder items inherit access from their folder, so a user sees the scans in the
 folders of the project they can read. The distinct folders holding a project's scans come from
-an index (``DISTINCT_SCAN``), their access is checked in one query, and only when some are
-unreadable is ``folderId: {$in: readable}`` added to the query.
+an index (``DISTINCT_SCAN``) and their access is checked in one query; only when some are
+unreadable is ``folderId: {$nin: unreadable}`` added to queries (``folderId`` is the last key of
+the queue index, so the filter runs on index keys). The unreadable set is cached in the process,
+keyed by the project's ``scanRev`` (bumped when scans are added or removed) and the user's
+groups, for at most ``CACHE_SECONDS`` (so a change of folder access shows within that time).
+Every page is still checked against the access of the handful of folders on it, so a cached set
+never shows a scan the user cannot read.
+
+Totals come from ``project['counts']`` (kept exact by every state change, see
+``review_state.count_transition``) minus the scans in the unreadable folders (an indexed count
+over those few folders), so a queue page never counts the whole project.
 """
 
 import math
+import threading
+import time
 
 from girder.models.folder import Folder
 from girder.models.item import Item
@@ -18,8 +29,8 @@ from .project import readable_folder_ids
 P = ITEM_FIELD
 QUEUE_SORT = [(f'{P}.sort.rank', 1), (f'{P}.sort.quality', 1), (f'{P}.sort.artifact', 1),
               (f'{P}.sort.created', 1), ('_id', 1)]
-QUEUE_INDEX = [(f'{P}.projectId', 1), (f'{P}.state', 1)] + QUEUE_SORT
-FOLDER_INDEX = [(f'{P}.projectId', 1), (f'{P}.state', 1), ('folderId', 1)]
+QUEUE_INDEX = [(f'{P}.projectId', 1), (f'{P}.state', 1)] + QUEUE_SORT + [('folderId', 1)]
+FOLDER_INDEX = [(f'{P}.projectId', 1), ('folderId', 1), (f'{P}.state', 1)]
 TIER_STATES = {1: ReviewState.UNREVIEWED, 2: ReviewState.QUESTIONABLE}
 # The model calls a scan suspicious below this quality or above this artifact probability.
 SUSPICIOUS_QUALITY = 5.0
@@ -35,15 +46,59 @@ def ensure_indices() -> None:
     ])
 
 
+CACHE_SECONDS = 30.0
+_cache: dict = {}
+_cache_lock = threading.Lock()
+
+
+def _cached(key: tuple, compute):
+    """A value from the in-process cache, computed when absent or older than CACHE_SECONDS."""
+    now = time.monotonic()
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit and hit[0] > now:
+            return hit[1]
+    value = compute()
+    with _cache_lock:
+        if len(_cache) > 10_000:
+            _cache.clear()
+        _cache[key] = (now + CACHE_SECONDS, value)
+    return value
+
+
+def _user_key(user: dict | None) -> tuple:
+    if not user:
+        return (None,)
+    return (user['_id'], tuple(sorted(str(g) for g in user.get('groups') or [])))
+
+
+def project_folders(project: dict) -> list:
+    """The folders holding the project's scans (a DISTINCT_SCAN of the miqa_folders index)."""
+    return [row['_id'] for row in Item().collection.aggregate([
+        {'$match': {f'{P}.projectId': project['_id']}},
+        {'$sort': {f'{P}.projectId': 1, 'folderId': 1}},
+        {'$group': {'_id': '$folderId'}}], hint='miqa_folders')]
+
+
+def unreadable_folders(project: dict, user: dict | None) -> frozenset:
+    """The folders holding the project's scans that the user cannot read (admins: none)."""
+    if user and user.get('admin'):
+        return frozenset()
+
+    def compute():
+        folders = project_folders(project)
+        return frozenset(set(folders) - readable_folder_ids(user, folders))
+
+    return _cached(('unreadable', project['_id'], project.get('scanRev', 0), _user_key(user)),
+                   compute)
+
+
 def visible_filter(project: dict, user: dict | None, **extra) -> dict:
     """A query for the project's scans the user can read (plus ``extra`` conditions)."""
     query = {f'{P}.projectId': project['_id'], **extra}
-    if user and user.get('admin'):
-        return query
-    folders = Item().collection.distinct('folderId', query)
-    readable = readable_folder_ids(user, folders)
-    if len(readable) < len(folders):
-        query['folderId'] = {'$in': sorted(readable)}
+    unreadable = unreadable_folders(project, user)
+    if unreadable:
+        query['folderId'] = {'$nin': sorted(unreadable)}
     return query
 
 
@@ -94,11 +149,14 @@ def queue(project: dict, user: dict | None, tier: int, limit: int = 50,
           offset: int = 0) -> dict:
     """One page of a tier's queue, most suspicious first, then not yet assessed, oldest first."""
     query = visible_filter(project, user, **{f'{P}.state': TIER_STATES[tier]})
-    total = Item().collection.count_documents(query)
+    total = state_counts(project, user)[TIER_STATES[tier]]
     cursor = Item().collection.find(
         query, {'name': 1, 'folderId': 1, 'created': 1, 'size': 1, ITEM_FIELD: 1},
         sort=QUEUE_SORT, skip=offset, limit=limit).hint('miqa_queue')
     items = list(cursor)
+    if not (user and user.get('admin')):  # the definitive check, for the folders on this page
+        readable = readable_folder_ids(user, {item['folderId'] for item in items})
+        items = [item for item in items if item['folderId'] in readable]
     paths = relative_paths(project, {item['folderId'] for item in items})
     return {
         'tier': tier, 'state': TIER_STATES[tier], 'offset': offset, 'limit': limit,
@@ -108,11 +166,19 @@ def queue(project: dict, user: dict | None, tier: int, limit: int = 50,
 
 def state_counts(project: dict, user: dict | None) -> dict:
     """How many visible scans are in each state, and in all."""
-    query = visible_filter(project, user)
-    counts = dict.fromkeys(ReviewState.ALL, 0)
-    for row in Item().collection.aggregate([
-            {'$match': query}, {'$group': {'_id': f'${P}.state', 'n': {'$sum': 1}}}]):
-        counts[row['_id']] = row['n']
+    from . import review_state
+
+    counts = project.get('counts')
+    if counts is None:  # a project from before counts were kept
+        counts = review_state.recount(project['_id'], scans_changed=False)
+    counts = {state: max(0, counts.get(state, 0)) for state in ReviewState.ALL}
+    unreadable = unreadable_folders(project, user)
+    if unreadable:
+        for row in Item().collection.aggregate([
+                {'$match': {f'{P}.projectId': project['_id'],
+                            'folderId': {'$in': sorted(unreadable)}}},
+                {'$group': {'_id': f'${P}.state', 'n': {'$sum': 1}}}], hint='miqa_folders'):
+            counts[row['_id']] = max(0, counts.get(row['_id'], 0) - row['n'])
     counts['total'] = sum(counts[s] for s in ReviewState.ALL)
     return counts
 

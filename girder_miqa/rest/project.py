@@ -125,7 +125,7 @@ class MiqaResource(Resource):
         user = self.getCurrentUser()
         project = Project().createProject(folder, user, settings)
         register_scans(project)
-        return project_json(project, user)
+        return project_json(Project().load(project['_id']), user)
 
     @access.public
     @autoDescribeRoute(
@@ -190,7 +190,7 @@ class MiqaResource(Resource):
         user = self.getCurrentUser()
         project = load_project(id, user)
         register_scans(project)
-        return scans.summary(project, user)
+        return scans.summary(Project().load(project['_id']), user)
 
     @access.public
     @autoDescribeRoute(

@@ -326,3 +326,38 @@ def test_assess_endpoints_schedule_through_the_lead_hook(study, purged_broker):
     assert resp.json['scheduled'] is True and resp.json['state']['assessment']['status'] == 'queued'
     resp = s.server.request(f'/item/{b["_id"]}/miqa/assess', method='POST', user=s.outsider)
     assertStatus(resp, 403)
+
+
+def test_project_counts_stay_exact(study):
+    from girder.models.item import Item
+
+    from girder_miqa.models import review_state
+    from girder_miqa.models.project import Project
+
+    s = study
+    items = [make_scan(s.folder, f'{n}.nii.gz', s.admin, seed=n) for n in range(4)]
+    assertStatusOk(decide(s.server, items[0], s.tier1, 'questionable'))
+    assertStatusOk(decide(s.server, items[0], s.tier2, 'bad', comment='spike'))
+    assertStatusOk(decide(s.server, items[1], s.tier1, 'good'))
+    assertStatusOk(decide(s.server, items[1], s.tier1, 'good'))  # same state again
+    Item().remove(Item().load(items[2]['_id'], force=True))
+    kept = Project().load(s.folder['_id'])['counts']
+    assert kept == {'unreviewed': 1, 'questionable': 0, 'good': 1, 'bad': 1}
+    assert review_state.recount(s.folder['_id']) == kept
+    project = s.server.request(f'/miqa/project/{s.id}', user=s.tier1).json
+    assert project['counts']['total'] == 3
+
+
+def test_revoked_folder_access_hides_scans_at_once(study):
+    from girder.models.folder import Folder
+
+    s = study
+    session = s.subfolder('sub-01')
+    item = make_scan(session, 'a.nii.gz', s.admin)
+    make_scan(s.folder, 'b.nii.gz', s.admin)
+    q = s.server.request(f'/miqa/project/{s.id}/queue', user=s.tier1).json
+    assert q['total'] == 2 and len(q['items']) == 2
+    Folder().setGroupAccess(session, s.group1, None, save=True)  # no new scans: caches stay
+    q = s.server.request(f'/miqa/project/{s.id}/queue', user=s.tier1).json
+    assert [i['name'] for i in q['items']] == ['b.nii.gz']
+    assertStatus(s.server.request(f'/item/{item["_id"]}/miqa', user=s.tier1), 403)
