@@ -53,7 +53,8 @@ EXPORT_NOTES = (
 
 IMPORT_NOTES = (
     'The body is the CSV or JSON file. Each row (CSV) or entry (JSON "scans" list) names a scan '
-    'by itemId (an item already in Girder, under this project) or path: a path inside the '
+    'by itemId (an item already in Girder, under this project; when no item has that id, as in '
+    'an export from another server, the path is used) or path: a path inside the '
     'project (as exported), or an absolute path of a file on the server, imported through a '
     'filesystem assetstore (admins only) into the optional sub-folder "folder" (created as '
     'needed) under the optional item name "name". Optional earlier decision, CSV columns: '
@@ -364,18 +365,21 @@ class Importer:
         """The row's existing item, or (None, plan) for a server file still to import."""
         itemId = entry.get('itemId')
         path = entry.get('path')
+        hasPath = isinstance(path, str) and bool(path.strip())
         if itemId not in (None, ''):
             try:
                 item = Item().load(ObjectId(str(itemId).strip()), force=True)
             except (InvalidId, TypeError):
                 raise RowError(f'itemId {itemId!r} is not an ObjectId.') from None
-            if item is None:
+            if item is None and not hasPath:
                 raise RowError(f'no item has the id {itemId}.')
-            project = Project().findForItem(item)
-            if project is None or project['_id'] != self.project['_id']:
-                raise RowError(f'item {itemId} is not in this project.')
-            return item, None
-        if not isinstance(path, str) or not path.strip():
+            if item is not None:
+                project = Project().findForItem(item)
+                if project is None or project['_id'] != self.project['_id']:
+                    raise RowError(f'item {itemId} is not in this project.')
+                return item, None
+            # an export from another server: the scan is found by its path in this project
+        if not hasPath:
             raise RowError('a row needs an itemId or a path.')
         path = path.strip()
         if not os.path.isabs(path):

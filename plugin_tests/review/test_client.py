@@ -89,6 +89,17 @@ def test_cli(bound_study, tmp_path, monkeypatch):
 
     from girder.models.folder import Folder
 
+    other = Folder().createFolder(s.collection, 'cli-project', parentType='collection',
+                                  creator=s.admin)
+    result = miqa('project', 'create', str(other['_id']), '--tier1-group', 'Tier 1',
+                  '--tier2-group', str(s.group2['_id']), '--no-auto-assess')
+    assert result.exit_code == 0, result.output
+    created = json.loads(result.output)
+    assert created['settings']['tier1GroupId'] == str(s.group1['_id'])
+    assert created['settings']['autoAssess'] is False
+    result = miqa('project', 'create', str(other['_id']), login='tierone')
+    assert result.exit_code == 1 and 'Error 403' in result.output
+
     folder = Folder().createFolder(s.folder, 'cli-upload', creator=s.admin)
     result = miqa('upload', str(local_study(tmp_path)), str(folder['_id']))
     assert result.exit_code == 0, result.output

@@ -252,3 +252,17 @@ def test_import_permissions_and_malformed_files(study):
     report = do_import(s, json.dumps([1, {'itemId': 'x', 'decisions': 'good'}]), 'json')
     assert [e['line'] for e in report['errors']] == [1, 2]
     assert report['lineKind'] == 'entry'
+
+
+def test_import_from_another_server_finds_scans_by_path(study):
+    s = study
+    a = make_scan(s.subfolder('sub-01'), 't1.nii.gz', s.admin, seed=1)
+    text = json.dumps([{'itemId': '0123456789abcdef01234567', 'path': 'sub-01/t1.nii.gz',
+                        'decisions': [{'decision': 'questionable', 'login': 'dave',
+                                       'created': '2022-02-02T00:00:00Z'}]},
+                       {'itemId': '0123456789abcdef01234568'}])
+    report = do_import(s, text, 'json')
+    assert report['decisionsAdded'] == 1
+    assert [e['line'] for e in report['errors']] == [2]
+    assert 'no item has the id' in report['errors'][0]['reason']
+    assert state(a)['state'] == 'questionable'
