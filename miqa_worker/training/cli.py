@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -120,7 +121,8 @@ def run(cache_dir, out_dir, folds, epochs, final_epochs, tiles_per_volume, batch
     subjects = tuple(s for s in test_subjects.split(',') if s)
     results = run_pipeline(cache_dir, out_dir, config, folds, subjects, resume, device,
                            eval_tiles, final_epochs, not quiet, not no_baseline,
-                           shared_dir if shared_dir and Path(shared_dir).is_dir() else None)
+                           shared_dir if shared_dir and Path(shared_dir).is_dir() else None,
+                           'miqa-train ' + ' '.join(sys.argv[1:]))
     if preliminary:
         write_report(results, load_cache(cache_dir), out_dir, preliminary=True)
     metrics = json.loads((out_dir / 'metrics.json').read_text())

@@ -27,8 +27,9 @@ def predict(model: torch.nn.Module, data: VolumeSet, index: np.ndarray | None = 
     quality, logits = [], []
     for v in index:
         tiles = grid_tiles(data.volumes[v], max_tiles)
-        outs = torch.cat([model(to_tensor(tiles[s:s + batch_size]).to(device)).float().cpu()
-                          for s in range(0, len(tiles), batch_size)])
+        outs = torch.cat([model(to_tensor(tiles[s:s + batch_size]).to(
+            device, memory_format=torch.channels_last_3d)).float().cpu()
+            for s in range(0, len(tiles), batch_size)])
         outs[:, 1:] = torch.sigmoid(outs[:, 1:])
         mean = outs.mean(dim=0).numpy()
         quality.append(mean[0])

@@ -38,7 +38,7 @@ def _evaluate(model: torch.nn.Module, data: VolumeSet, index: np.ndarray, max_ti
 
 
 def _load_weights(path: Path, device: torch.device) -> torch.nn.Module:
-    model = build_network().to(device)
+    model = build_network().to(device, memory_format=torch.channels_last_3d)
     model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
     return model
 
@@ -47,7 +47,7 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
                  test_subjects: tuple[str, ...] = (), resume: bool = False,
                  device: str | None = None, eval_tiles: int = 27, final_epochs: int | None = None,
                  progress: bool = True, baseline: bool = True,
-                 shared_dir: Path | None = None) -> dict:
+                 shared_dir: Path | None = None, command: str | None = None) -> dict:
     """Cross-validate over subject folds, train the final model, evaluate, write the report."""
     started = time.time()
     dev = pick_device(device)
@@ -60,7 +60,10 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
                      'test_subjects': sorted(set(data.subjects[test_index])),
                      'development_subjects': sorted(set(data.subjects[dev_index])),
                      'volumes': {'development': int(len(dev_index)), 'test': int(len(test_index))},
-                     'folds': [], 'predictions': {}}
+                     'folds': [], 'predictions': {}, 'command': command}
+    settings = Path(cache_dir) / 'settings.json'
+    if settings.is_file():
+        results['generator'] = json.loads(settings.read_text())
     if n_folds:
         fold_of = subject_folds(data.subjects[dev_index], n_folds, config.seed)
         for fold in range(n_folds):
@@ -100,7 +103,7 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
     final['train'], _ = _evaluate(model, data, dev_index, 8, dev, TRAIN_EVAL_VOLUMES)
     if len(test_index):
         final['test'], results['predictions']['test'] = _evaluate(model, data, test_index,
-                                                                  eval_tiles, dev)
+                                                                  None, dev)
     results['final'] = final
     if shared_dir is not None:
         from .evaluate import real_scan_check

@@ -38,7 +38,7 @@ def build_metrics(results: dict) -> dict:
     """The JSON of every metric (predictions and per-epoch histories kept short)."""
     out = {k: results[k] for k in ('created', 'config', 'n_folds', 'final_epochs', 'device',
                                    'test_subjects', 'development_subjects', 'volumes',
-                                   'seconds') if k in results}
+                                   'seconds', 'command', 'generator') if k in results}
     out['held_out_summary'] = held_out_summary(results)
     out['cross_validation'] = results.get('cross_validation')
     out['folds'] = [{**_strip(f), 'history': f.get('history')} for f in results.get('folds', [])]
@@ -157,6 +157,7 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
     """MODEL_CARD.md text from the metrics."""
     held = metrics.get('held_out_summary') or {}
     cfg = metrics.get('config', {})
+    gen = metrics.get('generator') or {}
     lines = ['# MIQA default model' + (' (preliminary short run)' if preliminary else ''), '']
     if preliminary:
         lines += ['**This is a preliminary short training run** so that the system has real '
@@ -179,6 +180,15 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
         'cut field of view (→ `incomplete_coverage`), k-space truncation (→ `truncation`) and '
         'Rician noise (no indicator; lowers quality only). Quality = 10 minus a penalty per '
         'artifact proportional to its severity (see `miqa_worker/training/artifacts.py`).',
+        '',
+        '| family | indicator | quality penalty at severity 1 |',
+        '|---|---|---|',
+        *[f'| {f.name} | {f.indicator or "none (quality only)"} | {f.max_penalty:g} |'
+          for f in FAMILIES.values()],
+        '',
+        (f'Each artifact is applied with probability {gen.get("probability")} and a severity '
+         f'drawn from {gen.get("severity")}; penalties add up (quality clipped at 0).'
+         if gen else ''),
         '',
         'What this means for real scans: the quality score measures how strongly a scan '
         'resembles our simulated corruptions, not a radiologist\'s judgement. Real motion, '
@@ -205,7 +215,11 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
         f'decay {cfg.get("lr_decay")} per epoch, {cfg.get("epochs")} epochs per fold, '
         f'{metrics.get("final_epochs")} for the final model, {cfg.get("tiles_per_volume")} '
         f'random tiles per volume per epoch, batch {cfg.get("batch_size")}, seed '
-        f'{cfg.get("seed")}. Folds split by subject.',
+        f'{cfg.get("seed")}. Folds split by subject. A tile carries its volume\'s quality and '
+        'indicators, except for local artifacts: `incomplete_coverage` is positive only in '
+        'tiles touching the cut face and `wraparound` only in tiles holding folded-in tissue, '
+        'so their mean-over-tiles probabilities at inference are lower than the other '
+        'indicators\' (rank or threshold them accordingly).',
         '',
         '## Held-out metrics (test subjects, final model)',
         '',
@@ -260,6 +274,17 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
                              'ghosting_motion', 'inhomogeneity', 'wraparound',
                              'incomplete_coverage', 'truncation')) + ' |')
         lines.append('')
+    if gen or metrics.get('command'):
+        lines += ['## Reproduce', '', '```']
+        if gen:
+            lines.append(f'miqa-train generate --cache-dir CACHE --anatomies '
+                         f'{gen["anatomies_per_subject"]} --variants {gen["variants"]} '
+                         f'--seed {gen["seed"]} --probability {gen["probability"]}'
+                         + (' --templates-only' if gen.get('templates_only') else ''))
+        if metrics.get('command'):
+            lines.append(metrics['command'])
+        lines += ['```', '', 'Real bases are read from ../shared/data/mri when present '
+                  f'({len(gen.get("sources", [])) if gen else "?"} bases in this run).', '']
     lines += ['## Limits', '',
               '- Few real anatomies (a handful of subjects); folds hold out one or two subjects.',
               '- Synthetic labels only; no real-scan ratings were used for training or testing.',

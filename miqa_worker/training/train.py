@@ -42,6 +42,11 @@ def pick_device(name: str | None = None) -> torch.device:
     return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
 
 
+def plain_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The weights as contiguous CPU tensors (what model_store loads)."""
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
+
 def _save_atomic(obj: object, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + '.tmp')
     torch.save(obj, tmp)
@@ -60,7 +65,8 @@ def train_model(data: VolumeSet, train_index: np.ndarray, val_index: np.ndarray 
     device = device or pick_device()
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
-    model = build_network().to(device)
+    # channels-last 3D memory: several times faster convolutions on CPU (same numbers)
+    model = build_network().to(device, memory_format=torch.channels_last_3d)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
@@ -89,7 +95,7 @@ def train_model(data: VolumeSet, train_index: np.ndarray, val_index: np.ndarray 
                                 rng), total=n_batches, desc=f'{desc} epoch {epoch + 1}/'
                    f'{config.epochs}', unit='batch', leave=False, disable=not progress)
         for tiles, quality, indicators in bar:
-            outputs = model(tiles.to(device))
+            outputs = model(tiles.to(device, memory_format=torch.channels_last_3d))
             loss, parts = miqa_loss(outputs, quality.to(device), indicators.to(device),
                                     config.quality_weight, config.indicator_weight,
                                     config.focal_gamma)
@@ -122,6 +128,6 @@ def train_model(data: VolumeSet, train_index: np.ndarray, val_index: np.ndarray 
         _save_atomic({'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
                       'scheduler': scheduler.state_dict(), 'epoch': epoch, 'history': history,
                       'config': asdict(config)}, checkpoint)
-    torch.save(model.state_dict(), run_dir / 'weights.pt')
+    torch.save(plain_state_dict(model), run_dir / 'weights.pt')
     (run_dir / 'history.json').write_text(json.dumps(history, indent=1))
     return model, history

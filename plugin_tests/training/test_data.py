@@ -88,3 +88,24 @@ def test_loss_masks_unknown_labels():
     assert again.item() == pytest.approx(loss.item())
     nothing, parts = miqa_loss(outputs, torch.full((4,), math.nan), torch.full((4, 10), math.nan))
     assert nothing.item() == 0.0 and parts == {'quality': 0.0, 'indicators': 0.0}
+
+
+def test_local_artifacts_label_only_the_tiles_that_show_them():
+    from miqa_worker.training.dataset import COVERAGE, WRAPAROUND, tile_indicators
+
+    volume = np.full(10, np.nan, dtype=np.float32)
+    volume[COVERAGE] = volume[WRAPAROUND] = 1.0
+    profile = [False] * 150
+    profile[130:150] = [True] * 20  # folded-in tissue at the high end along y
+    local = {'coverage': {'axis': 2, 'side': 'high'},
+             'wraparound': {'axis': 1, 'profile': profile}}
+    shape = (100, 150, 120)
+    at_cut = tile_indicators(volume, local, np.array([0, 0, 56]), shape)
+    inside = tile_indicators(volume, local, np.array([0, 40, 20]), shape)
+    folded = tile_indicators(volume, local, np.array([0, 86, 20]), shape)
+    assert at_cut[COVERAGE] == 1 and inside[COVERAGE] == 0 and folded[COVERAGE] == 0
+    assert folded[WRAPAROUND] == 1 and inside[WRAPAROUND] == 0 and at_cut[WRAPAROUND] == 0
+    assert np.isnan(inside[0])  # unknown stays unknown
+    negative = volume.copy()
+    negative[COVERAGE] = 0.0
+    assert tile_indicators(negative, local, np.array([0, 0, 56]), shape)[COVERAGE] == 0
