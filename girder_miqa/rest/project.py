@@ -1,5 +1,7 @@
 """Endpoints under ``/miqa``: enable folders for review, settings, queues, progress, exchange."""
 
+import re
+
 import cherrypy
 from bson import ObjectId
 from bson.errors import InvalidId
@@ -227,7 +229,8 @@ class MiqaResource(Resource):
     def export(self, id, format):
         user = self.getCurrentUser()
         project = load_project(id, user)
-        name = f'miqa-{project["name"]}.{format}'.replace('"', '')
+        safe = re.sub(r'[^A-Za-z0-9._-]+', '_', project['name']).strip('_') or 'project'
+        name = f'miqa-{safe}.{format}'
         setResponseHeader('Content-Disposition', f'attachment; filename="{name}"')
         if format == 'json':
             setResponseHeader('Content-Type', 'application/json')
@@ -243,7 +246,8 @@ class MiqaResource(Resource):
     @access.user
     @autoDescribeRoute(
         Description('Import scans, and optionally earlier decisions, into a project.')
-        .notes(exchange.IMPORT_NOTES)
+        .notes('Send the file as the request body (Content-Type text/csv or application/json) '
+               'or as the field "file" of a multipart form. ' + exchange.IMPORT_NOTES)
         .param('id', 'The project (= its folder\'s) id.', paramType='path')
         .param('format', 'csv or json (default: from the Content-Type, else guessed).',
                enum=['csv', 'json'], required=False)
@@ -257,7 +261,13 @@ class MiqaResource(Resource):
         user = self.getCurrentUser()
         project = load_project(id, user)
         require_project_admin(project, user)
-        body = cherrypy.request.body.read(MAX_IMPORT_BYTES + 1)
+        part = cherrypy.request.params.get('file')
+        if hasattr(part, 'file'):  # a multipart form upload (field "file")
+            body = part.file.read(MAX_IMPORT_BYTES + 1)
+            if not format and (part.filename or '').lower().endswith('.json'):
+                format = 'json'
+        else:  # the file as the request body
+            body = cherrypy.request.body.read(MAX_IMPORT_BYTES + 1)
         if len(body) > MAX_IMPORT_BYTES:
             raise RestException(f'The import is larger than {MAX_IMPORT_BYTES} bytes.')
         try:

@@ -74,6 +74,10 @@ def test_client_workflow(bound_study, tmp_path):
     assert {r['path']: r['state'] for r in rows}[scan['path']] == 'bad'
     exported = tier1.export(project, 'json')
     assert admin.import_text(project, exported, 'json')['decisionsAdded'] == 0
+    # the same as a browser's multipart form upload
+    report = admin.sendRestRequest('POST', f'miqa/project/{project["_id"]}/import',
+                                   files={'file': ('export.json', exported.encode())})
+    assert report['lineKind'] == 'entry' and report['scans'] == 3 and report['errors'] == []
     summary = admin.summary(project)
     assert summary['counts']['bad'] == 1 and summary['counts']['total'] == 3
 

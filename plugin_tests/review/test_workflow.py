@@ -260,7 +260,12 @@ def test_queue_order_and_pagination(study):
     scans = {name: make_scan(s.folder, f'{name}.nii.gz', s.admin, seed=i)
              for i, name in enumerate(['old_unassessed', 'new_unassessed', 'q3', 'q7',
                                        'q3_highprob', 'failed'])}
-    set_assessment(scans['q7'], 7.0, {'lesion': 0.1})
+    resp = s.server.request(f'/item/{scans["q7"]["_id"]}/miqa/assessment', method='PUT',
+                            user=s.admin, type='application/json', body=json.dumps({
+                                'status': 'done', 'quality': 7.0, 'artifacts': {'lesion': 0.1},
+                                'model': {'name': 'miqa-default', 'version': '1'}}))
+    assertStatusOk(resp)  # the worker's write sets the sort keys too
+    assert resp.json['sort']['rank'] == 0 and resp.json['sort']['artifact'] == -0.1
     set_assessment(scans['q3'], 3.0, {'lesion': 0.2})
     set_assessment(scans['q3_highprob'], 3.0, {'lesion': 0.2, 'wraparound': 0.9})
     from girder_miqa.models import review_state
