@@ -366,3 +366,21 @@ def test_revoked_folder_access_hides_scans_at_once(study):
     q = s.server.request(f'/miqa/project/{s.id}/queue', user=s.tier1).json
     assert [i['name'] for i in q['items']] == ['b.nii.gz']
     assertStatus(s.server.request(f'/item/{item["_id"]}/miqa', user=s.tier1), 403)
+
+
+def test_endpoints_are_documented_in_the_api_page(server):
+    resp = server.request('/describe')
+    assertStatusOk(resp)
+    paths = resp.json['paths']
+    for path, method in [
+            ('/miqa/project', 'post'), ('/miqa/project', 'get'), ('/miqa/me', 'get'),
+            ('/miqa/project/{id}/settings', 'get'), ('/miqa/project/{id}/settings', 'put'),
+            ('/miqa/project/{id}/summary', 'get'), ('/miqa/project/{id}/queue', 'get'),
+            ('/miqa/project/{id}/export', 'get'), ('/miqa/project/{id}/import', 'post'),
+            ('/miqa/project/{id}/assess', 'post'), ('/item/{id}/miqa', 'get'),
+            ('/item/{id}/miqa/decision', 'post'), ('/item/{id}/miqa/history', 'get'),
+            ('/item/{id}/miqa/lock', 'post'), ('/item/{id}/miqa/lock', 'delete'),
+            ('/item/{id}/miqa/assessment', 'put'), ('/item/{id}/miqa/assess', 'post')]:
+        assert method in paths[path], (path, method)
+        assert paths[path][method]['summary']
+    assert 'bad only if' in paths['/item/{id}/miqa/decision']['post']['description']
