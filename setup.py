@@ -52,6 +52,7 @@ setup(
             'pyyaml',
             'redis',
             'SimpleITK',  # writes DICOM series for the reader's tests
+            'nibabel',  # writes small NIfTI scans in the review tests
         ],
         'dev': ['ruff', 'tox'],
     },
