@@ -14,11 +14,41 @@ from girder.models.token import Token
 from girder.models.user import User
 from girder_plugin_worker.constants import PluginSettings
 
-from .constants import ASSESSMENT_WRITE_SCOPE, ITEM_FIELD, JOB_TYPE, AssessmentStatus, is_image_name
+from .constants import (
+    ASSESSMENT_WRITE_SCOPE,
+    DEFAULT_MODEL,
+    ITEM_FIELD,
+    JOB_TYPE,
+    AssessmentStatus,
+    is_image_name,
+)
 from .models import review_state
 from .models.project import Project
 
 logger = logging.getLogger(__name__)
+
+
+def current_model(name: str | None) -> dict:
+    """Name, version and weights sha256 of the model the workers will use (from its model.json
+    and weights file in the package or ``MIQA_MODEL_DIR``; no torch). Only the name is known
+    when this server has no copy of the model (workers on other hosts)."""
+    from miqa_worker import model_store
+
+    name = name or DEFAULT_MODEL
+    try:
+        info = model_store.read_info(model_store.find_model(name))
+    except Exception:
+        return {'name': name}
+    return {'name': info.get('name', name), 'version': info.get('version'),
+            'sha256': info.get('sha256')}
+
+
+def assessed_by(assessment: dict, model: dict) -> bool:
+    """Whether a finished assessment came from this model (the same weights when known)."""
+    used = assessment.get('model') or {}
+    if not isinstance(used, dict) or used.get('name') != model['name']:
+        return False
+    return model.get('sha256') is None or used.get('sha256') == model['sha256']
 
 
 def image_file(item: dict) -> dict | None:

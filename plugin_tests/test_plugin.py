@@ -21,7 +21,7 @@ def test_server_side_imports_no_torch():
     """Everything the Girder process imports from this project, and nothing pulls in torch."""
     code = (
         'import sys, girder_miqa, girder_miqa.scheduling, girder_miqa.rest.item, '
-        'miqa_worker, miqa_worker.tasks\n'
+        'miqa_worker, miqa_worker.tasks, miqa_worker.model_store\n'
         'bad = sorted(m for m in ("torch", "monai", "torchio", "itk") if m in sys.modules)\n'
         'assert not bad, bad\n'
     )

@@ -282,7 +282,7 @@ class MiqaResource(Resource):
     @access.user
     @autoDescribeRoute(
         Description('Schedule the automatic assessment of every scan not yet assessed by the '
-                    'project\'s current model.')
+                    'project\'s current model (same name and weights, by sha256).')
         .notes('For admins and the project\'s owners. Registers image items not yet known as '
                'scans first. Scans already queued or running are left alone unless force=true. '
                'Returns counts: {"scans", "scheduled", "alreadyAssessed", "inProgress", '
@@ -297,7 +297,7 @@ class MiqaResource(Resource):
         project = load_project(id, user)
         require_project_admin(project, user)
         registered = register_scans(project)
-        model = project['settings'].get('model')
+        current = scheduling.current_model(project['settings'].get('model'))
         counts = {'scans': 0, 'scheduled': 0, 'alreadyAssessed': 0, 'inProgress': 0,
                   'notScheduled': 0, 'registered': registered, 'reasons': {}}
         query = scans.visible_filter(project, user)
@@ -305,10 +305,7 @@ class MiqaResource(Resource):
             counts['scans'] += 1
             assessment = item[ITEM_FIELD].get('assessment') or {}
             status = assessment.get('status')
-            assessedBy = assessment.get('model')
-            if isinstance(assessedBy, dict):
-                assessedBy = assessedBy.get('name')
-            if status == AssessmentStatus.DONE and assessedBy == model:
+            if status == AssessmentStatus.DONE and scheduling.assessed_by(assessment, current):
                 counts['alreadyAssessed'] += 1
                 continue
             if status in (AssessmentStatus.QUEUED, AssessmentStatus.RUNNING) and not force:

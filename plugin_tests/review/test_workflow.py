@@ -317,15 +317,19 @@ def test_assess_endpoints_schedule_through_the_lead_hook(study, purged_broker):
     a = make_scan(s.folder, 'a.nii.gz', s.admin, seed=1)
     b = make_scan(s.folder, 'b.nii.gz', s.admin, seed=2)
     set_assessment(b, 6.0, {'lesion': 0.1})  # already assessed by the current model
+    old = make_scan(s.folder, 'old.nii.gz', s.admin, seed=3)
+    set_assessment(old, 6.0, {'lesion': 0.1}, model={  # same name, older weights
+        'name': 'miqa-default', 'version': '0.0.1', 'sha256': '0' * 64})
     resp = s.server.request(f'/miqa/project/{s.id}/assess', method='POST', user=s.tier1)
     assertStatus(resp, 403)
     resp = s.server.request(f'/miqa/project/{s.id}/assess', method='POST', user=s.owner)
     assertStatusOk(resp)
-    assert resp.json['scans'] == 2 and resp.json['alreadyAssessed'] == 1
-    assert resp.json['scheduled'] == 1
+    assert resp.json['scans'] == 3 and resp.json['alreadyAssessed'] == 1
+    assert resp.json['scheduled'] == 2
     assert state(a)['assessment']['status'] == 'queued'
+    assert state(old)['assessment']['status'] == 'queued'
     resp = s.server.request(f'/miqa/project/{s.id}/assess', method='POST', user=s.owner)
-    assert resp.json['inProgress'] == 1 and resp.json['scheduled'] == 0
+    assert resp.json['inProgress'] == 2 and resp.json['scheduled'] == 0
     resp = s.server.request(f'/item/{b["_id"]}/miqa/assess', method='POST', user=s.tier1)
     assertStatusOk(resp)
     assert resp.json['scheduled'] is True and resp.json['state']['assessment']['status'] == 'queued'

@@ -41,10 +41,12 @@ def state(item) -> dict:
     return Item().load(item['_id'], force=True)['miqa']
 
 
-def set_assessment(item, quality: float, probs: dict | None = None, model='miqa-default'):
-    """Store a finished assessment on a scan, as the worker's PUT would."""
+def set_assessment(item, quality: float, probs: dict | None = None, model: dict | None = None):
+    """Store a finished assessment on a scan, as the worker's PUT would (by default from the
+    model installed now)."""
+    from girder_miqa import scheduling
     from girder_miqa.models import review_state
 
     review_state.set_assessment_result(item, {
         'status': 'done', 'quality': quality, 'artifacts': probs or {},
-        'model': {'name': model, 'version': '1'}})
+        'model': model or scheduling.current_model('miqa-default')})
