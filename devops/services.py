@@ -263,6 +263,10 @@ class Stack:
             self._fail('girder', proc, 'did not start')
         return 'started'
 
+    def torch_threads(self) -> int:
+        """Threads per worker process so that all workers together use the cores once."""
+        return max(1, (os.cpu_count() or 1) // max(1, self.workers * self.worker_concurrency))
+
     def worker_names(self) -> list[str]:
         return [f'worker-{i + 1}' for i in range(self.workers)]
 
@@ -277,7 +281,9 @@ class Stack:
                 '--without-mingle', '--without-gossip', '--without-heartbeat',
                 '-Q', 'celery,local', '-c', str(self.worker_concurrency),
                 '-n', f'{name}@%h', '--loglevel', 'INFO'], None,
-                env={**self.service_env(), 'C_FORCE_ROOT': '1'})
+                env={**self.service_env(), 'C_FORCE_ROOT': '1',
+                     'MIQA_TORCH_THREADS': os.environ.get(
+                         'MIQA_TORCH_THREADS', str(self.torch_threads()))})
             if not self._wait_for_log(name, 'ready.', 120, proc):
                 self._fail(name, proc, 'did not become ready')
             states.append('started')
