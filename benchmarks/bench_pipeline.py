@@ -112,6 +112,8 @@ def main(latency_runs: int, queue_size: int, out: str) -> None:
 
         # 2. throughput with 1 and 2 worker processes
         for workers in (1, 2):
+            for name in st.worker_names():  # restart so that threads are split anew
+                st.stop(name)
             st.workers = workers
             st.start_workers()
             folder = _project(gc, f'throughput-{workers}')
