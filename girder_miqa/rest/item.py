@@ -128,12 +128,8 @@ def getHistory(self, item):
     .errorResponse('Someone else holds the lock.', 409)
 )
 def postLock(self, item, force):
-    user = getCurrentUser()
-    item, project = scan_and_project(item)
-    tiers = require_reviewer(project, user)
-    if force and 2 not in tiers:
-        raise AccessException('Only tier-2 reviewers and admins may break a lock.')
-    return lock.public_state(lock.acquire(item, user, force=force, may_break=2 in tiers))
+    item, user, may_break = _lock_request(item, force)
+    return lock.public_state(lock.acquire(item, user, force=force, may_break=may_break))
 
 
 @access.user
@@ -149,12 +145,18 @@ def postLock(self, item, force):
     .errorResponse('Someone else holds the lock.', 409)
 )
 def deleteLock(self, item, force):
+    item, user, may_break = _lock_request(item, force)
+    return lock.public_state(lock.release(item, user, force=force, may_break=may_break))
+
+
+def _lock_request(item: dict, force: bool) -> tuple[dict, dict, bool]:
+    """The scan, the reviewer, and whether they may break someone else's lock (tier 2)."""
     user = getCurrentUser()
     item, project = scan_and_project(item)
     tiers = require_reviewer(project, user)
     if force and 2 not in tiers:
         raise AccessException('Only tier-2 reviewers and admins may break a lock.')
-    return lock.public_state(lock.release(item, user, force=force, may_break=2 in tiers))
+    return item, user, 2 in tiers
 
 
 @access.user
