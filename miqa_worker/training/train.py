@@ -42,6 +42,25 @@ def pick_device(name: str | None = None) -> torch.device:
     return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
 
 
+def init_output_bias(model: torch.nn.Module, data: VolumeSet, index: np.ndarray) -> None:
+    """Start the output biases at the training mean quality and the indicator log-odds.
+
+    Adam moves a parameter by about the learning rate per step, so a bias starting at 0 would
+    need thousands of steps to reach a mean quality near 5.
+    """
+    final = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    quality = data.quality[index]
+    with torch.no_grad():
+        if np.isfinite(quality).any():
+            final.bias[0] = float(np.nanmean(quality))
+        for k in range(data.indicators.shape[1]):
+            labels = data.indicators[index, k]
+            labels = labels[~np.isnan(labels)]
+            if labels.size:
+                p = float(np.clip(labels.mean(), 0.02, 0.98))
+                final.bias[1 + k] = float(np.log(p / (1 - p)))
+
+
 def plain_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The weights as contiguous CPU tensors (what model_store loads)."""
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -70,6 +89,7 @@ def train_model(data: VolumeSet, train_index: np.ndarray, val_index: np.ndarray 
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
+    init_output_bias(model, data, train_index)
     history: list[dict] = []
     start = 0
     checkpoint = run_dir / 'checkpoint.pt'
