@@ -14,8 +14,15 @@ say() { printf '[bootstrap] %s\n' "$*" >&2; }
 SUDO=""
 if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null; then SUDO="sudo"; fi
 
+PY="${PYTHON:-python3}"
 apt_pkgs=()
 command -v redis-server >/dev/null || apt_pkgs+=(redis-server)
+# Debian's own python3 needs python3-venv for `python3 -m venv`
+if [[ ! -x .venv/bin/python ]] && ! "$PY" -c 'import ensurepip, venv' 2>/dev/null; then
+  apt_pkgs+=(python3-venv)
+fi
+# the web client needs node >= 20 to build (Debian 12's nodejs is 18: then it is not built)
+command -v npm >/dev/null || apt_pkgs+=(nodejs npm)
 if [[ $want_browser == 1 ]]; then
   command -v chromium >/dev/null || apt_pkgs+=(chromium)
   # fonts for readable screenshots; harmless when present
@@ -31,7 +38,6 @@ if ((${#apt_pkgs[@]})); then
   fi
 fi
 
-PY="${PYTHON:-python3}"
 if [[ ! -x .venv/bin/python ]]; then
   say "creating .venv with $($PY --version 2>&1)"
   "$PY" -m venv .venv
@@ -58,7 +64,7 @@ elif command -v npm >/dev/null; then
   if [[ ! -f girder_miqa/web_client/dist/girder-plugin-miqa.umd.cjs \
         || -n "$(find client -path client/node_modules -prune -o -newer girder_miqa/web_client/dist/girder-plugin-miqa.umd.cjs -type f -print -quit)" ]]; then
     say "building the web client"
-    bash client/build.sh >&2
+    bash client/build.sh >&2 || say "the web client did not build (node $(node --version 2>/dev/null)); the API works without it"
   fi
 else
   say "npm not found: the web client is not built (the API works without it)"
