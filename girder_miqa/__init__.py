@@ -8,7 +8,7 @@ from girder.models.item import Item
 from girder.plugin import GirderPlugin, getPlugin, registerPluginStaticContent
 
 from .constants import ASSESSMENT_WRITE_SCOPE, ITEM_FIELD
-from .models import review_state, scans
+from .models import moves, review_state, scans
 from .models.decision import Decision
 from .models.project import Project
 from .rest import item as item_rest
@@ -41,6 +41,11 @@ class MiqaPlugin(GirderPlugin):
         item_rest.register(info['apiRoot'].item)
         events.bind('data.process', 'miqa', on_data_process)
         events.bind('model.item.remove', 'miqa', review_state.on_item_remove)
+        # Items and folders moved into, out of or between projects (see models/moves.py).
+        events.bind('model.item.save', 'miqa', moves.on_item_save)
+        events.bind('model.item.save.after', 'miqa', moves.on_item_saved)
+        events.bind('model.folder.save', 'miqa', moves.on_folder_save)
+        events.bind('model.folder.save.after', 'miqa', moves.on_folder_saved)
 
         if (WEB_CLIENT_DIST / 'girder-plugin-miqa.umd.cjs').exists():
             registerPluginStaticContent(

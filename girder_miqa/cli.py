@@ -132,14 +132,20 @@ def project_list(ctx: Context):
 
 
 @project.command('create')
-@click.argument('folder_id')
+@click.argument('folder_id', required=False)
+@click.option('--collection', 'collection_id', metavar='ID',
+              help='Enable this collection instead of a folder.')
 @setting_options
 @click.pass_obj
-def project_create(ctx: Context, folder_id, tier1_group, tier2_group, auto_assess, model,
-                   artifacts):
-    """Enable a folder for review (admins); prints the project."""
+def project_create(ctx: Context, folder_id, collection_id, tier1_group, tier2_group,
+                   auto_assess, model, artifacts):
+    """Enable a folder (FOLDER_ID) or a collection (--collection ID) for review (admins);
+    prints the project."""
+    if bool(folder_id) == bool(collection_id):
+        raise click.UsageError('Give a FOLDER_ID or --collection ID (one of them).')
     settings = _settings(ctx, tier1_group, tier2_group, auto_assess, model, artifacts)
-    _echo_json(ctx.client.create_project(folder_id, settings))
+    _echo_json(ctx.client.create_project(folder_id or None, settings,
+                                         collection=collection_id or None))
 
 
 @project.command('configure')

@@ -60,9 +60,14 @@ class MiqaClient(GirderClient):
     def get_project(self, project) -> dict:
         return self.get(f'miqa/project/{_id(project)}')
 
-    def create_project(self, folder, settings: dict | None = None) -> dict:
-        """Enable a folder for review (admins); ``settings`` as in ``update_settings``."""
-        params = {'folderId': _id(folder)}
+    def create_project(self, folder=None, settings: dict | None = None,
+                       collection=None) -> dict:
+        """Enable a folder or a collection (exactly one) for review (admins); ``settings`` as in
+        ``update_settings``."""
+        if (folder is None) == (collection is None):
+            raise ValueError('Give exactly one of folder and collection.')
+        params = {'folderId': _id(folder)} if folder is not None else {
+            'collectionId': _id(collection)}
         if settings:
             params['settings'] = json.dumps(settings)
         return self.post('miqa/project', parameters=params)

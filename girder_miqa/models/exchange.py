@@ -28,7 +28,7 @@ from miqa_worker.constants import ARTIFACT_KEYS
 from ..constants import ITEM_FIELD, ReviewState, is_image_name
 from . import review_state
 from .decision import Decision, validate_fields
-from .project import Project
+from .project import Project, load_root, root_of
 from .scans import relative_paths, visible_filter
 
 QUALITY_LABELS = {ReviewState.BAD: 2.0, ReviewState.QUESTIONABLE: 5.0}
@@ -39,7 +39,8 @@ IMAGE_SUFFIXES = sorted(('.nii.gz', '.nii', '.nrrd', '.nhdr', '.mha', '.mhd', '.
 
 EXPORT_NOTES = (
     'CSV: one row per scan, usable as a training label file. Columns: path (the scan\'s path '
-    'inside the project, e.g. sub-01/ses-1/t1.nii.gz), subject_id (the top-level sub-folder, or '
+    'inside the project, e.g. sub-01/ses-1/t1.nii.gz; in a collection project it starts with '
+    'the top-level folder), subject_id (the top-level sub-folder, or '
     'the item name without its extension for scans at the top), quality (the reviewer\'s 0-10 '
     'score if given, else good = 9 when decided at tier 2 and 8 at tier 1, questionable = 5, '
     'bad = 2; blank when unreviewed), one column per artifact key (true = present, false = '
@@ -65,7 +66,8 @@ IMPORT_NOTES = (
     '"decisions": [{decision, tier, reviewer or login, created or decided, artifacts, comment, '
     'location, seconds, confidence, quality}]. A scan\'s state becomes its newest decision. Bad '
     'rows are reported with their line (CSV) or entry (JSON) number and reason and do not stop '
-    'the others; importing the same file again adds nothing. Returns {"rows", "scans", '
+    'the others; importing the same file again adds nothing. In a collection project, paths '
+    'start with a top-level folder and server files need "folder". Returns {"rows", "scans", '
     '"filesImported", "decisionsAdded", "decisionsSkipped", "errors": [{line, reason}]}.')
 
 
@@ -170,10 +172,12 @@ def export_json(project: dict, user: dict | None) -> str:
     """The JSON export (see EXPORT_NOTES), every decision included."""
     scans = _scans(project, user)
     decisions: dict = {}
-    for doc in Decision().collection.find({'projectId': project['_id']},
-                                          sort=[('created', 1), ('_id', 1)]):
-        decisions.setdefault(doc['itemId'], []).append(
-            {k: v for k, v in doc.items() if k not in ('itemId', 'projectId', 'folderId')})
+    ids = [item['_id'] for item in scans]
+    for start in range(0, len(ids), 1000):  # by scan: moved-in scans bring their history
+        for doc in Decision().collection.find({'itemId': {'$in': ids[start:start + 1000]}},
+                                              sort=[('created', 1), ('_id', 1)]):
+            decisions.setdefault(doc['itemId'], []).append(
+                {k: v for k, v in doc.items() if k not in ('itemId', 'projectId', 'folderId')})
     out = []
     for item in scans:
         state = item[ITEM_FIELD]
@@ -188,8 +192,9 @@ def export_json(project: dict, user: dict | None) -> str:
                            'quality': assessment.get('quality'),
                            'artifacts': review_state.artifact_probabilities(assessment) or None},
         })
-    doc = {'project': {'_id': project['_id'], 'name': project['name'],
-                       'settings': project['settings']},
+    rootType, rootId = root_of(project)
+    doc = {'project': {'_id': project['_id'], 'name': project['name'], 'rootType': rootType,
+                       'rootId': rootId, 'settings': project['settings']},
            'exported': datetime.datetime.now(datetime.timezone.utc), 'scans': out}
     return json.dumps(doc, cls=JsonEncoder, indent=1, allow_nan=False)
 
@@ -302,13 +307,17 @@ def _resolve_relative(project: dict, path: str) -> dict:
     parts = [p for p in path.strip('/').split('/') if p]
     if not parts:
         raise RowError('path is empty.')
-    folderId = project['folderId']
+    rootType, folderId = root_of(project)
+    if rootType == 'collection' and len(parts) < 2:
+        raise RowError(f'no item at the path {path!r}: the paths of a collection project start '
+                       'with a top-level folder.')
+    parentType = rootType
     for name in parts[:-1]:
-        folder = Folder().findOne({'parentId': folderId, 'parentCollection': 'folder',
+        folder = Folder().findOne({'parentId': folderId, 'parentCollection': parentType,
                                    'name': name}, fields=['_id'])
         if folder is None:
             raise RowError(f'no folder {name!r} on the path {path!r} in this project.')
-        folderId = folder['_id']
+        folderId, parentType = folder['_id'], 'folder'
     item = Item().findOne({'folderId': folderId, 'name': parts[-1]})
     if item is None:
         raise RowError(f'no item at the path {path!r} in this project.')
@@ -316,12 +325,22 @@ def _resolve_relative(project: dict, path: str) -> dict:
 
 
 def _target_folder(project: dict, user: dict, folderPath: str | None) -> dict:
-    folder = Folder().load(project['folderId'], force=True)
-    for name in [p for p in (folderPath or '').strip('/').split('/') if p]:
+    """The folder (created as needed) at ``folderPath`` inside the project."""
+    rootType, _rootId = root_of(project)
+    parent = load_root(project)
+    if parent is None:
+        raise RowError('the project\'s folder or collection no longer exists.')
+    names = [p for p in (folderPath or '').strip('/').split('/') if p]
+    if rootType == 'collection' and not names:
+        raise RowError('a collection project needs "folder": items live in its folders.')
+    parentType = rootType
+    for name in names:
         if name in ('.', '..'):
             raise RowError('folder must not contain "." or "..".')
-        folder = Folder().createFolder(folder, name, creator=user, reuseExisting=True)
-    return folder
+        parent = Folder().createFolder(parent, name, parentType=parentType, creator=user,
+                                       reuseExisting=True)
+        parentType = 'folder'
+    return parent
 
 
 class Importer:

@@ -1,7 +1,10 @@
-"""A MIQA project: a Girder folder enabled for review, with its settings.
+"""A MIQA project: a Girder folder or collection enabled for review, with its settings.
 
-The project document's ``_id`` is its folder's id (also kept as ``folderId``), so the REST API
-and ``item['miqa']['projectId']`` identify a project by its folder.
+The project document's ``_id`` is its root's id (``rootId``; ``rootType`` is ``'folder'`` or
+``'collection'``; folder projects also keep ``folderId``), so the REST API and
+``item['miqa']['projectId']`` identify a project by its folder or collection. The scans of a
+collection project are the image items in any folder under it. Projects nest: a scan belongs to
+the nearest root above it.
 """
 
 import datetime
@@ -12,6 +15,7 @@ from bson import ObjectId
 from bson.errors import InvalidId
 from girder.constants import AccessType
 from girder.exceptions import ValidationException
+from girder.models.collection import Collection
 from girder.models.file import File
 from girder.models.folder import Folder
 from girder.models.group import Group
@@ -32,6 +36,8 @@ from . import review_state
 ARTIFACT_KEY_RE = re.compile(r'^[a-z][a-z0-9_]{0,63}$')
 MAX_ARTIFACTS = 100
 SETTING_KEYS = ('tier1GroupId', 'tier2GroupId', 'artifacts', 'autoAssess', 'model')
+ROOT_TYPES = ('folder', 'collection')
+ROOT_MODELS = {'folder': Folder, 'collection': Collection}
 
 
 def default_settings() -> dict:
@@ -111,32 +117,72 @@ def validate_settings(settings: dict, base: dict | None = None) -> dict:
     return out
 
 
+def root_of(project: dict) -> tuple[str, ObjectId]:
+    """(rootType, rootId) of a project (projects from before collections are folders)."""
+    return project.get('rootType', 'folder'), project.get('rootId', project['_id'])
+
+
+def load_root(project: dict) -> dict | None:
+    """The project's folder or collection document (None if it was deleted)."""
+    rootType, rootId = root_of(project)
+    return ROOT_MODELS[rootType]().load(rootId, force=True)
+
+
+def root_access(project: dict, user: dict | None, level: int) -> bool:
+    """Whether a user has ``level`` access on the project's folder or collection."""
+    rootType, _rootId = root_of(project)
+    root = load_root(project)
+    return bool(root) and ROOT_MODELS[rootType]().hasAccess(root, user, level)
+
+
 class Project(Model):
-    """One document per enabled folder, in its own collection (``folderId`` is unique)."""
+    """One document per enabled folder or collection, in its own collection (``_id`` = root)."""
 
     def initialize(self):
         self.name = PROJECT_COLLECTION
-        self.ensureIndices([('folderId', {'unique': True})])
+
+    def reconnect(self):
+        """Connect, then bring projects from before collection roots up to date (idempotent)."""
+        super().reconnect()
+        # The old unique index on folderId would refuse a second collection project (no folderId);
+        # the _id (= the root's id) is the unique key now.
+        if 'folderId_1' in self.collection.index_information():
+            self.collection.drop_index('folderId_1')
+        self.collection.update_many(
+            {'rootId': {'$exists': False}, 'folderId': {'$type': 'objectId'}},
+            [{'$set': {'rootType': 'folder', 'rootId': '$folderId'}}])
 
     def validate(self, doc):
-        if not isinstance(doc.get('folderId'), ObjectId):
-            raise ValidationException('A project needs a folder.', 'folderId')
+        if doc.get('rootType') not in ROOT_TYPES:
+            raise ValidationException('rootType must be folder or collection.', 'rootType')
+        if not isinstance(doc.get('rootId'), ObjectId) or doc.get('_id', doc['rootId']) != \
+                doc['rootId']:
+            raise ValidationException('A project needs a root whose id is its _id.', 'rootId')
+        if doc['rootType'] == 'folder' and doc.get('folderId') != doc['rootId']:
+            raise ValidationException('A folder project keeps its folder id.', 'folderId')
         return doc
 
-    def createProject(self, folder: dict, creator: dict, settings: dict | None = None) -> dict:
-        """Enable a folder for review. Raises ValidationException if it already is one."""
-        if self.findOne({'folderId': folder['_id']}):
-            raise ValidationException('This folder is already a MIQA project.', 'folderId')
+    def createProject(self, root: dict, creator: dict, settings: dict | None = None,
+                      rootType: str = 'folder') -> dict:
+        """Enable a folder or collection for review. ValidationException if it already is one."""
+        if rootType not in ROOT_TYPES:
+            raise ValidationException('rootType must be folder or collection.', 'rootType')
+        if self.findOne({'_id': root['_id']}, fields=['_id']):
+            raise ValidationException(f'This {rootType} is already a MIQA project.',
+                                      f'{rootType}Id')
         doc = {
-            '_id': folder['_id'],
-            'folderId': folder['_id'],
-            'name': folder['name'],
+            '_id': root['_id'],
+            'rootType': rootType,
+            'rootId': root['_id'],
+            'name': root['name'],
             'creatorId': creator['_id'] if creator else None,
             'created': datetime.datetime.now(datetime.timezone.utc),
             'settings': validate_settings(settings or {}),
             'counts': dict.fromkeys(ReviewState.ALL, 0),  # kept exact by review_state
             'rev': 0, 'scanRev': 0,
         }
+        if rootType == 'folder':
+            doc['folderId'] = root['_id']
         return self.save(doc)
 
     def updateSettings(self, project: dict, settings: dict) -> dict:
@@ -147,15 +193,15 @@ class Project(Model):
         return project
 
     def findForFolder(self, folder: dict) -> dict | None:
-        """The nearest project at or above a folder, or None."""
+        """The nearest project at or above a folder (its folders, then its collection), or None."""
         chain = [folder['_id']]
-        for entry in Folder().parentsToRoot(folder, force=True):
-            if entry['type'] == 'folder':
+        for entry in reversed(Folder().parentsToRoot(folder, force=True)):  # parent first
+            if entry['type'] in ROOT_TYPES and entry['object']:
                 chain.append(entry['object']['_id'])
-        found = {p['folderId']: p for p in self.find({'folderId': {'$in': chain}})}
-        for folderId in chain:
-            if folderId in found:
-                return found[folderId]
+        found = {p['_id']: p for p in self.find({'_id': {'$in': chain}})}
+        for rootId in chain:
+            if rootId in found:
+                return found[rootId]
         return None
 
     def findForItem(self, item: dict) -> dict | None:
@@ -177,13 +223,12 @@ def user_tiers(project: dict, user: dict | None) -> list[int]:
 
 
 def can_admin(project: dict, user: dict | None) -> bool:
-    """Whether a user may change a project's settings (admins and owners of its folder)."""
+    """Whether a user may change a project's settings (admins and owners of its root)."""
     if not user:
         return False
     if user.get('admin'):
         return True
-    folder = Folder().load(project['folderId'], force=True)
-    return bool(folder) and Folder().hasAccess(folder, user, AccessType.ADMIN)
+    return root_access(project, user, AccessType.ADMIN)
 
 
 def readable_folder_ids(user: dict | None, folderIds) -> set:
@@ -196,43 +241,101 @@ def readable_folder_ids(user: dict | None, folderIds) -> set:
 
 
 def subtree_folder_ids(project: dict) -> list:
-    """The project folder and all folders below it, stopping at nested projects."""
-    other = {p['folderId'] for p in Project().find({'folderId': {'$ne': project['folderId']}},
-                                                    fields=['folderId'])}
-    out = [project['folderId']]
-    frontier = [project['folderId']]
+    """The folders whose items belong to the project: its folder (or its collection's folders)
+    and all folders below, stopping at nested projects."""
+    rootType, rootId = root_of(project)
+    return folders_below(rootId, rootType, include_root=rootType == 'folder')
+
+
+def folders_below(rootId, rootType: str = 'folder', include_root: bool = True) -> list:
+    """A folder (or a collection's top-level folders) and every folder below, one query per
+    level, leaving out the subtrees of projects other than ``rootId``."""
+    other = {p['_id'] for p in Project().find({'_id': {'$ne': rootId}}, fields=['_id'])}
+    out = [rootId] if include_root else []
+    frontier, parentType = [rootId], rootType
     while frontier:
         children = [doc['_id'] for doc in Folder().find(
-            {'parentId': {'$in': frontier}, 'parentCollection': 'folder'}, fields=['_id'])
+            {'parentId': {'$in': frontier}, 'parentCollection': parentType}, fields=['_id'])
             if doc['_id'] not in other]
         out.extend(children)
-        frontier = children
+        frontier, parentType = children, 'folder'
     return out
 
 
-def register_scans(project: dict) -> int:
-    """Give every image item under the project that has no review state one; returns how many.
+def attach_items(project: dict, query: dict) -> int:
+    """Make the items matching ``query`` (all inside the project) its scans; returns how many
+    joined: scans of another project move over with their state (their lock dropped), detached
+    scans get their kept state back, and image items that never were scans become unreviewed
+    ones. Both projects' counts follow."""
+    pid = project['_id']
+    joined = 0
+    deltas: dict = {}
+    fresh = []
+    for doc in Item().collection.find(
+            {**query, f'{ITEM_FIELD}.projectId': {'$ne': pid}},
+            {'name': 1, 'created': 1, f'{ITEM_FIELD}.projectId': 1, f'{ITEM_FIELD}.state': 1,
+             f'{review_state.DETACHED_FIELD}.state': 1}):
+        old = doc.get(ITEM_FIELD)
+        if old:
+            if review_state.reassign(doc['_id'], old, pid):
+                joined += 1
+                for projectId, n in ((old.get('projectId'), -1), (pid, 1)):
+                    if projectId is not None:
+                        byState = deltas.setdefault(projectId, {})
+                        byState[old['state']] = byState.get(old['state'], 0) + n
+        elif doc.get(review_state.DETACHED_FIELD):
+            state = review_state.reattach(doc['_id'], pid)
+            if state is not None:
+                joined += 1
+                deltas.setdefault(pid, {})[state] = deltas.get(pid, {}).get(state, 0) + 1
+        else:
+            fresh.append(doc)
+    for start in range(0, len(fresh), 1000):
+        batch = fresh[start:start + 1000]
+        withImage = {f['itemId'] for f in File().collection.find(
+            {'itemId': {'$in': [doc['_id'] for doc in batch]}}, {'itemId': 1, 'name': 1})
+            if is_image_name(f['name'])}
+        ops = [UpdateOne({'_id': doc['_id'], ITEM_FIELD: {'$exists': False},
+                          review_state.DETACHED_FIELD: {'$exists': False}},
+                         {'$set': {ITEM_FIELD: review_state.initial_state(doc, project)}})
+               for doc in batch if doc['_id'] in withImage]
+        if ops:
+            added = Item().collection.bulk_write(ops, ordered=False).modified_count
+            joined += added
+            byState = deltas.setdefault(pid, {})
+            byState[ReviewState.UNREVIEWED] = byState.get(ReviewState.UNREVIEWED, 0) + added
+    review_state.apply_deltas(deltas)
+    return joined
 
-    Items uploaded after the project was enabled get theirs from the ``data.process`` hook; this
-    covers those that existed before, were imported, or were moved in.
+
+def detach_items(query: dict) -> int:
+    """Take the scans matching ``query`` out of their projects (state kept aside, see
+    review_state); returns how many left."""
+    left = 0
+    deltas: dict = {}
+    for doc in Item().collection.find({**query, ITEM_FIELD: {'$exists': True}},
+                                      {f'{ITEM_FIELD}.projectId': 1, f'{ITEM_FIELD}.state': 1}):
+        old = doc[ITEM_FIELD]
+        if review_state.detach(doc['_id'], old):
+            left += 1
+            if old.get('projectId') is not None:
+                byState = deltas.setdefault(old['projectId'], {})
+                byState[old['state']] = byState.get(old['state'], 0) - 1
+    review_state.apply_deltas(deltas)
+    return left
+
+
+def register_scans(project: dict) -> int:
+    """Make every image item under the project one of its scans; returns how many joined.
+
+    Items uploaded after the project was enabled get theirs from the ``data.process`` hook and
+    moved ones from the move hooks (models/moves.py); this covers those that existed before,
+    were imported, or changed hands some other way.
     """
     added = 0
     folderIds = subtree_folder_ids(project)
     for start in range(0, len(folderIds), 500):
-        chunk = folderIds[start:start + 500]
-        items = list(Item().collection.find(
-            {'folderId': {'$in': chunk}, ITEM_FIELD: {'$exists': False}},
-            {'_id': 1, 'name': 1, 'created': 1}))
-        for batch_start in range(0, len(items), 1000):
-            batch = items[batch_start:batch_start + 1000]
-            ids = [doc['_id'] for doc in batch]
-            withImage = {f['itemId'] for f in File().collection.find(
-                {'itemId': {'$in': ids}}, {'itemId': 1, 'name': 1}) if is_image_name(f['name'])}
-            ops = [UpdateOne({'_id': doc['_id'], ITEM_FIELD: {'$exists': False}},
-                             {'$set': {ITEM_FIELD: review_state.initial_state(doc, project)}})
-                   for doc in batch if doc['_id'] in withImage]
-            if ops:
-                added += Item().collection.bulk_write(ops, ordered=False).modified_count
+        added += attach_items(project, {'folderId': {'$in': folderIds[start:start + 500]}})
     review_state.recount(project['_id'], scans_changed=bool(added))
     return added
 

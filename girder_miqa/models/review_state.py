@@ -3,7 +3,7 @@
 Schema (only this plugin writes it)::
 
     item['miqa'] = {
-        'projectId': ObjectId,           # the project's folder id (== the project's _id)
+        'projectId': ObjectId,           # the project's _id (its folder's or collection's id)
         'state': 'unreviewed' | 'questionable' | 'good' | 'bad',
         'created': datetime,             # when the item became a scan
         'updated': datetime,             # last change of state, decision or lock
@@ -24,6 +24,10 @@ Schema (only this plugin writes it)::
             model, volume, timings)
         },
     }
+
+A scan moved out of every project keeps this state under ``item['miqaDetached']`` (not exposed,
+outside every queue and count; its lock dropped, plus ``detached`` and ``detachedFrom``); moved
+into a project again it gets it back as ``item['miqa']`` with the new ``projectId``.
 """
 
 import datetime
@@ -31,6 +35,8 @@ import datetime
 from girder.models.item import Item
 
 from ..constants import ITEM_FIELD, AssessmentStatus, ReviewState
+
+DETACHED_FIELD = 'miqaDetached'
 
 # How long a review lock lasts unless renewed; tests shorten it (a module attribute on purpose).
 LOCK_SECONDS: float = 300.0
@@ -81,7 +87,7 @@ def initial_state(item: dict, project: dict) -> dict:
     now = _now()
     created = item.get('created') or now
     return {
-        'projectId': project['folderId'],
+        'projectId': project['_id'],
         'state': ReviewState.UNREVIEWED,
         'created': now,
         'updated': now,
@@ -140,12 +146,57 @@ def on_item_remove(event) -> None:
         count_transition(state['projectId'], state.get('state'), None)
 
 
+def apply_deltas(deltas: dict) -> None:
+    """Add ``{projectId: {state: n}}`` to the projects' counts (scans moved in or out)."""
+    for projectId, byState in deltas.items():
+        inc = {f'counts.{state}': n for state, n in byState.items() if n}
+        if inc:
+            _projects().update_one({'_id': projectId}, {'$inc': {**inc, 'rev': 1, 'scanRev': 1}})
+
+
+def reattach(itemId, projectId) -> str | None:
+    """Give a detached scan its kept state back, in ``projectId``; its state, or None."""
+    doc = Item().collection.find_one_and_update(
+        {'_id': itemId, ITEM_FIELD: {'$exists': False}, DETACHED_FIELD: {'$exists': True}},
+        [{'$set': {ITEM_FIELD: {'$mergeObjects': [
+            f'${DETACHED_FIELD}', {'projectId': projectId, 'lock': None, 'updated': _now()}]}}},
+         {'$unset': [DETACHED_FIELD, f'{ITEM_FIELD}.detached', f'{ITEM_FIELD}.detachedFrom']}],
+        projection={f'{ITEM_FIELD}.state': 1}, return_document=True)
+    return doc[ITEM_FIELD]['state'] if doc else None
+
+
+def reassign(itemId, old: dict, projectId) -> bool:
+    """Move a scan's state (``old``, as read) to another project; False if it changed since."""
+    return bool(Item().collection.update_one(
+        {'_id': itemId, f'{ITEM_FIELD}.projectId': old['projectId'],
+         f'{ITEM_FIELD}.state': old['state']},
+        {'$set': {f'{ITEM_FIELD}.projectId': projectId, f'{ITEM_FIELD}.lock': None,
+                  f'{ITEM_FIELD}.updated': _now()}}).modified_count)
+
+
+def detach(itemId, old: dict) -> bool:
+    """Take a scan (state ``old``, as read) out of its project, keeping its state aside."""
+    now = _now()
+    return bool(Item().collection.update_one(
+        {'_id': itemId, f'{ITEM_FIELD}.projectId': old['projectId'],
+         f'{ITEM_FIELD}.state': old['state']},
+        [{'$set': {DETACHED_FIELD: {'$mergeObjects': [
+            f'${ITEM_FIELD}', {'lock': None, 'detached': now, 'updated': now,
+                               'detachedFrom': f'${ITEM_FIELD}.projectId'}]}}},
+         {'$unset': ITEM_FIELD}]).modified_count)
+
+
 def ensure_scan(item: dict, project: dict) -> dict:
-    """Give an item its initial review state if it has none; returns the current item."""
+    """Give an item its initial review state if it has none (or its kept state back if it was
+    detached); returns the current item."""
     if item.get(ITEM_FIELD):
         return item
-    if Item().collection.update_one(
-            {'_id': item['_id'], ITEM_FIELD: {'$exists': False}},
+    state = reattach(item['_id'], project['_id'])
+    if state is not None:
+        count_transition(project['_id'], None, state)
+    elif Item().collection.update_one(
+            {'_id': item['_id'], ITEM_FIELD: {'$exists': False},
+             DETACHED_FIELD: {'$exists': False}},
             {'$set': {ITEM_FIELD: initial_state(item, project)}}).modified_count:
         count_transition(project['_id'], None, ReviewState.UNREVIEWED)
     return Item().load(item['_id'], force=True)

@@ -103,11 +103,12 @@ def visible_filter(project: dict, user: dict | None, **extra) -> dict:
 
 
 def relative_paths(project: dict, folderIds) -> dict:
-    """{folderId: 'sub/ses'} relative to the project folder ('' for the project folder itself).
+    """{folderId: 'sub/ses'} relative to the project's root ('' for a project folder itself; a
+    collection project's paths start with the top-level folder's name).
 
     Loads one level of parents per query, so a page costs a few queries, not one per folder.
     """
-    root = project['folderId']
+    root = project['_id']  # a folder project's folder id, or a collection project's id
     names: dict = {}
     parents: dict = {}
     pending = {f for f in folderIds if f != root}

@@ -1,4 +1,5 @@
-"""Endpoints under ``/miqa``: enable folders for review, settings, queues, progress, exchange."""
+"""Endpoints under ``/miqa``: enable folders and collections for review, settings, queues,
+progress, exchange."""
 
 import re
 
@@ -10,6 +11,7 @@ from girder.api.describe import Description, autoDescribeRoute
 from girder.api.rest import Resource, setResponseHeader
 from girder.constants import AccessType
 from girder.exceptions import AccessException, RestException
+from girder.models.collection import Collection
 from girder.models.folder import Folder
 from girder.models.group import Group
 from girder.models.item import Item
@@ -18,13 +20,22 @@ from girder.utility import path as path_util
 from .. import scheduling
 from ..constants import ITEM_FIELD, AssessmentStatus
 from ..models import exchange, scans
-from ..models.project import Project, can_admin, register_scans, user_tiers
+from ..models.project import (
+    Project,
+    can_admin,
+    load_root,
+    register_scans,
+    root_access,
+    root_of,
+    user_tiers,
+)
 
 MAX_IMPORT_BYTES = 200 * 1024 * 1024
 
 
 def load_project(id: str, user: dict | None) -> dict:
-    """The project with this (folder) id, if the user can read its folder; else 400 or 403."""
+    """The project with this (folder or collection) id, if the user can read its root; else
+    400 or 403."""
     try:
         projectId = ObjectId(id)
     except (InvalidId, TypeError):
@@ -32,17 +43,16 @@ def load_project(id: str, user: dict | None) -> dict:
     project = Project().load(projectId)
     if project is None:
         raise RestException(f'No MIQA project has the id {id}.')
-    folder = Folder().load(project['folderId'], force=True)
-    if folder is None or not Folder().hasAccess(folder, user, AccessType.READ):
+    if not root_access(project, user, AccessType.READ):
         raise AccessException('You do not have read access to this project.')
     return project
 
 
 def require_project_admin(project: dict, user: dict | None) -> None:
-    """403 unless the user is an admin or an owner (ADMIN access) of the project's folder."""
+    """403 unless the user is an admin or an owner (ADMIN access) of the project's root."""
     if not can_admin(project, user):
         raise AccessException('Only admins and the project\'s owners (admin access on its '
-                              'folder) may do this.')
+                              'folder or collection) may do this.')
 
 
 def _group(groupId) -> dict | None:
@@ -51,18 +61,22 @@ def _group(groupId) -> dict | None:
 
 
 def project_json(project: dict, user: dict | None, counts: bool = True) -> dict:
-    """A project for the UI: settings, folder name and path, counts, the user's tiers."""
-    folder = Folder().load(project['folderId'], force=True)
+    """A project for the UI: settings, root (folder or collection) name and path, counts, the
+    user's tiers. ``folder`` describes the root whatever its type; ``folderId`` is null for a
+    collection project."""
+    rootType, rootId = root_of(project)
+    root = load_root(project)
     try:
-        folderPath = path_util.getResourcePath('folder', folder, force=True) if folder else None
+        rootPath = path_util.getResourcePath(rootType, root, force=True) if root else None
     except Exception:
-        folderPath = None
+        rootPath = None
     out = {
-        '_id': project['_id'], 'folderId': project['folderId'], 'name': project['name'],
+        '_id': project['_id'], 'rootType': rootType, 'rootId': rootId,
+        'folderId': project.get('folderId'), 'name': project['name'],
         'created': project.get('created'), 'creatorId': project.get('creatorId'),
         'settings': project['settings'],
-        'folder': {'_id': project['folderId'], 'name': folder['name'] if folder else None,
-                   'path': folderPath},
+        'folder': {'_id': rootId, 'type': rootType, 'name': root['name'] if root else None,
+                   'path': rootPath},
         'tier1Group': _group(project['settings'].get('tier1GroupId')),
         'tier2Group': _group(project['settings'].get('tier2GroupId')),
         'myTiers': user_tiers(project, user),
@@ -101,8 +115,7 @@ class MiqaResource(Resource):
         user = self.getCurrentUser()
         projects = []
         for project in Project().find({}, sort=[('name', 1)]):
-            folder = Folder().load(project['folderId'], force=True)
-            if folder and Folder().hasAccess(folder, user, AccessType.READ):
+            if root_access(project, user, AccessType.READ):
                 projects.append({'_id': project['_id'], 'name': project['name'],
                                  'myTiers': user_tiers(project, user),
                                  'canAdmin': can_admin(project, user)})
@@ -114,18 +127,33 @@ class MiqaResource(Resource):
 
     @access.admin
     @autoDescribeRoute(
-        Description('Enable a folder for MIQA review (admins).')
-        .notes('settings (all optional): tier1GroupId, tier2GroupId (group ids), artifacts '
-               '([{key, label}], default the model\'s ten), autoAssess (bool, default true), '
-               'model (name). Image items already in the folder become scans. The project is '
-               'identified by its folder\'s id.')
-        .modelParam('folderId', model=Folder, level=AccessType.ADMIN, paramType='formData')
+        Description('Enable a folder or a collection for MIQA review (admins).')
+        .notes('Give exactly one of folderId and collectionId. settings (all optional): '
+               'tier1GroupId, tier2GroupId (group ids), artifacts ([{key, label}], default the '
+               'model\'s ten), autoAssess (bool, default true), model (name). Image items '
+               'already under the folder (or in any folder of the collection) become scans. The '
+               'project is identified by its folder\'s or collection\'s id; a project nested '
+               'inside another keeps the scans below it.')
+        .param('folderId', 'The folder to enable.', required=False, paramType='formData')
+        .param('collectionId', 'The collection to enable.', required=False,
+               paramType='formData')
         .jsonParam('settings', 'Project settings', required=False, requireObject=True)
-        .errorResponse('The folder is already a project, or a setting is invalid.', 400)
+        .errorResponse('Neither or both of folderId and collectionId; an unknown id; the folder '
+                       'or collection is already a project; or a setting is invalid.', 400)
     )
-    def createProject(self, folder, settings):
+    def createProject(self, folderId, collectionId, settings):
         user = self.getCurrentUser()
-        project = Project().createProject(folder, user, settings)
+        if bool(folderId) == bool(collectionId):
+            raise RestException('Give exactly one of folderId and collectionId.')
+        rootType, rootId = ('folder', folderId) if folderId else ('collection', collectionId)
+        model = Folder if rootType == 'folder' else Collection
+        try:
+            root = model().load(ObjectId(rootId), user=user, level=AccessType.ADMIN)
+        except (InvalidId, TypeError):
+            raise RestException(f'Invalid {rootType}Id: {rootId!r} is not an ObjectId.') from None
+        if root is None:
+            raise RestException(f'No {rootType} has the id {rootId}.')
+        project = Project().createProject(root, user, settings, rootType=rootType)
         register_scans(project)
         return project_json(Project().load(project['_id']), user)
 
@@ -136,15 +164,14 @@ class MiqaResource(Resource):
         user = self.getCurrentUser()
         out = []
         for project in Project().find({}, sort=[('name', 1)]):
-            folder = Folder().load(project['folderId'], force=True)
-            if folder and Folder().hasAccess(folder, user, AccessType.READ):
+            if root_access(project, user, AccessType.READ):
                 out.append(project_json(project, user))
         return out
 
     @access.public
     @autoDescribeRoute(
         Description('Get a MIQA project: settings, folder, counts and the user\'s tiers.')
-        .param('id', 'The project (= its folder\'s) id.', paramType='path')
+        .param('id', 'The project (= its folder\'s or collection\'s) id.', paramType='path')
         .errorResponse('Invalid or unknown project id.', 400)
         .errorResponse('No read access to the project folder.', 403)
     )
@@ -155,7 +182,7 @@ class MiqaResource(Resource):
     @access.public
     @autoDescribeRoute(
         Description('Get a MIQA project\'s settings.')
-        .param('id', 'The project (= its folder\'s) id.', paramType='path')
+        .param('id', 'The project (= its folder\'s or collection\'s) id.', paramType='path')
         .errorResponse('Invalid or unknown project id.', 400)
     )
     def getSettings(self, id):
@@ -166,7 +193,7 @@ class MiqaResource(Resource):
         Description('Change a MIQA project\'s settings (admins and the project\'s owners).')
         .notes('The body is a JSON object with any of tier1GroupId, tier2GroupId, artifacts, '
                'autoAssess, model; settings left out keep their values. Returns the settings.')
-        .param('id', 'The project (= its folder\'s) id.', paramType='path')
+        .param('id', 'The project (= its folder\'s or collection\'s) id.', paramType='path')
         .jsonParam('settings', 'The settings to change.', paramType='body', requireObject=True)
         .errorResponse('Invalid setting.', 400)
         .errorResponse('Not an admin or owner of the project.', 403)
@@ -185,7 +212,7 @@ class MiqaResource(Resource):
                'the user can read. Agreement: the model calls a scan suspicious when its '
                'quality < 5 or any artifact probability > 0.5; tier 1 when it marks it '
                'questionable; reported as a 2x2 table, percent agreement and Cohen\'s kappa.')
-        .param('id', 'The project (= its folder\'s) id.', paramType='path')
+        .param('id', 'The project (= its folder\'s or collection\'s) id.', paramType='path')
         .errorResponse('Invalid or unknown project id.', 400)
     )
     def getSummary(self, id):
@@ -202,7 +229,7 @@ class MiqaResource(Resource):
                'probability), then scans not yet assessed, oldest first. Returns {"items": '
                '[{_id, name, folderId, folderPath, path, created, size, miqa}], "total", '
                '"offset", "limit", "tier", "state"}; only scans the user can read.')
-        .param('id', 'The project (= its folder\'s) id.', paramType='path')
+        .param('id', 'The project (= its folder\'s or collection\'s) id.', paramType='path')
         .param('tier', 'The queue: 1 or 2.', dataType='integer', enum=[1, 2], default=1,
                required=False)
         .param('limit', 'Page size (1-1000).', dataType='integer', default=50, required=False)
@@ -222,7 +249,7 @@ class MiqaResource(Resource):
     @autoDescribeRoute(
         Description('Export every scan of a project the user can read, as CSV or JSON.')
         .notes(exchange.EXPORT_NOTES)
-        .param('id', 'The project (= its folder\'s) id.', paramType='path')
+        .param('id', 'The project (= its folder\'s or collection\'s) id.', paramType='path')
         .param('format', 'csv or json', enum=['csv', 'json'], default='csv', required=False)
         .errorResponse('Invalid project id or format.', 400)
     )
@@ -248,7 +275,7 @@ class MiqaResource(Resource):
         Description('Import scans, and optionally earlier decisions, into a project.')
         .notes('Send the file as the request body (Content-Type text/csv or application/json) '
                'or as the field "file" of a multipart form. ' + exchange.IMPORT_NOTES)
-        .param('id', 'The project (= its folder\'s) id.', paramType='path')
+        .param('id', 'The project (= its folder\'s or collection\'s) id.', paramType='path')
         .param('format', 'csv or json (default: from the Content-Type, else guessed).',
                enum=['csv', 'json'], required=False)
         .param('assetstoreId', 'The filesystem assetstore for rows with an absolute server '
@@ -287,7 +314,7 @@ class MiqaResource(Resource):
                'scans first. Scans already queued or running are left alone unless force=true. '
                'Returns counts: {"scans", "scheduled", "alreadyAssessed", "inProgress", '
                '"notScheduled", "registered", "reasons": {reason: count}}.')
-        .param('id', 'The project (= its folder\'s) id.', paramType='path')
+        .param('id', 'The project (= its folder\'s or collection\'s) id.', paramType='path')
         .param('force', 'Also schedule scans whose assessment is queued or running.',
                dataType='boolean', default=False, required=False)
         .errorResponse('Not an admin or owner of the project.', 403)
