@@ -69,7 +69,7 @@ def _project(gc, name: str) -> str:
     user = gc.get('user/me')
     public = next(gc.listFolder(user['_id'], parentFolderType='user', name='Public'))
     folder = gc.createFolder(public['_id'], name, reuseExisting=True)
-    if folder['_id'] not in {p['folderId'] for p in gc.get('miqa/project')}:
+    if folder['_id'] not in {p['_id'] for p in gc.get('miqa/project')}:
         gc.post('miqa/project', parameters={'folderId': folder['_id']})
     return folder['_id']
 

@@ -121,7 +121,7 @@ def create_demo_project(gc, admin_id: str) -> dict:
     """The demo collection, its project folder with sub-folders per source, and demo scans."""
     coll = _find_or_create(gc, 'collection', None, DEMO_COLLECTION)
     folder = _find_or_create(gc, 'folder', coll['_id'], DEMO_FOLDER, parent_type='collection')
-    projects = {p['folderId']: p for p in gc.get('miqa/project')}
+    projects = {p['_id'] for p in gc.get('miqa/project')}
     if folder['_id'] not in projects:
         gc.post('miqa/project', parameters={'folderId': folder['_id']})
     with tempfile.TemporaryDirectory() as tmp:

@@ -59,7 +59,7 @@ def test_up_status_down(tmp_path):
         gc.authenticate('admin', 'stack-test-password')
         projects = gc.get('miqa/project')
         assert len(projects) == 1
-        folder_id = projects[0]['folderId']
+        folder_id = projects[0]['_id']
         sessions = list(gc.listFolder(folder_id))
         scans = [item for s in sessions for item in gc.listItem(s['_id'])]
         assert scans, 'the demo project has no scans'

@@ -76,7 +76,7 @@ const ProjectsView = girder.views.View.extend({
         <a href="${exportUrl('csv')}" title="Export decisions as CSV">CSV</a> ·
         <a href="${exportUrl('json')}" title="Export decisions as JSON">JSON</a>
         ${p.canAdmin ? ` · <a class="miqa-settings-link" href="#miqa/project/${p._id}/settings">Settings</a>` : ''}
-        · <a href="#folder/${p.folderId}">Folder</a>
+        · <a href="#${p.rootType === 'collection' ? 'collection' : 'folder'}/${p.rootId || p.folderId}">${p.rootType === 'collection' ? 'Collection' : 'Folder'}</a>
       </td>
     </tr>`;
   },
