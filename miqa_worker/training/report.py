@@ -36,7 +36,8 @@ def held_out_summary(results: dict) -> dict:
 
 def build_metrics(results: dict) -> dict:
     """The JSON of every metric (predictions and per-epoch histories kept short)."""
-    out = {k: results[k] for k in ('created', 'config', 'n_folds', 'final_epochs', 'device',
+    out = {k: results[k] for k in ('created', 'cache', 'config', 'n_folds', 'final_epochs',
+                                   'device',
                                    'test_subjects', 'development_subjects', 'volumes',
                                    'seconds', 'command', 'generator') if k in results}
     out['held_out_summary'] = held_out_summary(results)
@@ -230,6 +231,13 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
                   '- artifact family ROC AUC (bar 0.90): ' + ', '.join(
                       f'{k} {_fmt(v)}' for k, v in held.get('family_auc', {}).items()),
                   f'- bar met: **{"yes" if held.get("bar_met") else "no"}**', '']
+        below = [k for k, v in held.get('family_auc', {}).items() if v is None or v < AUC_BAR]
+        if below or (held.get('r2') or 0) < R2_BAR:
+            lines += ['Below the bar: ' + ', '.join(
+                ([f'quality R² {_fmt(held.get("r2"))}'] if (held.get('r2') or 0) < R2_BAR
+                 else []) + [f'{k} AUC {_fmt(held["family_auc"][k])}' for k in below])
+                + '. Treat those outputs as weak hints; they were not good enough on '
+                'held-out simulated data, let alone real scans.', '']
     else:
         lines += ['No held-out subjects in this run.', '']
     cv = metrics.get('cross_validation')
@@ -277,7 +285,8 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
     if gen or metrics.get('command'):
         lines += ['## Reproduce', '', '```']
         if gen:
-            lines.append(f'miqa-train generate --cache-dir CACHE --anatomies '
+            lines.append(f'miqa-train generate --cache-dir {metrics.get("cache", "CACHE")} '
+                         f'--anatomies '
                          f'{gen["anatomies_per_subject"]} --variants {gen["variants"]} '
                          f'--seed {gen["seed"]} --probability {gen["probability"]}'
                          + (' --templates-only' if gen.get('templates_only') else ''))
@@ -286,7 +295,10 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
         lines += ['```', '', 'Real bases are read from ../shared/data/mri when present '
                   f'({len(gen.get("sources", [])) if gen else "?"} bases in this run).', '']
     lines += ['## Limits', '',
-              '- Few real anatomies (a handful of subjects); folds hold out one or two subjects.',
+              '- Few real anatomies (a handful of subjects); each fold holds out one subject.',
+              f'- Fold models are trained for {cfg.get("epochs")} epochs and the final model '
+              f'for {metrics.get("final_epochs")} (CPU budget), so cross-validation '
+              'understates the final model; the held-out test is the figure to quote.',
               '- Synthetic labels only; no real-scan ratings were used for training or testing.',
               '- Noise has no indicator: its AUC is measured with the quality score on '
               'noise-only against clean volumes.',
