@@ -17,7 +17,8 @@ from miqa_worker.training.cli import main
 from miqa_worker.training.report import PLOTS
 
 COMMON = ['--folds', '5', '--tiles-per-volume', '1', '--batch-size', '4', '--eval-tiles', '1',
-          '--test-subjects', 'mni152-a005', '--quiet', '--threads', '1']
+          '--test-subjects', 'mni152-a005', '--quiet', '--threads', '1',
+          '--shared-dir', '/nonexistent']  # no real-scan look: fast and independent of ../shared
 
 
 def _miqa_train() -> list[str]:
