@@ -101,6 +101,9 @@ class Assessor:
         self.threads = threads or available_cores()
         torch.set_num_threads(self.threads)
         self.network, self.info = load_model(model)
+        # Channels-last 3D convolutions run about 1.6x faster on CPU (measured in
+        # benchmarks/bench_inference.py); the outputs are the same.
+        self.network = self.network.to(memory_format=torch.channels_last_3d)
         self.batch_size = max(1, int(batch_size))
         self.max_voxels = max_voxels
         self._lock = threading.Lock()
@@ -121,7 +124,9 @@ class Assessor:
         outputs = []
         with self._lock, torch.inference_mode():
             for start in range(0, batch.shape[0], self.batch_size):
-                outputs.append(self.network(batch[start:start + self.batch_size]))
+                chunk = batch[start:start + self.batch_size].contiguous(
+                    memory_format=torch.channels_last_3d)
+                outputs.append(self.network(chunk))
         return torch.cat(outputs).float().numpy()
 
     def assess_volume(self, volume: ScanVolume, progress: Progress | None = None,
