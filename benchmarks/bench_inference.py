@@ -171,7 +171,7 @@ def main(repeats: int, threads: int, input_path: str | None) -> None:
         'cpu_count': os.cpu_count(), 'load_average': os.getloadavg(),
         'python': platform.python_version(), 'torch': torch.__version__,
         'numpy': np.__version__, 'itk': itk.__version__,
-    }, indent=2) + '\n')
+    }, indent=2) + '\n', encoding='utf-8')
     click.echo(f'wrote {out.relative_to(ROOT)}')
 
 

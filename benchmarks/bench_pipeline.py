@@ -130,7 +130,7 @@ def main(latency_runs: int, queue_size: int, out: str) -> None:
     finally:
         st.down()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(json.dumps(results, indent=2))
+    Path(out).write_text(json.dumps(results, indent=2), encoding='utf-8')
     click.echo(f'wrote {out}')
 
 

@@ -281,7 +281,7 @@ def main() -> int:
             'when': datetime.datetime.now(datetime.timezone.utc).isoformat(),
         }
         RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / 'bench_queue.json').write_text(json.dumps(report, indent=2))
+        (RESULTS / 'bench_queue.json').write_text(json.dumps(report, indent=2), encoding='utf-8')
         print(f'worst p95: {report["worst_p95_ms"]} ms (target < 50 ms); '
               f'wrote {RESULTS / "bench_queue.json"}')
         cherrypy.engine.exit()

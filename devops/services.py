@@ -174,7 +174,7 @@ class Stack:
         """The pid of a service this stack started, if that process is still alive."""
         path = self.pid_path(name)
         try:
-            pid = int(path.read_text().strip())
+            pid = int(path.read_text(encoding='utf-8').strip())
         except (OSError, ValueError):
             return None
         try:
@@ -204,15 +204,15 @@ class Stack:
                                f'{self.log_path(name)})') from exc
         finally:
             log.close()
-        self.pid_path(name).write_text(str(proc.pid))
+        self.pid_path(name).write_text(str(proc.pid), encoding='utf-8')
         return proc
 
     def _fail(self, name: str, proc: subprocess.Popen, what: str) -> None:
         self.stop(name)
         last = ''
         try:
-            lines = [ln for ln in self.log_path(name).read_text(errors='replace').splitlines()
-                     if ln.strip()]
+            text = self.log_path(name).read_text(encoding='utf-8', errors='replace')
+            lines = [ln for ln in text.splitlines() if ln.strip()]
             last = lines[-1][:200] if lines else ''
         except OSError:
             pass

@@ -42,12 +42,12 @@ def _credentials(stack: services.Stack) -> tuple[str, str, bool]:
         return login, password, False
     path = stack.state_dir / 'admin-credentials.json'
     if path.exists():
-        saved = json.loads(path.read_text())
+        saved = json.loads(path.read_text(encoding='utf-8'))
         if saved.get('login') == login:
             return login, saved['password'], True
     password = secrets.token_urlsafe(12)
     stack.state_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({'login': login, 'password': password}))
+    path.write_text(json.dumps({'login': login, 'password': password}), encoding='utf-8')
     path.chmod(0o600)
     return login, password, True
 

@@ -93,7 +93,7 @@ def _settings(ctx: Context, tier1_group, tier2_group, auto_assess, model, artifa
     if model is not None:
         settings['model'] = model
     if artifacts is not None:
-        settings['artifacts'] = json.loads(Path(artifacts).read_text())
+        settings['artifacts'] = json.loads(Path(artifacts).read_text(encoding='utf-8'))
     return settings
 
 

@@ -78,7 +78,7 @@ def read_info(model_dir: Path) -> dict[str, Any]:
     info_path = model_dir / INFO_FILE
     if info_path.is_file():
         try:
-            info = json.loads(info_path.read_text())
+            info = json.loads(info_path.read_text(encoding='utf-8'))
         except (OSError, ValueError) as exc:
             raise ModelError(f'unreadable {info_path}: {exc}') from None
         if not isinstance(info, dict):
@@ -130,5 +130,5 @@ def save_model(network, model_dir: str | os.PathLike, name: str, version: str,
     info = {'name': name, 'version': version,
             'created': datetime.datetime.now(datetime.timezone.utc).isoformat(),
             'description': description, **extra}
-    (path / INFO_FILE).write_text(json.dumps(info, indent=2) + '\n')
+    (path / INFO_FILE).write_text(json.dumps(info, indent=2) + '\n', encoding='utf-8')
     return path

@@ -24,7 +24,7 @@ def iqm_features(data: VolumeSet, cache_dir: Path | None = None,
                  progress: bool = True) -> tuple[np.ndarray, list[str]]:
     """IQMs of every volume [N, F] (cached in ``cache_dir/iqms.json``) and their names."""
     path = Path(cache_dir) / 'iqms.json' if cache_dir else None
-    cached: dict = json.loads(path.read_text()) if path and path.is_file() else {}
+    cached: dict = json.loads(path.read_text(encoding='utf-8')) if path and path.is_file() else {}
     rows = []
     for vid, volume in tqdm(list(zip(data.ids, data.volumes, strict=True)), desc='IQMs',
                             disable=not progress):
@@ -33,7 +33,7 @@ def iqm_features(data: VolumeSet, cache_dir: Path | None = None,
             cached[vid] = compute_quality_metrics(volume.astype(np.float32) / 255.0, spacing)
         rows.append(cached[vid])
     if path:
-        path.write_text(json.dumps(cached))
+        path.write_text(json.dumps(cached), encoding='utf-8')
     names = sorted(k for k in rows[0] if k not in SKIP) if rows else []
     features = np.array([[float(r.get(k, -1.0)) for k in names] for r in rows],
                         dtype=np.float64)

@@ -125,7 +125,7 @@ def run(cache_dir, out_dir, folds, epochs, final_epochs, tiles_per_volume, batch
                            'miqa-train ' + ' '.join(sys.argv[1:]))
     if preliminary:
         write_report(results, load_cache(cache_dir), out_dir, preliminary=True)
-    metrics = json.loads((out_dir / 'metrics.json').read_text())
+    metrics = json.loads((out_dir / 'metrics.json').read_text(encoding='utf-8'))
     click.echo(json.dumps(metrics.get('held_out_summary') or metrics.get('cross_validation'),
                           indent=1))
     if ship_to:

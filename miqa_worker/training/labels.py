@@ -140,7 +140,7 @@ def write_index(rows: list[dict], path: Path) -> None:
             if key not in columns:
                 columns.append(key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open('w', newline='') as handle:
+    with path.open('w', newline='', encoding='utf-8') as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         for row in rows:

@@ -63,7 +63,7 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
                      'folds': [], 'predictions': {}, 'command': command}
     settings = Path(cache_dir) / 'settings.json'
     if settings.is_file():
-        results['generator'] = json.loads(settings.read_text())
+        results['generator'] = json.loads(settings.read_text(encoding='utf-8'))
     if n_folds:
         fold_of = subject_folds(data.subjects[dev_index], n_folds, config.seed)
         for fold in range(n_folds):
@@ -72,7 +72,7 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
             run_dir = out_dir / f'fold-{fold}'
             done = run_dir / 'fold-metrics.json'
             if resume and done.is_file():
-                entry = json.loads(done.read_text())
+                entry = json.loads(done.read_text(encoding='utf-8'))
                 if len(entry['history']) >= config.epochs:
                     results['folds'].append(entry)
                     continue
@@ -85,7 +85,7 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
                      'validation': m_val, 'history': history, 'val_predictions': p_val}
             if len(test_index):
                 entry['test'], _ = _evaluate(model, data, test_index, eval_tiles, dev)
-            done.write_text(json.dumps(entry, indent=1))
+            done.write_text(json.dumps(entry, indent=1), encoding='utf-8')
             results['folds'].append(entry)
         results['cross_validation'] = cv_summary(results['folds'])
     final_config = TrainConfig(**{**asdict(config), 'epochs': final_epochs or config.epochs})
@@ -93,9 +93,9 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
     weights = final_dir / 'weights.pt'
     history_path = final_dir / 'history.json'
     if resume and weights.is_file() and history_path.is_file() and len(
-            json.loads(history_path.read_text())) >= final_config.epochs:
+            json.loads(history_path.read_text(encoding='utf-8'))) >= final_config.epochs:
         model = _load_weights(weights, dev)
-        history = json.loads(history_path.read_text())
+        history = json.loads(history_path.read_text(encoding='utf-8'))
     else:
         model, history = train_model(data, dev_index, None, final_config, final_dir, resume,
                                      dev, 'final', progress)
@@ -119,7 +119,7 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
         results['baseline'] = run_baseline(data, dev_index, test_index, n_folds, config.seed,
                                            cache_dir)
     results['seconds'] = time.time() - started
-    (out_dir / 'results.json').write_text(json.dumps(results, indent=1))
+    (out_dir / 'results.json').write_text(json.dumps(results, indent=1), encoding='utf-8')
     from .report import write_report
 
     write_report(results, data, out_dir)
@@ -153,11 +153,11 @@ def ship(out_dir: Path, model_dir: Path, version: str, description: str,
     for name in extra_files:
         if (out_dir / name).is_file():
             shutil.copyfile(out_dir / name, model_dir / name)
-    results = json.loads((out_dir / 'metrics.json').read_text())
+    results = json.loads((out_dir / 'metrics.json').read_text(encoding='utf-8'))
     meta = {'name': model_dir.name, 'version': version,
             'created': datetime.now(timezone.utc).isoformat(timespec='seconds'),
             'description': description, 'network': 'miqa_worker.network.build_network',
             'trained_on': 'simulated artifacts on generated volumes (see MODEL_CARD.md)',
             'test_subjects': results.get('test_subjects', []),
             'held_out': results.get('held_out_summary', {})}
-    (model_dir / 'model.json').write_text(json.dumps(meta, indent=1) + '\n')
+    (model_dir / 'model.json').write_text(json.dumps(meta, indent=1) + '\n', encoding='utf-8')

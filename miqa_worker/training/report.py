@@ -310,7 +310,7 @@ def write_report(results: dict, data: VolumeSet, out_dir: Path, preliminary: boo
                  ) -> dict:
     """Write metrics.json, the PNG plots and MODEL_CARD.md into ``out_dir``."""
     metrics = build_metrics(results)
-    (out_dir / 'metrics.json').write_text(json.dumps(metrics, indent=1) + '\n')
+    (out_dir / 'metrics.json').write_text(json.dumps(metrics, indent=1) + '\n', encoding='utf-8')
     _plots(results, data, out_dir)
-    (out_dir / 'MODEL_CARD.md').write_text(model_card(metrics, preliminary))
+    (out_dir / 'MODEL_CARD.md').write_text(model_card(metrics, preliminary), encoding='utf-8')
     return metrics

@@ -232,7 +232,7 @@ def generate(cache_dir: Path, anatomies_per_subject: int = 12, variants: int = 5
                 'severity': list(severity), 'templates_only': templates_only,
                 'spacing_range': list(spacing_range),
                 'sources': [s.name for s in sources]}
-    (cache_dir / 'settings.json').write_text(json.dumps(settings, indent=1))
+    (cache_dir / 'settings.json').write_text(json.dumps(settings, indent=1), encoding='utf-8')
     settings_args = (cache_dir, variants, seed, families, probability, severity, spacing_range,
                      save_nifti)
     bar = tqdm(total=len(jobs), desc='generate', unit='anatomy', disable=not progress)
@@ -270,7 +270,7 @@ def _anatomy_job(args: tuple) -> list[dict]:
     ids = [f'{source.name.split(".")[0]}-a{a:03d}-v{v:02d}' for v in range(variants)]
     meta_paths = [cache_dir / 'volumes' / f'{i}.json' for i in ids]
     if all(p.is_file() for p in meta_paths):
-        return [json.loads(p.read_text()) for p in meta_paths]
+        return [json.loads(p.read_text(encoding='utf-8')) for p in meta_paths]
     transforms = art.artifact_pipeline(families, probability, severity)
     rng = np.random.default_rng(_seed(seed, source.name, a))
     torch.manual_seed(_seed(seed, source.name, a, 'torch'))
@@ -294,7 +294,7 @@ def _anatomy_job(args: tuple) -> list[dict]:
         if save_nifti:
             nib.save(nib.Nifti1Image(volume.astype(np.float32), vol_affine),
                      str(cache_dir / 'nifti' / f'{vid}.nii.gz'))
-        meta_path.write_text(json.dumps(row))
+        meta_path.write_text(json.dumps(row), encoding='utf-8')
         rows.append(row)
     return rows
 

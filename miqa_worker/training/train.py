@@ -149,5 +149,5 @@ def train_model(data: VolumeSet, train_index: np.ndarray, val_index: np.ndarray 
                       'scheduler': scheduler.state_dict(), 'epoch': epoch, 'history': history,
                       'config': asdict(config)}, checkpoint)
     torch.save(plain_state_dict(model), run_dir / 'weights.pt')
-    (run_dir / 'history.json').write_text(json.dumps(history, indent=1))
+    (run_dir / 'history.json').write_text(json.dumps(history, indent=1), encoding='utf-8')
     return model, history

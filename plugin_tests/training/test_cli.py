@@ -64,7 +64,7 @@ def test_generate_train_report_resume(tmp_path):
     assert 'test' in metrics['baseline'] and metrics['baseline']['folds']
     for name in PLOTS:
         assert (out / name).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
-    assert 'simulated' in (out / 'MODEL_CARD.md').read_text()
+    assert 'simulated' in (out / 'MODEL_CARD.md').read_text(encoding='utf-8')
 
     # resume: one more epoch continues from the checkpoints instead of starting over
     first_epoch = state['history'][0]

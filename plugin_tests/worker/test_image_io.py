@@ -1,5 +1,6 @@
 """Reading scans: canonical RAS whatever the stored orientation/format, and clear refusals."""
 
+import locale
 import os
 import zipfile
 
@@ -82,7 +83,19 @@ def test_mgz_reads_through_nibabel(tmp_path):
 
 
 def _write_dicom_series(folder, array_zyx, spacing=(0.9, 0.8, 2.0)):
-    """A DICOM series of axial slices, written with SimpleITK (test-only dependency)."""
+    """A DICOM series of axial slices, written with SimpleITK (test-only dependency).
+
+    SimpleITK's GDCM writer sets the process's C locale to "C" (Python's default text encoding
+    becomes ASCII), so the caller's locale is restored afterwards.
+    """
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        _write_dicom_slices(folder, array_zyx, spacing)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_dicom_slices(folder, array_zyx, spacing):
     sitk = pytest.importorskip('SimpleITK')
     image = sitk.GetImageFromArray(array_zyx)
     image.SetSpacing(spacing)
