@@ -40,14 +40,19 @@ class Study:
         Folder().setUserAccess(self.folder, self.outsider, AccessType.READ, save=False)
         Folder().setUserAccess(self.folder, self.owner, AccessType.ADMIN, save=False)
         self.folder = Folder().save(self.folder)
-        resp = server.request('/miqa/project', method='POST', user=admin, params={
-            'folderId': str(self.folder['_id']),
+        self.project = self.enable(folderId=self.folder['_id'])
+        self.id = self.project['_id']
+
+    def enable(self, **root) -> dict:
+        """Enable a folder or collection (``folderId=`` / ``collectionId=``) as a project with
+        this study's tier groups and auto-assessment off; returns the project JSON."""
+        resp = self.server.request('/miqa/project', method='POST', user=self.admin, params={
+            **{key: str(value) for key, value in root.items()},
             'settings': json.dumps({'tier1GroupId': str(self.group1['_id']),
                                     'tier2GroupId': str(self.group2['_id']),
                                     'autoAssess': False})})
         assertStatusOk(resp)
-        self.project = resp.json
-        self.id = self.project['_id']
+        return resp.json
 
     def subfolder(self, name: str, parent: dict | None = None) -> dict:
         """A session sub-folder (inherits the project folder's access)."""

@@ -49,13 +49,7 @@ class Cohort:
         self.siteB = Folder().createFolder(coll, 'site-b', parentType='collection',
                                            creator=s.admin)
         self.before = make_scan(self.siteA, 'before.nii.gz', s.admin)  # not a project yet
-        resp = s.server.request('/miqa/project', method='POST', user=s.admin, params={
-            'collectionId': str(coll['_id']),
-            'settings': json.dumps({'tier1GroupId': str(s.group1['_id']),
-                                    'tier2GroupId': str(s.group2['_id']),
-                                    'autoAssess': False})})
-        assertStatusOk(resp)
-        self.project = resp.json
+        self.project = s.enable(collectionId=coll['_id'])
         self.id = self.project['_id']
 
 
