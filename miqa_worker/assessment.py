@@ -2,9 +2,12 @@
 
 Result of :meth:`Assessor.assess_file` / :meth:`Assessor.assess_volume` (JSON-serialisable)::
 
-    quality    float 0..10: mean over tiles of output 0, clamped
-    artifacts  {key: probability}: mean over tiles of sigmoid(output 1..10), keys in the order
-               of constants.ARTIFACT_KEYS
+    quality    float 0..10: mean over tiles of output 0, blended with the whole-volume view's
+               output at the model's ``global_view_weight`` (model.json; 0 = tiles only), clamped
+    artifacts  {key: probability}: mean over tiles of sigmoid(output 1..10), blended in the
+               same way, keys in the order of constants.ARTIFACT_KEYS
+    globalView {weight, quality, artifacts}: the whole volume seen as one 64^3 view (isotropic
+               voxels, tiling.global_view); absent when the model does not use it
     tileMap    {grid [nx, ny, nz], starts [[i, j, k], ...], tileSize 64,
                 shape [X, Y, Z] (the padded volume), quality [per tile],
                 artifacts {key: [per tile]}}
@@ -32,7 +35,7 @@ from .constants import ARTIFACT_KEYS, DEFAULT_MODEL, QUALITY_MAX, QUALITY_MIN, T
 from .image_io import ScanVolume, read_volume, warm_up_itk
 from .preprocessing import intensity_range, rescale_intensity, rescale_into
 from .quality_metrics import compute_quality_metrics
-from .tiling import pad_to_tile, tile_grid
+from .tiling import global_view, pad_to_tile, tile_grid
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +108,7 @@ class Assessor:
         # benchmarks/bench_inference.py); the outputs are the same.
         self.network = self.network.to(memory_format=torch.channels_last_3d)
         self.batch_size = max(1, int(batch_size))
+        self.global_weight = float(self.info.get('global_view_weight') or 0.0)
         self.max_voxels = max_voxels
         self._lock = threading.Lock()
 
@@ -138,15 +142,33 @@ class Assessor:
         t0 = time.perf_counter()
         report(2, PROGRESS_TOTAL, 'normalising and tiling')
         tiles, starts, grid, padded = make_tiles(volume.array)
+        count = len(tiles)
+        if self.global_weight > 0:
+            view = global_view(rescale_intensity(volume.array), volume.spacing)
+            tiles = np.concatenate([tiles, view[None]])
         t1 = time.perf_counter()
-        report(3, PROGRESS_TOTAL, f'running the model on {len(tiles)} tiles')
-        out = self.predict_tiles(tiles)
+        report(3, PROGRESS_TOTAL, f'running the model on {count} tiles')
+        out = self.predict_tiles(tiles).astype(np.float64)
         t2 = time.perf_counter()
         del tiles
-        quality_tiles = np.clip(out[:, 0].astype(np.float64), QUALITY_MIN, QUALITY_MAX)
-        probs = 1.0 / (1.0 + np.exp(-out[:, 1:].astype(np.float64)))
-        quality = float(np.clip(out[:, 0].astype(np.float64).mean(), QUALITY_MIN, QUALITY_MAX))
-        artifacts = {key: float(probs[:, i].mean()) for i, key in enumerate(ARTIFACT_KEYS)}
+        view_out = out[count] if self.global_weight > 0 else None
+        out = out[:count]
+        quality_tiles = np.clip(out[:, 0], QUALITY_MIN, QUALITY_MAX)
+        probs = 1.0 / (1.0 + np.exp(-out[:, 1:]))
+        quality = float(out[:, 0].mean())
+        mean_probs = probs.mean(axis=0)
+        extra: dict[str, Any] = {}
+        if view_out is not None:
+            w = self.global_weight
+            view_probs = 1.0 / (1.0 + np.exp(-view_out[1:]))
+            extra['globalView'] = {
+                'weight': w, 'quality': float(np.clip(view_out[0], QUALITY_MIN, QUALITY_MAX)),
+                'artifacts': {key: float(p) for key, p in zip(ARTIFACT_KEYS, view_probs,
+                                                               strict=True)}}
+            quality = (1 - w) * quality + w * float(view_out[0])
+            mean_probs = (1 - w) * mean_probs + w * view_probs
+        quality = float(np.clip(quality, QUALITY_MIN, QUALITY_MAX))
+        artifacts = {key: float(mean_probs[i]) for i, key in enumerate(ARTIFACT_KEYS)}
         report(4, PROGRESS_TOTAL, 'image quality metrics')
         iqms = compute_quality_metrics(volume.array, volume.spacing) if metrics else {}
         t3 = time.perf_counter()
@@ -166,6 +188,7 @@ class Assessor:
                 'artifacts': {key: [float(p) for p in probs[:, i]]
                               for i, key in enumerate(ARTIFACT_KEYS)},
             },
+            **extra,
             'metrics': iqms,
             'model': self.model,
             'volume': {

@@ -47,3 +47,29 @@ def extract_tiles(volume: np.ndarray, tile: int = TILE_SIZE) -> tuple[np.ndarray
                       dtype=np.int64)
     tiles = np.stack([volume[i:i + tile, j:j + tile, k:k + tile] for i, j, k in starts])
     return tiles, starts, (len(grid[0]), len(grid[1]), len(grid[2]))
+
+
+def global_view(volume: np.ndarray, spacing, tile: int = TILE_SIZE) -> np.ndarray:
+    """The whole volume as one ``tile``^3 view: isotropic voxels, centred, zero-padded.
+
+    Tiles see 64 voxels of the scan; artifacts that span the head (a bias field, a cut field of
+    view, wraparound) need the whole of it at once. The longest physical side fits the view;
+    axes are averaged down (area) where they shrink and linearly interpolated where they grow.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    spacing = np.asarray(spacing, dtype=np.float64)
+    extent = np.asarray(volume.shape) * spacing
+    step = float(extent.max()) / tile
+    size = [int(min(tile, max(1, round(e / step)))) for e in extent]
+    data = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None, None]
+    down = [min(s, n) for s, n in zip(size, volume.shape, strict=True)]
+    if down != list(volume.shape):
+        data = F.adaptive_avg_pool3d(data, down)
+    if down != size:
+        data = F.interpolate(data, size=size, mode='trilinear', align_corners=False)
+    out = np.zeros((tile, tile, tile), dtype=np.float32)
+    lo = [(tile - s) // 2 for s in size]
+    out[lo[0]:lo[0] + size[0], lo[1]:lo[1] + size[1], lo[2]:lo[2] + size[2]] = data[0, 0].numpy()
+    return out

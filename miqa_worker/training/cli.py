@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .artifacts import DEFAULT_PROBABILITY, DEFAULT_SEVERITY, FAMILY_NAMES
+from .artifacts import DEFAULT_FAMILIES, DEFAULT_PROBABILITY, DEFAULT_SEVERITY, FAMILY_NAMES
 from .synthetic import DEFAULT_TEST_SUBJECTS, SHARED_MRI, default_cache_dir
 from .train import TrainConfig
 
@@ -33,14 +33,14 @@ def main() -> None:
 @click.option('--shared-dir', type=click.Path(path_type=Path), default=SHARED_MRI,
               show_default=True, help='Real scans to use as bases (templates only if absent).')
 @click.option('--templates-only', is_flag=True, help='Ignore the real scans.')
-@click.option('--anatomies', default=12, show_default=True, help='Anatomies per subject.')
-@click.option('--variants', default=5, show_default=True, help='Artifact variants per anatomy.')
+@click.option('--anatomies', default=30, show_default=True, help='Anatomies per subject.')
+@click.option('--variants', default=4, show_default=True, help='Artifact variants per anatomy.')
 @click.option('--probability', default=DEFAULT_PROBABILITY, show_default=True,
               help='Probability of each artifact (0.1-0.5).')
 @click.option('--severity', nargs=2, type=float, default=DEFAULT_SEVERITY, show_default=True,
               help='Severity range of every artifact (0-1].')
-@click.option('--families', default=','.join(FAMILY_NAMES), show_default=True,
-              help='Comma-separated artifact families to simulate.')
+@click.option('--families', default=','.join(DEFAULT_FAMILIES), show_default=True,
+              help=f'Comma-separated artifact families to simulate, of {",".join(FAMILY_NAMES)}.')
 @click.option('--spacing', nargs=2, type=float, default=(1.0, 2.0), show_default=True,
               help='Range of the isotropic voxel size (mm) of generated volumes.')
 @click.option('--templates-only-subjects', default=10, show_default=True,
@@ -53,6 +53,10 @@ def generate(cache_dir, shared_dir, templates_only, anatomies, variants, probabi
     """Generate labelled volumes (cached, resumable) from real scans and the MNI152 template."""
     from .synthetic import generate as run
 
+    unknown = sorted(set(families.split(',')) - set(FAMILY_NAMES))
+    if unknown:
+        raise click.BadParameter(f'unknown families {", ".join(unknown)}; choose from '
+                                 f'{",".join(FAMILY_NAMES)}', param_hint='--families')
     index = run(cache_dir or default_cache_dir(), anatomies, variants, seed,
                 None if templates_only else shared_dir, tuple(families.split(',')),
                 probability, tuple(severity), templates_only_subjects, save_nifti,
@@ -87,6 +91,9 @@ def ingest(csv_path, cache_dir) -> None:
               help='ExponentialLR gamma per epoch.')
 @click.option('--weight-decay', default=TrainConfig.weight_decay, show_default=True)
 @click.option('--indicator-weight', default=TrainConfig.indicator_weight, show_default=True)
+@click.option('--global-view-weight', default=TrainConfig.global_view_weight, show_default=True,
+              help="Share of the whole-volume view in a scan's result (0: tiles only).")
+@click.option('--no-augment', is_flag=True, help='No random flips / axis orders of tiles.')
 @click.option('--eval-tiles', default=27, show_default=True,
               help='Most grid tiles per volume when evaluating.')
 @click.option('--test-subjects', default=','.join(DEFAULT_TEST_SUBJECTS), show_default=True,
@@ -104,9 +111,9 @@ def ingest(csv_path, cache_dir) -> None:
               show_default=True, help='Real scans to run the final model on (a sanity look).')
 @click.option('--quiet', is_flag=True, help='No progress bars.')
 def run(cache_dir, out_dir, folds, epochs, final_epochs, tiles_per_volume, batch_size, lr,
-        lr_decay, weight_decay, indicator_weight, eval_tiles, test_subjects, seed, resume,
-        device, threads, no_baseline, ship_to, version, preliminary, shared_dir,
-        quiet) -> None:
+        lr_decay, weight_decay, indicator_weight, global_view_weight, no_augment, eval_tiles,
+        test_subjects, seed, resume, device, threads, no_baseline, ship_to, version,
+        preliminary, shared_dir, quiet) -> None:
     """Cross-validate by subject, train the final model, evaluate, report (and ship)."""
     from .dataset import load_cache
     from .pipeline import run_pipeline, ship
@@ -116,6 +123,7 @@ def run(cache_dir, out_dir, folds, epochs, final_epochs, tiles_per_volume, batch
     config = TrainConfig(epochs=epochs, tiles_per_volume=tiles_per_volume,
                          batch_size=batch_size, learning_rate=lr, lr_decay=lr_decay,
                          weight_decay=weight_decay, indicator_weight=indicator_weight,
+                         global_view_weight=global_view_weight, augment=not no_augment,
                          seed=seed)
     cache_dir = cache_dir or default_cache_dir()
     subjects = tuple(s for s in test_subjects.split(',') if s)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..constants import ARTIFACT_KEYS, TILE_SIZE
-from ..tiling import extract_tiles, pad_to_tile
+from ..tiling import extract_tiles, global_view, pad_to_tile
 from .artifacts import FAMILY_NAMES
 from .labels import parse_bool, parse_quality, read_label_csv, write_index
 
@@ -30,6 +30,7 @@ class VolumeSet:
     severity: dict[str, np.ndarray] = field(default_factory=dict)  # family -> [N], NaN unknown
     rows: list[dict] = field(default_factory=list)
     local: list[dict] = field(default_factory=list)  # where local artifacts are, per volume
+    views: np.ndarray | None = None  # [N, 64, 64, 64] uint8: each whole volume as one view
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -41,7 +42,8 @@ class VolumeSet:
                          [self.volumes[i] for i in index], self.quality[index],
                          self.indicators[index], {k: v[index] for k, v in self.severity.items()},
                          [self.rows[i] for i in index] if self.rows else [],
-                         [self.local[i] for i in index] if self.local else [])
+                         [self.local[i] for i in index] if self.local else [],
+                         self.views[index] if self.views is not None else None)
 
 
 def _float(value: str | None) -> float:
@@ -56,18 +58,21 @@ def load_cache(cache_dir: Path | str) -> VolumeSet:
     cache_dir = Path(cache_dir)
     with (cache_dir / 'index.csv').open(newline='') as handle:
         rows = list(csv.DictReader(handle))
-    volumes, local = [], []
+    volumes, local, views = [], [], []
     for row in rows:
         with np.load(cache_dir / row['file']) as npz:
             volumes.append(npz['volume'])
             local.append(json.loads(str(npz['local'])) if 'local' in npz.files else {})
+            spacing = npz['spacing'] if 'spacing' in npz.files else np.ones(3)
+        views.append(np.round(global_view(volumes[-1], spacing)).astype(np.uint8))
     quality = np.array([parse_quality(r.get('quality')) for r in rows], dtype=np.float32)
     indicators = np.array([[parse_bool(r.get(k)) for k in ARTIFACT_KEYS] for r in rows],
                           dtype=np.float32).reshape(len(rows), len(ARTIFACT_KEYS))
     severity = {f: np.array([_float(r.get(f'severity_{f}')) for r in rows], dtype=np.float32)
                 for f in FAMILY_NAMES if rows and f'severity_{f}' in rows[0]}
     return VolumeSet([r['volume_id'] for r in rows], np.array([r['subject_id'] for r in rows]),
-                     volumes, quality, indicators, severity, rows, local)
+                     volumes, quality, indicators, severity, rows, local,
+                     np.stack(views) if views else None)
 
 
 def read_image_array(path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -183,24 +188,47 @@ def to_tensor(tiles: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(tiles.astype(np.float32) / 255.0)[:, None]
 
 
+def augment_tile(tile: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random flip of each axis and a random order of the axes: the labels do not change.
+
+    Scans come in every orientation and artifacts run along any axis, so the network should
+    not tie a finding to one; with few training anatomies this also fights memorising them.
+    """
+    tile = np.transpose(tile, rng.permutation(3))
+    flips = tuple(a for a in range(3) if rng.random() < 0.5)
+    return np.flip(tile, flips) if flips else tile
+
+
 def tile_batches(data: VolumeSet, index: np.ndarray, tiles_per_volume: int, batch_size: int,
-                 rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, ...]]:
-    """One epoch: random tiles of each volume, shuffled into batches.
+                 rng: np.random.Generator, global_views: bool = False,
+                 augment: bool = False) -> Iterator[tuple[torch.Tensor, ...]]:
+    """One epoch: random tiles of each volume (and its whole-volume view), shuffled into batches.
 
     A tile has its volume's quality and indicators, except local artifacts (see
-    ``tile_indicators``).
+    ``tile_indicators``); the whole-volume view always has the volume's labels.
     """
-    pairs = np.repeat(np.asarray(index, dtype=int), tiles_per_volume)
-    pairs = pairs[rng.permutation(len(pairs))]
-    for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start:start + batch_size]
+    index = np.asarray(index, dtype=int)
+    pairs = np.repeat(index, tiles_per_volume)
+    kinds = np.zeros(len(pairs), dtype=bool)  # True: the whole-volume view
+    if global_views and data.views is not None:
+        pairs = np.concatenate([pairs, index])
+        kinds = np.concatenate([kinds, np.ones(len(index), dtype=bool)])
+    order = rng.permutation(len(pairs))
+    pairs, kinds = pairs[order], kinds[order]
+    for first in range(0, len(pairs), batch_size):
+        chunk = pairs[first:first + batch_size]
         tiles, labels = [], []
-        for v in chunk:
-            tile, start = random_tiles(data.volumes[v], 1, rng)
-            tiles.append(tile[0])
+        for v, whole in zip(chunk, kinds[first:first + batch_size], strict=True):
             local = data.local[v] if data.local else {}
-            labels.append(tile_indicators(data.indicators[v], local, start[0],
-                                          data.volumes[v].shape) if local else
-                          data.indicators[v])
+            if whole:
+                tile = data.views[v]
+                label = data.indicators[v]
+            else:
+                found, start = random_tiles(data.volumes[v], 1, rng)
+                tile = found[0]
+                label = tile_indicators(data.indicators[v], local, start[0],
+                                        data.volumes[v].shape) if local else data.indicators[v]
+            tiles.append(augment_tile(tile, rng) if augment else tile)
+            labels.append(label)
         yield (to_tensor(np.stack(tiles)), torch.from_numpy(data.quality[chunk]),
                torch.from_numpy(np.stack(labels)))

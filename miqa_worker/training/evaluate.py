@@ -20,22 +20,47 @@ BIN_NAMES = ('poor (<4)', 'fair (4-7)', 'good (>=7)')
 @torch.no_grad()
 def predict(model: torch.nn.Module, data: VolumeSet, index: np.ndarray | None = None,
             max_tiles: int | None = 16, batch_size: int = 32,
-            device: str | torch.device = 'cpu') -> tuple[np.ndarray, np.ndarray]:
-    """Per volume, as at inference: mean tile quality [N], mean tile probabilities [N, 10]."""
+            device: str | torch.device = 'cpu', global_weight: float = 0.0
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Per volume, as at inference: quality [N] and probabilities [N, 10].
+
+    Each is the mean over tiles, blended with the whole-volume view's output at
+    ``global_weight`` (``combine``).
+    """
     model.eval()
-    index = np.arange(len(data)) if index is None else np.asarray(index, dtype=int)
-    quality, logits = [], []
+    index = np.asarray(index if index is not None else np.arange(len(data)), dtype=int)
+    use_view = global_weight > 0 and data.views is not None
+    out = []
     for v in index:
         tiles = grid_tiles(data.volumes[v], max_tiles)
+        if use_view:
+            tiles = np.concatenate([tiles, data.views[v][None]])
         outs = torch.cat([model(to_tensor(tiles[s:s + batch_size]).to(
             device, memory_format=torch.channels_last_3d)).float().cpu()
-            for s in range(0, len(tiles), batch_size)])
-        outs[:, 1:] = torch.sigmoid(outs[:, 1:])
-        mean = outs.mean(dim=0).numpy()
-        quality.append(mean[0])
-        logits.append(mean[1:])
-    return np.asarray(quality, dtype=np.float32), np.asarray(logits, dtype=np.float32).reshape(
-        len(index), len(ARTIFACT_KEYS))
+            for s in range(0, len(tiles), batch_size)]).numpy()
+        if use_view:
+            out.append(combine(outs[:-1], outs[-1], global_weight))
+        else:
+            out.append(combine(outs, None, 0.0))
+    result = np.asarray(out, dtype=np.float32).reshape(len(index), 1 + len(ARTIFACT_KEYS))
+    return result[:, 0], result[:, 1:]
+
+
+def combine(tile_outputs: np.ndarray, view_output: np.ndarray | None,
+            weight: float) -> np.ndarray:
+    """A scan's [quality, probabilities...] from raw network outputs, as the worker does it.
+
+    Tiles: mean quality and mean sigmoid probability; the whole-volume view's output is
+    blended in at ``weight``.
+    """
+    tile_outputs = np.asarray(tile_outputs, dtype=np.float64)
+    tiles = np.concatenate([tile_outputs[:, :1], 1 / (1 + np.exp(-tile_outputs[:, 1:]))], axis=1)
+    result = tiles.mean(axis=0)
+    if view_output is not None and weight > 0:
+        view = np.asarray(view_output, dtype=np.float64)
+        view = np.concatenate([view[:1], 1 / (1 + np.exp(-view[1:]))])
+        result = (1 - weight) * result + weight * view
+    return result
 
 
 def quality_bins(values: np.ndarray) -> np.ndarray:
@@ -126,25 +151,31 @@ def summarise(values: list[float | None]) -> dict:
 
 
 @torch.no_grad()
-def assess_array(model: torch.nn.Module, array: np.ndarray,
-                 device: str | torch.device = 'cpu', batch_size: int = 16) -> dict:
-    """Inference on one raw volume (all grid tiles, mean as in assessment.py)."""
+def assess_array(model: torch.nn.Module, array: np.ndarray, spacing=(1.0, 1.0, 1.0),
+                 device: str | torch.device = 'cpu', batch_size: int = 16,
+                 global_weight: float = 0.0) -> dict:
+    """Inference on one raw volume (all grid tiles and the whole view, as in assessment.py)."""
     from ..preprocessing import rescale_intensity
-    from ..tiling import extract_tiles
+    from ..tiling import extract_tiles, global_view
 
     model.eval()
-    tiles, _, _ = extract_tiles(rescale_intensity(array))
+    scaled = rescale_intensity(array)
+    tiles, _, _ = extract_tiles(scaled)
+    if global_weight > 0:
+        tiles = np.concatenate([tiles, global_view(scaled, spacing)[None]])
     batch = torch.from_numpy(tiles.astype(np.float32))[:, None]
     outs = torch.cat([model(batch[s:s + batch_size].to(device)).float().cpu()
-                      for s in range(0, len(batch), batch_size)])
-    probs = torch.sigmoid(outs[:, 1:]).mean(dim=0).numpy()
-    return {'quality': float(np.clip(outs[:, 0].mean().item(), 0, 10)), 'tiles': len(tiles),
-            'artifacts': {k: round(float(p), 4) for k, p in zip(ARTIFACT_KEYS, probs,
+                      for s in range(0, len(batch), batch_size)]).numpy()
+    result = (combine(outs[:-1], outs[-1], global_weight) if global_weight > 0
+              else combine(outs, None, 0.0))
+    return {'quality': float(np.clip(result[0], 0, 10)), 'tiles': len(tiles),
+            'artifacts': {k: round(float(p), 4) for k, p in zip(ARTIFACT_KEYS, result[1:],
                                                                  strict=True)}}
 
 
 def real_scan_check(model: torch.nn.Module, shared_dir, device: str | torch.device = 'cpu',
-                    subjects_of: dict[str, str] | None = None) -> list[dict]:
+                    subjects_of: dict[str, str] | None = None,
+                    global_weight: float = 0.0) -> list[dict]:
     """The model on every unmodified real scan of ``shared_dir`` (no labels: a sanity look).
 
     4D files give each of their first two volumes (the dcm_qa series has a real head motion
@@ -167,15 +198,17 @@ def real_scan_check(model: torch.nn.Module, shared_dir, device: str | torch.devi
         try:
             if name.endswith(('.nii', '.nii.gz')) and len(nib.load(path).shape) == 4:
                 img = nib.as_closest_canonical(nib.load(path))
-                arrays = [(f'{name}[{t}]', np.asarray(img.dataobj[..., t], dtype=np.float32))
-                          for t in range(min(2, img.shape[3]))]
+                zooms = img.header.get_zooms()[:3]
+                arrays = [(f'{name}[{t}]', np.asarray(img.dataobj[..., t], dtype=np.float32),
+                           zooms) for t in range(min(2, img.shape[3]))]
             else:
-                arrays = [(name, read_image_array(str(path))[0])]
+                arrays = [(name, *read_image_array(str(path)))]
         except Exception as exc:  # an unreadable file is reported, not fatal
             out.append({'file': name, 'error': f'{type(exc).__name__}: {exc}'})
             continue
-        for label, array in arrays:
+        for label, array, spacing in arrays:
             entry = {'file': label, 'subject': (subjects_of or {}).get(name, 'not a base'),
-                     **assess_array(model, array, device)}
+                     **assess_array(model, array, spacing, device,
+                                    global_weight=global_weight)}
             out.append(entry)
     return out

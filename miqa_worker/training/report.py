@@ -159,6 +159,10 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
     held = metrics.get('held_out_summary') or {}
     cfg = metrics.get('config', {})
     gen = metrics.get('generator') or {}
+    gw = float(cfg.get('global_view_weight') or 0.0)
+    families = [FAMILIES[name] for name in gen.get('families', FAMILIES) if name in FAMILIES]
+    omitted = [name for name in FAMILIES if name not in {f.name for f in families}]
+    untrained = [key for key in ARTIFACT_KEYS if key not in {f.indicator for f in families}]
     lines = ['# MIQA default model' + (' (preliminary short run)' if preliminary else ''), '']
     if preliminary:
         lines += ['**This is a preliminary short training run** so that the system has real '
@@ -167,25 +171,32 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
         '## What it is',
         '',
         'A MONAI `Classifier` (`miqa_worker.network.build_network`) on one-channel 64³ tiles of '
-        'the percentile-rescaled volume (`preprocessing.rescale_intensity`). Inference averages '
-        'the tile outputs: output 0 is overall quality (0–10), outputs 1–10 are the logits of '
-        'the ten indicators (`constants.ARTIFACT_KEYS`).',
+        'the percentile-rescaled volume (`preprocessing.rescale_intensity`). Output 0 is overall '
+        'quality (0–10), outputs 1–10 are the logits of the ten indicators '
+        '(`constants.ARTIFACT_KEYS`). A scan\'s result is the mean over its tiles'
+        + (f', blended at weight {gw:g} with the same network\'s output on the whole volume '
+           'seen as one more 64³ tile (`tiling.global_view`: isotropic voxels, the longest '
+           'side fitted). Tiles see fine texture (noise, spikes, ghosts); the whole view sees '
+           'what spans the head (a bias field, a cut field of view, wraparound).'
+           if gw else '.'),
         '',
         '## Trained on simulated artifacts',
         '',
         '**All labels are simulated.** Training volumes are generated from a few real scans '
         '(../shared/data/mri, see SOURCES.md there) and the MNI152 template with random '
         'resolution, slice thickness, tilt, elastic deformation, contrast and field of view; '
-        'then artifacts are simulated with known severity: ghosting, motion, spike '
-        '(→ `ghosting_motion`), bias field (→ `inhomogeneity`), wraparound (→ `wraparound`), '
-        'cut field of view (→ `incomplete_coverage`), k-space truncation (→ `truncation`) and '
-        'Rician noise (no indicator; lowers quality only). Quality = 10 minus a penalty per '
-        'artifact proportional to its severity (see `miqa_worker/training/artifacts.py`).',
+        'then artifacts are simulated with known severity: '
+        + ', '.join(f'{f.name} (→ `{f.indicator}`)' if f.indicator else
+                    f'{f.name} (no indicator; lowers quality only)' for f in families)
+        + '. Quality = 10 minus a penalty per artifact proportional to its severity (see '
+        '`miqa_worker/training/artifacts.py`).'
+        + (' Not simulated for this model: ' + ', '.join(omitted) + ' (its indicator was '
+           'never trained; see Limits).' if omitted else ''),
         '',
         '| family | indicator | quality penalty at severity 1 |',
         '|---|---|---|',
         *[f'| {f.name} | {f.indicator or "none (quality only)"} | {f.max_penalty:g} |'
-          for f in FAMILIES.values()],
+          for f in families],
         '',
         (f'Each artifact is applied with probability {gen.get("probability")} and a severity '
          f'drawn from {gen.get("severity")}; penalties add up (quality clipped at 0).'
@@ -194,8 +205,8 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
         'What this means for real scans: the quality score measures how strongly a scan '
         'resembles our simulated corruptions, not a radiologist\'s judgement. Real motion, '
         'ghosting and inhomogeneity look different from their simulations in many ways; the '
-        'indicators normal_variant, lesion, misalignment, susceptibility_metal and '
-        'flow_artifact were never trained (unknown labels) and their outputs are meaningless. '
+        'indicators ' + ', '.join(untrained) + ' were never trained (unknown labels) and their '
+        'outputs are meaningless. '
         'Scans unlike the training bases (other contrasts, children, 4D, CT) are out of '
         'distribution. Use it to sort and flag scans for human review, never to reject them '
         'automatically; fine-tune on a project\'s own review decisions (a label CSV) when '
@@ -215,7 +226,11 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
         f'(lr {cfg.get("learning_rate")}, weight decay {cfg.get("weight_decay")}), exponential '
         f'decay {cfg.get("lr_decay")} per epoch, {cfg.get("epochs")} epochs per fold, '
         f'{metrics.get("final_epochs")} for the final model, {cfg.get("tiles_per_volume")} '
-        f'random tiles per volume per epoch, batch {cfg.get("batch_size")}, seed '
+        f'random tiles per volume per epoch'
+        + (' plus its whole-volume view' if gw else '')
+        + (', each randomly flipped along every axis and with its axes in random order'
+           if cfg.get('augment') else '')
+        + f', batch {cfg.get("batch_size")}, seed '
         f'{cfg.get("seed")}. Folds split by subject. A tile carries its volume\'s quality and '
         'indicators, except for local artifacts: `incomplete_coverage` is positive only in '
         'tiles touching the cut face and `wraparound` only in tiles holding folded-in tissue, '
@@ -289,6 +304,7 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
                          f'--anatomies '
                          f'{gen["anatomies_per_subject"]} --variants {gen["variants"]} '
                          f'--seed {gen["seed"]} --probability {gen["probability"]}'
+                         + (f' --families {",".join(gen["families"])}' if omitted else '')
                          + (' --templates-only' if gen.get('templates_only') else ''))
         if metrics.get('command'):
             lines.append(metrics['command'])

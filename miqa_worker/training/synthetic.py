@@ -199,7 +199,7 @@ def _seed(*parts: object) -> int:
 
 def generate(cache_dir: Path, anatomies_per_subject: int = 12, variants: int = 5,
              seed: int = 0, shared_dir: Path | None = SHARED_MRI,
-             families: tuple[str, ...] = art.FAMILY_NAMES,
+             families: tuple[str, ...] = art.DEFAULT_FAMILIES,
              probability: float = art.DEFAULT_PROBABILITY,
              severity: tuple[float, float] = art.DEFAULT_SEVERITY,
              templates_only_subjects: int = 10, save_nifti: bool = False,

@@ -33,6 +33,10 @@ class TrainConfig:
     indicator_weight: float = 5.0
     eval_tiles: int = 12  # grid tiles per volume for the per-epoch validation (all at the end)
     seed: int = 0
+    # Share of the whole-volume view in a scan's result (the tiles' mean has the rest); the
+    # view is trained alongside the tiles when > 0.
+    global_view_weight: float = 0.5
+    augment: bool = True  # random flips and axis orders of every training tile
 
 
 def pick_device(name: str | None = None) -> torch.device:
@@ -109,11 +113,14 @@ def train_model(data: VolumeSet, train_index: np.ndarray, val_index: np.ndarray 
         torch.manual_seed(config.seed * 1000 + epoch)
         model.train()
         began = time.time()
-        n_batches = -(-len(train_index) * config.tiles_per_volume // config.batch_size)
+        views = config.global_view_weight > 0 and data.views is not None
+        per_volume = config.tiles_per_volume + int(views)
+        n_batches = -(-len(train_index) * per_volume // config.batch_size)
         sums = {'loss': 0.0, 'quality': 0.0, 'indicators': 0.0}
-        bar = tqdm(tile_batches(data, train_index, config.tiles_per_volume, config.batch_size,
-                                rng), total=n_batches, desc=f'{desc} epoch {epoch + 1}/'
-                   f'{config.epochs}', unit='batch', leave=False, disable=not progress)
+        batches = tile_batches(data, train_index, config.tiles_per_volume, config.batch_size,
+                               rng, views, config.augment)
+        bar = tqdm(batches, total=n_batches, desc=f'{desc} epoch {epoch + 1}/{config.epochs}',
+                   unit='batch', leave=False, disable=not progress)
         for tiles, quality, indicators in bar:
             outputs = model(tiles.to(device, memory_format=torch.channels_last_3d))
             loss, parts = miqa_loss(outputs, quality.to(device), indicators.to(device),
@@ -130,7 +137,8 @@ def train_model(data: VolumeSet, train_index: np.ndarray, val_index: np.ndarray 
                  **{f'train_{k}': v / max(n_batches, 1) for k, v in sums.items()},
                  'seconds': time.time() - began}
         if val_index is not None and len(val_index):
-            pq, probs = predict(model, data, val_index, config.eval_tiles, device=device)
+            pq, probs = predict(model, data, val_index, config.eval_tiles, device=device,
+                                global_weight=config.global_view_weight)
             m = metrics(data, val_index, pq, probs)
             logits = np.log(np.clip(probs, 1e-6, 1 - 1e-6) / np.clip(1 - probs, 1e-6, 1))
             with torch.no_grad():

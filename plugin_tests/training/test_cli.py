@@ -80,10 +80,28 @@ def test_generate_train_report_resume(tmp_path):
     shipped = tmp_path / 'model'
     info = json.loads((shipped / 'model.json').read_text())
     assert info['name'] == 'model' and info['version'] == '0.1.0'
+    assert info['global_view_weight'] == 0.5  # the whole-volume view is on by default
     for name in ('weights.pt', 'MODEL_CARD.md', 'metrics.json'):
         assert (shipped / name).is_file()
     from miqa_worker.model_store import load_model
 
     network, loaded = load_model(shipped)
     assert loaded['version'] == '0.1.0'
+    from miqa_worker.assessment import Assessor
+    from miqa_worker.image_io import ScanVolume
+
+    volume = np.load(cache / rows[0]['file'])['volume'].astype(np.float32)
+    result = Assessor(shipped, threads=1).assess_volume(
+        ScanVolume(volume, (4.0, 4.0, 4.0), 'RAS', 'array'), metrics=False)
+    assert result['globalView']['weight'] == 0.5 and 0 <= result['quality'] <= 10
+    card = (out / 'MODEL_CARD.md').read_text(encoding='utf-8')
+    assert 'whole volume' in card and 'Not simulated for this model: truncation' in card
     shutil.rmtree(out)
+
+
+def test_generate_refuses_unknown_families(tmp_path):
+    result = CliRunner().invoke(main, ['generate', '--cache-dir', str(tmp_path / 'c'),
+                                       '--families', 'ghosting,wobble'])
+    assert result.exit_code == 2
+    assert 'unknown families wobble' in result.output
+    assert not (tmp_path / 'c').exists()

@@ -109,3 +109,38 @@ def test_local_artifacts_label_only_the_tiles_that_show_them():
     negative = volume.copy()
     negative[COVERAGE] = 0.0
     assert tile_indicators(negative, local, np.array([0, 0, 56]), shape)[COVERAGE] == 0
+
+
+def test_augmented_tiles_are_flips_and_axis_orders_of_the_tile():
+    from miqa_worker.training.dataset import augment_tile
+
+    rng = np.random.default_rng(0)
+    tile = np.arange(4 * 5 * 6).reshape(4, 5, 6)
+    seen = set()
+    for _ in range(200):
+        out = augment_tile(tile, rng)
+        assert sorted(out.ravel().tolist()) == tile.ravel().tolist()
+        seen.add((out.shape, int(out.flat[0])))
+    assert len({shape for shape, _ in seen}) == 6  # every axis order
+    assert len({corner for _, corner in seen}) == 8  # every corner first: every flip
+
+
+def test_epoch_batches_hold_every_tile_and_each_whole_volume_view():
+    from miqa_worker.training.dataset import VolumeSet, tile_batches
+
+    rng = np.random.default_rng(1)
+    volumes = [rng.integers(0, 255, (70, 66, 64), dtype=np.uint8) for _ in range(3)]
+    views = np.stack([np.full((64, 64, 64), 10 * (n + 1), np.uint8) for n in range(3)])
+    indicators = np.zeros((3, 10), np.float32)
+    data = VolumeSet(['a', 'b', 'c'], np.array(['s1', 's2', 's3']), volumes,
+                     np.array([1.0, 5.0, 9.0], np.float32), indicators, views=views)
+    batches = list(tile_batches(data, np.array([0, 2]), 3, 4, rng, global_views=True,
+                                augment=True))
+    tiles = torch.cat([b[0] for b in batches])
+    quality = torch.cat([b[1] for b in batches])
+    assert tiles.shape == (8, 1, 64, 64, 64)  # 2 volumes x (3 tiles + 1 view)
+    assert sorted(quality.tolist()) == [1.0] * 4 + [9.0] * 4
+    constant = [t for t in tiles if float(t.std()) == 0]
+    assert sorted(round(float(t.mean()) * 255) for t in constant) == [10, 30]
+    without = list(tile_batches(data, np.array([0, 2]), 3, 4, rng))
+    assert sum(len(b[0]) for b in without) == 6

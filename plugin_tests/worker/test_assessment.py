@@ -64,6 +64,39 @@ def test_quality_is_the_mean_of_the_tile_outputs(assessor):
     assert result['metrics'] == {}
 
 
+def test_the_whole_volume_view_is_blended_in_at_the_model_weight(model_dir, tmp_path):
+    """A model whose model.json says global_view_weight also runs the whole-volume view."""
+    import shutil
+
+    from miqa_worker.assessment import make_tiles
+    from miqa_worker.preprocessing import rescale_intensity
+    from miqa_worker.tiling import global_view
+
+    target = tmp_path / 'with-view'
+    shutil.copytree(model_dir / TEST_MODEL, target)
+    info = json.loads((target / 'model.json').read_text(encoding='utf-8'))
+    (target / 'model.json').write_text(json.dumps({**info, 'global_view_weight': 0.3}),
+                                       encoding='utf-8')
+    with_view = Assessor(target)
+    volume = read_volume_from_array(head_phantom((90, 80, 70)))
+    volume.spacing = (1.0, 1.2, 1.5)
+    result = with_view.assess_volume(volume, metrics=False)
+    tiles, _, _, _ = make_tiles(volume.array)
+    view = global_view(rescale_intensity(volume.array), volume.spacing)
+    out = with_view.predict_tiles(np.concatenate([tiles, view[None]])).astype(np.float64)
+    sig = 1 / (1 + np.exp(-out[:, 1:]))
+    assert result['globalView']['weight'] == 0.3
+    assert result['globalView']['quality'] == pytest.approx(float(np.clip(out[-1, 0], 0, 10)))
+    assert list(result['globalView']['artifacts'].values()) == pytest.approx(list(sig[-1]))
+    expected_q = 0.7 * out[:-1, 0].mean() + 0.3 * out[-1, 0]
+    assert result['quality'] == pytest.approx(float(np.clip(expected_q, 0, 10)))
+    expected = 0.7 * sig[:-1].mean(axis=0) + 0.3 * sig[-1]
+    assert list(result['artifacts'].values()) == pytest.approx(list(expected))
+    assert len(result['tileMap']['quality']) == len(tiles)  # the view is not a tile of the map
+    plain = Assessor(model_dir / TEST_MODEL).assess_volume(volume, metrics=False)
+    assert 'globalView' not in plain
+
+
 def read_volume_from_array(array):
     from miqa_worker.image_io import ScanVolume
 

@@ -67,3 +67,27 @@ def test_fast_tiles_equal_the_reference_pipeline(shape):
     np.testing.assert_array_equal(starts, ref_starts)
     np.testing.assert_allclose(tiles, ref_tiles, atol=1e-6)
     assert tiles.dtype == np.float32 and tiles.min() >= 0.0 and tiles.max() <= 1.0
+
+
+def test_global_view_keeps_physical_proportions_and_centres_the_volume():
+    from miqa_worker.tiling import global_view
+
+    # 200 x 100 x 40 voxels of 1 x 1 x 2.5 mm: 200 x 100 x 100 mm -> 64 x 32 x 32 voxels
+    volume = np.ones((200, 100, 40), np.float32)
+    view = global_view(volume, (1.0, 1.0, 2.5))
+    assert view.shape == (T, T, T) and view.dtype == np.float32
+    inside = np.argwhere(view > 0.5)
+    assert inside.min(axis=0).tolist() == [0, 16, 16]
+    assert inside.max(axis=0).tolist() == [63, 47, 47]
+    np.testing.assert_allclose(view[0:64, 16:48, 16:48], 1.0, atol=1e-6)  # area mean of ones
+    assert view[:, :16].max() == 0 and view[:, 48:].max() == 0
+
+
+def test_global_view_of_a_small_volume_is_interpolated_up():
+    from miqa_worker.tiling import global_view
+
+    volume = np.zeros((32, 32, 16), np.float32)
+    volume[:16] = 1.0
+    view = global_view(volume, (2.0, 2.0, 2.0))  # 64 x 64 x 32 mm: 64 x 64 x 32 voxels
+    assert view[:30, :, 16:48].min() > 0.99 and view[34:, :, 16:48].max() < 0.01
+    assert view[:, :, :16].max() == 0 and view[:, :, 48:].max() == 0
