@@ -92,6 +92,13 @@ def make_tiles(array: np.ndarray, tile: int = TILE_SIZE) -> tuple[np.ndarray, np
     return tiles, starts, (len(grid[0]), len(grid[1]), len(grid[2])), shape  # type: ignore
 
 
+def whole_view(volume: ScanVolume) -> np.ndarray:
+    """The normalised whole volume as one 64^3 view (``tiling.global_view``), as in training."""
+    low, high = intensity_range(volume.array)
+    scaled = rescale_into(np.array(volume.array, dtype=np.float32, copy=True), low, high)
+    return global_view(scaled, volume.spacing)
+
+
 class Assessor:
     """A loaded model that assesses scans; create once per process (see :func:`get_assessor`)."""
 
@@ -144,8 +151,7 @@ class Assessor:
         tiles, starts, grid, padded = make_tiles(volume.array)
         count = len(tiles)
         if self.global_weight > 0:
-            view = global_view(rescale_intensity(volume.array), volume.spacing)
-            tiles = np.concatenate([tiles, view[None]])
+            tiles = np.concatenate([tiles, whole_view(volume)[None]])
         t1 = time.perf_counter()
         report(3, PROGRESS_TOTAL, f'running the model on {count} tiles')
         out = self.predict_tiles(tiles).astype(np.float64)

@@ -93,6 +93,8 @@ def ingest(csv_path, cache_dir) -> None:
 @click.option('--indicator-weight', default=TrainConfig.indicator_weight, show_default=True)
 @click.option('--global-view-weight', default=TrainConfig.global_view_weight, show_default=True,
               help="Share of the whole-volume view in a scan's result (0: tiles only).")
+@click.option('--views-per-volume', default=TrainConfig.views_per_volume, show_default=True,
+              help='Whole-volume views per volume per epoch (with a view weight > 0).')
 @click.option('--no-augment', is_flag=True, help='No random flips / axis orders of tiles.')
 @click.option('--eval-tiles', default=27, show_default=True,
               help='Most grid tiles per volume when evaluating.')
@@ -111,9 +113,9 @@ def ingest(csv_path, cache_dir) -> None:
               show_default=True, help='Real scans to run the final model on (a sanity look).')
 @click.option('--quiet', is_flag=True, help='No progress bars.')
 def run(cache_dir, out_dir, folds, epochs, final_epochs, tiles_per_volume, batch_size, lr,
-        lr_decay, weight_decay, indicator_weight, global_view_weight, no_augment, eval_tiles,
-        test_subjects, seed, resume, device, threads, no_baseline, ship_to, version,
-        preliminary, shared_dir, quiet) -> None:
+        lr_decay, weight_decay, indicator_weight, global_view_weight, views_per_volume,
+        no_augment, eval_tiles, test_subjects, seed, resume, device, threads, no_baseline,
+        ship_to, version, preliminary, shared_dir, quiet) -> None:
     """Cross-validate by subject, train the final model, evaluate, report (and ship)."""
     from .dataset import load_cache
     from .pipeline import run_pipeline, ship
@@ -123,7 +125,8 @@ def run(cache_dir, out_dir, folds, epochs, final_epochs, tiles_per_volume, batch
     config = TrainConfig(epochs=epochs, tiles_per_volume=tiles_per_volume,
                          batch_size=batch_size, learning_rate=lr, lr_decay=lr_decay,
                          weight_decay=weight_decay, indicator_weight=indicator_weight,
-                         global_view_weight=global_view_weight, augment=not no_augment,
+                         global_view_weight=global_view_weight,
+                         views_per_volume=views_per_volume, augment=not no_augment,
                          seed=seed)
     cache_dir = cache_dir or default_cache_dir()
     subjects = tuple(s for s in test_subjects.split(',') if s)

@@ -200,9 +200,10 @@ def augment_tile(tile: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def tile_batches(data: VolumeSet, index: np.ndarray, tiles_per_volume: int, batch_size: int,
-                 rng: np.random.Generator, global_views: bool = False,
+                 rng: np.random.Generator, global_views: int = 0,
                  augment: bool = False) -> Iterator[tuple[torch.Tensor, ...]]:
-    """One epoch: random tiles of each volume (and its whole-volume view), shuffled into batches.
+    """One epoch: random tiles of each volume and ``global_views`` copies of its whole-volume
+    view (differently augmented), shuffled into batches.
 
     A tile has its volume's quality and indicators, except local artifacts (see
     ``tile_indicators``); the whole-volume view always has the volume's labels.
@@ -211,8 +212,9 @@ def tile_batches(data: VolumeSet, index: np.ndarray, tiles_per_volume: int, batc
     pairs = np.repeat(index, tiles_per_volume)
     kinds = np.zeros(len(pairs), dtype=bool)  # True: the whole-volume view
     if global_views and data.views is not None:
-        pairs = np.concatenate([pairs, index])
-        kinds = np.concatenate([kinds, np.ones(len(index), dtype=bool)])
+        views = np.repeat(index, int(global_views))
+        pairs = np.concatenate([pairs, views])
+        kinds = np.concatenate([kinds, np.ones(len(views), dtype=bool)])
     order = rng.permutation(len(pairs))
     pairs, kinds = pairs[order], kinds[order]
     for first in range(0, len(pairs), batch_size):

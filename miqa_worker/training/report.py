@@ -227,7 +227,7 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
         f'decay {cfg.get("lr_decay")} per epoch, {cfg.get("epochs")} epochs per fold, '
         f'{metrics.get("final_epochs")} for the final model, {cfg.get("tiles_per_volume")} '
         f'random tiles per volume per epoch'
-        + (' plus its whole-volume view' if gw else '')
+        + (f' plus {cfg.get("views_per_volume", 1)} copies of its whole-volume view' if gw else '')
         + (', each randomly flipped along every axis and with its axes in random order'
            if cfg.get('augment') else '')
         + f', batch {cfg.get("batch_size")}, seed '

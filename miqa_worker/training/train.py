@@ -36,6 +36,7 @@ class TrainConfig:
     # Share of the whole-volume view in a scan's result (the tiles' mean has the rest); the
     # view is trained alongside the tiles when > 0.
     global_view_weight: float = 0.5
+    views_per_volume: int = 2  # whole-volume views per volume per epoch (they carry exact labels)
     augment: bool = True  # random flips and axis orders of every training tile
 
 
@@ -113,8 +114,9 @@ def train_model(data: VolumeSet, train_index: np.ndarray, val_index: np.ndarray 
         torch.manual_seed(config.seed * 1000 + epoch)
         model.train()
         began = time.time()
-        views = config.global_view_weight > 0 and data.views is not None
-        per_volume = config.tiles_per_volume + int(views)
+        use_views = config.global_view_weight > 0 and data.views is not None
+        views = config.views_per_volume if use_views else 0
+        per_volume = config.tiles_per_volume + views
         n_batches = -(-len(train_index) * per_volume // config.batch_size)
         sums = {'loss': 0.0, 'quality': 0.0, 'indicators': 0.0}
         batches = tile_batches(data, train_index, config.tiles_per_volume, config.batch_size,

@@ -77,3 +77,17 @@ def test_pipeline_stacks_penalties_and_clips():
     labels = art.apply_artifacts(subject, transforms)[art.LABELS_KEY]
     assert labels['quality'] == 0.0  # the penalties sum to far more than 10
     assert all(v == 1.0 for v in labels['severity'].values())
+
+
+@pytest.mark.parametrize('severity', [0.25, 1.0])
+def test_bias_field_shades_the_head_by_the_documented_ratio(severity):
+    """Brightest over darkest gain inside the head (2nd-98th percentile) is exp(2 a)."""
+    data = _phantom()
+    head = data > 0
+    for seed in range(3):
+        out, _ = art.RandomBiasFieldArtifact().corrupt(data, np.eye(4), severity,
+                                                       np.random.default_rng(seed))
+        gain = out[head] / data[head]
+        low, high = np.percentile(np.log(gain), [2, 98])
+        assert high - low == pytest.approx(2 * (0.25 + 0.35 * severity), rel=0.02)
+        assert np.all(out[~head] == 0)
