@@ -157,4 +157,3 @@ def test_every_readable_real_scan_assesses_to_finite_numbers(assessor, shared_mr
     for path in files:
         result = assessor.assess_file(path)
         _check_result(result, tuple(read_volume(path).shape))
-        assert result['timings']['total'] < 30, path.name
