@@ -85,6 +85,7 @@ def main(repeats: int, threads: int, input_path: str | None) -> None:
 
     from miqa_worker.assessment import Assessor, make_tiles, whole_view
     from miqa_worker.image_io import read_volume, warm_up_itk
+    from miqa_worker.preprocessing import intensity_range
     from miqa_worker.quality_metrics import compute_quality_metrics
     from miqa_worker.tiling import extract_tiles
 
@@ -110,9 +111,10 @@ def main(repeats: int, threads: int, input_path: str | None) -> None:
             t0 = time.perf_counter()
             volume = read_volume(path)
             t1 = time.perf_counter()
-            tiles, _, _, _ = make_tiles(volume.array)
+            value_range = intensity_range(volume.array)
+            tiles, _, _, _ = make_tiles(volume.array, value_range=value_range)
             if assessor.global_weight > 0:  # the whole-volume view, as assess_volume does
-                tiles = np.concatenate([tiles, whole_view(volume)[None]])
+                tiles = np.concatenate([tiles, whole_view(volume, value_range)[None]])
             t2 = time.perf_counter()
             out = assessor.predict_tiles(tiles)
             float(out[:, 0].mean())

@@ -33,7 +33,7 @@ import numpy as np
 
 from .constants import ARTIFACT_KEYS, DEFAULT_MODEL, QUALITY_MAX, QUALITY_MIN, TILE_SIZE
 from .image_io import ScanVolume, read_volume, warm_up_itk
-from .preprocessing import intensity_range, rescale_intensity, rescale_into
+from .preprocessing import intensity_range, rescale_into
 from .quality_metrics import compute_quality_metrics
 from .tiling import global_view, pad_to_tile, tile_grid
 
@@ -60,21 +60,23 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def make_tiles(array: np.ndarray, tile: int = TILE_SIZE) -> tuple[np.ndarray, np.ndarray,
-                                                                  tuple[int, int, int],
-                                                                  tuple[int, int, int]]:
+def make_tiles(array: np.ndarray, tile: int = TILE_SIZE,
+               value_range: tuple[float, float] | None = None
+               ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int], tuple[int, int, int]]:
     """Normalised tiles of a volume, like ``extract_tiles(rescale_intensity(array))``.
 
-    Faster: the percentiles are found without sorting, and the rescale runs in place on the
-    tiles rather than on a full copy of the volume. Returns (tiles [N, t, t, t] float32,
-    starts [N, 3], grid shape, padded shape).
+    Faster: the percentiles are found without sorting (or taken from ``value_range``, the
+    volume's ``intensity_range``), and the rescale runs in place on the tiles rather than on a
+    full copy of the volume. Returns (tiles [N, t, t, t] float32, starts [N, 3], grid shape,
+    padded shape).
     """
+    low, high = value_range or intensity_range(array)
     if any(s < tile for s in array.shape):
-        volume = pad_to_tile(rescale_intensity(array), tile)
+        volume = pad_to_tile(rescale_into(np.array(array, dtype=np.float32, copy=True),
+                                          low, high), tile)
         low = high = None
     else:
         volume = array
-        low, high = intensity_range(array)
     grid = tile_grid(volume.shape, tile)
     count = len(grid[0]) * len(grid[1]) * len(grid[2])
     tiles = np.empty((count, tile, tile, tile), dtype=np.float32)
@@ -92,9 +94,10 @@ def make_tiles(array: np.ndarray, tile: int = TILE_SIZE) -> tuple[np.ndarray, np
     return tiles, starts, (len(grid[0]), len(grid[1]), len(grid[2])), shape  # type: ignore
 
 
-def whole_view(volume: ScanVolume) -> np.ndarray:
+def whole_view(volume: ScanVolume, value_range: tuple[float, float] | None = None
+               ) -> np.ndarray:
     """The normalised whole volume as one 64^3 view (``tiling.global_view``), as in training."""
-    low, high = intensity_range(volume.array)
+    low, high = value_range or intensity_range(volume.array)
     scaled = rescale_into(np.array(volume.array, dtype=np.float32, copy=True), low, high)
     return global_view(scaled, volume.spacing)
 
@@ -148,10 +151,11 @@ class Assessor:
         report = progress or (lambda current, total, message: None)
         t0 = time.perf_counter()
         report(2, PROGRESS_TOTAL, 'normalising and tiling')
-        tiles, starts, grid, padded = make_tiles(volume.array)
+        value_range = intensity_range(volume.array)
+        tiles, starts, grid, padded = make_tiles(volume.array, value_range=value_range)
         count = len(tiles)
         if self.global_weight > 0:
-            tiles = np.concatenate([tiles, whole_view(volume)[None]])
+            tiles = np.concatenate([tiles, whole_view(volume, value_range)[None]])
         t1 = time.perf_counter()
         report(3, PROGRESS_TOTAL, f'running the model on {count} tiles')
         out = self.predict_tiles(tiles).astype(np.float64)
