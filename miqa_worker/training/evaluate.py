@@ -8,9 +8,11 @@ import numpy as np
 import torch
 from sklearn.metrics import confusion_matrix, r2_score, roc_auc_score, roc_curve
 
+from ..assessment import Assessor, blend_outputs
 from ..constants import ARTIFACT_KEYS
+from ..image_io import ScanVolume
 from .artifacts import FAMILIES
-from .dataset import VolumeSet, grid_tiles, to_tensor
+from .dataset import VolumeSet, grid_tiles
 
 # Quality bins of the confusion matrix: [0, 4) poor, [4, 7) fair, [7, 10] good.
 QUALITY_BINS = (4.0, 7.0)
@@ -19,15 +21,15 @@ BIN_NAMES = ('poor (<4)', 'fair (4-7)', 'good (>=7)')
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, data: VolumeSet, index: np.ndarray | None = None,
-            max_tiles: int | None = 16, batch_size: int = 32,
-            device: str | torch.device = 'cpu', global_weight: float = 0.0
+            max_tiles: int | None = 16, batch_size: int = 32, global_weight: float = 0.0
             ) -> tuple[np.ndarray, np.ndarray]:
     """Per volume, as at inference: quality [N] and probabilities [N, 10].
 
     Each is the mean over tiles, blended with the whole-volume view's output at
-    ``global_weight`` (``combine``).
+    ``global_weight`` (``assessment.blend_outputs``), on the device the model is on.
     """
     model.eval()
+    assessor = Assessor.from_network(model, global_weight, batch_size=batch_size)
     index = np.asarray(index if index is not None else np.arange(len(data)), dtype=int)
     use_view = global_weight > 0 and data.views is not None
     out = []
@@ -35,32 +37,11 @@ def predict(model: torch.nn.Module, data: VolumeSet, index: np.ndarray | None = 
         tiles = grid_tiles(data.volumes[v], max_tiles)
         if use_view:
             tiles = np.concatenate([tiles, data.views[v][None]])
-        outs = torch.cat([model(to_tensor(tiles[s:s + batch_size]).to(
-            device, memory_format=torch.channels_last_3d)).float().cpu()
-            for s in range(0, len(tiles), batch_size)]).numpy()
-        if use_view:
-            out.append(combine(outs[:-1], outs[-1], global_weight))
-        else:
-            out.append(combine(outs, None, 0.0))
+        outs = assessor.predict_tiles(tiles.astype(np.float32) / np.float32(255.0))
+        out.append(blend_outputs(outs[:-1], outs[-1], global_weight) if use_view
+                   else blend_outputs(outs))
     result = np.asarray(out, dtype=np.float32).reshape(len(index), 1 + len(ARTIFACT_KEYS))
     return result[:, 0], result[:, 1:]
-
-
-def combine(tile_outputs: np.ndarray, view_output: np.ndarray | None,
-            weight: float) -> np.ndarray:
-    """A scan's [quality, probabilities...] from raw network outputs, as the worker does it.
-
-    Tiles: mean quality and mean sigmoid probability; the whole-volume view's output is
-    blended in at ``weight``.
-    """
-    tile_outputs = np.asarray(tile_outputs, dtype=np.float64)
-    tiles = np.concatenate([tile_outputs[:, :1], 1 / (1 + np.exp(-tile_outputs[:, 1:]))], axis=1)
-    result = tiles.mean(axis=0)
-    if view_output is not None and weight > 0:
-        view = np.asarray(view_output, dtype=np.float64)
-        view = np.concatenate([view[:1], 1 / (1 + np.exp(-view[1:]))])
-        result = (1 - weight) * result + weight * view
-    return result
 
 
 def quality_bins(values: np.ndarray) -> np.ndarray:
@@ -150,30 +131,7 @@ def summarise(values: list[float | None]) -> dict:
     return {'mean': float(np.mean(good)), 'std': float(np.std(good)), 'n': len(good)}
 
 
-@torch.no_grad()
-def assess_array(model: torch.nn.Module, array: np.ndarray, spacing=(1.0, 1.0, 1.0),
-                 device: str | torch.device = 'cpu', batch_size: int = 16,
-                 global_weight: float = 0.0) -> dict:
-    """Inference on one raw volume (all grid tiles and the whole view, as in assessment.py)."""
-    from ..preprocessing import rescale_intensity
-    from ..tiling import extract_tiles, global_view
-
-    model.eval()
-    scaled = rescale_intensity(array)
-    tiles, _, _ = extract_tiles(scaled)
-    if global_weight > 0:
-        tiles = np.concatenate([tiles, global_view(scaled, spacing)[None]])
-    batch = torch.from_numpy(tiles.astype(np.float32))[:, None]
-    outs = torch.cat([model(batch[s:s + batch_size].to(device)).float().cpu()
-                      for s in range(0, len(batch), batch_size)]).numpy()
-    result = (combine(outs[:-1], outs[-1], global_weight) if global_weight > 0
-              else combine(outs, None, 0.0))
-    return {'quality': float(np.clip(result[0], 0, 10)), 'tiles': len(tiles),
-            'artifacts': {k: round(float(p), 4) for k, p in zip(ARTIFACT_KEYS, result[1:],
-                                                                 strict=True)}}
-
-
-def real_scan_check(model: torch.nn.Module, shared_dir, device: str | torch.device = 'cpu',
+def real_scan_check(model: torch.nn.Module, shared_dir,
                     subjects_of: dict[str, str] | None = None,
                     global_weight: float = 0.0) -> list[dict]:
     """The model on every unmodified real scan of ``shared_dir`` (no labels: a sanity look).
@@ -191,6 +149,8 @@ def real_scan_check(model: torch.nn.Module, shared_dir, device: str | torch.devi
     shared_dir = Path(shared_dir)
     if not shared_dir.is_dir():
         return out
+    model.eval()
+    assessor = Assessor.from_network(model, global_weight)
     names = sorted(p.name for p in shared_dir.iterdir() if p.is_file() and p.name.endswith(
         ('.nii', '.nii.gz', '.nrrd', '.mha')))
     for name in names:
@@ -207,8 +167,11 @@ def real_scan_check(model: torch.nn.Module, shared_dir, device: str | torch.devi
             out.append({'file': name, 'error': f'{type(exc).__name__}: {exc}'})
             continue
         for label, array, spacing in arrays:
+            volume = ScanVolume(np.ascontiguousarray(array, dtype=np.float32),
+                                tuple(float(s) for s in spacing), 'RAS', 'array')
+            result = assessor.assess_volume(volume, metrics=False)
             entry = {'file': label, 'subject': (subjects_of or {}).get(name, 'not a base'),
-                     **assess_array(model, array, spacing, device,
-                                    global_weight=global_weight)}
+                     'quality': result['quality'], 'tiles': len(result['tileMap']['starts']),
+                     'artifacts': {k: round(p, 4) for k, p in result['artifacts'].items()}}
             out.append(entry)
     return out

@@ -25,15 +25,14 @@ def _split(data: VolumeSet, test_subjects: tuple[str, ...]) -> tuple[np.ndarray,
     return np.flatnonzero(~test), np.flatnonzero(test)
 
 
-def _evaluate(model: torch.nn.Module, data: VolumeSet, index: np.ndarray, max_tiles: int,
-              device: torch.device, limit: int | None = None, seed: int = 0,
+def _evaluate(model: torch.nn.Module, data: VolumeSet, index: np.ndarray,
+              max_tiles: int | None, limit: int | None = None, seed: int = 0,
               global_weight: float = 0.0) -> tuple[dict, dict]:
     """Metrics and raw predictions of ``model`` on ``index`` (optionally a fixed sample)."""
     index = np.asarray(index, dtype=int)
     if limit is not None and len(index) > limit:
         index = np.sort(np.random.default_rng(seed).choice(index, limit, replace=False))
-    pq, logits = predict(model, data, index, max_tiles, device=device,
-                         global_weight=global_weight)
+    pq, logits = predict(model, data, index, max_tiles, global_weight=global_weight)
     preds = {'index': index.tolist(), 'quality': pq.tolist(), 'logits': logits.tolist()}
     return metrics(data, index, pq, logits), preds
 
@@ -80,13 +79,13 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
                     continue
             model, history = train_model(data, train, val, config, run_dir, resume, dev,
                                          f'fold {fold}', progress)
-            m_train, _ = _evaluate(model, data, train, 8, dev, TRAIN_EVAL_VOLUMES, fold, gw)
-            m_val, p_val = _evaluate(model, data, val, eval_tiles, dev, global_weight=gw)
+            m_train, _ = _evaluate(model, data, train, 8, TRAIN_EVAL_VOLUMES, fold, gw)
+            m_val, p_val = _evaluate(model, data, val, eval_tiles, global_weight=gw)
             entry = {'fold': fold, 'train_subjects': sorted(set(data.subjects[train])),
                      'val_subjects': sorted(set(data.subjects[val])), 'train': m_train,
                      'validation': m_val, 'history': history, 'val_predictions': p_val}
             if len(test_index):
-                entry['test'], _ = _evaluate(model, data, test_index, eval_tiles, dev,
+                entry['test'], _ = _evaluate(model, data, test_index, eval_tiles,
                                              global_weight=gw)
             done.write_text(json.dumps(entry, indent=1), encoding='utf-8')
             results['folds'].append(entry)
@@ -103,11 +102,11 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
         model, history = train_model(data, dev_index, None, final_config, final_dir, resume,
                                      dev, 'final', progress)
     final: dict = {'history': history}
-    final['train'], _ = _evaluate(model, data, dev_index, 8, dev, TRAIN_EVAL_VOLUMES,
+    final['train'], _ = _evaluate(model, data, dev_index, 8, TRAIN_EVAL_VOLUMES,
                                   global_weight=gw)
     if len(test_index):
         final['test'], results['predictions']['test'] = _evaluate(model, data, test_index,
-                                                                  None, dev, global_weight=gw)
+                                                                  None, global_weight=gw)
     results['final'] = final
     if shared_dir is not None:
         from .evaluate import real_scan_check
@@ -116,7 +115,7 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
         test = set(results['test_subjects'])
         roles = {name: f'{subject} ({"held-out test" if subject in test else "training"})'
                  for name, subject, _ in REAL_SOURCES}
-        results['real_scans'] = real_scan_check(model, shared_dir, dev, roles, gw)
+        results['real_scans'] = real_scan_check(model, shared_dir, roles, gw)
     if baseline:
         from .baseline import run_baseline
 

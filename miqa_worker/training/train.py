@@ -139,7 +139,7 @@ def train_model(data: VolumeSet, train_index: np.ndarray, val_index: np.ndarray 
                  **{f'train_{k}': v / max(n_batches, 1) for k, v in sums.items()},
                  'seconds': time.time() - began}
         if val_index is not None and len(val_index):
-            pq, probs = predict(model, data, val_index, config.eval_tiles, device=device,
+            pq, probs = predict(model, data, val_index, config.eval_tiles,
                                 global_weight=config.global_view_weight)
             m = metrics(data, val_index, pq, probs)
             logits = np.log(np.clip(probs, 1e-6, 1 - 1e-6) / np.clip(1 - probs, 1e-6, 1))
