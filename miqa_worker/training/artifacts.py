@@ -84,9 +84,14 @@ def _rng() -> np.random.Generator:
     return np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,)).item()))
 
 
+def foreground_threshold(data: np.ndarray) -> float:
+    """The intensity above which a voxel counts as head (foreground): 10% of the 99th percentile."""
+    return 0.1 * float(np.percentile(data, 99))
+
+
 def foreground_extent(data: np.ndarray, axis: int) -> tuple[int, int]:
-    """First and last index (inclusive) along ``axis`` holding foreground (>10% of p99)."""
-    threshold = 0.1 * float(np.percentile(data, 99))
+    """First and last index (inclusive) along ``axis`` holding foreground."""
+    threshold = foreground_threshold(data)
     other = tuple(a for a in range(3) if a != axis)
     profile = (data > threshold).any(axis=other)
     idx = np.flatnonzero(profile)
@@ -208,7 +213,7 @@ class RandomBiasFieldArtifact(ArtifactTransform):
                     if i + j + k:  # a degree-d term gets weight 1/d: a smooth, broad shading
                         weight = float(rng.uniform(-1, 1)) / (i + j + k)
                         field = field + weight * x**i * y**j * z**k
-        head = data > 0.1 * float(np.percentile(data, 99))
+        head = data > foreground_threshold(data)
         inside = field[head] if head.sum() > 100 else field.ravel()
         low, high = np.percentile(inside, [2, 98])
         field = (field - float(low + high) / 2) * (2 * half_span / max(float(high - low), 1e-6))
@@ -270,8 +275,7 @@ class RandomWraparoundArtifact(ArtifactTransform):
         stop = min(start + fov, moved.shape[0])
         inside[:stop - start] = moved[start:stop]
         folded = (out - inside).reshape(fov, -1)
-        threshold = 0.1 * float(np.percentile(data, 99))
-        profile = (folded > threshold).mean(axis=1) > 0.002
+        profile = (folded > foreground_threshold(data)).mean(axis=1) > 0.002
         self._local = {'axis': axis, 'profile': profile.tolist()}
         return np.moveaxis(out, 0, axis), _shift_affine(affine, axis, start)
 

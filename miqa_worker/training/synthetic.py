@@ -127,8 +127,7 @@ def normalise(data: np.ndarray) -> np.ndarray:
 
 def _fov(data: np.ndarray, spacing: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Crop or zero-pad so each side has a random 3-30 mm margin around the foreground."""
-    threshold = 0.1 * float(np.percentile(data, 99))
-    mask = data > threshold
+    mask = data > art.foreground_threshold(data)
     out = data
     for axis in range(3):
         other = tuple(a for a in range(3) if a != axis)
