@@ -123,13 +123,19 @@ async function sliceLabels(page) {
   return page.$$eval('.miqa-view .miqa-view-slice', (els) => els.map((e) => e.textContent));
 }
 
-async function tier1(browser) {
-  const context = await browser.newContext({ viewport: { width: 1600, height: 1000 } });
+// A fresh browser context signed in as one user; its page becomes the one screenshots are taken of.
+async function signedIn(browser, user, password, width = 1600) {
+  const context = await browser.newContext({ viewport: { width, height: 1000 } });
   const page = await context.newPage();
   activePage = page;
   page.on('pageerror', (err) => console.log('  [page error]', err.message));
+  await login(page, user, password);
+  return { context, page };
+}
+
+async function tier1(browser) {
   step = 'tier 1: login';
-  await login(page, T1_LOGIN, T1_PASSWORD);
+  const { context, page } = await signedIn(browser, T1_LOGIN, T1_PASSWORD);
 
   step = 'tier 1: projects page';
   await page.locator('.g-nav-link[g-target="miqa"]').click();
@@ -262,12 +268,8 @@ async function tier1(browser) {
 }
 
 async function tier2(browser) {
-  const context = await browser.newContext({ viewport: { width: 1600, height: 1000 } });
-  const page = await context.newPage();
-  activePage = page;
-  page.on('pageerror', (err) => console.log('  [page error]', err.message));
   step = 'tier 2: login';
-  await login(page, T2_LOGIN, T2_PASSWORD);
+  const { context, page } = await signedIn(browser, T2_LOGIN, T2_PASSWORD);
   step = 'tier 2: open the queue';
   await openQueue(page, 2);
   check(await page.locator('.miqa-review').getAttribute('data-item-id') === SCAN, 'the questionable scan is in the tier-2 queue');
@@ -316,11 +318,8 @@ async function tier2(browser) {
 }
 
 async function projectAdmin(browser) {
-  const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
-  const page = await context.newPage();
-  activePage = page;
   step = 'admin: settings';
-  await login(page, ADMIN_LOGIN, ADMIN_PASSWORD);
+  const { context, page } = await signedIn(browser, ADMIN_LOGIN, ADMIN_PASSWORD, 1400);
   await page.locator('.g-nav-link[g-target="miqa"]').click();
   const row = page.locator(`.miqa-project-row[data-project-id="${PROJECT}"]`);
   await row.waitFor({ timeout: TIMEOUT });
