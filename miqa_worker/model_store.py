@@ -105,7 +105,10 @@ def load_model(name_or_path: str | os.PathLike):
         raise ModelError(f'cannot load {weights}: {type(exc).__name__}: {exc}') from None
     if isinstance(state, dict) and isinstance(state.get('state_dict'), dict):
         state = state['state_dict']
-    network = build_network()
+    try:
+        network = build_network(info.get('channels'))
+    except ValueError as exc:
+        raise ModelError(f'{model_dir / INFO_FILE}: {exc}') from None
     try:
         network.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as exc:

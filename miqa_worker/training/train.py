@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..network import build_network
+from ..network import CHANNELS, build_network
 from .dataset import VolumeSet, tile_batches
 from .evaluate import metrics, predict
 from .losses import miqa_loss
@@ -38,6 +38,7 @@ class TrainConfig:
     global_view_weight: float = 0.5
     views_per_volume: int = 2  # whole-volume views per volume per epoch (they carry exact labels)
     augment: bool = True  # random flips and axis orders of every training tile
+    channels: tuple[int, ...] = CHANNELS  # widths of the network's five stages
 
 
 def pick_device(name: str | None = None) -> torch.device:
@@ -90,7 +91,7 @@ def train_model(data: VolumeSet, train_index: np.ndarray, val_index: np.ndarray 
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     # channels-last 3D memory: several times faster convolutions on CPU (same numbers)
-    model = build_network().to(device, memory_format=torch.channels_last_3d)
+    model = build_network(config.channels).to(device, memory_format=torch.channels_last_3d)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
@@ -100,7 +101,10 @@ def train_model(data: VolumeSet, train_index: np.ndarray, val_index: np.ndarray 
     checkpoint = run_dir / 'checkpoint.pt'
     if resume and checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
-        saved = {k: v for k, v in state.get('config', {}).items() if k != 'epochs'}
+        # older runs: the defaults of settings added since
+        saved = {'channels': CHANNELS, **state.get('config', {})}
+        saved['channels'] = tuple(saved['channels'])
+        saved.pop('epochs', None)
         if saved != {k: v for k, v in asdict(config).items() if k != 'epochs'}:
             raise ValueError(f'{checkpoint} was written with other settings; remove it or '
                              'run without --resume')

@@ -74,3 +74,28 @@ def test_shipped_default_model_loads_when_present():
         pytest.skip('miqa_worker/models/miqa-default/weights.pt is not committed yet')
     network, info = load_model('miqa-default')
     assert info['name'] and info['version'] and len(info['sha256']) == 64
+
+
+def test_model_json_channels_pick_the_network_width(tmp_path):
+    """A model trained with other stage widths names them in model.json and loads with them."""
+    from miqa_worker.model_store import save_model
+    from miqa_worker.network import build_network
+
+    wide = (8, 16, 32, 64, 128)
+    path = save_model(build_network(wide), tmp_path / 'wide', 'wide', '1', 'test',
+                      channels=list(wide))
+    network, _ = load_model(path)
+    assert network(torch.zeros(1, 1, 64, 64, 64)).shape == (1, 11)
+    assert sum(p.numel() for p in network.parameters()) == sum(
+        p.numel() for p in build_network(wide).parameters())
+    # without the entry the default widths are tried, which these weights do not fit
+    info = json.loads((path / 'model.json').read_text())
+    del info['channels']
+    (path / 'model.json').write_text(json.dumps(info))
+    with pytest.raises(ModelError, match='does not fit the MIQA network'):
+        load_model(path)
+    info['channels'] = [8, 16, 32]
+    (path / 'model.json').write_text(json.dumps(info))
+    with pytest.raises(ModelError, match='channels must be 5 positive integers'):
+        load_model(path)
+
