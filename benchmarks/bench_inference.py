@@ -113,7 +113,7 @@ def main(repeats: int, threads: int, input_path: str | None) -> None:
             t1 = time.perf_counter()
             value_range = intensity_range(volume.array)
             tiles, _, _, _ = make_tiles(volume.array, value_range=value_range)
-            if assessor.global_weight > 0:  # the whole-volume view, as assess_volume does
+            if assessor.uses_view:  # the whole-volume view, as assess_volume does
                 tiles = np.concatenate([tiles, whole_view(volume, value_range)[None]])
             t2 = time.perf_counter()
             out = assessor.predict_tiles(tiles)

@@ -3,11 +3,13 @@
 Result of :meth:`Assessor.assess_file` / :meth:`Assessor.assess_volume` (JSON-serialisable)::
 
     quality    float 0..10: mean over tiles of output 0, blended with the whole-volume view's
-               output at the model's ``global_view_weight`` (model.json; 0 = tiles only), clamped
-    artifacts  {key: probability}: mean over tiles of sigmoid(output 1..10), blended in the
-               same way, keys in the order of constants.ARTIFACT_KEYS
-    globalView {weight, quality, artifacts}: the whole volume seen as one 64^3 view (isotropic
-               voxels, tiling.global_view); absent when the model does not use it
+               output at the model's share for it (:func:`view_weights`: model.json's
+               ``view_weights``, else ``global_view_weight``; 0 = tiles only), clamped
+    artifacts  {key: probability}: mean over tiles of sigmoid(output 1..10), each blended
+               at its own share, keys in the order of constants.ARTIFACT_KEYS
+    globalView {weight (the quality's share), weights {output: share}, quality, artifacts}:
+               the whole volume seen as one 64^3 view (isotropic voxels,
+               tiling.global_view); absent when the model does not use it
     tileMap    {grid [nx, ny, nz], starts [[i, j, k], ...], tileSize 64,
                 shape [X, Y, Z] (the padded volume), quality [per tile],
                 artifacts {key: [per tile]}}
@@ -107,18 +109,46 @@ def _sigmoid(logits: np.ndarray) -> np.ndarray:
 
 
 def blend_outputs(tile_outputs: np.ndarray, view_output: np.ndarray | None = None,
-                  weight: float = 0.0) -> np.ndarray:
+                  weight: float | np.ndarray = 0.0) -> np.ndarray:
     """A scan's ``[quality, probabilities...]`` (quality not clipped) from raw network outputs.
 
     Mean tile quality and mean sigmoid probability, blended with the whole-volume view's
-    output at ``weight``. Training evaluation calls this too, so its figures are the worker's.
+    output at ``weight``: one share for all eleven outputs, or one per output (see
+    :func:`view_weights`). Training evaluation calls this too, so its figures are the worker's.
     """
     tiles = np.asarray(tile_outputs, dtype=np.float64)
     result = np.concatenate([tiles[:, :1], _sigmoid(tiles[:, 1:])], axis=1).mean(axis=0)
-    if view_output is not None and weight > 0:
+    share = np.broadcast_to(np.asarray(weight, dtype=np.float64), result.shape)
+    if view_output is not None and share.any():
         view = np.asarray(view_output, dtype=np.float64)
-        result = (1 - weight) * result + weight * np.concatenate([view[:1], _sigmoid(view[1:])])
+        result = (1 - share) * result + share * np.concatenate([view[:1], _sigmoid(view[1:])])
     return result
+
+
+OUTPUT_NAMES: tuple[str, ...] = ('quality', *ARTIFACT_KEYS)
+
+
+def view_weights(info: dict[str, Any]) -> np.ndarray:
+    """The whole-volume view's share in each of the 11 outputs, from a model's ``model.json``.
+
+    ``view_weights`` ({output name: share}, chosen by cross-validation when training) wins;
+    outputs it does not name take ``global_view_weight`` (absent: 0, tiles only). Raises
+    ValueError, with the reason, for a share outside 0..1 or an unknown output name.
+    """
+    default = info.get('global_view_weight') or 0.0
+    per_output = info.get('view_weights') or {}
+    if not isinstance(per_output, dict):
+        raise ValueError('view_weights must map output names to shares')
+    unknown = sorted(set(per_output) - set(OUTPUT_NAMES))
+    if unknown:
+        raise ValueError(f'view_weights names unknown outputs: {", ".join(unknown)}')
+    try:
+        shares = np.array([float(per_output.get(name, default)) for name in OUTPUT_NAMES])
+    except (TypeError, ValueError):
+        raise ValueError('view weights must be numbers') from None
+    if not np.all((shares >= 0) & (shares <= 1)):
+        raise ValueError('view weights must lie within 0..1')
+    return shares
 
 
 class Assessor:
@@ -139,18 +169,24 @@ class Assessor:
         self.network = self.network.to(memory_format=torch.channels_last_3d)
         self.device = next(self.network.parameters()).device
         self.batch_size = max(1, int(batch_size))
-        self.global_weight = float(self.info.get('global_view_weight') or 0.0)
+        try:
+            self.view_weights = view_weights(self.info)
+        except ValueError as exc:
+            from .model_store import ModelError
+
+            raise ModelError(f"model {self.info.get('name')}: {exc}") from None
+        self.uses_view = bool(self.view_weights.any())
         self.max_voxels = max_voxels
         self._lock = threading.Lock()
 
     @classmethod
     def from_network(cls, network, global_view_weight: float = 0.0, threads: int | None = None,
-                     **kwargs: Any) -> Assessor:
+                     weights: dict[str, float] | None = None, **kwargs: Any) -> Assessor:
         """An Assessor of a network in memory (training evaluates its models this way)."""
         import torch
 
         info = {'name': 'in-memory', 'version': '-', 'sha256': '-',
-                'global_view_weight': global_view_weight}
+                'global_view_weight': global_view_weight, 'view_weights': weights}
         return cls(batch_size=kwargs.pop('batch_size', DEFAULT_BATCH_SIZE),
                    threads=threads or torch.get_num_threads(), _loaded=(network, info),
                    **kwargs)
@@ -187,24 +223,25 @@ class Assessor:
         value_range = intensity_range(volume.array)
         tiles, starts, grid, padded = make_tiles(volume.array, value_range=value_range)
         count = len(tiles)
-        if self.global_weight > 0:
+        if self.uses_view:
             tiles = np.concatenate([tiles, whole_view(volume, value_range)[None]])
         t1 = time.perf_counter()
         report(3, PROGRESS_TOTAL, f'running the model on {count} tiles')
         out = self.predict_tiles(tiles).astype(np.float64)
         t2 = time.perf_counter()
         del tiles
-        view_out = out[count] if self.global_weight > 0 else None
+        view_out = out[count] if self.uses_view else None
         out = out[:count]
         quality_tiles = np.clip(out[:, 0], QUALITY_MIN, QUALITY_MAX)
         probs = _sigmoid(out[:, 1:])
-        scan = blend_outputs(out, view_out, self.global_weight)
+        scan = blend_outputs(out, view_out, self.view_weights)
         quality = float(np.clip(scan[0], QUALITY_MIN, QUALITY_MAX))
         artifacts = {key: float(p) for key, p in zip(ARTIFACT_KEYS, scan[1:], strict=True)}
         extra: dict[str, Any] = {}
         if view_out is not None:
             extra['globalView'] = {
-                'weight': self.global_weight,
+                'weight': float(self.view_weights[0]),
+                'weights': dict(zip(OUTPUT_NAMES, map(float, self.view_weights), strict=True)),
                 'quality': float(np.clip(view_out[0], QUALITY_MIN, QUALITY_MAX)),
                 'artifacts': {key: float(p) for key, p in zip(ARTIFACT_KEYS,
                                                                _sigmoid(view_out[1:]),

@@ -96,6 +96,8 @@ def ingest(csv_path, cache_dir) -> None:
 @click.option('--views-per-volume', default=TrainConfig.views_per_volume, show_default=True,
               help='Whole-volume views per volume per epoch (with a view weight > 0).')
 @click.option('--no-augment', is_flag=True, help='No random flips / axis orders of tiles.')
+@click.option('--channels', default=','.join(map(str, TrainConfig.channels)), show_default=True,
+              help='Widths of the five convolution stages (stored in model.json).')
 @click.option('--eval-tiles', default=27, show_default=True,
               help='Most grid tiles per volume when evaluating.')
 @click.option('--test-subjects', default=','.join(DEFAULT_TEST_SUBJECTS), show_default=True,
@@ -114,15 +116,21 @@ def ingest(csv_path, cache_dir) -> None:
 @click.option('--quiet', is_flag=True, help='No progress bars.')
 def run(cache_dir, out_dir, folds, epochs, final_epochs, tiles_per_volume, batch_size, lr,
         lr_decay, weight_decay, indicator_weight, global_view_weight, views_per_volume,
-        no_augment, eval_tiles, test_subjects, seed, resume, device, threads, no_baseline,
-        ship_to, version, preliminary, shared_dir, quiet) -> None:
+        no_augment, channels, eval_tiles, test_subjects, seed, resume, device, threads,
+        no_baseline, ship_to, version, preliminary, shared_dir, quiet) -> None:
     """Cross-validate by subject, train the final model, evaluate, report (and ship)."""
+    from ..network import network_channels
     from .dataset import load_cache
     from .pipeline import run_pipeline, ship
     from .report import write_report
 
+    try:
+        widths = network_channels(channels)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint='--channels') from None
     _threads(threads)
-    config = TrainConfig(epochs=epochs, tiles_per_volume=tiles_per_volume,
+    config = TrainConfig(channels=widths, epochs=epochs,
+                         tiles_per_volume=tiles_per_volume,
                          batch_size=batch_size, learning_rate=lr, lr_decay=lr_decay,
                          weight_decay=weight_decay, indicator_weight=indicator_weight,
                          global_view_weight=global_view_weight,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -20,28 +21,98 @@ BIN_NAMES = ('poor (<4)', 'fair (4-7)', 'good (>=7)')
 
 
 @torch.no_grad()
+def predict_parts(model: torch.nn.Module, data: VolumeSet, index: np.ndarray | None = None,
+                  max_tiles: int | None = 16, batch_size: int = 32
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per volume, the two halves a scan's result blends: ``(tiles, view)``, each ``[N, 11]``.
+
+    ``tiles`` is ``blend_outputs`` of the grid tiles alone (mean quality, mean probabilities);
+    ``view`` is the whole-volume view's quality and probabilities (None without views).
+    """
+    model.eval()
+    assessor = Assessor.from_network(model, batch_size=batch_size)
+    index = np.asarray(index if index is not None else np.arange(len(data)), dtype=int)
+    tiles_out, view_out = [], []
+    for v in index:
+        tiles = grid_tiles(data.volumes[v], max_tiles)
+        if data.views is not None:
+            tiles = np.concatenate([tiles, data.views[v][None]])
+        outs = assessor.predict_tiles(tiles.astype(np.float32) / np.float32(255.0))
+        if data.views is not None:
+            view_out.append(blend_outputs(outs[-1:]))
+            outs = outs[:-1]
+        tiles_out.append(blend_outputs(outs))
+    width = 1 + len(ARTIFACT_KEYS)
+    tiles_arr = np.asarray(tiles_out, dtype=np.float64).reshape(len(index), width)
+    views_arr = (np.asarray(view_out, dtype=np.float64).reshape(len(index), width)
+                 if data.views is not None else None)
+    return tiles_arr, views_arr
+
+
+def blend_parts(tiles: np.ndarray, view: np.ndarray | None,
+                weight: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Quality [N] and probabilities [N, 10] of :func:`predict_parts` blended at ``weight``."""
+    out = np.asarray(tiles, dtype=np.float64)
+    if view is not None:
+        share = np.broadcast_to(np.asarray(weight, dtype=np.float64), out.shape[1:])
+        out = (1 - share) * out + share * view
+    return out[:, 0].astype(np.float32), out[:, 1:].astype(np.float32)
+
+
 def predict(model: torch.nn.Module, data: VolumeSet, index: np.ndarray | None = None,
-            max_tiles: int | None = 16, batch_size: int = 32, global_weight: float = 0.0
-            ) -> tuple[np.ndarray, np.ndarray]:
+            max_tiles: int | None = 16, batch_size: int = 32,
+            global_weight: float | np.ndarray = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Per volume, as at inference: quality [N] and probabilities [N, 10].
 
     Each is the mean over tiles, blended with the whole-volume view's output at
-    ``global_weight`` (``assessment.blend_outputs``), on the device the model is on.
+    ``global_weight`` (one share, or one per output), on the device the model is on.
     """
-    model.eval()
-    assessor = Assessor.from_network(model, global_weight, batch_size=batch_size)
-    index = np.asarray(index if index is not None else np.arange(len(data)), dtype=int)
-    use_view = global_weight > 0 and data.views is not None
-    out = []
-    for v in index:
-        tiles = grid_tiles(data.volumes[v], max_tiles)
-        if use_view:
-            tiles = np.concatenate([tiles, data.views[v][None]])
-        outs = assessor.predict_tiles(tiles.astype(np.float32) / np.float32(255.0))
-        out.append(blend_outputs(outs[:-1], outs[-1], global_weight) if use_view
-                   else blend_outputs(outs))
-    result = np.asarray(out, dtype=np.float32).reshape(len(index), 1 + len(ARTIFACT_KEYS))
-    return result[:, 0], result[:, 1:]
+    share = np.asarray(global_weight, dtype=np.float64)
+    if not share.any():
+        data = dataclasses.replace(data, views=None)  # tiles only: no view to run
+    tiles, view = predict_parts(model, data, index, max_tiles, batch_size)
+    return blend_parts(tiles, view, share)
+
+
+#: The shares of the whole-volume view that cross-validation chooses among.
+VIEW_WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def choose_view_weights(data: VolumeSet, index: np.ndarray, tiles: np.ndarray,
+                        view: np.ndarray, default: float,
+                        grid: tuple[float, ...] = VIEW_WEIGHT_GRID) -> dict:
+    """Per output, the view's share that scores best on out-of-fold predictions.
+
+    Quality by R², each indicator by ROC AUC (over the volumes whose label is known, both
+    classes present); an output without such labels keeps ``default`` (the training share),
+    and a tie goes to the share nearest it.
+    Returns ``{'weights': {output: share}, 'scores': {output: {share: score}}}``.
+    """
+    from ..assessment import OUTPUT_NAMES
+
+    index = np.asarray(index, dtype=int)
+    weights: dict[str, float] = {}
+    scores: dict[str, dict[str, float]] = {}
+    for k, name in enumerate(OUTPUT_NAMES):
+        if k == 0:
+            truth = data.quality[index]
+        else:
+            truth = data.indicators[index, k - 1]
+        known = ~np.isnan(truth)
+        if known.sum() < 2 or (k and truth[known].min() == truth[known].max()):
+            weights[name] = float(default)
+            continue
+        row = {}
+        for share in grid:
+            blended = (1 - share) * tiles[known, k] + share * view[known, k]
+            row[f'{share:g}'] = float(r2_score(truth[known], blended) if k == 0
+                                      else roc_auc_score(truth[known], blended))
+        best = max(row.values())
+        # among the shares that reach the best score, the one nearest the training share
+        choice = min((float(s) for s, v in row.items() if v == best),
+                     key=lambda s: (abs(s - default), s))
+        weights[name], scores[name] = choice, row
+    return {'weights': weights, 'scores': scores}
 
 
 def quality_bins(values: np.ndarray) -> np.ndarray:
@@ -133,7 +204,8 @@ def summarise(values: list[float | None]) -> dict:
 
 def real_scan_check(model: torch.nn.Module, shared_dir,
                     subjects_of: dict[str, str] | None = None,
-                    global_weight: float = 0.0) -> list[dict]:
+                    global_weight: float = 0.0,
+                    weights: dict[str, float] | None = None) -> list[dict]:
     """The model on every unmodified real scan of ``shared_dir`` (no labels: a sanity look).
 
     4D files give each of their first two volumes (the dcm_qa series has a real head motion
@@ -150,7 +222,7 @@ def real_scan_check(model: torch.nn.Module, shared_dir,
     if not shared_dir.is_dir():
         return out
     model.eval()
-    assessor = Assessor.from_network(model, global_weight)
+    assessor = Assessor.from_network(model, global_weight, weights=weights)
     names = sorted(p.name for p in shared_dir.iterdir() if p.is_file() and p.name.endswith(
         ('.nii', '.nii.gz', '.nrrd', '.mha')))
     for name in names:

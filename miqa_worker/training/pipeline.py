@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..network import build_network
+from ..network import CHANNELS, build_network
 from .dataset import VolumeSet, load_cache, subject_folds
-from .evaluate import metrics, predict, summarise
+from .evaluate import blend_parts, choose_view_weights, metrics, predict, predict_parts, summarise
 from .train import TrainConfig, pick_device, train_model
 
 TRAIN_EVAL_VOLUMES = 120  # training-fit metrics use at most this many training volumes
@@ -27,7 +27,7 @@ def _split(data: VolumeSet, test_subjects: tuple[str, ...]) -> tuple[np.ndarray,
 
 def _evaluate(model: torch.nn.Module, data: VolumeSet, index: np.ndarray,
               max_tiles: int | None, limit: int | None = None, seed: int = 0,
-              global_weight: float = 0.0) -> tuple[dict, dict]:
+              global_weight: float | np.ndarray = 0.0) -> tuple[dict, dict]:
     """Metrics and raw predictions of ``model`` on ``index`` (optionally a fixed sample)."""
     index = np.asarray(index, dtype=int)
     if limit is not None and len(index) > limit:
@@ -37,8 +37,33 @@ def _evaluate(model: torch.nn.Module, data: VolumeSet, index: np.ndarray,
     return metrics(data, index, pq, logits), preds
 
 
-def _load_weights(path: Path, device: torch.device) -> torch.nn.Module:
-    model = build_network().to(device, memory_format=torch.channels_last_3d)
+def _validation_parts(model: torch.nn.Module, data: VolumeSet, index: np.ndarray,
+                      max_tiles: int | None) -> dict:
+    """A fold model's tile and view halves on its validation volumes (to choose the blend)."""
+    tiles, view = predict_parts(model, data, index, max_tiles)
+    return {'index': np.asarray(index, dtype=int).tolist(), 'tiles': tiles.tolist(),
+            'view': None if view is None else view.tolist()}
+
+
+def _choose_weights(data: VolumeSet, folds: list[dict], default: float) -> dict | None:
+    """The view's share per output, chosen on the pooled out-of-fold predictions."""
+    parts = [f.get('val_parts') for f in folds]
+    if not parts or any(p is None or p.get('view') is None for p in parts):
+        return None
+    index = np.concatenate([p['index'] for p in parts]).astype(int)
+    tiles = np.concatenate([np.asarray(p['tiles']) for p in parts])
+    view = np.concatenate([np.asarray(p['view']) for p in parts])
+    choice = choose_view_weights(data, index, tiles, view, default)
+    shares = np.array(list(choice['weights'].values()))
+    for label, weight in (('chosen', shares), ('default', default)):
+        q, p = blend_parts(tiles, view, weight)
+        choice[f'out_of_fold_{label}'] = metrics(data, index, q, p)
+    return choice
+
+
+def _load_weights(path: Path, device: torch.device,
+                  channels: tuple[int, ...] | None = None) -> torch.nn.Module:
+    model = build_network(channels).to(device, memory_format=torch.channels_last_3d)
     model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
     return model
 
@@ -75,28 +100,45 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
             if resume and done.is_file():
                 entry = json.loads(done.read_text(encoding='utf-8'))
                 if len(entry['history']) >= config.epochs:
+                    if 'val_parts' not in entry and (run_dir / 'weights.pt').is_file():
+                        # a run from before the blend was chosen: its halves, once
+                        fold_model = _load_weights(run_dir / 'weights.pt', dev, config.channels)
+                        entry['val_parts'] = _validation_parts(fold_model, data, val,
+                                                               eval_tiles)
+                        done.write_text(json.dumps(entry, indent=1), encoding='utf-8')
                     results['folds'].append(entry)
                     continue
             model, history = train_model(data, train, val, config, run_dir, resume, dev,
                                          f'fold {fold}', progress)
             m_train, _ = _evaluate(model, data, train, 8, TRAIN_EVAL_VOLUMES, fold, gw)
-            m_val, p_val = _evaluate(model, data, val, eval_tiles, global_weight=gw)
+            parts = _validation_parts(model, data, val, eval_tiles)
+            q_val, p_val = blend_parts(np.asarray(parts['tiles']), None if parts['view'] is None
+                                       else np.asarray(parts['view']), gw)
+            m_val = metrics(data, val, q_val, p_val)
             entry = {'fold': fold, 'train_subjects': sorted(set(data.subjects[train])),
                      'val_subjects': sorted(set(data.subjects[val])), 'train': m_train,
-                     'validation': m_val, 'history': history, 'val_predictions': p_val}
+                     'validation': m_val, 'history': history,
+                     'val_predictions': {'index': val.tolist(), 'quality': q_val.tolist(),
+                                         'logits': p_val.tolist()},
+                     'val_parts': parts}
             if len(test_index):
                 entry['test'], _ = _evaluate(model, data, test_index, eval_tiles,
                                              global_weight=gw)
             done.write_text(json.dumps(entry, indent=1), encoding='utf-8')
             results['folds'].append(entry)
         results['cross_validation'] = cv_summary(results['folds'])
+        if gw > 0:
+            results['view_weights'] = _choose_weights(data, results['folds'], gw)
+    chosen = (results.get('view_weights') or {}).get('weights')
+    if chosen:  # the final model is evaluated, and shipped, with the chosen blend
+        gw = np.array(list(chosen.values()))
     final_config = TrainConfig(**{**asdict(config), 'epochs': final_epochs or config.epochs})
     final_dir = out_dir / 'final'
     weights = final_dir / 'weights.pt'
     history_path = final_dir / 'history.json'
     if resume and weights.is_file() and history_path.is_file() and len(
             json.loads(history_path.read_text(encoding='utf-8'))) >= final_config.epochs:
-        model = _load_weights(weights, dev)
+        model = _load_weights(weights, dev, config.channels)
         history = json.loads(history_path.read_text(encoding='utf-8'))
     else:
         model, history = train_model(data, dev_index, None, final_config, final_dir, resume,
@@ -115,7 +157,8 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
         test = set(results['test_subjects'])
         roles = {name: f'{subject} ({"held-out test" if subject in test else "training"})'
                  for name, subject, _ in REAL_SOURCES}
-        results['real_scans'] = real_scan_check(model, shared_dir, roles, gw)
+        results['real_scans'] = real_scan_check(model, shared_dir, roles,
+                                                config.global_view_weight, chosen)
     if baseline:
         from .baseline import run_baseline
 
@@ -163,5 +206,7 @@ def ship(out_dir: Path, model_dir: Path, version: str, description: str,
             'trained_on': 'simulated artifacts on generated volumes (see MODEL_CARD.md)',
             'test_subjects': results.get('test_subjects', []),
             'global_view_weight': results.get('config', {}).get('global_view_weight', 0.0),
+            'channels': list(results.get('config', {}).get('channels') or CHANNELS),
+            'view_weights': (results.get('view_weights') or {}).get('weights'),
             'held_out': results.get('held_out_summary', {})}
     (model_dir / 'model.json').write_text(json.dumps(meta, indent=1) + '\n', encoding='utf-8')

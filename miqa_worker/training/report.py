@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..constants import ARTIFACT_KEYS
+from ..network import network_channels
 from .artifacts import FAMILIES
 from .dataset import VolumeSet
 from .evaluate import BIN_NAMES, roc_points
@@ -17,7 +18,8 @@ PLOTS = ('quality_scatter.png', 'confusion.png', 'roc.png', 'training_curves.png
 
 
 def _strip(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if k not in ('history', 'val_predictions')}
+    return {k: v for k, v in metrics.items()
+            if k not in ('history', 'val_predictions', 'val_parts')}
 
 
 def held_out_summary(results: dict) -> dict:
@@ -39,7 +41,8 @@ def build_metrics(results: dict) -> dict:
     out = {k: results[k] for k in ('created', 'cache', 'config', 'n_folds', 'final_epochs',
                                    'device',
                                    'test_subjects', 'development_subjects', 'volumes',
-                                   'seconds', 'command', 'generator') if k in results}
+                                   'seconds', 'command', 'generator', 'view_weights')
+           if k in results}
     out['held_out_summary'] = held_out_summary(results)
     out['cross_validation'] = results.get('cross_validation')
     out['folds'] = [{**_strip(f), 'history': f.get('history')} for f in results.get('folds', [])]
@@ -170,15 +173,21 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
     lines += [
         '## What it is',
         '',
-        'A MONAI `Classifier` (`miqa_worker.network.build_network`) on one-channel 64³ tiles of '
+        'A MONAI `Classifier` (`miqa_worker.network.build_network`: five strided stages of '
+        f'{", ".join(str(c) for c in network_channels(cfg.get("channels")))} channels and one '
+        'fully connected layer) on one-channel 64³ tiles of '
         'the percentile-rescaled volume (`preprocessing.rescale_intensity`). Output 0 is overall '
         'quality (0–10), outputs 1–10 are the logits of the ten indicators '
         '(`constants.ARTIFACT_KEYS`). A scan\'s result is the mean over its tiles'
-        + (f', blended at weight {gw:g} with the same network\'s output on the whole volume '
+        + (', blended with the same network\'s output on the whole volume '
            'seen as one more 64³ tile (`tiling.global_view`: isotropic voxels, the longest '
            'side fitted). Tiles see fine texture (noise, spikes, ghosts); the whole view sees '
            'what spans the head (a bias field, a cut field of view, wraparound).'
-           if gw else '.'),
+           if gw else '.')
+        + ((' The view\'s share is chosen per output by cross-validation (see "Blend of '
+            'tiles and whole-volume view" below).'
+            if (metrics.get('view_weights') or {}).get('weights') else
+            f' The view\'s share in every output is {gw:g}.') if gw else ''),
         '',
         '## Trained on simulated artifacts',
         '',
@@ -255,6 +264,24 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
                 'held-out simulated data, let alone real scans.', '']
     else:
         lines += ['No held-out subjects in this run.', '']
+    chosen = metrics.get('view_weights')
+    if chosen and chosen.get('weights'):
+        oof_c, oof_d = chosen.get('out_of_fold_chosen', {}), chosen.get('out_of_fold_default', {})
+        lines += ['## Blend of tiles and whole-volume view, per output', '',
+                  'The view\'s share in each output was chosen on the pooled out-of-fold '
+                  'predictions of the fold models (quality by R², indicators by ROC AUC; the '
+                  f'training share {gw:g} on a tie), never on the held-out subjects. '
+                  'The shipped `model.json` carries them as `view_weights`.', '',
+                  '| output | view share | out-of-fold score at each share |', '|---|---|---|']
+        for name, share in chosen['weights'].items():
+            row = chosen.get('scores', {}).get(name)
+            if row is None:
+                continue
+            lines.append(f'| {name} | {share:g} | ' + ', '.join(
+                f'{k}: {_fmt(v)}' for k, v in row.items()) + ' |')
+        lines += ['', f'Out of fold, quality R² {_fmt(oof_d.get("r2"))} at the training share '
+                  f'and {_fmt(oof_c.get("r2"))} with the chosen blend (the same volumes chose '
+                  'it, so this gain is optimistic; the held-out figures above are not).', '']
     cv = metrics.get('cross_validation')
     if cv:
         lines += ['## Cross-validation (validation folds = unseen subjects)', '',

@@ -18,7 +18,9 @@ from miqa_worker.training.report import PLOTS
 
 COMMON = ['--folds', '5', '--tiles-per-volume', '1', '--batch-size', '4', '--eval-tiles', '1',
           '--test-subjects', 'mni152-a005', '--quiet', '--threads', '1',
-          '--shared-dir', '/nonexistent']  # no real-scan look: fast and independent of ../shared
+          '--shared-dir', '/nonexistent',  # no real-scan look: fast and independent of ../shared
+          '--channels', '2,4,8,8,16']  # narrower than the default: fast, and model.json says so
+NARROW = (2, 4, 8, 8, 16)
 
 
 def _miqa_train() -> list[str]:
@@ -51,8 +53,8 @@ def test_generate_train_report_resume(tmp_path):
         assert (out / f'fold-{fold}' / 'checkpoint.pt').is_file()
     state = torch.load(out / 'final' / 'checkpoint.pt', weights_only=False)
     assert state['epoch'] == 0 and len(state['history']) == 1
-    build_network().load_state_dict(torch.load(out / 'final' / 'weights.pt',
-                                               weights_only=True))
+    build_network(NARROW).load_state_dict(torch.load(out / 'final' / 'weights.pt',
+                                                     weights_only=True))
     metrics = json.loads((out / 'metrics.json').read_text())
     assert len(metrics['folds']) == 5
     for fold in metrics['folds']:
@@ -81,6 +83,14 @@ def test_generate_train_report_resume(tmp_path):
     info = json.loads((shipped / 'model.json').read_text())
     assert info['name'] == 'model' and info['version'] == '0.1.0'
     assert info['global_view_weight'] == 0.5  # the whole-volume view is on by default
+    assert info['channels'] == list(NARROW)
+    from miqa_worker.assessment import OUTPUT_NAMES
+
+    # the view's share per output, chosen on the folds' out-of-fold predictions
+    assert list(info['view_weights']) == list(OUTPUT_NAMES)
+    assert set(info['view_weights'].values()) <= {0.0, 0.25, 0.5, 0.75, 1.0}
+    chosen = json.loads((out / 'metrics.json').read_text())['view_weights']
+    assert chosen['weights'] == info['view_weights'] and 'quality' in chosen['scores']
     for name in ('weights.pt', 'MODEL_CARD.md', 'metrics.json'):
         assert (shipped / name).is_file()
     from miqa_worker.model_store import load_model
@@ -93,8 +103,10 @@ def test_generate_train_report_resume(tmp_path):
     volume = np.load(cache / rows[0]['file'])['volume'].astype(np.float32)
     result = Assessor(shipped, threads=1).assess_volume(
         ScanVolume(volume, (4.0, 4.0, 4.0), 'RAS', 'array'), metrics=False)
-    assert result['globalView']['weight'] == 0.5 and 0 <= result['quality'] <= 10
+    assert result['globalView']['weights'] == info['view_weights']
+    assert 0 <= result['quality'] <= 10
     card = (out / 'MODEL_CARD.md').read_text(encoding='utf-8')
+    assert '2, 4, 8, 8, 16 channels' in card
     assert 'whole volume' in card and 'Not simulated for this model: truncation' in card
     shutil.rmtree(out)
 
@@ -105,3 +117,11 @@ def test_generate_refuses_unknown_families(tmp_path):
     assert result.exit_code == 2
     assert 'unknown families wobble' in result.output
     assert not (tmp_path / 'c').exists()
+
+
+def test_run_refuses_bad_channels(tmp_path):
+    result = CliRunner().invoke(main, ['run', '--cache-dir', str(tmp_path / 'c'),
+                                       '--out', str(tmp_path / 'out'), '--channels', '8,16,x'])
+    assert result.exit_code == 2
+    assert 'channels must be 5 integers' in result.output
+    assert not (tmp_path / 'out').exists()

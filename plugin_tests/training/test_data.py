@@ -144,3 +144,36 @@ def test_epoch_batches_hold_every_tile_and_each_whole_volume_view():
     assert sorted(round(float(t.mean()) * 255) for t in constant) == [10, 30]
     without = list(tile_batches(data, np.array([0, 2]), 3, 4, rng))
     assert sum(len(b[0]) for b in without) == 6
+
+
+def test_view_weights_are_chosen_per_output_on_out_of_fold_predictions():
+    """Each output takes the share that scores best; unlabelled outputs keep the default."""
+    from miqa_worker.training.dataset import VolumeSet
+    from miqa_worker.training.evaluate import blend_parts, choose_view_weights
+
+    rng = np.random.default_rng(0)
+    n = 200
+    quality = rng.uniform(0, 10, n).astype(np.float32)
+    indicators = np.full((n, 10), np.nan, np.float32)
+    cover = ARTIFACT_KEYS.index('incomplete_coverage')
+    ghost = ARTIFACT_KEYS.index('ghosting_motion')
+    indicators[:, cover] = rng.integers(0, 2, n)
+    indicators[:, ghost] = rng.integers(0, 2, n)
+    data = VolumeSet([str(i) for i in range(n)], np.array(['s'] * n), [None] * n, quality,
+                     indicators)
+    noise = rng.normal(0, 3, (n, 11))
+    tiles = np.c_[quality, np.full((n, 10), 0.5)] + noise * 0.1  # tiles know quality...
+    view = np.c_[quality, np.full((n, 10), 0.5)] + noise  # ...the view is noisier
+    tiles[:, 1 + cover] = rng.uniform(0, 4, n)  # but only the view sees coverage
+    view[:, 1 + cover] = indicators[:, cover] * 0.5 + 0.25
+    view[:, 1 + ghost] = tiles[:, 1 + ghost] = indicators[:, ghost] * 0.4 + 0.3  # both do
+    choice = choose_view_weights(data, np.arange(n), tiles, view, default=0.5)
+    weights = choice['weights']
+    assert weights['quality'] == 0.0
+    assert weights['incomplete_coverage'] == 1.0
+    assert weights['ghosting_motion'] == 0.5  # a tie keeps the default
+    assert weights['lesion'] == 0.5 and 'lesion' not in choice['scores']  # no labels
+    assert set(choice['scores']['quality']) == {'0', '0.25', '0.5', '0.75', '1'}
+    q, p = blend_parts(tiles, view, np.array(list(weights.values())))
+    assert q.tolist() == pytest.approx(tiles[:, 0].tolist(), rel=1e-5)
+    assert p[:, cover].tolist() == pytest.approx(view[:, 1 + cover].tolist(), rel=1e-5)

@@ -86,6 +86,7 @@ def test_the_whole_volume_view_is_blended_in_at_the_model_weight(model_dir, tmp_
     out = with_view.predict_tiles(np.concatenate([tiles, view[None]])).astype(np.float64)
     sig = 1 / (1 + np.exp(-out[:, 1:]))
     assert result['globalView']['weight'] == 0.3
+    assert set(result['globalView']['weights'].values()) == {0.3}
     assert result['globalView']['quality'] == pytest.approx(float(np.clip(out[-1, 0], 0, 10)))
     assert list(result['globalView']['artifacts'].values()) == pytest.approx(list(sig[-1]))
     expected_q = 0.7 * out[:-1, 0].mean() + 0.3 * out[-1, 0]
@@ -95,6 +96,47 @@ def test_the_whole_volume_view_is_blended_in_at_the_model_weight(model_dir, tmp_
     assert len(result['tileMap']['quality']) == len(tiles)  # the view is not a tile of the map
     plain = Assessor(model_dir / TEST_MODEL).assess_volume(volume, metrics=False)
     assert 'globalView' not in plain
+
+
+def test_per_output_view_weights_from_model_json(model_dir, tmp_path):
+    """model.json's view_weights give each output its own share; the rest take the default."""
+    import shutil
+
+    from miqa_worker.assessment import OUTPUT_NAMES, blend_outputs
+    from miqa_worker.model_store import ModelError
+
+    target = tmp_path / 'per-output'
+    shutil.copytree(model_dir / TEST_MODEL, target)
+    info = json.loads((target / 'model.json').read_text(encoding='utf-8'))
+    shares = {'quality': 0.75, 'incomplete_coverage': 1.0, 'ghosting_motion': 0.0}
+    (target / 'model.json').write_text(json.dumps(
+        {**info, 'global_view_weight': 0.5, 'view_weights': shares}), encoding='utf-8')
+    assessor = Assessor(target)
+    expected = [shares.get(name, 0.5) for name in OUTPUT_NAMES]
+    assert assessor.view_weights.tolist() == expected
+    volume = read_volume_from_array(head_phantom((90, 80, 70)))
+    result = assessor.assess_volume(volume, metrics=False)
+    assert result['globalView']['weight'] == 0.75
+    assert result['globalView']['weights'] == dict(zip(OUTPUT_NAMES, expected, strict=True))
+    view = result['globalView']
+    tiles = np.array([[np.mean(result['tileMap']['quality'])] + [
+        np.mean(result['tileMap']['artifacts'][k]) for k in ARTIFACT_KEYS]])
+    # coverage is the view's alone, ghosting/motion the tiles' alone
+    assert result['artifacts']['incomplete_coverage'] == pytest.approx(
+        view['artifacts']['incomplete_coverage'])
+    assert result['artifacts']['ghosting_motion'] == pytest.approx(
+        tiles[0, 1 + ARTIFACT_KEYS.index('ghosting_motion')], rel=1e-5)
+    # blend_outputs takes one share or one per output
+    outs, view_out = np.zeros((2, 11)), np.full(11, 2.0)
+    both = blend_outputs(outs, view_out, np.array(expected))
+    assert both[0] == pytest.approx(1.5) and both[1:].tolist() == pytest.approx(
+        [0.5 * (1 - w) + w / (1 + math.exp(-2.0)) for w in expected[1:]])
+    for bad, reason in (({'quality': 1.5}, 'within 0..1'), ({'wobble': 0.2}, 'unknown outputs'),
+                        ({'quality': 'x'}, 'must be numbers')):
+        (target / 'model.json').write_text(json.dumps({**info, 'view_weights': bad}),
+                                           encoding='utf-8')
+        with pytest.raises(ModelError, match=reason):
+            Assessor(target)
 
 
 def read_volume_from_array(array):
