@@ -13,6 +13,7 @@ free ports, then:
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -129,6 +130,7 @@ def main(latency_runs: int, queue_size: int, out: str) -> None:
                        f' = {rate:.1f} scans/min')
     finally:
         st.down()
+        shutil.rmtree(state, ignore_errors=True)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(results, indent=2), encoding='utf-8')
     click.echo(f'wrote {out}')

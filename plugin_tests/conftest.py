@@ -6,6 +6,7 @@ a state directory of their own, so tests never collide with a running stack. Set
 """
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -44,9 +45,26 @@ def pytest_configure(config):
     })
 
 
+_exit_status: int | None = None
+
+
+def pytest_sessionfinish(session, exitstatus):
+    global _exit_status
+    _exit_status = int(exitstatus)
+
+
 def pytest_unconfigure(config):
-    if _stack is not None:
-        _stack.down()
+    """Stop the services and delete their state: all of it after a green run; after a red one
+    the service logs stay (and the path is printed), the ~300 MB of database files do not."""
+    if _stack is None:
+        return
+    _stack.down()
+    state = Path(_stack.state_dir)
+    if _exit_status == 0:
+        shutil.rmtree(state, ignore_errors=True)
+    else:
+        shutil.rmtree(state / 'mongo', ignore_errors=True)
+        print(f'service logs of this test session: {state / "logs"}', file=sys.stderr)
 
 
 @pytest.fixture(scope='session')
