@@ -108,6 +108,16 @@ def _sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logits))
 
 
+def mix(tiles: np.ndarray, view: np.ndarray, weight: float | np.ndarray) -> np.ndarray:
+    """``(1 - weight) * tiles + weight * view``: the one blend rule of the worker and training.
+
+    ``weight`` is one share, or one per output (broadcast along the last axis).
+    """
+    share = np.asarray(weight, dtype=np.float64)
+    return (1 - share) * np.asarray(tiles, dtype=np.float64) + share * np.asarray(
+        view, dtype=np.float64)
+
+
 def blend_outputs(tile_outputs: np.ndarray, view_output: np.ndarray | None = None,
                   weight: float | np.ndarray = 0.0) -> np.ndarray:
     """A scan's ``[quality, probabilities...]`` (quality not clipped) from raw network outputs.
@@ -118,10 +128,9 @@ def blend_outputs(tile_outputs: np.ndarray, view_output: np.ndarray | None = Non
     """
     tiles = np.asarray(tile_outputs, dtype=np.float64)
     result = np.concatenate([tiles[:, :1], _sigmoid(tiles[:, 1:])], axis=1).mean(axis=0)
-    share = np.broadcast_to(np.asarray(weight, dtype=np.float64), result.shape)
-    if view_output is not None and share.any():
+    if view_output is not None and np.any(weight):
         view = np.asarray(view_output, dtype=np.float64)
-        result = (1 - share) * result + share * np.concatenate([view[:1], _sigmoid(view[1:])])
+        result = mix(result, np.concatenate([view[:1], _sigmoid(view[1:])]), weight)
     return result
 
 
@@ -159,7 +168,7 @@ class Assessor:
                  _loaded: tuple[Any, dict[str, Any]] | None = None):
         import torch
 
-        from .model_store import load_model
+        from .model_store import ModelError, load_model
 
         self.threads = threads or available_cores()
         torch.set_num_threads(self.threads)
@@ -172,8 +181,6 @@ class Assessor:
         try:
             self.view_weights = view_weights(self.info)
         except ValueError as exc:
-            from .model_store import ModelError
-
             raise ModelError(f"model {self.info.get('name')}: {exc}") from None
         self.uses_view = bool(self.view_weights.any())
         self.max_voxels = max_voxels

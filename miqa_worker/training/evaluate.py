@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from sklearn.metrics import confusion_matrix, r2_score, roc_auc_score, roc_curve
 
-from ..assessment import Assessor, blend_outputs
+from ..assessment import OUTPUT_NAMES, Assessor, blend_outputs, mix
 from ..constants import ARTIFACT_KEYS
 from ..image_io import ScanVolume
 from .artifacts import FAMILIES
@@ -52,10 +52,7 @@ def predict_parts(model: torch.nn.Module, data: VolumeSet, index: np.ndarray | N
 def blend_parts(tiles: np.ndarray, view: np.ndarray | None,
                 weight: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Quality [N] and probabilities [N, 10] of :func:`predict_parts` blended at ``weight``."""
-    out = np.asarray(tiles, dtype=np.float64)
-    if view is not None:
-        share = np.broadcast_to(np.asarray(weight, dtype=np.float64), out.shape[1:])
-        out = (1 - share) * out + share * view
+    out = np.asarray(tiles, dtype=np.float64) if view is None else mix(tiles, view, weight)
     return out[:, 0].astype(np.float32), out[:, 1:].astype(np.float32)
 
 
@@ -88,8 +85,6 @@ def choose_view_weights(data: VolumeSet, index: np.ndarray, tiles: np.ndarray,
     and a tie goes to the share nearest it.
     Returns ``{'weights': {output: share}, 'scores': {output: {share: score}}}``.
     """
-    from ..assessment import OUTPUT_NAMES
-
     index = np.asarray(index, dtype=int)
     weights: dict[str, float] = {}
     scores: dict[str, dict[str, float]] = {}
@@ -104,7 +99,7 @@ def choose_view_weights(data: VolumeSet, index: np.ndarray, tiles: np.ndarray,
             continue
         row = {}
         for share in grid:
-            blended = (1 - share) * tiles[known, k] + share * view[known, k]
+            blended = mix(tiles[known, k], view[known, k], share)
             row[f'{share:g}'] = float(r2_score(truth[known], blended) if k == 0
                                       else roc_auc_score(truth[known], blended))
         best = max(row.values())

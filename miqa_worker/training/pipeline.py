@@ -37,10 +37,9 @@ def _evaluate(model: torch.nn.Module, data: VolumeSet, index: np.ndarray,
     return metrics(data, index, pq, logits), preds
 
 
-def _validation_parts(model: torch.nn.Module, data: VolumeSet, index: np.ndarray,
-                      max_tiles: int | None) -> dict:
-    """A fold model's tile and view halves on its validation volumes (to choose the blend)."""
-    tiles, view = predict_parts(model, data, index, max_tiles)
+def _parts_record(index: np.ndarray, tiles: np.ndarray, view: np.ndarray | None) -> dict:
+    """A fold model's tile and view halves on its validation volumes, as JSON (to choose the
+    blend once every fold is done, also after a resume)."""
     return {'index': np.asarray(index, dtype=int).tolist(), 'tiles': tiles.tolist(),
             'view': None if view is None else view.tolist()}
 
@@ -103,24 +102,23 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
                     if 'val_parts' not in entry and (run_dir / 'weights.pt').is_file():
                         # a run from before the blend was chosen: its halves, once
                         fold_model = _load_weights(run_dir / 'weights.pt', dev, config.channels)
-                        entry['val_parts'] = _validation_parts(fold_model, data, val,
-                                                               eval_tiles)
+                        entry['val_parts'] = _parts_record(
+                            val, *predict_parts(fold_model, data, val, eval_tiles))
                         done.write_text(json.dumps(entry, indent=1), encoding='utf-8')
                     results['folds'].append(entry)
                     continue
             model, history = train_model(data, train, val, config, run_dir, resume, dev,
                                          f'fold {fold}', progress)
             m_train, _ = _evaluate(model, data, train, 8, TRAIN_EVAL_VOLUMES, fold, gw)
-            parts = _validation_parts(model, data, val, eval_tiles)
-            q_val, p_val = blend_parts(np.asarray(parts['tiles']), None if parts['view'] is None
-                                       else np.asarray(parts['view']), gw)
+            tiles, view = predict_parts(model, data, val, eval_tiles)
+            q_val, p_val = blend_parts(tiles, view, gw)
             m_val = metrics(data, val, q_val, p_val)
             entry = {'fold': fold, 'train_subjects': sorted(set(data.subjects[train])),
                      'val_subjects': sorted(set(data.subjects[val])), 'train': m_train,
                      'validation': m_val, 'history': history,
                      'val_predictions': {'index': val.tolist(), 'quality': q_val.tolist(),
                                          'logits': p_val.tolist()},
-                     'val_parts': parts}
+                     'val_parts': _parts_record(val, tiles, view)}
             if len(test_index):
                 entry['test'], _ = _evaluate(model, data, test_index, eval_tiles,
                                              global_weight=gw)

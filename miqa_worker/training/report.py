@@ -269,8 +269,9 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
         oof_c, oof_d = chosen.get('out_of_fold_chosen', {}), chosen.get('out_of_fold_default', {})
         lines += ['## Blend of tiles and whole-volume view, per output', '',
                   'The view\'s share in each output was chosen on the pooled out-of-fold '
-                  'predictions of the fold models (quality by R², indicators by ROC AUC; the '
-                  f'training share {gw:g} on a tie), never on the held-out subjects. '
+                  'predictions of the fold models (quality by R², indicators by ROC AUC; on a '
+                  f'tie, the share nearest the training share {gw:g}), never on the held-out '
+                  'subjects. '
                   'The shipped `model.json` carries them as `view_weights`.', '',
                   '| output | view share | out-of-fold score at each share |', '|---|---|---|']
         for name, share in chosen['weights'].items():
