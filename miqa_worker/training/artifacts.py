@@ -10,7 +10,7 @@ Family -> indicator (``constants.ARTIFACT_KEYS``) and quality penalty at severit
 family        indicator             penalty  what the transform does
 ============  ====================  =======  ==============================================
 ghosting      ghosting_motion       5        ``tio.Ghosting``: 2-8 ghosts along a random axis
-motion        ghosting_motion       6        ``tio.Motion``: moved share of k-space grows
+motion        ghosting_motion       6        ``tio.Motion``: 2-4 rigid moves during the scan
 bias          inhomogeneity         4        smooth cubic log-polynomial gain over the head
 spike         ghosting_motion       5        ``tio.Spike``: 1-3 k-space spikes (stripes)
 noise         (none)                5        Rician noise; no indicator fits: quality only
@@ -177,29 +177,16 @@ class RandomGhostingArtifact(ArtifactTransform):
 
 
 class RandomMotionArtifact(ArtifactTransform):
-    """The head moves during the scan; the severity sets how much k-space is acquired moved.
-
-    ``tio.Motion`` fills the band of k-space lines that holds the centre from the first head
-    position and the rest from the moved ones. Any move past about a voxel already decorrelates
-    the moved lines, so the size of the moves barely changes the image (a 1 and a 20 degree
-    move give the same difference): what the eye sees is the share of moved lines. So the
-    unmoved central band is ``0.6 - 0.45 s`` of k-space (0.49 at the mildest, 0.15 at the
-    worst), placed at random around the centre; 1-3 more moves split the outer lines; the
-    moves are rigid, up to 2 + 6 s degrees and mm per axis. The difference from the clean
-    image then grows with ``s`` (about 2 % of the head's mean intensity at s = 0.25, 13 % at 1).
-    """
+    """2-4 rigid head moves; rotations and translations up to 1.5 + 8.5 s (degrees, mm)."""
 
     family = 'motion'
 
     def corrupt(self, data, affine, severity, rng):
-        band = 0.6 - 0.45 * severity
-        low = 0.5 - band * rng.uniform(0.25, 0.75)
-        high = low + band
-        outer = rng.uniform(0.0, 1.0 - band, int(rng.integers(0, 3)))
-        times = np.sort(np.r_[low, high, np.where(outer < low, outer, outer + band)])
-        limit = 2.0 + 6.0 * severity
-        degrees = rng.uniform(-limit, limit, (len(times), 3))
-        translation = rng.uniform(-limit, limit, (len(times), 3))
+        moves = int(rng.integers(2, 5))
+        limit = 1.5 + 8.5 * severity
+        degrees = rng.uniform(-limit, limit, (moves, 3))
+        translation = rng.uniform(-limit, limit, (moves, 3))
+        times = np.sort(rng.uniform(0.15, 0.85, moves))
         transform = tio.Motion(degrees=degrees, translation=translation, times=times,
                                image_interpolation='linear')
         return np.abs(_torchio_apply(transform, data, affine)), affine

@@ -91,22 +91,3 @@ def test_bias_field_shades_the_head_by_the_documented_ratio(severity):
         low, high = np.percentile(np.log(gain), [2, 98])
         assert high - low == pytest.approx(2 * (0.25 + 0.35 * severity), rel=0.02)
         assert np.all(out[~head] == 0)
-
-
-def test_motion_difference_grows_with_severity():
-    """The moved share of k-space, not the size of the moves, makes motion visible: a milder
-    severity must change the image less (median over draws), and the mildest still visibly."""
-    data = _phantom()
-    head = data > 0
-
-    def change(severity: float) -> float:
-        diffs = []
-        for seed in range(5):
-            out, _ = art.RandomMotionArtifact().corrupt(data, np.eye(4), severity,
-                                                        np.random.default_rng(seed))
-            diffs.append(np.sqrt(np.mean((out - data)[head] ** 2)) / data[head].mean())
-        return float(np.median(diffs))
-
-    mild, middle, worst = change(0.25), change(0.6), change(1.0)
-    assert 0.01 < mild < middle < worst
-    assert worst > 1.5 * mild
