@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..assessment import view_weights
 from ..network import CHANNELS, build_network
 from .dataset import VolumeSet, load_cache, subject_folds
 from .evaluate import blend_parts, choose_view_weights, metrics, predict, predict_parts, summarise
@@ -53,7 +54,7 @@ def _choose_weights(data: VolumeSet, folds: list[dict], default: float) -> dict 
     tiles = np.concatenate([np.asarray(p['tiles']) for p in parts])
     view = np.concatenate([np.asarray(p['view']) for p in parts])
     choice = choose_view_weights(data, index, tiles, view, default)
-    shares = np.array(list(choice['weights'].values()))
+    shares = view_weights({'view_weights': choice['weights'], 'global_view_weight': default})
     for label, weight in (('chosen', shares), ('default', default)):
         q, p = blend_parts(tiles, view, weight)
         choice[f'out_of_fold_{label}'] = metrics(data, index, q, p)
@@ -129,7 +130,7 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
             results['view_weights'] = _choose_weights(data, results['folds'], gw)
     chosen = (results.get('view_weights') or {}).get('weights')
     if chosen:  # the final model is evaluated, and shipped, with the chosen blend
-        gw = np.array(list(chosen.values()))
+        gw = view_weights({'view_weights': chosen, 'global_view_weight': gw})
     final_config = TrainConfig(**{**asdict(config), 'epochs': final_epochs or config.epochs})
     final_dir = out_dir / 'final'
     weights = final_dir / 'weights.pt'
