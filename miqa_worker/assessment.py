@@ -7,9 +7,10 @@ Result of :meth:`Assessor.assess_file` / :meth:`Assessor.assess_volume` (JSON-se
                ``view_weights``, else ``global_view_weight``; 0 = tiles only), clamped
     artifacts  {key: probability}: mean over tiles of sigmoid(output 1..10), each blended
                at its own share, keys in the order of constants.ARTIFACT_KEYS
-    globalView {weight (the quality's share), weights {output: share}, quality, artifacts}:
-               the whole volume seen as one 64^3 view (isotropic voxels,
-               tiling.global_view); absent when the model does not use it
+    globalView {weight (the quality's share), weights {output: share}, flips, quality,
+               artifacts}: the whole volume seen as one 64^3 view (isotropic voxels,
+               tiling.global_view), its raw outputs averaged over ``flips`` mirror images
+               (:func:`view_flips`); absent when the model does not use it
     tileMap    {grid [nx, ny, nz], starts [[i, j, k], ...], tileSize 64,
                 shape [X, Y, Z] (the padded volume), quality [per tile],
                 artifacts {key: [per tile]}}
@@ -98,10 +99,15 @@ def make_tiles(array: np.ndarray, tile: int = TILE_SIZE,
 
 def whole_view(volume: ScanVolume, value_range: tuple[float, float] | None = None
                ) -> np.ndarray:
-    """The normalised whole volume as one 64^3 view (``tiling.global_view``), as in training."""
+    """The normalised whole volume as one 64^3 view (``tiling.global_view``), as in training.
+
+    Clips once and rescales the small view, not every voxel (the same view, a copy fewer).
+    """
     low, high = value_range or intensity_range(volume.array)
-    scaled = rescale_into(np.array(volume.array, dtype=np.float32, copy=True), low, high)
-    return global_view(scaled, volume.spacing)
+    if not (np.isfinite(low) and np.isfinite(high) and high > low):
+        return np.zeros((TILE_SIZE,) * 3, dtype=np.float32)  # as rescale_into: all zeros
+    clipped = np.clip(volume.array, np.float32(low), np.float32(high))
+    return global_view(clipped, volume.spacing, value_range=(float(low), float(high)))
 
 
 def _sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -135,6 +141,28 @@ def blend_outputs(tile_outputs: np.ndarray, view_output: np.ndarray | None = Non
 
 
 OUTPUT_NAMES: tuple[str, ...] = ('quality', *ARTIFACT_KEYS)
+
+#: The mirror images of the whole-volume view, in the order ``view_flips`` takes them: the
+#: view itself, then flipped along one, two and all three axes (training flips views too).
+FLIPS: tuple[tuple[int, ...], ...] = ((), (0,), (1,), (2,), (0, 1), (0, 2), (1, 2), (0, 1, 2))
+
+
+def view_flips(info: dict[str, Any]) -> int:
+    """How many mirror images of the whole-volume view a model averages (``model.json``
+    ``view_flips``, 1..8; absent: 1, the view alone). ValueError with the reason otherwise.
+
+    The view is one 64^3 input, so its mirror images cost a few tiles' time, and averaging
+    them steadies the outputs the view decides (bias field, cut coverage, wraparound).
+    """
+    value = info.get('view_flips', 1)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= len(FLIPS):
+        raise ValueError(f'view_flips must be an integer from 1 to {len(FLIPS)}, got {value!r}')
+    return value
+
+
+def mirrored(view: np.ndarray, count: int) -> np.ndarray:
+    """The first ``count`` of :data:`FLIPS` applied to a 3D view: ``[count, *view.shape]``."""
+    return np.stack([np.flip(view, axes) if axes else view for axes in FLIPS[:count]])
 
 
 def view_weights(info: dict[str, Any]) -> np.ndarray:
@@ -180,6 +208,7 @@ class Assessor:
         self.batch_size = max(1, int(batch_size))
         try:
             self.view_weights = view_weights(self.info)
+            self.view_flips = view_flips(self.info)
         except ValueError as exc:
             raise ModelError(f"model {self.info.get('name')}: {exc}") from None
         self.uses_view = bool(self.view_weights.any())
@@ -188,12 +217,14 @@ class Assessor:
 
     @classmethod
     def from_network(cls, network, global_view_weight: float = 0.0, threads: int | None = None,
-                     weights: dict[str, float] | None = None, **kwargs: Any) -> Assessor:
+                     weights: dict[str, float] | None = None, flips: int = 1,
+                     **kwargs: Any) -> Assessor:
         """An Assessor of a network in memory (training evaluates its models this way)."""
         import torch
 
         info = {'name': 'in-memory', 'version': '-', 'sha256': '-',
-                'global_view_weight': global_view_weight, 'view_weights': weights}
+                'global_view_weight': global_view_weight, 'view_weights': weights,
+                'view_flips': flips}
         return cls(batch_size=kwargs.pop('batch_size', DEFAULT_BATCH_SIZE),
                    threads=threads or torch.get_num_threads(), _loaded=(network, info),
                    **kwargs)
@@ -231,13 +262,14 @@ class Assessor:
         tiles, starts, grid, padded = make_tiles(volume.array, value_range=value_range)
         count = len(tiles)
         if self.uses_view:
-            tiles = np.concatenate([tiles, whole_view(volume, value_range)[None]])
+            tiles = np.concatenate([tiles, mirrored(whole_view(volume, value_range),
+                                                    self.view_flips)])
         t1 = time.perf_counter()
         report(3, PROGRESS_TOTAL, f'running the model on {count} tiles')
         out = self.predict_tiles(tiles).astype(np.float64)
         t2 = time.perf_counter()
         del tiles
-        view_out = out[count] if self.uses_view else None
+        view_out = out[count:].mean(axis=0) if self.uses_view else None
         out = out[:count]
         quality_tiles = np.clip(out[:, 0], QUALITY_MIN, QUALITY_MAX)
         probs = _sigmoid(out[:, 1:])
@@ -249,6 +281,7 @@ class Assessor:
             extra['globalView'] = {
                 'weight': float(self.view_weights[0]),
                 'weights': dict(zip(OUTPUT_NAMES, map(float, self.view_weights), strict=True)),
+                'flips': self.view_flips,
                 'quality': float(np.clip(view_out[0], QUALITY_MIN, QUALITY_MAX)),
                 'artifacts': {key: float(p) for key, p in zip(ARTIFACT_KEYS,
                                                                _sigmoid(view_out[1:]),

@@ -49,12 +49,16 @@ def extract_tiles(volume: np.ndarray, tile: int = TILE_SIZE) -> tuple[np.ndarray
     return tiles, starts, (len(grid[0]), len(grid[1]), len(grid[2]))
 
 
-def global_view(volume: np.ndarray, spacing, tile: int = TILE_SIZE) -> np.ndarray:
+def global_view(volume: np.ndarray, spacing, tile: int = TILE_SIZE,
+                value_range: tuple[float, float] | None = None) -> np.ndarray:
     """The whole volume as one ``tile``^3 view: isotropic voxels, centred, zero-padded.
 
     Tiles see 64 voxels of the scan; artifacts that span the head (a bias field, a cut field of
     view, wraparound) need the whole of it at once. The longest physical side fits the view;
     axes are averaged down (area) where they shrink and linearly interpolated where they grow.
+    With ``value_range`` (low < high) the volume must be clipped to it already, and the view is
+    mapped to 0..1 after resizing: the map is affine, so this equals the view of the rescaled
+    volume without rescaling every voxel of it.
     """
     import torch
     import torch.nn.functional as F
@@ -69,6 +73,9 @@ def global_view(volume: np.ndarray, spacing, tile: int = TILE_SIZE) -> np.ndarra
         data = F.adaptive_avg_pool3d(data, down)
     if down != size:
         data = F.interpolate(data, size=size, mode='trilinear', align_corners=False)
+    if value_range is not None:
+        low, high = value_range
+        data = (data - low) * (1.0 / (high - low))
     out = np.zeros((tile, tile, tile), dtype=np.float32)
     lo = [(tile - s) // 2 for s in size]
     out[lo[0]:lo[0] + size[0], lo[1]:lo[1] + size[1], lo[2]:lo[2] + size[2]] = data[0, 0].numpy()

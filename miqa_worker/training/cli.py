@@ -98,6 +98,9 @@ def ingest(csv_path, cache_dir) -> None:
 @click.option('--no-augment', is_flag=True, help='No random flips / axis orders of tiles.')
 @click.option('--channels', default=','.join(map(str, TrainConfig.channels)), show_default=True,
               help='Widths of the five convolution stages (stored in model.json).')
+@click.option('--view-flips', default=8, show_default=True, type=click.IntRange(1, 8),
+              help='Mirror images of the whole-volume view averaged at inference '
+                   '(stored in model.json; every evaluation uses them).')
 @click.option('--eval-tiles', default=27, show_default=True,
               help='Most grid tiles per volume when evaluating.')
 @click.option('--test-subjects', default=','.join(DEFAULT_TEST_SUBJECTS), show_default=True,
@@ -116,7 +119,7 @@ def ingest(csv_path, cache_dir) -> None:
 @click.option('--quiet', is_flag=True, help='No progress bars.')
 def run(cache_dir, out_dir, folds, epochs, final_epochs, tiles_per_volume, batch_size, lr,
         lr_decay, weight_decay, indicator_weight, global_view_weight, views_per_volume,
-        no_augment, channels, eval_tiles, test_subjects, seed, resume, device, threads,
+        no_augment, channels, view_flips, eval_tiles, test_subjects, seed, resume, device, threads,
         no_baseline, ship_to, version, preliminary, shared_dir, quiet) -> None:
     """Cross-validate by subject, train the final model, evaluate, report (and ship)."""
     from ..network import network_channels
@@ -141,7 +144,7 @@ def run(cache_dir, out_dir, folds, epochs, final_epochs, tiles_per_volume, batch
     results = run_pipeline(cache_dir, out_dir, config, folds, subjects, resume, device,
                            eval_tiles, final_epochs, not quiet, not no_baseline,
                            shared_dir if shared_dir and Path(shared_dir).is_dir() else None,
-                           'miqa-train ' + ' '.join(sys.argv[1:]))
+                           'miqa-train ' + ' '.join(sys.argv[1:]), view_flips)
     if preliminary:
         write_report(results, load_cache(cache_dir), out_dir, preliminary=True)
     metrics = json.loads((out_dir / 'metrics.json').read_text(encoding='utf-8'))

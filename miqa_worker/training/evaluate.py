@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from sklearn.metrics import confusion_matrix, r2_score, roc_auc_score, roc_curve
 
-from ..assessment import OUTPUT_NAMES, Assessor, blend_outputs, mix
+from ..assessment import OUTPUT_NAMES, Assessor, blend_outputs, mirrored, mix
 from ..constants import ARTIFACT_KEYS
 from ..image_io import ScanVolume
 from .artifacts import FAMILIES
@@ -22,12 +22,13 @@ BIN_NAMES = ('poor (<4)', 'fair (4-7)', 'good (>=7)')
 
 @torch.no_grad()
 def predict_parts(model: torch.nn.Module, data: VolumeSet, index: np.ndarray | None = None,
-                  max_tiles: int | None = 16, batch_size: int = 32
+                  max_tiles: int | None = 16, batch_size: int = 32, flips: int = 1
                   ) -> tuple[np.ndarray, np.ndarray | None]:
     """Per volume, the two halves a scan's result blends: ``(tiles, view)``, each ``[N, 11]``.
 
     ``tiles`` is ``blend_outputs`` of the grid tiles alone (mean quality, mean probabilities);
-    ``view`` is the whole-volume view's quality and probabilities (None without views).
+    ``view`` is the whole-volume view's quality and probabilities (None without views), its raw
+    outputs averaged over ``flips`` mirror images as at inference.
     """
     model.eval()
     assessor = Assessor.from_network(model, batch_size=batch_size)
@@ -35,12 +36,13 @@ def predict_parts(model: torch.nn.Module, data: VolumeSet, index: np.ndarray | N
     tiles_out, view_out = [], []
     for v in index:
         tiles = grid_tiles(data.volumes[v], max_tiles)
+        count = len(tiles)
         if data.views is not None:
-            tiles = np.concatenate([tiles, data.views[v][None]])
+            tiles = np.concatenate([tiles, mirrored(data.views[v], flips)])
         outs = assessor.predict_tiles(tiles.astype(np.float32) / np.float32(255.0))
         if data.views is not None:
-            view_out.append(blend_outputs(outs[-1:]))
-            outs = outs[:-1]
+            view_out.append(blend_outputs(outs[count:].mean(axis=0, keepdims=True)))
+            outs = outs[:count]
         tiles_out.append(blend_outputs(outs))
     width = 1 + len(ARTIFACT_KEYS)
     tiles_arr = np.asarray(tiles_out, dtype=np.float64).reshape(len(index), width)
@@ -58,7 +60,8 @@ def blend_parts(tiles: np.ndarray, view: np.ndarray | None,
 
 def predict(model: torch.nn.Module, data: VolumeSet, index: np.ndarray | None = None,
             max_tiles: int | None = 16, batch_size: int = 32,
-            global_weight: float | np.ndarray = 0.0) -> tuple[np.ndarray, np.ndarray]:
+            global_weight: float | np.ndarray = 0.0, flips: int = 1
+            ) -> tuple[np.ndarray, np.ndarray]:
     """Per volume, as at inference: quality [N] and probabilities [N, 10].
 
     Each is the mean over tiles, blended with the whole-volume view's output at
@@ -67,7 +70,7 @@ def predict(model: torch.nn.Module, data: VolumeSet, index: np.ndarray | None = 
     share = np.asarray(global_weight, dtype=np.float64)
     if not share.any():
         data = dataclasses.replace(data, views=None)  # tiles only: no view to run
-    tiles, view = predict_parts(model, data, index, max_tiles, batch_size)
+    tiles, view = predict_parts(model, data, index, max_tiles, batch_size, flips)
     return blend_parts(tiles, view, share)
 
 
@@ -200,7 +203,7 @@ def summarise(values: list[float | None]) -> dict:
 def real_scan_check(model: torch.nn.Module, shared_dir,
                     subjects_of: dict[str, str] | None = None,
                     global_weight: float = 0.0,
-                    weights: dict[str, float] | None = None) -> list[dict]:
+                    weights: dict[str, float] | None = None, flips: int = 1) -> list[dict]:
     """The model on every unmodified real scan of ``shared_dir`` (no labels: a sanity look).
 
     4D files give each of their first two volumes (the dcm_qa series has a real head motion
@@ -217,7 +220,7 @@ def real_scan_check(model: torch.nn.Module, shared_dir,
     if not shared_dir.is_dir():
         return out
     model.eval()
-    assessor = Assessor.from_network(model, global_weight, weights=weights)
+    assessor = Assessor.from_network(model, global_weight, weights=weights, flips=flips)
     names = sorted(p.name for p in shared_dir.iterdir() if p.is_file() and p.name.endswith(
         ('.nii', '.nii.gz', '.nrrd', '.mha')))
     for name in names:

@@ -28,21 +28,23 @@ def _split(data: VolumeSet, test_subjects: tuple[str, ...]) -> tuple[np.ndarray,
 
 def _evaluate(model: torch.nn.Module, data: VolumeSet, index: np.ndarray,
               max_tiles: int | None, limit: int | None = None, seed: int = 0,
-              global_weight: float | np.ndarray = 0.0) -> tuple[dict, dict]:
+              global_weight: float | np.ndarray = 0.0, flips: int = 1) -> tuple[dict, dict]:
     """Metrics and raw predictions of ``model`` on ``index`` (optionally a fixed sample)."""
     index = np.asarray(index, dtype=int)
     if limit is not None and len(index) > limit:
         index = np.sort(np.random.default_rng(seed).choice(index, limit, replace=False))
-    pq, logits = predict(model, data, index, max_tiles, global_weight=global_weight)
+    pq, logits = predict(model, data, index, max_tiles, global_weight=global_weight,
+                         flips=flips)
     preds = {'index': index.tolist(), 'quality': pq.tolist(), 'logits': logits.tolist()}
     return metrics(data, index, pq, logits), preds
 
 
-def _parts_record(index: np.ndarray, tiles: np.ndarray, view: np.ndarray | None) -> dict:
+def _parts_record(index: np.ndarray, tiles: np.ndarray, view: np.ndarray | None,
+                  flips: int) -> dict:
     """A fold model's tile and view halves on its validation volumes, as JSON (to choose the
-    blend once every fold is done, also after a resume)."""
+    blend once every fold is done, also after a resume), and the view's mirror images."""
     return {'index': np.asarray(index, dtype=int).tolist(), 'tiles': tiles.tolist(),
-            'view': None if view is None else view.tolist()}
+            'view': None if view is None else view.tolist(), 'flips': flips}
 
 
 def _choose_weights(data: VolumeSet, folds: list[dict], default: float) -> dict | None:
@@ -72,8 +74,13 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
                  test_subjects: tuple[str, ...] = (), resume: bool = False,
                  device: str | None = None, eval_tiles: int = 27, final_epochs: int | None = None,
                  progress: bool = True, baseline: bool = True,
-                 shared_dir: Path | None = None, command: str | None = None) -> dict:
-    """Cross-validate over subject folds, train the final model, evaluate, write the report."""
+                 shared_dir: Path | None = None, command: str | None = None,
+                 view_flips: int = 1) -> dict:
+    """Cross-validate over subject folds, train the final model, evaluate, write the report.
+
+    Every evaluation runs the whole-volume view as ``view_flips`` mirror images, as the
+    shipped model will (``model.json`` ``view_flips``).
+    """
     started = time.time()
     dev = pick_device(device)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -85,7 +92,8 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
                      'test_subjects': sorted(set(data.subjects[test_index])),
                      'development_subjects': sorted(set(data.subjects[dev_index])),
                      'volumes': {'development': int(len(dev_index)), 'test': int(len(test_index))},
-                     'folds': [], 'predictions': {}, 'command': command}
+                     'folds': [], 'predictions': {}, 'command': command,
+                     'view_flips': view_flips}
     settings = Path(cache_dir) / 'settings.json'
     if settings.is_file():
         results['generator'] = json.loads(settings.read_text(encoding='utf-8'))
@@ -100,18 +108,24 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
             if resume and done.is_file():
                 entry = json.loads(done.read_text(encoding='utf-8'))
                 if len(entry['history']) >= config.epochs:
-                    if 'val_parts' not in entry and (run_dir / 'weights.pt').is_file():
-                        # a run from before the blend was chosen: its halves, once
+                    parts = entry.get('val_parts')
+                    if (parts is None or parts.get('flips', 1) != view_flips) and (
+                            run_dir / 'weights.pt').is_file():
+                        # a run from before the blend was chosen, or with other view flips:
+                        # its validation halves and metrics again, once
                         fold_model = _load_weights(run_dir / 'weights.pt', dev, config.channels)
-                        entry['val_parts'] = _parts_record(
-                            val, *predict_parts(fold_model, data, val, eval_tiles))
+                        tiles, view = predict_parts(fold_model, data, val, eval_tiles,
+                                                    flips=view_flips)
+                        entry['val_parts'] = _parts_record(val, tiles, view, view_flips)
+                        entry['validation'] = metrics(data, val, *blend_parts(tiles, view, gw))
                         done.write_text(json.dumps(entry, indent=1), encoding='utf-8')
                     results['folds'].append(entry)
                     continue
             model, history = train_model(data, train, val, config, run_dir, resume, dev,
                                          f'fold {fold}', progress)
-            m_train, _ = _evaluate(model, data, train, 8, TRAIN_EVAL_VOLUMES, fold, gw)
-            tiles, view = predict_parts(model, data, val, eval_tiles)
+            m_train, _ = _evaluate(model, data, train, 8, TRAIN_EVAL_VOLUMES, fold, gw,
+                                   view_flips)
+            tiles, view = predict_parts(model, data, val, eval_tiles, flips=view_flips)
             q_val, p_val = blend_parts(tiles, view, gw)
             m_val = metrics(data, val, q_val, p_val)
             entry = {'fold': fold, 'train_subjects': sorted(set(data.subjects[train])),
@@ -119,10 +133,10 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
                      'validation': m_val, 'history': history,
                      'val_predictions': {'index': val.tolist(), 'quality': q_val.tolist(),
                                          'logits': p_val.tolist()},
-                     'val_parts': _parts_record(val, tiles, view)}
+                     'val_parts': _parts_record(val, tiles, view, view_flips)}
             if len(test_index):
                 entry['test'], _ = _evaluate(model, data, test_index, eval_tiles,
-                                             global_weight=gw)
+                                             global_weight=gw, flips=view_flips)
             done.write_text(json.dumps(entry, indent=1), encoding='utf-8')
             results['folds'].append(entry)
         results['cross_validation'] = cv_summary(results['folds'])
@@ -144,10 +158,10 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
                                      dev, 'final', progress)
     final: dict = {'history': history}
     final['train'], _ = _evaluate(model, data, dev_index, 8, TRAIN_EVAL_VOLUMES,
-                                  global_weight=gw)
+                                  global_weight=gw, flips=view_flips)
     if len(test_index):
-        final['test'], results['predictions']['test'] = _evaluate(model, data, test_index,
-                                                                  None, global_weight=gw)
+        final['test'], results['predictions']['test'] = _evaluate(
+            model, data, test_index, None, global_weight=gw, flips=view_flips)
     results['final'] = final
     if shared_dir is not None:
         from .evaluate import real_scan_check
@@ -157,7 +171,8 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
         roles = {name: f'{subject} ({"held-out test" if subject in test else "training"})'
                  for name, subject, _ in REAL_SOURCES}
         results['real_scans'] = real_scan_check(model, shared_dir, roles,
-                                                config.global_view_weight, chosen)
+                                                config.global_view_weight, chosen,
+                                                view_flips)
     if baseline:
         from .baseline import run_baseline
 
@@ -207,5 +222,6 @@ def ship(out_dir: Path, model_dir: Path, version: str, description: str,
             'global_view_weight': results.get('config', {}).get('global_view_weight', 0.0),
             'channels': list(results.get('config', {}).get('channels') or CHANNELS),
             'view_weights': (results.get('view_weights') or {}).get('weights'),
+            'view_flips': int(results.get('view_flips') or 1),
             'held_out': results.get('held_out_summary', {})}
     (model_dir / 'model.json').write_text(json.dumps(meta, indent=1) + '\n', encoding='utf-8')

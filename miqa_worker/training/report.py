@@ -41,7 +41,8 @@ def build_metrics(results: dict) -> dict:
     out = {k: results[k] for k in ('created', 'cache', 'config', 'n_folds', 'final_epochs',
                                    'device',
                                    'test_subjects', 'development_subjects', 'volumes',
-                                   'seconds', 'command', 'generator', 'view_weights')
+                                   'seconds', 'command', 'generator', 'view_weights',
+                                   'view_flips')
            if k in results}
     out['held_out_summary'] = held_out_summary(results)
     out['cross_validation'] = results.get('cross_validation')
@@ -183,6 +184,10 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
            'seen as one more 64³ tile (`tiling.global_view`: isotropic voxels, the longest '
            'side fitted). Tiles see fine texture (noise, spikes, ghosts); the whole view sees '
            'what spans the head (a bias field, a cut field of view, wraparound).'
+           + (f' The view is run as {int(metrics["view_flips"])} mirror images (flipped along '
+              'each combination of axes, `assessment.FLIPS`) and their outputs averaged, in '
+              'every evaluation here as in the worker (`model.json` `view_flips`).'
+              if int(metrics.get('view_flips') or 1) > 1 else '')
            if gw else '.')
         + ((' The view\'s share is chosen per output by cross-validation (see "Blend of '
             'tiles and whole-volume view" below).'

@@ -47,7 +47,8 @@ def test_generate_train_report_resume(tmp_path):
 
     runner = CliRunner()
     result = runner.invoke(main, ['run', '--cache-dir', str(cache), '--out', str(out),
-                                  '--epochs', '1', *COMMON], catch_exceptions=False)
+                                  '--epochs', '1', '--view-flips', '2', *COMMON],
+                           catch_exceptions=False)
     assert result.exit_code == 0, result.output
     for fold in range(5):
         assert (out / f'fold-{fold}' / 'checkpoint.pt').is_file()
@@ -67,6 +68,9 @@ def test_generate_train_report_resume(tmp_path):
     for name in PLOTS:
         assert (out / name).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert 'simulated' in (out / 'MODEL_CARD.md').read_text(encoding='utf-8')
+    assert metrics['view_flips'] == 2
+    assert json.loads((out / 'fold-0' / 'fold-metrics.json').read_text())['val_parts'][
+        'flips'] == 2
 
     # resume: one more epoch continues from the checkpoints instead of starting over
     first_epoch = state['history'][0]
@@ -104,10 +108,20 @@ def test_generate_train_report_resume(tmp_path):
     result = Assessor(shipped, threads=1).assess_volume(
         ScanVolume(volume, (4.0, 4.0, 4.0), 'RAS', 'array'), metrics=False)
     assert result['globalView']['weights'] == info['view_weights']
+    assert info['view_flips'] == result['globalView']['flips'] == 8  # the default
     assert 0 <= result['quality'] <= 10
     card = (out / 'MODEL_CARD.md').read_text(encoding='utf-8')
-    assert '2, 4, 8, 8, 16 channels' in card
+    assert '2, 4, 8, 8, 16 channels' in card and 'run as 8 mirror images' in card
     assert 'whole volume' in card and 'Not simulated for this model: truncation' in card
+
+    # resume with other view flips: nothing retrains, the folds' halves are evaluated again
+    result = runner.invoke(main, ['run', '--cache-dir', str(cache), '--out', str(out),
+                                  '--epochs', '2', '--resume', '--no-baseline', *COMMON,
+                                  '--view-flips', '4'], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    fold0 = json.loads((out / 'fold-0' / 'fold-metrics.json').read_text())
+    assert fold0['val_parts']['flips'] == 4 and len(fold0['history']) == 2
+    assert json.loads((out / 'metrics.json').read_text())['view_flips'] == 4
     shutil.rmtree(out)
 
 

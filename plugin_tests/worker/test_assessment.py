@@ -139,6 +139,40 @@ def test_per_output_view_weights_from_model_json(model_dir, tmp_path):
             Assessor(target)
 
 
+def test_view_flips_average_the_mirrored_whole_volume_view(model_dir, tmp_path):
+    """model.json's view_flips runs the view as that many mirror images and averages them."""
+    import shutil
+
+    from miqa_worker.assessment import FLIPS, mirrored, whole_view
+    from miqa_worker.model_store import ModelError
+
+    target = tmp_path / 'flips'
+    shutil.copytree(model_dir / TEST_MODEL, target)
+    info = json.loads((target / 'model.json').read_text(encoding='utf-8'))
+    (target / 'model.json').write_text(json.dumps(
+        {**info, 'global_view_weight': 1.0, 'view_flips': 8}), encoding='utf-8')
+    assessor = Assessor(target)
+    volume = read_volume_from_array(head_phantom((90, 80, 70)))
+    result = assessor.assess_volume(volume, metrics=False)
+    view = whole_view(volume)
+    images = mirrored(view, 8)
+    assert images.shape == (8, *view.shape) and len(set(FLIPS)) == 8
+    np.testing.assert_array_equal(images[0], view)
+    np.testing.assert_array_equal(images[7], view[::-1, ::-1, ::-1])
+    out = assessor.predict_tiles(images).astype(np.float64).mean(axis=0)
+    assert result['globalView']['flips'] == 8
+    assert result['quality'] == pytest.approx(float(np.clip(out[0], 0, 10)), rel=1e-5)
+    assert list(result['artifacts'].values()) == pytest.approx(
+        list(1 / (1 + np.exp(-out[1:]))), rel=1e-5)
+    single = assessor.predict_tiles(view[None]).astype(np.float64)[0]
+    assert not np.allclose(out, single)  # the mirror images do change the result
+    for bad in (0, 9, 2.5, '4', True):
+        (target / 'model.json').write_text(json.dumps(
+            {**info, 'global_view_weight': 1.0, 'view_flips': bad}), encoding='utf-8')
+        with pytest.raises(ModelError, match='view_flips must be an integer from 1 to 8'):
+            Assessor(target)
+
+
 def read_volume_from_array(array):
     from miqa_worker.image_io import ScanVolume
 
