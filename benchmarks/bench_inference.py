@@ -83,10 +83,8 @@ def main(repeats: int, threads: int, input_path: str | None) -> None:
     import itk
     import torch
 
-    from miqa_worker.assessment import Assessor, make_tiles, whole_view
+    from miqa_worker.assessment import Assessor, make_tiles
     from miqa_worker.image_io import read_volume, warm_up_itk
-    from miqa_worker.preprocessing import intensity_range
-    from miqa_worker.quality_metrics import compute_quality_metrics
     from miqa_worker.tiling import extract_tiles
 
     torch.set_num_threads(threads)
@@ -108,21 +106,12 @@ def main(repeats: int, threads: int, input_path: str | None) -> None:
             return {'total': time.perf_counter() - t0}
 
         def ours() -> dict[str, float]:
-            t0 = time.perf_counter()
-            volume = read_volume(path)
-            t1 = time.perf_counter()
-            value_range = intensity_range(volume.array)
-            tiles, _, _, _ = make_tiles(volume.array, value_range=value_range)
-            if assessor.uses_view:  # the whole-volume view, as assess_volume does
-                tiles = np.concatenate([tiles, whole_view(volume, value_range)[None]])
-            t2 = time.perf_counter()
-            out = assessor.predict_tiles(tiles)
-            float(out[:, 0].mean())
-            t3 = time.perf_counter()
-            compute_quality_metrics(volume.array, volume.spacing)
-            t4 = time.perf_counter()
-            return {'read': t1 - t0, 'preprocess': t2 - t1, 'inference': t3 - t2,
-                    'total': t3 - t0, 'metrics': t4 - t3}
+            # the worker's own path (whole-volume view and its mirror images included)
+            timings = assessor.assess_file(path)['timings']
+            return {'read': timings['read'], 'preprocess': timings['preprocess'],
+                    'inference': timings['inference'],
+                    'total': timings['read'] + timings['preprocess'] + timings['inference'],
+                    'metrics': timings['metrics']}
 
         def reference() -> dict[str, float]:
             t0 = time.perf_counter()
@@ -152,10 +141,12 @@ def main(repeats: int, threads: int, input_path: str | None) -> None:
             runs['c_reference_batch1'].append(reference())
         shape = list(read_volume(path).shape)
         tiles = len(make_tiles(read_volume(path).array)[0])
+        flips = assessor.view_flips if assessor.uses_view else 0
 
     medians = {name: {key: statistics.median(r[key] for r in rows) for key in rows[0]}
                for name, rows in runs.items()}
-    click.echo(f'input: {source}; {shape} -> {tiles} tiles; model: {model_label}; '
+    click.echo(f'input: {source}; {shape} -> {tiles} tiles + {flips} mirror images of the '
+               f'whole-volume view; model: {model_label}; '
                f'torch threads {threads}; {repeats} repeats (medians, seconds)')
     header = f'{"":24}{"read":>9}{"preproc":>9}{"infer":>9}{"TOTAL":>9}{"metrics":>9}'
     click.echo(header)
@@ -170,7 +161,8 @@ def main(repeats: int, threads: int, input_path: str | None) -> None:
     stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
     out = RESULTS / f'bench_inference-{stamp}.json'
     out.write_text(json.dumps({
-        'input': source, 'shape': shape, 'tiles': tiles, 'model': model_label,
+        'input': source, 'shape': shape, 'tiles': tiles, 'view_images': flips,
+        'model': model_label,
         'threads': threads, 'repeats': repeats, 'medians': medians, 'runs': runs,
         'cpu_count': os.cpu_count(), 'load_average': os.getloadavg(),
         'python': platform.python_version(), 'torch': torch.__version__,
