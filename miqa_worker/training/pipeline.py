@@ -39,12 +39,18 @@ def _evaluate(model: torch.nn.Module, data: VolumeSet, index: np.ndarray,
     return metrics(data, index, pq, logits), preds
 
 
-def _parts_record(index: np.ndarray, tiles: np.ndarray, view: np.ndarray | None,
-                  flips: int) -> dict:
-    """A fold model's tile and view halves on its validation volumes, as JSON (to choose the
-    blend once every fold is done, also after a resume), and the view's mirror images."""
-    return {'index': np.asarray(index, dtype=int).tolist(), 'tiles': tiles.tolist(),
-            'view': None if view is None else view.tolist(), 'flips': flips}
+def _validation(model: torch.nn.Module, data: VolumeSet, val: np.ndarray, max_tiles: int,
+                weight: float, flips: int) -> dict:
+    """A fold model on its validation volumes: metrics at ``weight``, the predictions (for the
+    report's plots) and the tile and view halves with the view's mirror images (to choose the
+    blend once every fold is done, also after a resume), as JSON-ready fold-entry fields."""
+    tiles, view = predict_parts(model, data, val, max_tiles, flips=flips)
+    quality, probs = blend_parts(tiles, view, weight)
+    return {'validation': metrics(data, val, quality, probs),
+            'val_predictions': {'index': val.tolist(), 'quality': quality.tolist(),
+                                'logits': probs.tolist()},
+            'val_parts': {'index': np.asarray(val, dtype=int).tolist(), 'tiles': tiles.tolist(),
+                          'view': None if view is None else view.tolist(), 'flips': flips}}
 
 
 def _choose_weights(data: VolumeSet, folds: list[dict], default: float) -> dict | None:
@@ -112,12 +118,10 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
                     if (parts is None or parts.get('flips', 1) != view_flips) and (
                             run_dir / 'weights.pt').is_file():
                         # a run from before the blend was chosen, or with other view flips:
-                        # its validation halves and metrics again, once
+                        # its validation metrics, predictions and halves again, once
                         fold_model = _load_weights(run_dir / 'weights.pt', dev, config.channels)
-                        tiles, view = predict_parts(fold_model, data, val, eval_tiles,
-                                                    flips=view_flips)
-                        entry['val_parts'] = _parts_record(val, tiles, view, view_flips)
-                        entry['validation'] = metrics(data, val, *blend_parts(tiles, view, gw))
+                        entry.update(_validation(fold_model, data, val, eval_tiles, gw,
+                                                 view_flips))
                         done.write_text(json.dumps(entry, indent=1), encoding='utf-8')
                     results['folds'].append(entry)
                     continue
@@ -125,15 +129,10 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
                                          f'fold {fold}', progress)
             m_train, _ = _evaluate(model, data, train, 8, TRAIN_EVAL_VOLUMES, fold, gw,
                                    view_flips)
-            tiles, view = predict_parts(model, data, val, eval_tiles, flips=view_flips)
-            q_val, p_val = blend_parts(tiles, view, gw)
-            m_val = metrics(data, val, q_val, p_val)
             entry = {'fold': fold, 'train_subjects': sorted(set(data.subjects[train])),
                      'val_subjects': sorted(set(data.subjects[val])), 'train': m_train,
-                     'validation': m_val, 'history': history,
-                     'val_predictions': {'index': val.tolist(), 'quality': q_val.tolist(),
-                                         'logits': p_val.tolist()},
-                     'val_parts': _parts_record(val, tiles, view, view_flips)}
+                     'history': history,
+                     **_validation(model, data, val, eval_tiles, gw, view_flips)}
             if len(test_index):
                 entry['test'], _ = _evaluate(model, data, test_index, eval_tiles,
                                              global_weight=gw, flips=view_flips)
