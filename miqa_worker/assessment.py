@@ -250,6 +250,18 @@ class Assessor:
                 outputs.append(self.network(chunk).float().cpu())
         return torch.cat(outputs).numpy()
 
+    def predict_with_view(self, tiles: np.ndarray, view: np.ndarray | None
+                          ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Raw outputs of normalised tiles ``[N, 11]`` and of a whole-volume view ``[11]``:
+        the view's mirror images (:func:`view_flips`) run in the same batches, then averaged.
+        ``view`` None: tiles only."""
+        count = len(tiles)
+        if view is not None:
+            tiles = np.concatenate([tiles, mirrored(view, self.view_flips)])
+        out = self.predict_tiles(tiles)
+        return out[:count], (out[count:].mean(axis=0, dtype=np.float64)
+                             if view is not None else None)
+
     def assess_volume(self, volume: ScanVolume, progress: Progress | None = None,
                       metrics: bool = True, _timings: dict[str, float] | None = None
                       ) -> dict[str, Any]:
@@ -260,17 +272,13 @@ class Assessor:
         report(2, PROGRESS_TOTAL, 'normalising and tiling')
         value_range = intensity_range(volume.array)
         tiles, starts, grid, padded = make_tiles(volume.array, value_range=value_range)
-        count = len(tiles)
-        if self.uses_view:
-            tiles = np.concatenate([tiles, mirrored(whole_view(volume, value_range),
-                                                    self.view_flips)])
+        view = whole_view(volume, value_range) if self.uses_view else None
         t1 = time.perf_counter()
-        report(3, PROGRESS_TOTAL, f'running the model on {count} tiles')
-        out = self.predict_tiles(tiles).astype(np.float64)
+        report(3, PROGRESS_TOTAL, f'running the model on {len(tiles)} tiles')
+        out, view_out = self.predict_with_view(tiles, view)
         t2 = time.perf_counter()
         del tiles
-        view_out = out[count:].mean(axis=0) if self.uses_view else None
-        out = out[:count]
+        out = out.astype(np.float64)
         quality_tiles = np.clip(out[:, 0], QUALITY_MIN, QUALITY_MAX)
         probs = _sigmoid(out[:, 1:])
         scan = blend_outputs(out, view_out, self.view_weights)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from sklearn.metrics import confusion_matrix, r2_score, roc_auc_score, roc_curve
 
-from ..assessment import OUTPUT_NAMES, Assessor, blend_outputs, mirrored, mix
+from ..assessment import OUTPUT_NAMES, Assessor, blend_outputs, mix
 from ..constants import ARTIFACT_KEYS
 from ..image_io import ScanVolume
 from .artifacts import FAMILIES
@@ -31,18 +31,16 @@ def predict_parts(model: torch.nn.Module, data: VolumeSet, index: np.ndarray | N
     outputs averaged over ``flips`` mirror images as at inference.
     """
     model.eval()
-    assessor = Assessor.from_network(model, batch_size=batch_size)
+    assessor = Assessor.from_network(model, batch_size=batch_size, flips=flips)
     index = np.asarray(index if index is not None else np.arange(len(data)), dtype=int)
     tiles_out, view_out = [], []
     for v in index:
-        tiles = grid_tiles(data.volumes[v], max_tiles)
-        count = len(tiles)
-        if data.views is not None:
-            tiles = np.concatenate([tiles, mirrored(data.views[v], flips)])
-        outs = assessor.predict_tiles(tiles.astype(np.float32) / np.float32(255.0))
-        if data.views is not None:
-            view_out.append(blend_outputs(outs[count:].mean(axis=0, keepdims=True)))
-            outs = outs[:count]
+        tiles = grid_tiles(data.volumes[v], max_tiles).astype(np.float32) / np.float32(255.0)
+        view = (data.views[v].astype(np.float32) / np.float32(255.0)
+                if data.views is not None else None)
+        outs, view_raw = assessor.predict_with_view(tiles, view)
+        if view_raw is not None:
+            view_out.append(blend_outputs(view_raw[None]))
         tiles_out.append(blend_outputs(outs))
     width = 1 + len(ARTIFACT_KEYS)
     tiles_arr = np.asarray(tiles_out, dtype=np.float64).reshape(len(index), width)
