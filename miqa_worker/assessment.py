@@ -36,7 +36,7 @@ import numpy as np
 
 from .constants import ARTIFACT_KEYS, DEFAULT_MODEL, QUALITY_MAX, QUALITY_MIN, TILE_SIZE
 from .image_io import ScanVolume, read_volume, warm_up_itk
-from .preprocessing import intensity_range, rescale_into
+from .preprocessing import intensity_range, rescale_into, usable_range
 from .quality_metrics import compute_quality_metrics
 from .tiling import global_view, pad_to_tile, tile_grid
 
@@ -104,7 +104,7 @@ def whole_view(volume: ScanVolume, value_range: tuple[float, float] | None = Non
     Clips once and rescales the small view, not every voxel (the same view, a copy fewer).
     """
     low, high = value_range or intensity_range(volume.array)
-    if not (np.isfinite(low) and np.isfinite(high) and high > low):
+    if not usable_range(low, high):
         return np.zeros((TILE_SIZE,) * 3, dtype=np.float32)  # as rescale_into: all zeros
     clipped = np.clip(volume.array, np.float32(low), np.float32(high))
     return global_view(clipped, volume.spacing, value_range=(float(low), float(high)))

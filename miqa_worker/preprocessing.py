@@ -61,9 +61,14 @@ def intensity_range(volume: np.ndarray) -> tuple[float, float]:
     return low, high
 
 
+def usable_range(low: float, high: float) -> bool:
+    """Whether ``low..high`` can be mapped to 0..1 (finite, not empty); else the data maps to 0."""
+    return bool(np.isfinite(low) and np.isfinite(high) and high > low)
+
+
 def rescale_into(data: np.ndarray, low: float, high: float) -> np.ndarray:
     """Map ``low..high`` to 0..1 (clipped) in place on a float32 array; constant range -> 0."""
-    if not np.isfinite(low) or not np.isfinite(high) or high <= low:
+    if not usable_range(low, high):
         data[...] = 0.0
         return data
     np.subtract(data, np.float32(low), out=data)
