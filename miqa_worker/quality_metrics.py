@@ -67,6 +67,18 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     return float(centers[int(np.argmax(between[:-1]))]) if bins > 1 else float(centers[0])
 
 
+def fill_holes(mask: np.ndarray, structure: np.ndarray) -> np.ndarray:
+    """``ndimage.binary_fill_holes`` (same result), twice as fast: the background components
+    that do not touch the border are holes."""
+    labels, _ = ndimage.label(~mask, structure)
+    faces = [labels[0], labels[-1], labels[:, 0], labels[:, -1], labels[:, :, 0],
+             labels[:, :, -1]]
+    outside = np.zeros(int(labels.max()) + 1, dtype=bool)
+    outside[np.concatenate([f.reshape(-1) for f in faces])] = True
+    outside[0] = True  # the mask itself
+    return mask | ~outside[labels]
+
+
 def head_mask(array: np.ndarray) -> np.ndarray:
     """A boolean head (foreground) mask: Otsu, closing, hole filling, largest component."""
     high = float(np.percentile(array, 99.5))
@@ -77,7 +89,7 @@ def head_mask(array: np.ndarray) -> np.ndarray:
         return mask
     structure = ndimage.generate_binary_structure(3, 1)
     mask = ndimage.binary_closing(mask, structure, iterations=2, border_value=0)
-    mask = ndimage.binary_fill_holes(mask)
+    mask = fill_holes(mask, structure)
     labels, count = ndimage.label(mask, structure)
     if count > 1:
         sizes = np.bincount(labels.reshape(-1))
@@ -214,3 +226,128 @@ def compute_quality_metrics(array: np.ndarray, spacing=None,
     metrics['fg_volume_ml'] = _finite(fg.size * voxel_ml, 0.0)
     metrics['subsample_factor'] = float(factor)
     return {key: _finite(value) for key, value in sorted(metrics.items())}
+
+
+#: The background metrics of :func:`background_metrics`, in a fixed order (fusion inputs).
+BACKGROUND_METRICS: tuple[str, ...] = (
+    'summary_bg_mean', 'summary_bg_stdv', 'summary_bg_median', 'summary_bg_mad',
+    'summary_bg_p05', 'summary_bg_p95', 'summary_bg_k', 'summary_bg_n',
+    'qi_1', 'bg_artifact_fraction', 'bg_near_mean', 'bg_near_stdv', 'bg_far_mean',
+    'bg_smooth_stdv', 'bg_smooth_ratio', 'bg_profile_max', 'bg_profile_min',
+    'bg_laplacian_stdv', 'head_laplacian_ratio', 'fwhm_min', 'fwhm_median', 'fwhm_max')
+
+
+def _fwhm(data: np.ndarray, mask: np.ndarray, axis: int) -> float:
+    """Smoothness along ``axis`` in voxels (AFNI 3dFWHMx's first-difference estimate)."""
+    diff = np.diff(data, axis=axis)
+    inside = mask[tuple(slice(0, -1) if a == axis else slice(None) for a in range(3))]
+    var = float(data[mask].var()) if mask.any() else 0.0
+    if var <= 0 or not inside.any():
+        return 0.0
+    ratio = 1.0 - float(diff[inside].var()) / (2.0 * var)
+    return math.sqrt(-2.0 * math.log(2.0) / math.log(ratio)) if 0.0 < ratio < 1.0 else 0.0
+
+
+def _level_percentile(counts: np.ndarray, levels: np.ndarray, q: float) -> float:
+    """``np.percentile`` (linear) of values given as sorted distinct ``levels`` with ``counts``."""
+    n = int(counts.sum())
+    rank = q / 100.0 * (n - 1)
+    below = int(np.floor(rank))
+    cumulative = np.cumsum(counts)
+    lo = levels[np.searchsorted(cumulative, below, side='right')]
+    hi = levels[np.searchsorted(cumulative, min(below + 1, n - 1), side='right')]
+    return float(lo + (rank - below) * (hi - lo))
+
+
+def _level_summary(levels: np.ndarray, prefix: str) -> dict[str, float]:
+    """:func:`_summary` of values on the 256 levels 0..255 (reported as 0..1), from a
+    histogram: the same numbers, without sorting."""
+    counts = np.bincount(levels.reshape(-1), minlength=256).astype(np.float64)
+    n = counts.sum()
+    if n == 0:
+        return _summary(np.zeros(0), prefix)
+    values = np.arange(256, dtype=np.float64) / 255.0
+    mean = float(counts @ values) / n
+    std = math.sqrt(max(float(counts @ (values - mean) ** 2) / n, 0.0))
+    present = counts > 0
+    p05, median, p95 = (_level_percentile(counts[present], values[present], q)
+                        for q in (5.0, 50.0, 95.0))
+    deviation = np.abs(values - median)
+    order = np.argsort(deviation[present], kind='stable')
+    mad = _level_percentile(counts[present][order], deviation[present][order], 50.0) * 1.4826
+    kurt = float(counts @ (values - mean) ** 4) / n / std ** 4 - 3.0 if std > 0 else 0.0
+    out = {'mean': mean, 'stdv': std, 'median': median, 'mad': mad, 'p05': p05, 'p95': p95,
+           'k': kurt, 'n': float(n)}
+    return {f'summary_{prefix}_{key}': _finite(value, 0.0) for key, value in out.items()}
+
+
+def background_metrics(array: np.ndarray, max_voxels: int = DEFAULT_MAX_VOXELS
+                       ) -> dict[str, float]:
+    """Statistics of the air around the head, where ghosts and motion echoes land.
+
+    ``array`` is a normalised volume (0..1, clipped); it is subsampled by stride to at most
+    ``max_voxels`` and put on 256 levels, as the training volumes are stored.
+    Noise fills the air evenly; ghosting and motion put copies of the head's edges into it.
+    So next to MRIQC's ``summary_bg_*`` (the air: more than 2 voxels from the head, city-block
+    distance, i.e. outside the head dilated twice) and ``qi_1`` (Mortamet: share of air voxels
+    more than 10 robust SDs above the air's median that survive a morphological opening), this
+    measures structure: the same count at 3 SDs; the air within 12 voxels of the head against
+    the air beyond; the air's spread after a 5-voxel box filter (noise averages out, ghosts do
+    not) and as a share of its raw spread; how much slab means of the air vary along each axis
+    (min/max over axes); the Laplacian's spread in the air and in the head (over the head's
+    mean); and the head's smoothness per axis (``fwhm_*``, voxels of the subsampled grid).
+    Every value is a finite float.
+    """
+    data = np.asarray(array, dtype=np.float32)
+    if data.ndim != 3:
+        raise ValueError(f'expected a 3D volume, got {data.ndim} dimensions')
+    data, _ = subsample(data, max_voxels)
+    levels = np.rint(np.clip(np.nan_to_num(data), 0.0, 1.0) * 255.0).astype(np.uint8)
+    data = levels.astype(np.float32) / np.float32(255.0)
+    head = head_mask(data)
+    dist = (ndimage.distance_transform_cdt(~head, metric='taxicab') if head.any()
+            else np.full(data.shape, np.iinfo(np.int32).max, dtype=np.int32))
+    air = dist > 2
+    out = _level_summary(levels[air], 'bg')
+    values = data[air]
+    positive = np.bincount(levels[air], minlength=256)[1:]  # the air's non-zero levels
+    centre = spread = 0.0
+    if positive.any():
+        present = np.flatnonzero(positive)
+        steps = (present + 1) / 255.0
+        centre = _level_percentile(positive[present], steps, 50.0)
+        deviation = np.abs(steps - centre)
+        order = np.argsort(deviation, kind='stable')
+        spread = _level_percentile(positive[present][order], deviation[order], 50.0) * 1.4826
+    spread = max(spread, 1.0 / 255.0)  # 8-bit training volumes: the air is often all zeros
+    opening = ndimage.generate_binary_structure(3, 1)
+    count = max(int(air.sum()), 1)
+    for key, z in (('qi_1', 10.0), ('bg_artifact_fraction', 3.0)):
+        flagged = ndimage.binary_opening(air & ((data - centre) / spread > z), opening)
+        out[key] = float(flagged.sum()) / count
+    near, far = air & (dist <= 12), dist > 12
+    out['bg_near_mean'] = float(data[near].mean()) if near.any() else 0.0
+    out['bg_near_stdv'] = float(data[near].std()) if near.any() else 0.0
+    out['bg_far_mean'] = float(data[far].mean()) if far.any() else 0.0
+    smooth = ndimage.uniform_filter(data, 5)
+    out['bg_smooth_stdv'] = float(smooth[air].std()) if air.any() else 0.0
+    out['bg_smooth_ratio'] = out['bg_smooth_stdv'] / max(float(values.std()) if values.size
+                                                         else 0.0, 1e-6)
+    profiles = []
+    for axis in range(3):
+        others = tuple(a for a in range(3) if a != axis)
+        total = (data * air).sum(axis=others)
+        size = air.sum(axis=others)
+        ok = size > 50
+        means = total[ok] / size[ok]
+        profiles.append(float(means.std() / max(float(means.mean()), 1e-6))
+                        if ok.sum() > 2 else 0.0)
+    out['bg_profile_max'], out['bg_profile_min'] = max(profiles), min(profiles)
+    laplacian = ndimage.laplace(data)
+    out['bg_laplacian_stdv'] = float(laplacian[air].std()) if air.any() else 0.0
+    head_mean = float(data[head].mean()) if head.any() else 0.0
+    out['head_laplacian_ratio'] = (float(laplacian[head].std()) / head_mean
+                                   if head_mean > 0 else 0.0)
+    out['fwhm_min'], out['fwhm_median'], out['fwhm_max'] = sorted(
+        _fwhm(data, head, axis) for axis in range(3))
+    return {key: _finite(out[key], 0.0) for key in BACKGROUND_METRICS}

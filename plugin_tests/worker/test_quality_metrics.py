@@ -84,3 +84,23 @@ def test_real_scans_have_finite_metrics(shared_mri):
         metrics = compute_quality_metrics(volume.array, volume.spacing)
         assert all(math.isfinite(v) for v in metrics.values()), path.name
         assert 0.0 < metrics['fg_fraction'] < 1.0, path.name
+
+
+def test_fast_hole_filling_and_level_statistics_match_the_plain_ones():
+    from scipy import ndimage
+
+    from miqa_worker.quality_metrics import _level_summary, _summary, fill_holes
+
+    rng = np.random.default_rng(3)
+    structure = ndimage.generate_binary_structure(3, 1)
+    for _ in range(5):
+        mask = ndimage.binary_closing(rng.random((30, 34, 28)) > 0.45, structure)
+        np.testing.assert_array_equal(fill_holes(mask, structure),
+                                      ndimage.binary_fill_holes(mask))
+    for size in (0, 1, 2, 7, 4000):
+        levels = rng.integers(0, 60, size).astype(np.uint8)
+        fast = _level_summary(levels, 'bg')
+        plain = _summary(levels.astype(np.float32) / np.float32(255), 'bg')
+        assert list(fast) == list(plain)
+        for key in fast:
+            assert fast[key] == pytest.approx(plain[key], rel=1e-5, abs=1e-7), key
