@@ -20,7 +20,11 @@ Result of :meth:`Assessor.assess_file` / :meth:`Assessor.assess_volume` (JSON-se
     metrics    {name: float} from quality_metrics.compute_quality_metrics
     model      {name, version, sha256}
     volume     {shape, spacing, orientation (of the file, e.g. 'LAS'), note, format}
-    timings    {read, preprocess, inference, metrics, total} seconds
+    fusion     {indicator, network, probability, metrics}: present when the model folder has
+               ``fusion.json`` (:mod:`miqa_worker.fusion`): the indicator's probability from
+               the network alone, the fused one (also in ``artifacts``), and the background
+               metrics it used; the tile map keeps the network's per-tile probabilities
+    timings    {read, preprocess, inference, fusion (with fusion.json), metrics, total} seconds
 """
 
 from __future__ import annotations
@@ -35,9 +39,10 @@ from typing import Any
 import numpy as np
 
 from .constants import ARTIFACT_KEYS, DEFAULT_MODEL, QUALITY_MAX, QUALITY_MIN, TILE_SIZE
+from .fusion import FUSION_FILE, Fusion, FusionError, load_fusion
 from .image_io import ScanVolume, read_volume, warm_up_itk
 from .preprocessing import intensity_range, rescale_into, usable_range
-from .quality_metrics import compute_quality_metrics
+from .quality_metrics import compute_quality_metrics, subsample
 from .tiling import global_view, pad_to_tile, tile_grid
 
 logger = logging.getLogger(__name__)
@@ -188,6 +193,22 @@ def view_weights(info: dict[str, Any]) -> np.ndarray:
     return shares
 
 
+def fused_indicator(fusion: Fusion, array: np.ndarray, value_range: tuple[float, float],
+                    network_probability: float) -> dict[str, Any]:
+    """The fusion's probability for its indicator, with its inputs (the result's ``fusion``).
+
+    The metrics see the volume as training saw it: subsampled by stride, mapped to 0..1 by the
+    scan's own range and put on 256 levels.
+    """
+    low, high = value_range
+    part, _ = subsample(array, fusion.max_voxels)
+    normalised = rescale_into(np.array(part, dtype=np.float32, copy=True), low, high)
+    features = fusion.features(normalised)
+    return {'indicator': fusion.indicator, 'network': float(network_probability),
+            'probability': fusion.probability(network_probability, features),
+            'metrics': features}
+
+
 class Assessor:
     """A loaded model that assesses scans; create once per process (see :func:`get_assessor`)."""
 
@@ -209,6 +230,9 @@ class Assessor:
         try:
             self.view_weights = view_weights(self.info)
             self.view_flips = view_flips(self.info)
+            self.fusion = load_fusion(self.info.get('path'))
+        except FusionError as exc:
+            raise ModelError(f"model {self.info.get('name')}: {FUSION_FILE}: {exc}") from None
         except ValueError as exc:
             raise ModelError(f"model {self.info.get('name')}: {exc}") from None
         self.uses_view = bool(self.view_weights.any())
@@ -218,16 +242,18 @@ class Assessor:
     @classmethod
     def from_network(cls, network, global_view_weight: float = 0.0, threads: int | None = None,
                      weights: dict[str, float] | None = None, flips: int = 1,
-                     **kwargs: Any) -> Assessor:
+                     fusion: Fusion | None = None, **kwargs: Any) -> Assessor:
         """An Assessor of a network in memory (training evaluates its models this way)."""
         import torch
 
         info = {'name': 'in-memory', 'version': '-', 'sha256': '-',
                 'global_view_weight': global_view_weight, 'view_weights': weights,
                 'view_flips': flips}
-        return cls(batch_size=kwargs.pop('batch_size', DEFAULT_BATCH_SIZE),
-                   threads=threads or torch.get_num_threads(), _loaded=(network, info),
-                   **kwargs)
+        assessor = cls(batch_size=kwargs.pop('batch_size', DEFAULT_BATCH_SIZE),
+                       threads=threads or torch.get_num_threads(), _loaded=(network, info),
+                       **kwargs)
+        assessor.fusion = fusion
+        return assessor
 
     @property
     def model(self) -> dict[str, str]:
@@ -294,12 +320,19 @@ class Assessor:
                 'artifacts': {key: float(p) for key, p in zip(ARTIFACT_KEYS,
                                                                _sigmoid(view_out[1:]),
                                                                strict=True)}}
+        if self.fusion is not None:
+            extra['fusion'] = fused_indicator(self.fusion, volume.array, value_range,
+                                              artifacts[self.fusion.indicator])
+            artifacts[self.fusion.indicator] = extra['fusion']['probability']
+        t3 = time.perf_counter()
         report(4, PROGRESS_TOTAL, 'image quality metrics')
         iqms = compute_quality_metrics(volume.array, volume.spacing) if metrics else {}
-        t3 = time.perf_counter()
-        timings.update(preprocess=t1 - t0, inference=t2 - t1, metrics=t3 - t2)
+        t4 = time.perf_counter()
+        timings.update(preprocess=t1 - t0, inference=t2 - t1, metrics=t4 - t3)
+        if self.fusion is not None:
+            timings['fusion'] = t3 - t2
         timings.setdefault('read', 0.0)
-        timings['total'] = timings['read'] + (t3 - t0)
+        timings['total'] = timings['read'] + (t4 - t0)
         report(PROGRESS_TOTAL, PROGRESS_TOTAL, f'quality {quality:.2f}/10')
         return {
             'quality': quality,
