@@ -110,6 +110,8 @@ def ingest(csv_path, cache_dir) -> None:
 @click.option('--device', default=None, help='torch device (default: cuda if present).')
 @click.option('--threads', default=None, type=int, help='CPU threads for torch.')
 @click.option('--no-baseline', is_flag=True, help='Skip the IQM baseline.')
+@click.option('--fusion/--no-fusion', default=True, show_default=True,
+              help='Fuse the ghosting_motion output with background metrics (fusion.json).')
 @click.option('--ship-to', type=click.Path(path_type=Path), default=None,
               help='Copy the final model here (e.g. miqa_worker/models/miqa-default).')
 @click.option('--version', 'version', default='0.1.0', show_default=True)
@@ -120,7 +122,7 @@ def ingest(csv_path, cache_dir) -> None:
 def run(cache_dir, out_dir, folds, epochs, final_epochs, tiles_per_volume, batch_size, lr,
         lr_decay, weight_decay, indicator_weight, global_view_weight, views_per_volume,
         no_augment, channels, view_flips, eval_tiles, test_subjects, seed, resume, device, threads,
-        no_baseline, ship_to, version, preliminary, shared_dir, quiet) -> None:
+        no_baseline, fusion, ship_to, version, preliminary, shared_dir, quiet) -> None:
     """Cross-validate by subject, train the final model, evaluate, report (and ship)."""
     from ..network import network_channels
     from .dataset import load_cache
@@ -144,7 +146,7 @@ def run(cache_dir, out_dir, folds, epochs, final_epochs, tiles_per_volume, batch
     results = run_pipeline(cache_dir, out_dir, config, folds, subjects, resume, device,
                            eval_tiles, final_epochs, not quiet, not no_baseline,
                            shared_dir if shared_dir and Path(shared_dir).is_dir() else None,
-                           'miqa-train ' + ' '.join(sys.argv[1:]), view_flips)
+                           'miqa-train ' + ' '.join(sys.argv[1:]), view_flips, fusion)
     if preliminary:
         write_report(results, load_cache(cache_dir), out_dir, preliminary=True)
     metrics = json.loads((out_dir / 'metrics.json').read_text(encoding='utf-8'))

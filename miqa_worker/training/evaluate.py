@@ -201,8 +201,11 @@ def summarise(values: list[float | None]) -> dict:
 def real_scan_check(model: torch.nn.Module, shared_dir,
                     subjects_of: dict[str, str] | None = None,
                     global_weight: float = 0.0,
-                    weights: dict[str, float] | None = None, flips: int = 1) -> list[dict]:
+                    weights: dict[str, float] | None = None, flips: int = 1,
+                    fusion=None) -> list[dict]:
     """The model on every unmodified real scan of ``shared_dir`` (no labels: a sanity look).
+
+    With ``fusion`` (a :class:`miqa_worker.fusion.Fusion`) its indicator is the fused one.
 
     4D files give each of their first two volumes (the dcm_qa series has a real head motion
     in its second volume).
@@ -218,7 +221,8 @@ def real_scan_check(model: torch.nn.Module, shared_dir,
     if not shared_dir.is_dir():
         return out
     model.eval()
-    assessor = Assessor.from_network(model, global_weight, weights=weights, flips=flips)
+    assessor = Assessor.from_network(model, global_weight, weights=weights, flips=flips,
+                                     fusion=fusion)
     names = sorted(p.name for p in shared_dir.iterdir() if p.is_file() and p.name.endswith(
         ('.nii', '.nii.gz', '.nrrd', '.mha')))
     for name in names:

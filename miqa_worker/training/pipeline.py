@@ -13,6 +13,8 @@ import numpy as np
 import torch
 
 from ..assessment import view_weights
+from ..constants import ARTIFACT_KEYS
+from ..fusion import FUSION_FILE, load_fusion
 from ..network import CHANNELS, build_network
 from .dataset import VolumeSet, load_cache, subject_folds
 from .evaluate import blend_parts, choose_view_weights, metrics, predict, predict_parts, summarise
@@ -81,11 +83,12 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
                  device: str | None = None, eval_tiles: int = 27, final_epochs: int | None = None,
                  progress: bool = True, baseline: bool = True,
                  shared_dir: Path | None = None, command: str | None = None,
-                 view_flips: int = 1) -> dict:
+                 view_flips: int = 1, fusion: bool = True) -> dict:
     """Cross-validate over subject folds, train the final model, evaluate, write the report.
 
     Every evaluation runs the whole-volume view as ``view_flips`` mirror images, as the
-    shipped model will (``model.json`` ``view_flips``).
+    shipped model will (``model.json`` ``view_flips``). With ``fusion``, the final model's
+    ``ghosting_motion`` is fused with background metrics (``fusion.json``, see :func:`_fuse`).
     """
     started = time.time()
     dev = pick_device(device)
@@ -162,6 +165,11 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
         final['test'], results['predictions']['test'] = _evaluate(
             model, data, test_index, None, global_weight=gw, flips=view_flips)
     results['final'] = final
+    if fusion:
+        results['fusion'] = _fuse(model, data, dev_index, test_index, results, gw, view_flips,
+                                  eval_tiles, cache_dir, out_dir, n_folds, config.seed, progress)
+    elif (out_dir / FUSION_FILE).is_file():
+        (out_dir / FUSION_FILE).unlink()  # a fusion from an earlier run of this folder
     if shared_dir is not None:
         from .evaluate import real_scan_check
         from .synthetic import REAL_SOURCES
@@ -171,18 +179,60 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
                  for name, subject, _ in REAL_SOURCES}
         results['real_scans'] = real_scan_check(model, shared_dir, roles,
                                                 config.global_view_weight, chosen,
-                                                view_flips)
+                                                view_flips, load_fusion(out_dir))
     if baseline:
         from .baseline import run_baseline
 
         results['baseline'] = run_baseline(data, dev_index, test_index, n_folds, config.seed,
-                                           cache_dir)
+                                           cache_dir, progress)
     results['seconds'] = time.time() - started
     (out_dir / 'results.json').write_text(json.dumps(results, indent=1), encoding='utf-8')
     from .report import write_report
 
     write_report(results, data, out_dir)
     return results
+
+
+def _fuse(model: torch.nn.Module, data: VolumeSet, dev_index: np.ndarray,
+          test_index: np.ndarray, results: dict, weight: float | np.ndarray, flips: int,
+          eval_tiles: int | None, cache_dir: Path, out_dir: Path, n_folds: int, seed: int,
+          progress: bool) -> dict:
+    """Fit the fusion trees on the development volumes and write ``fusion.json``.
+
+    Their network input is the final model's own output on the development volumes (it fits
+    them no better than the held-out ones: compare ``final.train`` and ``final.test``). The
+    held-out metrics become the fused ones; the network's alone stay as ``test_network_only``.
+    """
+    from ..fusion import network_logit
+    from .fusion import FUSED_INDICATOR, background_features, run_fusion
+
+    k = ARTIFACT_KEYS.index(FUSED_INDICATOR)
+    _, dev_probs = predict(model, data, dev_index, eval_tiles, global_weight=weight,
+                           flips=flips)
+    logits = np.zeros(len(data))
+    logits[dev_index] = network_logit(dev_probs[:, k])
+    preds = results['predictions'].get('test')
+    if preds:
+        test_probs = np.asarray(preds['logits'], dtype=np.float64)
+        logits[test_index] = network_logit(test_probs[:, k])
+    features = background_features(data, cache_dir, progress=progress)
+    fused, summary = run_fusion(data, dev_index, logits, features, n_folds, seed)
+    path = out_dir / FUSION_FILE
+    if fused is None:
+        if path.is_file():
+            path.unlink()
+        return summary
+    path.write_text(json.dumps(fused.to_dict()) + '\n', encoding='utf-8')
+    if preds:
+        probs = test_probs.copy()
+        z = fused.trees.logit(np.c_[logits[test_index], features[test_index]])
+        probs[:, k] = 1.0 / (1.0 + np.exp(-z))
+        final = results['final']
+        final['test_network_only'] = final['test']
+        final['test'] = metrics(data, test_index, np.asarray(preds['quality']), probs)
+        preds['network_' + FUSED_INDICATOR] = test_probs[:, k].tolist()
+        preds['logits'] = probs.tolist()
+    return summary
 
 
 def cv_summary(folds: list[dict]) -> dict:
@@ -212,6 +262,10 @@ def ship(out_dir: Path, model_dir: Path, version: str, description: str,
     for name in extra_files:
         if (out_dir / name).is_file():
             shutil.copyfile(out_dir / name, model_dir / name)
+    if (out_dir / FUSION_FILE).is_file():
+        shutil.copyfile(out_dir / FUSION_FILE, model_dir / FUSION_FILE)
+    elif (model_dir / FUSION_FILE).is_file():
+        (model_dir / FUSION_FILE).unlink()  # an earlier model's fusion would not fit these
     results = json.loads((out_dir / 'metrics.json').read_text(encoding='utf-8'))
     meta = {'name': model_dir.name, 'version': version,
             'created': datetime.now(timezone.utc).isoformat(timespec='seconds'),

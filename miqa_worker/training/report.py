@@ -50,6 +50,10 @@ def build_metrics(results: dict) -> dict:
     final = results.get('final', {})
     out['final'] = {'train': final.get('train'), 'test': final.get('test'),
                     'history': final.get('history')}
+    if final.get('test_network_only'):
+        out['final']['test_network_only'] = final['test_network_only']
+    if results.get('fusion'):
+        out['fusion'] = results['fusion']
     if 'baseline' in results:
         out['baseline'] = results['baseline']
     if results.get('real_scans'):
@@ -158,6 +162,58 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return '–' if value is None else f'{value:.{digits}f}'
 
 
+def _fit_note(metrics: dict, key: str) -> str:
+    """How well the final network fits its training volumes against the held-out ones."""
+    final = metrics.get('final') or {}
+    train, plain = final.get('train') or {}, final.get('test_network_only') or {}
+    if train.get('r2') is None or plain.get('r2') is None:
+        return ''
+    a = (train.get('indicator_auc') or {}).get(key)
+    b = (plain.get('indicator_auc') or {}).get(key)
+    return (f' Inputs from training volumes are sound only if the network does not fit them '
+            f'much better than unseen ones: on {train.get("volumes")} of them it scores '
+            f'quality R² {_fmt(train["r2"])} and `{key}` AUC {_fmt(a)}, on the held-out '
+            f'subjects {_fmt(plain["r2"])} and {_fmt(b)}.')
+
+
+def _below(value: float | None, bar: float) -> str:
+    """A value under the bar, with the digits that show it is under (0.8997, not 0.900)."""
+    if value is None:
+        return 'n/a'
+    return f'{value:.4f}' if round(value, 3) >= bar else _fmt(value)
+
+
+def _fusion_section(metrics: dict) -> list[str]:
+    """The model card's account of the fused indicator (empty when there is none)."""
+    fusion = metrics.get('fusion') or {}
+    plain = (metrics.get('final') or {}).get('test_network_only')
+    test = (metrics.get('final') or {}).get('test')
+    if not fusion or fusion.get('skipped') or not plain or not test:
+        return []
+    key = fusion['indicator']
+    oof = fusion.get('out_of_fold_auc') or {}
+    lines = ['## Fused indicator', '',
+             f'`{key}` is not the network\'s alone. Noise and motion both raise the air around '
+             'the head, and a 64³ tile cannot tell evenly spread noise from faint copies of '
+             'the head\'s edges; statistics of the whole air can. Boosted trees '
+             f'({fusion.get("method")}) take the network\'s logit and '
+             f'{len(fusion.get("inputs", [])) - 1} background metrics '
+             '(`quality_metrics.background_metrics`: MRIQC\'s air summary and QI1, plus '
+             'measures of structure in the air) of the volume subsampled as the worker does, '
+             f'and decide `{key}`. They were fitted on the {fusion.get("volumes")} labelled '
+             'development volumes, with the final network\'s own outputs on them as input; '
+             'the held-out subjects were not used. Shipped as `fusion.json` (plain arrays, no '
+             'pickle).' + _fit_note(metrics, key), '',
+             f'Out of subject folds on the development volumes, `{key}` ROC AUC: network '
+             f'{_fmt(oof.get("network"))}, fused {_fmt(oof.get("fused"))}.', '',
+             '| held-out family | network alone | fused |', '|---|---|---|']
+    for family, entry in (test.get('family_auc') or {}).items():
+        before = ((plain.get('family_auc') or {}).get(family) or {}).get('auc')
+        if entry and entry.get('score', '').endswith(key):
+            lines.append(f'| {family} | {_fmt(before)} | {_fmt(entry.get("auc"))} |')
+    return lines + ['']
+
+
 def model_card(metrics: dict, preliminary: bool = False) -> str:
     """MODEL_CARD.md text from the metrics."""
     held = metrics.get('held_out_summary') or {}
@@ -192,7 +248,11 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
         + ((' The view\'s share is chosen per output by cross-validation (see "Blend of '
             'tiles and whole-volume view" below).'
             if (metrics.get('view_weights') or {}).get('weights') else
-            f' The view\'s share in every output is {gw:g}.') if gw else ''),
+            f' The view\'s share in every output is {gw:g}.') if gw else '')
+        + (f' The `{metrics["fusion"]["indicator"]}` probability is then decided together with '
+           'background metrics by boosted trees (`fusion.json`, see "Fused indicator" below).'
+           if (metrics.get('fusion') or {}).get('out_of_fold_auc') is not None
+           and (metrics.get('final') or {}).get('test_network_only') else ''),
         '',
         '## Trained on simulated artifacts',
         '',
@@ -264,11 +324,13 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
         if below or (held.get('r2') or 0) < R2_BAR:
             lines += ['Below the bar: ' + ', '.join(
                 ([f'quality R² {_fmt(held.get("r2"))}'] if (held.get('r2') or 0) < R2_BAR
-                 else []) + [f'{k} AUC {_fmt(held["family_auc"][k])}' for k in below])
+                 else []) + [f'{k} AUC {_below(held["family_auc"][k], AUC_BAR)}'
+                             for k in below])
                 + '. Treat those outputs as weak hints; they were not good enough on '
                 'held-out simulated data, let alone real scans.', '']
     else:
         lines += ['No held-out subjects in this run.', '']
+    lines += _fusion_section(metrics)
     chosen = metrics.get('view_weights')
     if chosen and chosen.get('weights'):
         oof_c, oof_d = chosen.get('out_of_fold_chosen', {}), chosen.get('out_of_fold_default', {})

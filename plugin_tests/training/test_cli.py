@@ -69,6 +69,13 @@ def test_generate_train_report_resume(tmp_path):
         assert (out / name).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert 'simulated' in (out / 'MODEL_CARD.md').read_text(encoding='utf-8')
     assert metrics['view_flips'] == 2
+    # ghosting_motion fused with the background metrics, fitted on the development volumes
+    assert metrics['fusion']['indicator'] == 'ghosting_motion'
+    assert metrics['fusion']['volumes'] == 10 and 'out_of_fold_auc' in metrics['fusion']
+    fusion_spec = json.loads((out / 'fusion.json').read_text())
+    assert fusion_spec['inputs'][0] == 'network_logit' and fusion_spec['trees']
+    assert 'test_network_only' in metrics['final']
+    assert np.array(metrics['final']['test_network_only']['confusion']).sum() == 2
     assert json.loads((out / 'fold-0' / 'fold-metrics.json').read_text())['val_parts'][
         'flips'] == 2
 
@@ -95,7 +102,7 @@ def test_generate_train_report_resume(tmp_path):
     assert set(info['view_weights'].values()) <= {0.0, 0.25, 0.5, 0.75, 1.0}
     chosen = json.loads((out / 'metrics.json').read_text())['view_weights']
     assert chosen['weights'] == info['view_weights'] and 'quality' in chosen['scores']
-    for name in ('weights.pt', 'MODEL_CARD.md', 'metrics.json'):
+    for name in ('weights.pt', 'MODEL_CARD.md', 'metrics.json', 'fusion.json'):
         assert (shipped / name).is_file()
     from miqa_worker.model_store import load_model
 
@@ -109,6 +116,7 @@ def test_generate_train_report_resume(tmp_path):
         ScanVolume(volume, (4.0, 4.0, 4.0), 'RAS', 'array'), metrics=False)
     assert result['globalView']['weights'] == info['view_weights']
     assert info['view_flips'] == result['globalView']['flips'] == 8  # the default
+    assert result['artifacts']['ghosting_motion'] == result['fusion']['probability']
     assert 0 <= result['quality'] <= 10
     card = (out / 'MODEL_CARD.md').read_text(encoding='utf-8')
     assert '2, 4, 8, 8, 16 channels' in card and 'run as 8 mirror images' in card
@@ -117,11 +125,15 @@ def test_generate_train_report_resume(tmp_path):
     # resume with other view flips: nothing retrains, the folds' halves are evaluated again
     result = runner.invoke(main, ['run', '--cache-dir', str(cache), '--out', str(out),
                                   '--epochs', '2', '--resume', '--no-baseline', *COMMON,
-                                  '--view-flips', '4'], catch_exceptions=False)
+                                  '--view-flips', '4', '--no-fusion',
+                                  '--ship-to', str(shipped)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     fold0 = json.loads((out / 'fold-0' / 'fold-metrics.json').read_text())
     assert fold0['val_parts']['flips'] == 4 and len(fold0['history']) == 2
-    assert json.loads((out / 'metrics.json').read_text())['view_flips'] == 4
+    metrics = json.loads((out / 'metrics.json').read_text())
+    assert metrics['view_flips'] == 4 and 'fusion' not in metrics
+    # without fusion, the run's and the shipped model's earlier fusion.json are gone
+    assert not (out / 'fusion.json').exists() and not (shipped / 'fusion.json').exists()
     shutil.rmtree(out)
 
 
