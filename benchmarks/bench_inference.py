@@ -1,8 +1,10 @@
-"""Per-scan inference latency in a warm process, three ways side by side.
+"""Per-scan inference latency in a warm process, several ways side by side.
 
 (a) bare file read with ITK (the floor), (b) our pipeline: read + preprocess + inference with
-batched tiles, (c) the reference way: the same read, ``np.percentile`` rescale of the whole
-volume, then the network applied tile by tile with batch size 1. Also the metrics time.
+batched tiles (inference includes the fused indicator's background metrics when the model
+has ``fusion.json``; the ``fusion`` column shows that part, and (b2) the same without it),
+(c) the reference way: the same read, ``np.percentile`` rescale of the whole volume, then the
+network applied tile by tile with batch size 1. Also the reviewers' metrics time.
 
 Input: a 256x256x176 T1 .nii.gz, made by resampling a real scan from ../shared/data/mri when
 present, else synthesised. Model: ``miqa-default`` when installed, else a random-init network
@@ -107,7 +109,20 @@ def main(repeats: int, threads: int, input_path: str | None) -> None:
 
         def ours() -> dict[str, float]:
             # the worker's own path (whole-volume view and its mirror images included)
+            # the fused indicator's background metrics belong to the scores: in the total
             timings = assessor.assess_file(path)['timings']
+            return {'read': timings['read'], 'preprocess': timings['preprocess'],
+                    'inference': timings['inference'] + timings.get('fusion', 0.0),
+                    'fusion': timings.get('fusion', 0.0),
+                    'total': (timings['read'] + timings['preprocess'] + timings['inference']
+                              + timings.get('fusion', 0.0)),
+                    'metrics': timings['metrics']}
+
+        plain = Assessor(model_path, threads=threads)
+        plain.fusion = None  # the same model without its fused indicator, for comparison
+
+        def ours_network_only() -> dict[str, float]:
+            timings = plain.assess_file(path)['timings']
             return {'read': timings['read'], 'preprocess': timings['preprocess'],
                     'inference': timings['inference'],
                     'total': timings['read'] + timings['preprocess'] + timings['inference'],
@@ -131,14 +146,16 @@ def main(repeats: int, threads: int, input_path: str | None) -> None:
             return {'read': t1 - t0, 'preprocess': t2 - t1, 'inference': t3 - t2,
                     'total': t3 - t0}
 
-        runs: dict[str, list[dict[str, float]]] = {'a_bare_read': [], 'b_ours': [],
-                                                   'c_reference_batch1': []}
-        for fn in (bare_read, ours, reference):  # warm every path once
+        cases = {'a_bare_read': bare_read, 'b_ours': ours,
+                 'b2_ours_network_only': ours_network_only, 'c_reference_batch1': reference}
+        if assessor.fusion is None:
+            del cases['b2_ours_network_only']
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in cases}
+        for fn in cases.values():  # warm every path once
             fn()
-        for _ in range(repeats):  # interleaved, so load changes hit all three alike
-            runs['a_bare_read'].append(bare_read())
-            runs['b_ours'].append(ours())
-            runs['c_reference_batch1'].append(reference())
+        for _ in range(repeats):  # interleaved, so load changes hit every case alike
+            for name, fn in cases.items():
+                runs[name].append(fn())
         shape = list(read_volume(path).shape)
         tiles = len(make_tiles(read_volume(path).array)[0])
         flips = assessor.view_flips if assessor.uses_view else 0
@@ -148,11 +165,13 @@ def main(repeats: int, threads: int, input_path: str | None) -> None:
     click.echo(f'input: {source}; {shape} -> {tiles} tiles + {flips} mirror images of the '
                f'whole-volume view; model: {model_label}; '
                f'torch threads {threads}; {repeats} repeats (medians, seconds)')
-    header = f'{"":24}{"read":>9}{"preproc":>9}{"infer":>9}{"TOTAL":>9}{"metrics":>9}'
+    header = (f'{"":24}{"read":>9}{"preproc":>9}{"infer":>9}{"TOTAL":>9}{"metrics":>9}'
+              f'{"(fusion)":>9}')
     click.echo(header)
     for name, med in medians.items():
         cells = ''.join(f'{med[k]:9.3f}' if k in med else f'{"":>9}'
-                        for k in ('read', 'preprocess', 'inference', 'total', 'metrics'))
+                        for k in ('read', 'preprocess', 'inference', 'total', 'metrics',
+                                  'fusion'))
         click.echo(f'{name:24}{cells}')
     speedup = medians['c_reference_batch1']['total'] / medians['b_ours']['total']
     click.echo(f'ours vs reference: {speedup:.2f}x faster; ours minus bare read: '
