@@ -296,11 +296,17 @@ def test_real_mosaic_dicom_is_refused_clearly(shared_mri, tmp_path):
     _refused(tmp_path / 'mosaic.zip', 'MOSAIC .* dcm2niix')
 
 
-def test_blockwise_float32_copy_equals_numpys_for_every_axis_order():
-    """The read's block-by-block copy gives the same voxels for transposed and flipped views."""
+@pytest.mark.parametrize('threads', [1, 3])
+def test_blockwise_float32_copy_equals_numpys_for_every_axis_order(threads, monkeypatch):
+    """The read's block-by-block copy gives the same voxels for transposed and flipped views,
+    on one thread or with the blocks shared between threads."""
     import itertools
 
+    from miqa_worker import image_io
     from miqa_worker.image_io import _contiguous_float32
+
+    monkeypatch.setattr(image_io, '_THREADED_COPY_MIN', 0 if threads > 1 else 1 << 40)
+    monkeypatch.setattr(image_io, '_copy_threads', lambda: threads)
 
     data = np.random.default_rng(0).integers(-500, 3000, (37, 20, 45)).astype(np.int16)
     for order in itertools.permutations(range(3)):
