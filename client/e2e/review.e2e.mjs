@@ -216,6 +216,10 @@ async function tier1(browser) {
   check(await page.locator('.miqa-artifact-bars .miqa-bar-row').count() === 10, 'ten artifact probability bars');
   check(await page.locator('.miqa-artifact-bars .miqa-above[data-key="ghosting_motion"]').count() === 1, 'ghosting/motion is above the threshold');
   check(await page.locator('.miqa-metrics tr').count() >= 3, 'the image quality metrics are listed');
+  const fused = page.locator('.miqa-artifact-bars .miqa-fused[data-key="ghosting_motion"]');
+  check(await fused.count() === 1 && (await fused.getAttribute('title')).includes('Network alone: 41%'),
+    'the fused indicator shows the network\'s own probability');
+  check(await page.locator('.miqa-air-metrics tr').count() === 3, 'the air statistics behind it are listed');
   check(await page.locator('.miqa-artifact[data-key="ghosting_motion"]').getAttribute('data-state') === 'present', 'ghosting/motion is pre-suggested as present');
   await page.locator('.miqa-tile-layer').selectOption('ghosting_motion');
   await page.waitForTimeout(100);

@@ -375,6 +375,12 @@ const ReviewView = girder.views.View.extend({
       .map(([key, p]) => [key, typeof p === 'object' && p !== null ? Number(p.probability ?? p.prob) : Number(p)])
       .sort((a, b) => b[1] - a[1]);
     const metrics = Object.entries(assessment.metrics || {}).filter(([, v]) => typeof v !== 'object' || v === null);
+    // one indicator may be decided by the network together with statistics of the air (fusion.json)
+    const fusion = assessment.fusion && typeof assessment.fusion === 'object' ? assessment.fusion : null;
+    const fusedTitle = (key) => (fusion && fusion.indicator === key
+      ? ` title="Network alone: ${Math.round(Number(fusion.network) * 100)}%; with the air statistics below: ${Math.round(Number(fusion.probability) * 100)}%"`
+      : '');
+    const airMetrics = fusion ? Object.entries(fusion.metrics || {}).filter(([, v]) => typeof v === 'number') : [];
     const model = assessment.model || {};
     el.html(`
       <h4>Automatic assessment <small>${escapeHtml(model.name || model)}${model.version ? ` v${escapeHtml(model.version)}` : ''}</small></h4>
@@ -385,12 +391,14 @@ const ReviewView = girder.views.View.extend({
       </div>
       <div class="miqa-artifact-bars">
         ${artifacts.map(([key, p]) => `
-          <div class="miqa-bar-row ${p >= SUGGEST_THRESHOLD ? 'miqa-above' : ''}" data-key="${escapeHtml(key)}">
-            <span class="miqa-bar-label">${escapeHtml(this.label(key))}</span>
+          <div class="miqa-bar-row ${p >= SUGGEST_THRESHOLD ? 'miqa-above' : ''} ${fusion && fusion.indicator === key ? 'miqa-fused' : ''}" data-key="${escapeHtml(key)}"${fusedTitle(key)}>
+            <span class="miqa-bar-label">${escapeHtml(this.label(key))}${fusion && fusion.indicator === key ? ' <sup>*</sup>' : ''}</span>
             <span class="miqa-bar"><span class="miqa-bar-fill" style="width:${Math.round(p * 100)}%"></span><span class="miqa-threshold" style="left:${SUGGEST_THRESHOLD * 100}%"></span></span>
             <span class="miqa-bar-value">${Math.round(p * 100)}%</span>
           </div>`).join('')}
       </div>
+      ${fusion ? `<p class="miqa-muted miqa-fusion-note"><sup>*</sup> ${escapeHtml(this.label(fusion.indicator))}: network alone ${Math.round(Number(fusion.network) * 100)}%, decided with the air statistics.</p>` : ''}
+      ${airMetrics.length ? `<details class="miqa-metrics miqa-air-metrics"><summary>Air statistics (${escapeHtml(this.label(fusion.indicator))})</summary><table class="table table-condensed">${airMetrics.map(([k, v]) => `<tr><td>${escapeHtml(k)}</td><td>${fmt(v, 4)}</td></tr>`).join('')}</table></details>` : ''}
       ${metrics.length ? `<details class="miqa-metrics" open><summary>Image quality metrics</summary><table class="table table-condensed">${metrics.map(([k, v]) => `<tr><td>${escapeHtml(k)}</td><td>${fmt(v, 3)}</td></tr>`).join('')}</table></details>` : ''}`);
   },
 
