@@ -107,26 +107,23 @@ def main(repeats: int, threads: int, input_path: str | None) -> None:
             itk.array_view_from_image(image)
             return {'total': time.perf_counter() - t0}
 
-        def ours() -> dict[str, float]:
-            # the worker's own path (whole-volume view and its mirror images included)
-            # the fused indicator's background metrics belong to the scores: in the total
-            timings = assessor.assess_file(path)['timings']
-            return {'read': timings['read'], 'preprocess': timings['preprocess'],
-                    'inference': timings['inference'] + timings.get('fusion', 0.0),
-                    'fusion': timings.get('fusion', 0.0),
-                    'total': (timings['read'] + timings['preprocess'] + timings['inference']
-                              + timings.get('fusion', 0.0)),
-                    'metrics': timings['metrics']}
-
         plain = Assessor(model_path, threads=threads)
         plain.fusion = None  # the same model without its fused indicator, for comparison
 
-        def ours_network_only() -> dict[str, float]:
-            timings = plain.assess_file(path)['timings']
-            return {'read': timings['read'], 'preprocess': timings['preprocess'],
-                    'inference': timings['inference'],
-                    'total': timings['read'] + timings['preprocess'] + timings['inference'],
-                    'metrics': timings['metrics']}
+        def timed(which: Assessor):
+            """The worker's own path (whole-volume view and its mirror images included); the
+            fused indicator's background metrics belong to the scores: in the total."""
+            def run() -> dict[str, float]:
+                timings = which.assess_file(path)['timings']
+                fusion = timings.get('fusion', 0.0)
+                return {'read': timings['read'], 'preprocess': timings['preprocess'],
+                        'inference': timings['inference'] + fusion, 'fusion': fusion,
+                        'total': (timings['read'] + timings['preprocess'] + timings['inference']
+                                  + fusion),
+                        'metrics': timings['metrics']}
+            return run
+
+        ours, ours_network_only = timed(assessor), timed(plain)
 
         def reference() -> dict[str, float]:
             t0 = time.perf_counter()

@@ -40,7 +40,7 @@ import numpy as np
 
 from .constants import ARTIFACT_KEYS, DEFAULT_MODEL, QUALITY_MAX, QUALITY_MIN, TILE_SIZE
 from .fusion import FUSION_FILE, Fusion, FusionError, load_fusion
-from .image_io import ScanVolume, read_volume, warm_up_itk
+from .image_io import ScanVolume, read_volume, usable_cores, warm_up_itk
 from .preprocessing import intensity_range, rescale_into, usable_range
 from .quality_metrics import compute_quality_metrics, subsample
 from .tiling import global_view, pad_to_tile, tile_grid
@@ -62,10 +62,7 @@ def available_cores() -> int:
     env = os.environ.get('MIQA_TORCH_THREADS', '').strip()
     if env.isdigit() and int(env) > 0:
         return int(env)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+    return usable_cores()
 
 
 def make_tiles(array: np.ndarray, tile: int = TILE_SIZE,

@@ -465,7 +465,7 @@ def _contiguous_float32(view: np.ndarray) -> np.ndarray:
             block[axis] = slice(start, start + _COPY_BLOCK)
             out[tuple(block)] = view[tuple(block)]
 
-    workers = min(_copy_threads(), len(starts)) if view.size >= _THREADED_COPY_MIN else 1
+    workers = min(usable_cores(), len(starts)) if view.size >= _THREADED_COPY_MIN else 1
     if workers <= 1:
         copy(starts)
         return out
@@ -479,8 +479,8 @@ def _contiguous_float32(view: np.ndarray) -> np.ndarray:
 _THREADED_COPY_MIN = 1 << 21
 
 
-def _copy_threads() -> int:
-    """The cores this process may use."""
+def usable_cores() -> int:
+    """The cores this process may use (its CPU affinity where the OS reports one)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux

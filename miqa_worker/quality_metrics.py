@@ -259,6 +259,15 @@ def _level_percentile(counts: np.ndarray, levels: np.ndarray, q: float) -> float
     return float(lo + (rank - below) * (hi - lo))
 
 
+def _level_median_mad(counts: np.ndarray, levels: np.ndarray) -> tuple[float, float]:
+    """Median and unscaled median absolute deviation of sorted distinct ``levels`` with
+    ``counts`` (numpy's ``np.median`` of the values and of their distances to it)."""
+    median = _level_percentile(counts, levels, 50.0)
+    deviation = np.abs(levels - median)
+    order = np.argsort(deviation, kind='stable')
+    return median, _level_percentile(counts[order], deviation[order], 50.0)
+
+
 def _level_summary(levels: np.ndarray, prefix: str) -> dict[str, float]:
     """:func:`_summary` of values on the 256 levels 0..255 (reported as 0..1), from a
     histogram: the same numbers, without sorting."""
@@ -270,11 +279,9 @@ def _level_summary(levels: np.ndarray, prefix: str) -> dict[str, float]:
     mean = float(counts @ values) / n
     std = math.sqrt(max(float(counts @ (values - mean) ** 2) / n, 0.0))
     present = counts > 0
-    p05, median, p95 = (_level_percentile(counts[present], values[present], q)
-                        for q in (5.0, 50.0, 95.0))
-    deviation = np.abs(values - median)
-    order = np.argsort(deviation[present], kind='stable')
-    mad = _level_percentile(counts[present][order], deviation[present][order], 50.0) * 1.4826
+    p05, p95 = (_level_percentile(counts[present], values[present], q) for q in (5.0, 95.0))
+    median, mad = _level_median_mad(counts[present], values[present])
+    mad *= 1.4826
     kurt = float(counts @ (values - mean) ** 4) / n / std ** 4 - 3.0 if std > 0 else 0.0
     out = {'mean': mean, 'stdv': std, 'median': median, 'mad': mad, 'p05': p05, 'p95': p95,
            'k': kurt, 'n': float(n)}
@@ -314,11 +321,8 @@ def background_metrics(array: np.ndarray, max_voxels: int = DEFAULT_MAX_VOXELS
     centre = spread = 0.0
     if positive.any():
         present = np.flatnonzero(positive)
-        steps = (present + 1) / 255.0
-        centre = _level_percentile(positive[present], steps, 50.0)
-        deviation = np.abs(steps - centre)
-        order = np.argsort(deviation, kind='stable')
-        spread = _level_percentile(positive[present][order], deviation[order], 50.0) * 1.4826
+        centre, spread = _level_median_mad(positive[present], (present + 1) / 255.0)
+        spread *= 1.4826
     spread = max(spread, 1.0 / 255.0)  # 8-bit training volumes: the air is often all zeros
     opening = ndimage.generate_binary_structure(3, 1)
     count = max(int(air.sum()), 1)

@@ -165,11 +165,10 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
         final['test'], results['predictions']['test'] = _evaluate(
             model, data, test_index, None, global_weight=gw, flips=view_flips)
     results['final'] = final
+    (out_dir / FUSION_FILE).unlink(missing_ok=True)  # an earlier run's: never for this model
     if fusion:
         results['fusion'] = _fuse(model, data, dev_index, test_index, results, gw, view_flips,
                                   eval_tiles, cache_dir, out_dir, n_folds, config.seed, progress)
-    elif (out_dir / FUSION_FILE).is_file():
-        (out_dir / FUSION_FILE).unlink()  # a fusion from an earlier run of this folder
     if shared_dir is not None:
         from .evaluate import real_scan_check
         from .synthetic import REAL_SOURCES
@@ -217,12 +216,9 @@ def _fuse(model: torch.nn.Module, data: VolumeSet, dev_index: np.ndarray,
         logits[test_index] = network_logit(test_probs[:, k])
     features = background_features(data, cache_dir, progress=progress)
     fused, summary = run_fusion(data, dev_index, logits, features, n_folds, seed)
-    path = out_dir / FUSION_FILE
     if fused is None:
-        if path.is_file():
-            path.unlink()
         return summary
-    path.write_text(json.dumps(fused.to_dict()) + '\n', encoding='utf-8')
+    (out_dir / FUSION_FILE).write_text(json.dumps(fused.to_dict()) + '\n', encoding='utf-8')
     if preds:
         probs = test_probs.copy()
         z = fused.trees.logit(np.c_[logits[test_index], features[test_index]])

@@ -306,7 +306,7 @@ def test_blockwise_float32_copy_equals_numpys_for_every_axis_order(threads, monk
     from miqa_worker.image_io import _contiguous_float32
 
     monkeypatch.setattr(image_io, '_THREADED_COPY_MIN', 0 if threads > 1 else 1 << 40)
-    monkeypatch.setattr(image_io, '_copy_threads', lambda: threads)
+    monkeypatch.setattr(image_io, 'usable_cores', lambda: threads)
 
     data = np.random.default_rng(0).integers(-500, 3000, (37, 20, 45)).astype(np.int16)
     for order in itertools.permutations(range(3)):
