@@ -268,10 +268,10 @@ def _level_median_mad(counts: np.ndarray, levels: np.ndarray) -> tuple[float, fl
     return median, _level_percentile(counts[order], deviation[order], 50.0)
 
 
-def _level_summary(levels: np.ndarray, prefix: str) -> dict[str, float]:
-    """:func:`_summary` of values on the 256 levels 0..255 (reported as 0..1), from a
-    histogram: the same numbers, without sorting."""
-    counts = np.bincount(levels.reshape(-1), minlength=256).astype(np.float64)
+def _level_summary(level_counts: np.ndarray, prefix: str) -> dict[str, float]:
+    """:func:`_summary` of values on the 256 levels 0..255 (reported as 0..1), from their
+    histogram ``level_counts`` (256 counts): the same numbers, without sorting."""
+    counts = np.asarray(level_counts, dtype=np.float64)
     n = counts.sum()
     if n == 0:
         return _summary(np.zeros(0), prefix)
@@ -315,9 +315,10 @@ def background_metrics(array: np.ndarray, max_voxels: int = DEFAULT_MAX_VOXELS
     dist = (ndimage.distance_transform_cdt(~head, metric='taxicab') if head.any()
             else np.full(data.shape, np.iinfo(np.int32).max, dtype=np.int32))
     air = dist > 2
-    out = _level_summary(levels[air], 'bg')
+    air_counts = np.bincount(levels[air], minlength=256)
+    out = _level_summary(air_counts, 'bg')
     values = data[air]
-    positive = np.bincount(levels[air], minlength=256)[1:]  # the air's non-zero levels
+    positive = air_counts[1:]  # the air's non-zero levels
     centre = spread = 0.0
     if positive.any():
         present = np.flatnonzero(positive)
