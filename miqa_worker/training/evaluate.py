@@ -116,7 +116,8 @@ def quality_bins(values: np.ndarray) -> np.ndarray:
     return np.digitize(values, QUALITY_BINS)
 
 
-def _auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+def auc_or_none(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """ROC AUC, or None when the labels do not hold both classes."""
     labels = np.asarray(labels)
     if labels.size == 0 or labels.min() == labels.max():
         return None
@@ -140,7 +141,7 @@ def metrics(data: VolumeSet, index: np.ndarray, pred_quality: np.ndarray,
     for k, key in enumerate(ARTIFACT_KEYS):
         labels = data.indicators[index, k]
         mask = ~np.isnan(labels)
-        out['indicator_auc'][key] = _auc(labels[mask], logits[mask, k])
+        out['indicator_auc'][key] = auc_or_none(labels[mask], logits[mask, k])
     out['family_auc'] = family_aucs(data, index, pred_quality, logits)
     return out
 
@@ -164,7 +165,7 @@ def family_aucs(data: VolumeSet, index: np.ndarray, pred_quality: np.ndarray,
             k = ARTIFACT_KEYS.index(spec.indicator)
             negative = data.indicators[index, k] == 0
             keep = present | negative
-            out[name] = {'auc': _auc(present[keep].astype(int), logits[keep, k]),
+            out[name] = {'auc': auc_or_none(present[keep].astype(int), logits[keep, k]),
                          'positives': int(present.sum()), 'negatives': int(negative.sum()),
                          'score': f'logit of {spec.indicator}'}
         else:
@@ -173,7 +174,7 @@ def family_aucs(data: VolumeSet, index: np.ndarray, pred_quality: np.ndarray,
                 if other != name:
                     others |= values > 0
             keep = ~others
-            out[name] = {'auc': _auc(present[keep].astype(int), -pred_quality[keep]),
+            out[name] = {'auc': auc_or_none(present[keep].astype(int), -pred_quality[keep]),
                          'positives': int((present & keep).sum()),
                          'negatives': int((~present & keep).sum()),
                          'score': 'minus predicted quality (noise-only vs clean volumes)'}

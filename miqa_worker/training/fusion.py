@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.ensemble import GradientBoostingClassifier
-from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
 from ..constants import ARTIFACT_KEYS
 from ..fusion import FORMAT, NETWORK_INPUT, Fusion, fusion_from_dict
 from ..quality_metrics import BACKGROUND_METRICS, background_metrics
 from .dataset import VolumeSet, subject_folds
+from .evaluate import auc_or_none
 
 FUSED_INDICATOR = 'ghosting_motion'
 #: Voxels the metrics see (every f-th voxel along each axis above this): the worker's budget.
@@ -79,10 +79,6 @@ def fit_fusion(inputs: np.ndarray, labels: np.ndarray, seed: int = 0,
     return fusion_from_dict(spec)
 
 
-def _auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    return float(roc_auc_score(labels, scores)) if len(np.unique(labels)) == 2 else None
-
-
 def run_fusion(data: VolumeSet, dev_index: np.ndarray, network_logits: np.ndarray,
                features: np.ndarray, n_folds: int, seed: int = 0,
                indicator: str = FUSED_INDICATOR) -> tuple[Fusion | None, dict]:
@@ -110,8 +106,9 @@ def run_fusion(data: VolumeSet, dev_index: np.ndarray, network_logits: np.ndarra
                 continue
             oof[val] = classifier(seed).fit(inputs[known][train], labels[known][train].astype(
                 int)).decision_function(inputs[known][val])
-        summary['out_of_fold_auc'] = {'fused': _auc(labels[known], oof),
-                                      'network': _auc(labels[known], network_logits[known])}
+        summary['out_of_fold_auc'] = {'fused': auc_or_none(labels[known], oof),
+                                      'network': auc_or_none(labels[known],
+                                                                network_logits[known])}
     fusion = fit_fusion(inputs[known], labels[known], seed, indicator,
                         extra={'fitted_on': f'{len(known)} development volumes'})
     return fusion, summary
