@@ -46,7 +46,8 @@ class Source:
 
 
 # Real scans of ../shared/data/mri used as bases (see its SOURCES.md for origin and licence).
-# 4D series, EPI with burned-in markers and the 6.5 mm clinical stack are not used as bases.
+# 4D series, EPI with burned-in markers and the 6.5 mm clinical stack are not used as bases
+# (the stack as a sixth person lifted cross-validation, not the final model: training README).
 REAL_SOURCES: tuple[tuple[str, str, str], ...] = (
     ('fnndsc-sag-anon_child3y_T1w.nii.gz', 'fnndsc-child3y', 'T1w'),
     ('ixi-nichart_IXI012-HH-1211_T1w-2mm.nii.gz', 'ixi-IXI012', 'T1w'),
