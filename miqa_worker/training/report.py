@@ -304,8 +304,11 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
         + (f' plus {cfg.get("views_per_volume", 1)} copies of its whole-volume view' if gw else '')
         + (', each randomly flipped along every axis and with its axes in random order'
            if cfg.get('augment') else '')
-        + f', batch {cfg.get("batch_size")}, seed '
-        f'{cfg.get("seed")}. Folds split by subject. A tile carries its volume\'s quality and '
+        + f', batch {cfg.get("batch_size")}, seed {cfg.get("seed")}.'
+        + (' Each model\'s weights are the mean of its end-of-epoch weights over the last '
+           f'{cfg["average_last"]:.0%} of its epochs (stochastic weight averaging).'
+           if cfg.get('average_last') else '')
+        + ' Folds split by subject. A tile carries its volume\'s quality and '
         'indicators, except for local artifacts: `incomplete_coverage` is positive only in '
         'tiles touching the cut face and `wraparound` only in tiles holding folded-in tissue, '
         'so their mean-over-tiles probabilities at inference are lower than the other '

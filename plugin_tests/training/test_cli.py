@@ -19,7 +19,8 @@ from miqa_worker.training.report import PLOTS
 COMMON = ['--folds', '5', '--tiles-per-volume', '1', '--batch-size', '4', '--eval-tiles', '1',
           '--test-subjects', 'mni152-a005', '--quiet', '--threads', '1',
           '--shared-dir', '/nonexistent',  # no real-scan look: fast and independent of ../shared
-          '--channels', '2,4,8,8,16']  # narrower than the default: fast, and model.json says so
+          '--channels', '2,4,8,8,16',  # narrower than the default: fast, and model.json says so
+          '--average-last', '0.5']  # weight averaging, kept through every resume
 NARROW = (2, 4, 8, 8, 16)
 
 
@@ -121,6 +122,8 @@ def test_generate_train_report_resume(tmp_path):
     card = (out / 'MODEL_CARD.md').read_text(encoding='utf-8')
     assert '2, 4, 8, 8, 16 channels' in card and 'run as 8 mirror images' in card
     assert 'whole volume' in card and 'Not simulated for this model: truncation' in card
+    assert 'over the last 50% of its epochs (stochastic weight averaging)' in card
+    assert state['averaging_start'] == 1 and state['averaged'] is not None
 
     # resume with other view flips: nothing retrains, the folds' halves are evaluated again
     result = runner.invoke(main, ['run', '--cache-dir', str(cache), '--out', str(out),
@@ -150,4 +153,12 @@ def test_run_refuses_bad_channels(tmp_path):
                                        '--out', str(tmp_path / 'out'), '--channels', '8,16,x'])
     assert result.exit_code == 2
     assert 'channels must be 5 integers' in result.output
+    assert not (tmp_path / 'out').exists()
+
+
+def test_run_refuses_averaging_share_out_of_range(tmp_path):
+    result = CliRunner().invoke(main, ['run', '--cache-dir', str(tmp_path / 'c'),
+                                       '--out', str(tmp_path / 'out'), '--average-last', '1.5'])
+    assert result.exit_code == 2
+    assert '--average-last' in result.output and '1.5' in result.output
     assert not (tmp_path / 'out').exists()
