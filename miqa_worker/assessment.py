@@ -24,6 +24,9 @@ Result of :meth:`Assessor.assess_file` / :meth:`Assessor.assess_volume` (JSON-se
                ``fusion.json`` (:mod:`miqa_worker.fusion`): the indicator's probability from
                the network alone, the fused one (also in ``artifacts``), and the background
                metrics it used; the tile map keeps the network's per-tile probabilities
+    penalties  {family: points}: the quality points each simulated artifact family is
+               estimated to cost (0..its penalty), blended at the quality's share; present
+               when the model has ``penalty_families`` (extra outputs after the 11)
     timings    {read, preprocess, inference, fusion (with fusion.json), metrics, total} seconds
 """
 
@@ -38,7 +41,14 @@ from typing import Any
 
 import numpy as np
 
-from .constants import ARTIFACT_KEYS, DEFAULT_MODEL, QUALITY_MAX, QUALITY_MIN, TILE_SIZE
+from .constants import (
+    ARTIFACT_KEYS,
+    DEFAULT_MODEL,
+    NUM_OUTPUTS,
+    QUALITY_MAX,
+    QUALITY_MIN,
+    TILE_SIZE,
+)
 from .fusion import FUSION_FILE, Fusion, FusionError, load_fusion
 from .image_io import ScanVolume, read_volume, usable_cores, warm_up_itk
 from .preprocessing import intensity_range, rescale_into, usable_range
@@ -214,7 +224,7 @@ class Assessor:
                  _loaded: tuple[Any, dict[str, Any]] | None = None):
         import torch
 
-        from .model_store import ModelError, load_model
+        from .model_store import ModelError, load_model, penalty_families
 
         self.threads = threads or available_cores()
         torch.set_num_threads(self.threads)
@@ -228,6 +238,7 @@ class Assessor:
             self.view_weights = view_weights(self.info)
             self.view_flips = view_flips(self.info)
             self.fusion = load_fusion(self.info.get('path'))
+            self.penalty_families = penalty_families(self.info)
         except FusionError as exc:
             raise ModelError(f"model {self.info.get('name')}: {FUSION_FILE}: {exc}") from None
         except ValueError as exc:
@@ -239,13 +250,14 @@ class Assessor:
     @classmethod
     def from_network(cls, network, global_view_weight: float = 0.0, threads: int | None = None,
                      weights: dict[str, float] | None = None, flips: int = 1,
-                     fusion: Fusion | None = None, **kwargs: Any) -> Assessor:
+                     fusion: Fusion | None = None, penalty_families: list[str] | None = None,
+                     **kwargs: Any) -> Assessor:
         """An Assessor of a network in memory (training evaluates its models this way)."""
         import torch
 
         info = {'name': 'in-memory', 'version': '-', 'sha256': '-',
                 'global_view_weight': global_view_weight, 'view_weights': weights,
-                'view_flips': flips}
+                'view_flips': flips, 'penalty_families': penalty_families}
         assessor = cls(batch_size=kwargs.pop('batch_size', DEFAULT_BATCH_SIZE),
                        threads=threads or torch.get_num_threads(), _loaded=(network, info),
                        **kwargs)
@@ -259,7 +271,8 @@ class Assessor:
                 'sha256': str(self.info['sha256'])}
 
     def predict_tiles(self, tiles: np.ndarray) -> np.ndarray:
-        """Network outputs ``[N, 11]`` (float32) for normalised tiles ``[N, 64, 64, 64]``."""
+        """Network outputs ``[N, 11 + penalty outputs]`` (float32) for normalised tiles
+        ``[N, 64, 64, 64]``."""
         import torch
 
         if torch.get_num_threads() != self.threads:
@@ -275,7 +288,7 @@ class Assessor:
 
     def predict_with_view(self, tiles: np.ndarray, view: np.ndarray | None
                           ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Raw outputs of normalised tiles ``[N, 11]`` and of a whole-volume view ``[11]``:
+        """Raw outputs of normalised tiles ``[N, 11+]`` and of a whole-volume view ``[11+]``:
         the view's mirror images (:func:`view_flips`) run in the same batches, then averaged.
         ``view`` None: tiles only."""
         count = len(tiles)
@@ -302,12 +315,20 @@ class Assessor:
         t2 = time.perf_counter()
         del tiles
         out = out.astype(np.float64)
+        extra: dict[str, Any] = {}
+        if self.penalty_families:
+            points = out[:, NUM_OUTPUTS:].mean(axis=0)
+            if view_out is not None:
+                points = mix(points, view_out[NUM_OUTPUTS:], self.view_weights[0])
+            extra['penalties'] = {family: float(max(p, 0.0)) for family, p in zip(
+                self.penalty_families, points, strict=True)}
+            out = out[:, :NUM_OUTPUTS]
+            view_out = view_out[:NUM_OUTPUTS] if view_out is not None else None
         quality_tiles = np.clip(out[:, 0], QUALITY_MIN, QUALITY_MAX)
         probs = _sigmoid(out[:, 1:])
         scan = blend_outputs(out, view_out, self.view_weights)
         quality = float(np.clip(scan[0], QUALITY_MIN, QUALITY_MAX))
         artifacts = {key: float(p) for key, p in zip(ARTIFACT_KEYS, scan[1:], strict=True)}
-        extra: dict[str, Any] = {}
         if view_out is not None:
             extra['globalView'] = {
                 'weight': float(self.view_weights[0]),

@@ -90,6 +90,18 @@ def read_info(model_dir: Path) -> dict[str, Any]:
     return info
 
 
+def penalty_families(info: dict[str, Any]) -> list[str]:
+    """The families whose quality points a model's extra outputs estimate (``model.json``
+    ``penalty_families``, in output order; absent: none). ValueError with the reason otherwise.
+    """
+    families = info.get('penalty_families') or []
+    if not isinstance(families, list) or not all(isinstance(f, str) and f for f in families):
+        raise ValueError('penalty_families must be a list of artifact family names')
+    if len(set(families)) != len(families):
+        raise ValueError('penalty_families names a family twice')
+    return families
+
+
 def load_model(name_or_path: str | os.PathLike):
     """Load a model: ``(network in eval mode on CPU, info dict with sha256 of weights.pt)``."""
     import torch
@@ -106,7 +118,7 @@ def load_model(name_or_path: str | os.PathLike):
     if isinstance(state, dict) and isinstance(state.get('state_dict'), dict):
         state = state['state_dict']
     try:
-        network = build_network(info.get('channels'))
+        network = build_network(info.get('channels'), len(penalty_families(info)))
     except ValueError as exc:
         raise ModelError(f'{model_dir / INFO_FILE}: {exc}') from None
     try:

@@ -32,15 +32,18 @@ def network_channels(channels: Sequence[int] | str | None = None) -> tuple[int, 
     return out
 
 
-def build_network(channels: Sequence[int] | None = None) -> torch.nn.Module:
+def build_network(channels: Sequence[int] | None = None,
+                  penalty_outputs: int = 0) -> torch.nn.Module:
     """The reference configuration: MONAI Classifier on one-channel 64^3 tiles.
 
     Output 0 regresses overall quality (0-10); outputs 1..10 are the indicator logits in
     the order of ``constants.ARTIFACT_KEYS``. ``channels`` sets the width of the five stages.
+    ``penalty_outputs`` more outputs regress the quality points each simulated artifact family
+    costs (``model.json`` ``penalty_families`` names them).
     """
     return Classifier(
         in_shape=(1, TILE_SIZE, TILE_SIZE, TILE_SIZE),
-        classes=NUM_OUTPUTS,
+        classes=NUM_OUTPUTS + int(penalty_outputs),
         channels=network_channels(channels),
         strides=STRIDES,
     )

@@ -100,6 +100,9 @@ def ingest(csv_path, cache_dir) -> None:
               type=click.FloatRange(0, 1),
               help='Share of each model\'s last epochs whose weights are averaged into its '
                    'finished weights (stochastic weight averaging; 0: off).')
+@click.option('--penalty-outputs', is_flag=True,
+              help='Also train outputs for the quality points each simulated artifact family '
+                   'costs (model.json penalty_families; the worker reports them).')
 @click.option('--channels', default=','.join(map(str, TrainConfig.channels)), show_default=True,
               help='Widths of the five convolution stages (stored in model.json).')
 @click.option('--view-flips', default=8, show_default=True, type=click.IntRange(1, 8),
@@ -125,9 +128,9 @@ def ingest(csv_path, cache_dir) -> None:
 @click.option('--quiet', is_flag=True, help='No progress bars.')
 def run(cache_dir, out_dir, folds, epochs, final_epochs, tiles_per_volume, batch_size, lr,
         lr_decay, weight_decay, indicator_weight, global_view_weight, views_per_volume,
-        no_augment, average_last, channels, view_flips, eval_tiles, test_subjects, seed, resume,
-        device, threads, no_baseline, fusion, ship_to, version, preliminary, shared_dir,
-        quiet) -> None:
+        no_augment, average_last, penalty_outputs, channels, view_flips, eval_tiles,
+        test_subjects, seed, resume, device, threads, no_baseline, fusion, ship_to, version,
+        preliminary, shared_dir, quiet) -> None:
     """Cross-validate by subject, train the final model, evaluate, report (and ship)."""
     from ..network import network_channels
     from .dataset import load_cache
@@ -145,7 +148,8 @@ def run(cache_dir, out_dir, folds, epochs, final_epochs, tiles_per_volume, batch
                          weight_decay=weight_decay, indicator_weight=indicator_weight,
                          global_view_weight=global_view_weight,
                          views_per_volume=views_per_volume, augment=not no_augment,
-                         average_last=average_last, seed=seed)
+                         average_last=average_last, penalty_outputs=penalty_outputs,
+                         seed=seed)
     cache_dir = cache_dir or default_cache_dir()
     subjects = tuple(s for s in test_subjects.split(',') if s)
     results = run_pipeline(cache_dir, out_dir, config, folds, subjects, resume, device,

@@ -14,7 +14,7 @@ import torch
 
 from ..constants import ARTIFACT_KEYS, TILE_SIZE
 from ..tiling import extract_tiles, global_view, pad_to_tile
-from .artifacts import FAMILY_NAMES
+from .artifacts import FAMILIES, FAMILY_NAMES
 from .labels import parse_bool, parse_quality, read_label_csv, write_index
 
 
@@ -118,6 +118,21 @@ def cache_from_csv(csv_path: Path | str, cache_dir: Path | str, progress: bool =
     return index
 
 
+#: Families whose effect is local: a tile away from it does not show it, so their points are
+#: learned from the whole-volume views only.
+LOCAL_FAMILIES = ('wraparound', 'coverage')
+
+
+def penalty_targets(data: VolumeSet) -> tuple[list[str], np.ndarray]:
+    """The simulated families of ``data`` and, per volume, the quality points each cost
+    (penalty x severity; 0 when absent, NaN when unknown, as for ingested real ratings)."""
+    families = [f for f in FAMILY_NAMES if f in data.severity and np.nanmax(
+        np.r_[data.severity[f], 0.0]) > 0]
+    points = np.stack([data.severity[f] * np.float32(FAMILIES[f].max_penalty)
+                       for f in families], axis=1) if families else np.zeros((len(data), 0))
+    return families, points.astype(np.float32)
+
+
 def subject_folds(subjects: np.ndarray, n_folds: int = 5, seed: int = 0) -> np.ndarray:
     """Fold number per volume; a subject's volumes are all in one fold, sizes balanced."""
     unique, counts = np.unique(subjects, return_counts=True)
@@ -201,13 +216,19 @@ def augment_tile(tile: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def tile_batches(data: VolumeSet, index: np.ndarray, tiles_per_volume: int, batch_size: int,
                  rng: np.random.Generator, global_views: int = 0,
-                 augment: bool = False) -> Iterator[tuple[torch.Tensor, ...]]:
+                 augment: bool = False, penalties: tuple[list[str], np.ndarray] | None = None
+                 ) -> Iterator[tuple[torch.Tensor, ...]]:
     """One epoch: random tiles of each volume and ``global_views`` copies of its whole-volume
-    view (differently augmented), shuffled into batches.
+    view (differently augmented), shuffled into batches of ``(tiles, quality, indicators,
+    points)``; ``points`` (the :func:`penalty_targets` given as ``penalties``) is ``[B, 0]``
+    without them.
 
     A tile has its volume's quality and indicators, except local artifacts (see
-    ``tile_indicators``); the whole-volume view always has the volume's labels.
+    ``tile_indicators``; their points are unknown in a tile); the whole-volume view always has
+    the volume's labels.
     """
+    families, points = penalties if penalties is not None else ([], np.zeros((len(data), 0)))
+    local_points = [families.index(f) for f in LOCAL_FAMILIES if f in families]
     index = np.asarray(index, dtype=int)
     pairs = np.repeat(index, tiles_per_volume)
     kinds = np.zeros(len(pairs), dtype=bool)  # True: the whole-volume view
@@ -220,7 +241,9 @@ def tile_batches(data: VolumeSet, index: np.ndarray, tiles_per_volume: int, batc
     for first in range(0, len(pairs), batch_size):
         chunk = pairs[first:first + batch_size]
         tiles, labels = [], []
-        for v, whole in zip(chunk, kinds[first:first + batch_size], strict=True):
+        chunk_points = points[chunk].astype(np.float32)
+        for n, (v, whole) in enumerate(zip(chunk, kinds[first:first + batch_size],
+                                           strict=True)):
             local = data.local[v] if data.local else {}
             if whole:
                 tile = data.views[v]
@@ -230,7 +253,8 @@ def tile_batches(data: VolumeSet, index: np.ndarray, tiles_per_volume: int, batc
                 tile = found[0]
                 label = tile_indicators(data.indicators[v], local, start[0],
                                         data.volumes[v].shape) if local else data.indicators[v]
+                chunk_points[n, local_points] = np.nan
             tiles.append(augment_tile(tile, rng) if augment else tile)
             labels.append(label)
         yield (to_tensor(np.stack(tiles)), torch.from_numpy(data.quality[chunk]),
-               torch.from_numpy(np.stack(labels)))
+               torch.from_numpy(np.stack(labels)), torch.from_numpy(chunk_points))

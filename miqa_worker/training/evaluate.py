@@ -10,7 +10,7 @@ import torch
 from sklearn.metrics import confusion_matrix, r2_score, roc_auc_score, roc_curve
 
 from ..assessment import OUTPUT_NAMES, Assessor, blend_outputs, mix
-from ..constants import ARTIFACT_KEYS
+from ..constants import ARTIFACT_KEYS, NUM_OUTPUTS
 from ..image_io import ScanVolume
 from .artifacts import FAMILIES
 from .dataset import VolumeSet, grid_tiles
@@ -40,8 +40,8 @@ def predict_parts(model: torch.nn.Module, data: VolumeSet, index: np.ndarray | N
                 if data.views is not None else None)
         outs, view_raw = assessor.predict_with_view(tiles, view)
         if view_raw is not None:
-            view_out.append(blend_outputs(view_raw[None]))
-        tiles_out.append(blend_outputs(outs))
+            view_out.append(blend_outputs(view_raw[None, :NUM_OUTPUTS]))
+        tiles_out.append(blend_outputs(outs[:, :NUM_OUTPUTS]))
     width = 1 + len(ARTIFACT_KEYS)
     tiles_arr = np.asarray(tiles_out, dtype=np.float64).reshape(len(index), width)
     views_arr = (np.asarray(view_out, dtype=np.float64).reshape(len(index), width)
@@ -203,7 +203,7 @@ def real_scan_check(model: torch.nn.Module, shared_dir,
                     subjects_of: dict[str, str] | None = None,
                     global_weight: float = 0.0,
                     weights: dict[str, float] | None = None, flips: int = 1,
-                    fusion=None) -> list[dict]:
+                    fusion=None, penalty_families: list[str] | None = None) -> list[dict]:
     """The model on every unmodified real scan of ``shared_dir`` (no labels: a sanity look).
 
     With ``fusion`` (a :class:`miqa_worker.fusion.Fusion`) its indicator is the fused one.
@@ -223,7 +223,7 @@ def real_scan_check(model: torch.nn.Module, shared_dir,
         return out
     model.eval()
     assessor = Assessor.from_network(model, global_weight, weights=weights, flips=flips,
-                                     fusion=fusion)
+                                     fusion=fusion, penalty_families=penalty_families)
     names = sorted(p.name for p in shared_dir.iterdir() if p.is_file() and p.name.endswith(
         ('.nii', '.nii.gz', '.nrrd', '.mha')))
     for name in names:
@@ -246,5 +246,7 @@ def real_scan_check(model: torch.nn.Module, shared_dir,
             entry = {'file': label, 'subject': (subjects_of or {}).get(name, 'not a base'),
                      'quality': result['quality'], 'tiles': len(result['tileMap']['starts']),
                      'artifacts': {k: round(p, 4) for k, p in result['artifacts'].items()}}
+            if 'penalties' in result:
+                entry['penalties'] = {k: round(p, 3) for k, p in result['penalties'].items()}
             out.append(entry)
     return out

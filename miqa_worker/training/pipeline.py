@@ -16,7 +16,7 @@ from ..assessment import view_weights
 from ..constants import ARTIFACT_KEYS
 from ..fusion import FUSION_FILE, load_fusion
 from ..network import CHANNELS, build_network
-from .dataset import VolumeSet, load_cache, subject_folds
+from .dataset import VolumeSet, load_cache, penalty_targets, subject_folds
 from .evaluate import blend_parts, choose_view_weights, metrics, predict, predict_parts, summarise
 from .train import TrainConfig, pick_device, train_model
 
@@ -71,9 +71,10 @@ def _choose_weights(data: VolumeSet, folds: list[dict], default: float) -> dict 
     return choice
 
 
-def _load_weights(path: Path, device: torch.device,
-                  channels: tuple[int, ...] | None = None) -> torch.nn.Module:
-    model = build_network(channels).to(device, memory_format=torch.channels_last_3d)
+def _load_weights(path: Path, device: torch.device, channels: tuple[int, ...] | None = None,
+                  penalty_outputs: int = 0) -> torch.nn.Module:
+    model = build_network(channels, penalty_outputs).to(device,
+                                                        memory_format=torch.channels_last_3d)
     model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
     return model
 
@@ -107,6 +108,9 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
     if settings.is_file():
         results['generator'] = json.loads(settings.read_text(encoding='utf-8'))
     gw = config.global_view_weight
+    families = penalty_targets(data)[0] if config.penalty_outputs else []
+    if families:
+        results['penalty_families'] = families
     if n_folds:
         fold_of = subject_folds(data.subjects[dev_index], n_folds, config.seed)
         for fold in range(n_folds):
@@ -122,7 +126,8 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
                             run_dir / 'weights.pt').is_file():
                         # a run from before the blend was chosen, or with other view flips:
                         # its validation metrics, predictions and halves again, once
-                        fold_model = _load_weights(run_dir / 'weights.pt', dev, config.channels)
+                        fold_model = _load_weights(run_dir / 'weights.pt', dev, config.channels,
+                                                   len(families))
                         entry.update(_validation(fold_model, data, val, eval_tiles, gw,
                                                  view_flips))
                         done.write_text(json.dumps(entry, indent=1), encoding='utf-8')
@@ -153,7 +158,7 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
     history_path = final_dir / 'history.json'
     if resume and weights.is_file() and history_path.is_file() and len(
             json.loads(history_path.read_text(encoding='utf-8'))) >= final_config.epochs:
-        model = _load_weights(weights, dev, config.channels)
+        model = _load_weights(weights, dev, config.channels, len(families))
         history = json.loads(history_path.read_text(encoding='utf-8'))
     else:
         model, history = train_model(data, dev_index, None, final_config, final_dir, resume,
@@ -178,7 +183,7 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
                  for name, subject, _ in REAL_SOURCES}
         results['real_scans'] = real_scan_check(model, shared_dir, roles,
                                                 config.global_view_weight, chosen,
-                                                view_flips, load_fusion(out_dir))
+                                                view_flips, load_fusion(out_dir), families)
     if baseline:
         from .baseline import run_baseline
 
@@ -272,5 +277,7 @@ def ship(out_dir: Path, model_dir: Path, version: str, description: str,
             'channels': list(results.get('config', {}).get('channels') or CHANNELS),
             'view_weights': (results.get('view_weights') or {}).get('weights'),
             'view_flips': int(results.get('view_flips') or 1),
+            **({'penalty_families': results['penalty_families']}
+               if results.get('penalty_families') else {}),
             'held_out': results.get('held_out_summary', {})}
     (model_dir / 'model.json').write_text(json.dumps(meta, indent=1) + '\n', encoding='utf-8')

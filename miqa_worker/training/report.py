@@ -42,7 +42,7 @@ def build_metrics(results: dict) -> dict:
                                    'device',
                                    'test_subjects', 'development_subjects', 'volumes',
                                    'seconds', 'command', 'generator', 'view_weights',
-                                   'view_flips')
+                                   'view_flips', 'penalty_families')
            if k in results}
     out['held_out_summary'] = held_out_summary(results)
     out['cross_validation'] = results.get('cross_validation')
@@ -308,6 +308,10 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
         + (' Each model\'s weights are the mean of its end-of-epoch weights over the last '
            f'{cfg["average_last"]:.0%} of its epochs (stochastic weight averaging).'
            if cfg.get('average_last') else '')
+        + (' Beside the 11 outputs the network regresses the quality points each simulated '
+           f'family costs ({", ".join(metrics.get("penalty_families") or [])}: penalty × '
+           'severity, Huber, weight 1; local families from whole-volume views only); the '
+           'worker reports them as `penalties`.' if metrics.get('penalty_families') else '')
         + ' Folds split by subject. A tile carries its volume\'s quality and '
         'indicators, except for local artifacts: `incomplete_coverage` is positive only in '
         'tiles touching the cut face and `wraparound` only in tiles holding folded-in tissue, '

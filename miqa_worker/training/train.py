@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from ..network import CHANNELS, build_network
-from .dataset import VolumeSet, tile_batches
+from .dataset import VolumeSet, penalty_targets, tile_batches
 from .evaluate import metrics, predict
 from .losses import miqa_loss
 
@@ -44,6 +44,9 @@ class TrainConfig:
     # the finished weights (stochastic weight averaging, Izmailov et al. 2018); 0: the last
     # epoch's weights as they are.
     average_last: float = 0.0
+    # More outputs after the 11: the quality points each simulated family costs (penalty x
+    # severity, known for generated volumes), a richer target than their sum alone.
+    penalty_outputs: bool = False
 
 
 def averaging_start(config: TrainConfig) -> int | None:
@@ -101,9 +104,14 @@ def train_model(data: VolumeSet, train_index: np.ndarray, val_index: np.ndarray 
     """
     device = device or pick_device()
     run_dir.mkdir(parents=True, exist_ok=True)
+    penalties = penalty_targets(data) if config.penalty_outputs else None
+    if penalties is not None and not penalties[0]:
+        raise ValueError('penalty outputs need volumes with known artifact severities '
+                         '(generated ones); these have none')
     torch.manual_seed(config.seed)
     # channels-last 3D memory: several times faster convolutions on CPU (same numbers)
-    model = build_network(config.channels).to(device, memory_format=torch.channels_last_3d)
+    model = build_network(config.channels, len(penalties[0]) if penalties else 0).to(
+        device, memory_format=torch.channels_last_3d)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
@@ -118,7 +126,8 @@ def train_model(data: VolumeSet, train_index: np.ndarray, val_index: np.ndarray 
     if resume and checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         # older runs: the defaults of settings added since
-        saved = {'channels': CHANNELS, 'average_last': 0.0, **state.get('config', {})}
+        saved = {'channels': CHANNELS, 'average_last': 0.0, 'penalty_outputs': False,
+                 **state.get('config', {})}
         saved['channels'] = tuple(saved['channels'])
         saved.pop('epochs', None)
         if saved != {k: v for k, v in asdict(config).items() if k != 'epochs'}:
@@ -147,20 +156,22 @@ def train_model(data: VolumeSet, train_index: np.ndarray, val_index: np.ndarray 
         n_batches = -(-len(train_index) * per_volume // config.batch_size)
         sums = {'loss': 0.0, 'quality': 0.0, 'indicators': 0.0}
         batches = tile_batches(data, train_index, config.tiles_per_volume, config.batch_size,
-                               rng, views, config.augment)
+                               rng, views, config.augment, penalties)
         bar = tqdm(batches, total=n_batches, desc=f'{desc} epoch {epoch + 1}/{config.epochs}',
                    unit='batch', leave=False, disable=not progress)
-        for tiles, quality, indicators in bar:
+        for tiles, quality, indicators, points in bar:
             outputs = model(tiles.to(device, memory_format=torch.channels_last_3d))
             loss, parts = miqa_loss(outputs, quality.to(device), indicators.to(device),
                                     config.quality_weight, config.indicator_weight,
-                                    config.focal_gamma)
+                                    config.focal_gamma, points.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             sums['loss'] += float(loss.detach())
             sums['quality'] += parts['quality']
             sums['indicators'] += parts['indicators']
+            if 'points' in parts:
+                sums['points'] = sums.get('points', 0.0) + parts['points']
             bar.set_postfix(loss=f'{float(loss.detach()):.3f}')
         entry = {'epoch': epoch + 1, 'lr': scheduler.get_last_lr()[0],
                  **{f'train_{k}': v / max(n_batches, 1) for k, v in sums.items()},

@@ -20,7 +20,8 @@ COMMON = ['--folds', '5', '--tiles-per-volume', '1', '--batch-size', '4', '--eva
           '--test-subjects', 'mni152-a005', '--quiet', '--threads', '1',
           '--shared-dir', '/nonexistent',  # no real-scan look: fast and independent of ../shared
           '--channels', '2,4,8,8,16',  # narrower than the default: fast, and model.json says so
-          '--average-last', '0.5']  # weight averaging, kept through every resume
+          '--average-last', '0.5',  # weight averaging, kept through every resume
+          '--penalty-outputs']  # each family's quality points, shipped and reported
 NARROW = (2, 4, 8, 8, 16)
 
 
@@ -55,8 +56,11 @@ def test_generate_train_report_resume(tmp_path):
         assert (out / f'fold-{fold}' / 'checkpoint.pt').is_file()
     state = torch.load(out / 'final' / 'checkpoint.pt', weights_only=False)
     assert state['epoch'] == 0 and len(state['history']) == 1
-    build_network(NARROW).load_state_dict(torch.load(out / 'final' / 'weights.pt',
-                                                     weights_only=True))
+    families = json.loads((out / 'metrics.json').read_text())['penalty_families']
+    assert families and set(families) <= {'ghosting', 'motion', 'bias', 'spike', 'noise',
+                                          'wraparound', 'coverage'}
+    build_network(NARROW, len(families)).load_state_dict(
+        torch.load(out / 'final' / 'weights.pt', weights_only=True))
     metrics = json.loads((out / 'metrics.json').read_text())
     assert len(metrics['folds']) == 5
     for fold in metrics['folds']:
@@ -118,11 +122,13 @@ def test_generate_train_report_resume(tmp_path):
     assert result['globalView']['weights'] == info['view_weights']
     assert info['view_flips'] == result['globalView']['flips'] == 8  # the default
     assert result['artifacts']['ghosting_motion'] == result['fusion']['probability']
+    assert info['penalty_families'] == families and list(result['penalties']) == families
     assert 0 <= result['quality'] <= 10
     card = (out / 'MODEL_CARD.md').read_text(encoding='utf-8')
     assert '2, 4, 8, 8, 16 channels' in card and 'run as 8 mirror images' in card
     assert 'whole volume' in card and 'Not simulated for this model: truncation' in card
     assert 'over the last 50% of its epochs (stochastic weight averaging)' in card
+    assert 'the quality points each simulated family costs' in card
     assert state['averaging_start'] == 1 and state['averaged'] is not None
 
     # resume with other view flips: nothing retrains, the folds' halves are evaluated again

@@ -75,3 +75,40 @@ def test_resume_refuses_another_averaging_share(volumes, tmp_path):
     _train(volumes, _config(epochs=1), tmp_path / 'run')
     with pytest.raises(ValueError, match='other settings'):
         _train(volumes, _config(average_last=0.5), tmp_path / 'run', resume=True)
+
+
+def _with_severities(data: VolumeSet) -> VolumeSet:
+    import dataclasses
+
+    severity = {'ghosting': np.array([0, 0.5, 0, 1, 0, 0.25], np.float32),
+                'motion': np.zeros(6, np.float32),  # never simulated here: no output for it
+                'coverage': np.array([0.5, 0, 0, 0, np.nan, 1], np.float32)}
+    return dataclasses.replace(data, severity=severity)
+
+
+def test_penalty_targets_and_their_batches(volumes):
+    from miqa_worker.training.dataset import penalty_targets, tile_batches
+
+    data = _with_severities(volumes)
+    families, points = penalty_targets(data)
+    assert families == ['ghosting', 'coverage']  # generator order; motion never present
+    assert np.allclose(points[:, 0], [0, 2.5, 0, 5, 0, 1.25])  # ghosting costs 5 x severity
+    assert np.isnan(points[4, 1]) and points[5, 1] == 5
+    batches = list(tile_batches(data, np.arange(6), 2, 4, np.random.default_rng(0), 1, True,
+                                (families, points)))
+    got = torch.cat([b[3] for b in batches])
+    assert got.shape == (18, 2)
+    # tiles do not know a cut's points (it may be elsewhere); views carry every family's
+    assert int(torch.isnan(got[:, 1]).sum()) == 12 + 1  # 12 tiles, and volume 4's view
+    assert not torch.isnan(got[:, 0]).any()
+    assert all(b[3].shape[1] == 0 for b in tile_batches(data, np.arange(6), 1, 4,
+                                                        np.random.default_rng(0)))
+
+
+def test_penalty_outputs_train_beside_the_eleven(volumes, tmp_path):
+    model, history = _train(_with_severities(volumes), _config(epochs=1, penalty_outputs=True),
+                            tmp_path / 'points')
+    assert model(torch.zeros(1, 1, 64, 64, 64)).shape == (1, 13)
+    assert history[0]['train_points'] > 0
+    with pytest.raises(ValueError, match='known artifact severities'):
+        _train(volumes, _config(epochs=1, penalty_outputs=True), tmp_path / 'none')

@@ -3,6 +3,7 @@
 import hashlib
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -99,3 +100,52 @@ def test_model_json_channels_pick_the_network_width(tmp_path):
     with pytest.raises(ModelError, match='channels must be 5 positive integers'):
         load_model(path)
 
+
+
+def test_penalty_outputs_are_named_in_model_json_and_reported(tmp_path):
+    """A network with outputs for each family's quality points loads with model.json's
+    ``penalty_families``, and the worker reports those points beside the 11 outputs."""
+    from miqa_worker.assessment import Assessor
+    from miqa_worker.image_io import ScanVolume
+    from miqa_worker.model_store import save_model
+    from miqa_worker.network import build_network
+
+    torch.manual_seed(0)
+    path = save_model(build_network(None, 2), tmp_path / 'points', 'points', '1', 'test',
+                      penalty_families=['motion', 'noise'], global_view_weight=0.5)
+    network, info = load_model(path)
+    assert network(torch.zeros(1, 1, 64, 64, 64)).shape == (1, 13)
+    volume = np.random.default_rng(0).random((70, 64, 60), dtype=np.float32)
+    result = Assessor(path, threads=1).assess_volume(
+        ScanVolume(volume, (1.0, 1.0, 1.0), 'RAS', 'array'), metrics=False)
+    assert list(result['penalties']) == ['motion', 'noise']
+    assert all(p >= 0 for p in result['penalties'].values())
+    assert len(result['artifacts']) == 10 and 0 <= result['quality'] <= 10
+    assert len(result['globalView']['artifacts']) == 10
+    # the extra outputs are the mean over tiles blended with the view at the quality's share
+    plain = Assessor(path, threads=1)
+    tiles_out, view_out = plain.predict_with_view(
+        *_tiles_and_view(plain, volume))
+    expected = 0.5 * tiles_out[:, 11:].astype(np.float64).mean(axis=0) + 0.5 * view_out[11:]
+    assert np.allclose(list(result['penalties'].values()), np.maximum(expected, 0), atol=1e-5)
+
+    for bad, reason in (('motion', 'must be a list'), (['motion', 'motion'], 'twice')):
+        info = json.loads((path / 'model.json').read_text())
+        info['penalty_families'] = bad
+        (path / 'model.json').write_text(json.dumps(info))
+        with pytest.raises(ModelError, match=reason):
+            load_model(path)
+    del info['penalty_families']  # then the weights do not fit the 11-output network
+    (path / 'model.json').write_text(json.dumps(info))
+    with pytest.raises(ModelError, match='does not fit the MIQA network'):
+        load_model(path)
+
+
+def _tiles_and_view(assessor, volume):
+    from miqa_worker.assessment import make_tiles, whole_view
+    from miqa_worker.image_io import ScanVolume
+    from miqa_worker.preprocessing import intensity_range
+
+    value_range = intensity_range(volume)
+    tiles, _, _, _ = make_tiles(volume, value_range=value_range)
+    return tiles, whole_view(ScanVolume(volume, (1.0, 1.0, 1.0), 'RAS', 'array'), value_range)
