@@ -7,10 +7,12 @@ Result of :meth:`Assessor.assess_file` / :meth:`Assessor.assess_volume` (JSON-se
                ``view_weights``, else ``global_view_weight``; 0 = tiles only), clamped
     artifacts  {key: probability}: mean over tiles of sigmoid(output 1..10), each blended
                at its own share, keys in the order of constants.ARTIFACT_KEYS
-    globalView {weight (the quality's share), weights {output: share}, flips, quality,
-               artifacts}: the whole volume seen as one 64^3 view (isotropic voxels,
+    globalView {weight (the quality's share), weights {output: share}, flips, networks,
+               quality, artifacts}: the whole volume seen as one 64^3 view (isotropic voxels,
                tiling.global_view), its raw outputs averaged over ``flips`` mirror images
-               (:func:`view_flips`); absent when the model does not use it
+               (:func:`view_flips`) in each of ``networks`` networks (model.json
+               ``view_members`` adds networks of other seeds); absent when the model does not
+               use it
     tileMap    {grid [nx, ny, nz], starts [[i, j, k], ...], tileSize 64,
                 shape [X, Y, Z] (the padded volume), quality [per tile],
                 artifacts {key: [per tile]}}
@@ -224,7 +226,7 @@ class Assessor:
                  _loaded: tuple[Any, dict[str, Any]] | None = None):
         import torch
 
-        from .model_store import ModelError, load_model, penalty_families
+        from .model_store import ModelError, load_members, load_model, penalty_families
 
         self.threads = threads or available_cores()
         torch.set_num_threads(self.threads)
@@ -243,6 +245,9 @@ class Assessor:
             raise ModelError(f"model {self.info.get('name')}: {FUSION_FILE}: {exc}") from None
         except ValueError as exc:
             raise ModelError(f"model {self.info.get('name')}: {exc}") from None
+        self.members = [m.to(self.device, memory_format=torch.channels_last_3d)
+                        for m in (load_members(self.info, self.network)
+                                  if self.info.get('view_members') else [])]
         self.uses_view = bool(self.view_weights.any())
         self.max_voxels = max_voxels
         self._lock = threading.Lock()
@@ -251,8 +256,9 @@ class Assessor:
     def from_network(cls, network, global_view_weight: float = 0.0, threads: int | None = None,
                      weights: dict[str, float] | None = None, flips: int = 1,
                      fusion: Fusion | None = None, penalty_families: list[str] | None = None,
-                     **kwargs: Any) -> Assessor:
-        """An Assessor of a network in memory (training evaluates its models this way)."""
+                     members: list | tuple = (), **kwargs: Any) -> Assessor:
+        """An Assessor of a network in memory (training evaluates its models this way);
+        ``members``: more networks whose view outputs are averaged with its own."""
         import torch
 
         info = {'name': 'in-memory', 'version': '-', 'sha256': '-',
@@ -262,6 +268,7 @@ class Assessor:
                        threads=threads or torch.get_num_threads(), _loaded=(network, info),
                        **kwargs)
         assessor.fusion = fusion
+        assessor.members = list(members)
         return assessor
 
     @property
@@ -270,11 +277,12 @@ class Assessor:
         return {'name': str(self.info['name']), 'version': str(self.info['version']),
                 'sha256': str(self.info['sha256'])}
 
-    def predict_tiles(self, tiles: np.ndarray) -> np.ndarray:
+    def predict_tiles(self, tiles: np.ndarray, network=None) -> np.ndarray:
         """Network outputs ``[N, 11 + penalty outputs]`` (float32) for normalised tiles
-        ``[N, 64, 64, 64]``."""
+        ``[N, 64, 64, 64]`` (of ``network``: default the model's own)."""
         import torch
 
+        network = network if network is not None else self.network
         if torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
         batch = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).unsqueeze(1)
@@ -283,20 +291,21 @@ class Assessor:
             for start in range(0, batch.shape[0], self.batch_size):
                 chunk = batch[start:start + self.batch_size].to(
                     self.device, memory_format=torch.channels_last_3d)
-                outputs.append(self.network(chunk).float().cpu())
+                outputs.append(network(chunk).float().cpu())
         return torch.cat(outputs).numpy()
 
     def predict_with_view(self, tiles: np.ndarray, view: np.ndarray | None
                           ) -> tuple[np.ndarray, np.ndarray | None]:
         """Raw outputs of normalised tiles ``[N, 11+]`` and of a whole-volume view ``[11+]``:
-        the view's mirror images (:func:`view_flips`) run in the same batches, then averaged.
-        ``view`` None: tiles only."""
+        the view's mirror images (:func:`view_flips`) run in the same batches, then averaged
+        with those of the view members. ``view`` None: tiles only."""
         count = len(tiles)
-        if view is not None:
-            tiles = np.concatenate([tiles, mirrored(view, self.view_flips)])
-        out = self.predict_tiles(tiles)
-        return out[:count], (out[count:].mean(axis=0, dtype=np.float64)
-                             if view is not None else None)
+        if view is None:
+            return self.predict_tiles(tiles), None
+        images = mirrored(view, self.view_flips)
+        out = self.predict_tiles(np.concatenate([tiles, images]))
+        views = [out[count:]] + [self.predict_tiles(images, m) for m in self.members]
+        return out[:count], np.concatenate(views).mean(axis=0, dtype=np.float64)
 
     def assess_volume(self, volume: ScanVolume, progress: Progress | None = None,
                       metrics: bool = True, _timings: dict[str, float] | None = None
@@ -334,6 +343,7 @@ class Assessor:
                 'weight': float(self.view_weights[0]),
                 'weights': dict(zip(OUTPUT_NAMES, map(float, self.view_weights), strict=True)),
                 'flips': self.view_flips,
+                'networks': 1 + len(self.members),
                 'quality': float(np.clip(view_out[0], QUALITY_MIN, QUALITY_MAX)),
                 'artifacts': {key: float(p) for key, p in zip(ARTIFACT_KEYS,
                                                                _sigmoid(view_out[1:]),

@@ -132,6 +132,36 @@ def load_model(name_or_path: str | os.PathLike):
     return network, info
 
 
+def load_members(info: dict[str, Any], like) -> list:
+    """The networks of ``model.json`` ``view_members`` (weight files in the model folder, the
+    same network as ``weights.pt``, trained with other seeds): their whole-volume-view outputs
+    are averaged with the main network's. ModelError with the reason for a bad entry."""
+    import copy
+
+    import torch
+
+    names = info.get('view_members') or []
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise ModelError(f'{info.get("name")}: view_members must be a list of weight files')
+    model_dir = Path(info['path'])
+    members = []
+    for name in names:
+        path = model_dir / name
+        if Path(name).name != name or not path.is_file():
+            raise ModelError(f'{info.get("name")}: view member {name!r} is not a file in '
+                             f'{model_dir}')
+        network = copy.deepcopy(like)
+        try:
+            network.load_state_dict(torch.load(path, map_location='cpu', weights_only=True))
+        except Exception as exc:  # torch raises many types for a bad file
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f'{path} does not fit the network of {WEIGHTS_FILE}: '
+                             f'{first}') from None
+        network.eval()
+        members.append(network)
+    return members
+
+
 def save_model(network, model_dir: str | os.PathLike, name: str, version: str,
                description: str, **extra: Any) -> Path:
     """Write ``weights.pt`` and ``model.json`` (used by tests and training)."""

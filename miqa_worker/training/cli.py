@@ -100,6 +100,10 @@ def ingest(csv_path, cache_dir) -> None:
               type=click.FloatRange(0, 1),
               help='Share of each model\'s last epochs whose weights are averaged into its '
                    'finished weights (stochastic weight averaging; 0: off).')
+@click.option('--final-members', default=1, show_default=True, type=click.IntRange(1, 8),
+              help='Final networks trained with seeds seed, seed+1, ...: the first is the '
+                   'model, the others add their whole-volume views to its (model.json '
+                   'view_members).')
 @click.option('--penalty-outputs', is_flag=True,
               help='Also train outputs for the quality points each simulated artifact family '
                    'costs (model.json penalty_families; the worker reports them).')
@@ -128,7 +132,7 @@ def ingest(csv_path, cache_dir) -> None:
 @click.option('--quiet', is_flag=True, help='No progress bars.')
 def run(cache_dir, out_dir, folds, epochs, final_epochs, tiles_per_volume, batch_size, lr,
         lr_decay, weight_decay, indicator_weight, global_view_weight, views_per_volume,
-        no_augment, average_last, penalty_outputs, channels, view_flips, eval_tiles,
+        no_augment, average_last, final_members, penalty_outputs, channels, view_flips, eval_tiles,
         test_subjects, seed, resume, device, threads, no_baseline, fusion, ship_to, version,
         preliminary, shared_dir, quiet) -> None:
     """Cross-validate by subject, train the final model, evaluate, report (and ship)."""
@@ -155,7 +159,8 @@ def run(cache_dir, out_dir, folds, epochs, final_epochs, tiles_per_volume, batch
     results = run_pipeline(cache_dir, out_dir, config, folds, subjects, resume, device,
                            eval_tiles, final_epochs, not quiet, not no_baseline,
                            shared_dir if shared_dir and Path(shared_dir).is_dir() else None,
-                           'miqa-train ' + ' '.join(sys.argv[1:]), view_flips, fusion)
+                           'miqa-train ' + ' '.join(sys.argv[1:]), view_flips, fusion,
+                           final_members)
     if preliminary:
         write_report(results, load_cache(cache_dir), out_dir, preliminary=True)
     metrics = json.loads((out_dir / 'metrics.json').read_text(encoding='utf-8'))

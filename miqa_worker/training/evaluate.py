@@ -22,16 +22,18 @@ BIN_NAMES = ('poor (<4)', 'fair (4-7)', 'good (>=7)')
 
 @torch.no_grad()
 def predict_parts(model: torch.nn.Module, data: VolumeSet, index: np.ndarray | None = None,
-                  max_tiles: int | None = 16, batch_size: int = 32, flips: int = 1
-                  ) -> tuple[np.ndarray, np.ndarray | None]:
+                  max_tiles: int | None = 16, batch_size: int = 32, flips: int = 1,
+                  members: list | tuple = ()) -> tuple[np.ndarray, np.ndarray | None]:
     """Per volume, the two halves a scan's result blends: ``(tiles, view)``, each ``[N, 11]``.
 
     ``tiles`` is ``blend_outputs`` of the grid tiles alone (mean quality, mean probabilities);
     ``view`` is the whole-volume view's quality and probabilities (None without views), its raw
-    outputs averaged over ``flips`` mirror images as at inference.
+    outputs averaged over ``flips`` mirror images (of ``model`` and each of the view
+    ``members``) as at inference.
     """
     model.eval()
-    assessor = Assessor.from_network(model, batch_size=batch_size, flips=flips)
+    assessor = Assessor.from_network(model, batch_size=batch_size, flips=flips,
+                                     members=members)
     index = np.asarray(index if index is not None else np.arange(len(data)), dtype=int)
     tiles_out, view_out = [], []
     for v in index:
@@ -58,8 +60,8 @@ def blend_parts(tiles: np.ndarray, view: np.ndarray | None,
 
 def predict(model: torch.nn.Module, data: VolumeSet, index: np.ndarray | None = None,
             max_tiles: int | None = 16, batch_size: int = 32,
-            global_weight: float | np.ndarray = 0.0, flips: int = 1
-            ) -> tuple[np.ndarray, np.ndarray]:
+            global_weight: float | np.ndarray = 0.0, flips: int = 1,
+            members: list | tuple = ()) -> tuple[np.ndarray, np.ndarray]:
     """Per volume, as at inference: quality [N] and probabilities [N, 10].
 
     Each is the mean over tiles, blended with the whole-volume view's output at
@@ -68,7 +70,7 @@ def predict(model: torch.nn.Module, data: VolumeSet, index: np.ndarray | None = 
     share = np.asarray(global_weight, dtype=np.float64)
     if not share.any():
         data = dataclasses.replace(data, views=None)  # tiles only: no view to run
-    tiles, view = predict_parts(model, data, index, max_tiles, batch_size, flips)
+    tiles, view = predict_parts(model, data, index, max_tiles, batch_size, flips, members)
     return blend_parts(tiles, view, share)
 
 
@@ -203,7 +205,8 @@ def real_scan_check(model: torch.nn.Module, shared_dir,
                     subjects_of: dict[str, str] | None = None,
                     global_weight: float = 0.0,
                     weights: dict[str, float] | None = None, flips: int = 1,
-                    fusion=None, penalty_families: list[str] | None = None) -> list[dict]:
+                    fusion=None, penalty_families: list[str] | None = None,
+                    members: list | tuple = ()) -> list[dict]:
     """The model on every unmodified real scan of ``shared_dir`` (no labels: a sanity look).
 
     With ``fusion`` (a :class:`miqa_worker.fusion.Fusion`) its indicator is the fused one.
@@ -223,7 +226,8 @@ def real_scan_check(model: torch.nn.Module, shared_dir,
         return out
     model.eval()
     assessor = Assessor.from_network(model, global_weight, weights=weights, flips=flips,
-                                     fusion=fusion, penalty_families=penalty_families)
+                                     fusion=fusion, penalty_families=penalty_families,
+                                     members=members)
     names = sorted(p.name for p in shared_dir.iterdir() if p.is_file() and p.name.endswith(
         ('.nii', '.nii.gz', '.nrrd', '.mha')))
     for name in names:

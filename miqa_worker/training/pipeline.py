@@ -30,13 +30,14 @@ def _split(data: VolumeSet, test_subjects: tuple[str, ...]) -> tuple[np.ndarray,
 
 def _evaluate(model: torch.nn.Module, data: VolumeSet, index: np.ndarray,
               max_tiles: int | None, limit: int | None = None, seed: int = 0,
-              global_weight: float | np.ndarray = 0.0, flips: int = 1) -> tuple[dict, dict]:
+              global_weight: float | np.ndarray = 0.0, flips: int = 1,
+              members: list | tuple = ()) -> tuple[dict, dict]:
     """Metrics and raw predictions of ``model`` on ``index`` (optionally a fixed sample)."""
     index = np.asarray(index, dtype=int)
     if limit is not None and len(index) > limit:
         index = np.sort(np.random.default_rng(seed).choice(index, limit, replace=False))
     pq, logits = predict(model, data, index, max_tiles, global_weight=global_weight,
-                         flips=flips)
+                         flips=flips, members=members)
     preds = {'index': index.tolist(), 'quality': pq.tolist(), 'logits': logits.tolist()}
     return metrics(data, index, pq, logits), preds
 
@@ -84,12 +85,15 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
                  device: str | None = None, eval_tiles: int = 27, final_epochs: int | None = None,
                  progress: bool = True, baseline: bool = True,
                  shared_dir: Path | None = None, command: str | None = None,
-                 view_flips: int = 1, fusion: bool = True) -> dict:
+                 view_flips: int = 1, fusion: bool = True, final_members: int = 1) -> dict:
     """Cross-validate over subject folds, train the final model, evaluate, write the report.
 
     Every evaluation runs the whole-volume view as ``view_flips`` mirror images, as the
     shipped model will (``model.json`` ``view_flips``). With ``fusion``, the final model's
     ``ghosting_motion`` is fused with background metrics (``fusion.json``, see :func:`_fuse`).
+    ``final_members`` > 1 trains that many final networks (seeds ``seed``, ``seed + 1``, ...,
+    folders ``final``, ``final-1``, ...): the first is the model, the others its view members
+    (their whole-volume views are averaged with its own, ``view_flips`` images each).
     """
     started = time.time()
     dev = pick_device(device)
@@ -153,27 +157,36 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
     if chosen:  # the final model is evaluated, and shipped, with the chosen blend
         gw = view_weights({'view_weights': chosen, 'global_view_weight': gw})
     final_config = TrainConfig(**{**asdict(config), 'epochs': final_epochs or config.epochs})
-    final_dir = out_dir / 'final'
-    weights = final_dir / 'weights.pt'
-    history_path = final_dir / 'history.json'
-    if resume and weights.is_file() and history_path.is_file() and len(
-            json.loads(history_path.read_text(encoding='utf-8'))) >= final_config.epochs:
-        model = _load_weights(weights, dev, config.channels, len(families))
-        history = json.loads(history_path.read_text(encoding='utf-8'))
-    else:
-        model, history = train_model(data, dev_index, None, final_config, final_dir, resume,
-                                     dev, 'final', progress)
+    networks = []
+    for member in range(max(1, final_members)):
+        member_config = TrainConfig(**{**asdict(final_config), 'seed': config.seed + member})
+        final_dir = out_dir / ('final' if member == 0 else f'final-{member}')
+        weights = final_dir / 'weights.pt'
+        history_path = final_dir / 'history.json'
+        if resume and weights.is_file() and history_path.is_file() and len(
+                json.loads(history_path.read_text(encoding='utf-8'))) >= member_config.epochs:
+            network = _load_weights(weights, dev, config.channels, len(families))
+            history = json.loads(history_path.read_text(encoding='utf-8'))
+        else:
+            network, history = train_model(data, dev_index, None, member_config, final_dir,
+                                           resume, dev, final_dir.name, progress)
+        networks.append((network, history))
+    model, history = networks[0]
+    members = [network.eval() for network, _ in networks[1:]]
+    if members:
+        results['view_members'] = [f'final-{m}' for m in range(1, len(networks))]
     final: dict = {'history': history}
     final['train'], _ = _evaluate(model, data, dev_index, 8, TRAIN_EVAL_VOLUMES,
-                                  global_weight=gw, flips=view_flips)
+                                  global_weight=gw, flips=view_flips, members=members)
     if len(test_index):
         final['test'], results['predictions']['test'] = _evaluate(
-            model, data, test_index, None, global_weight=gw, flips=view_flips)
+            model, data, test_index, None, global_weight=gw, flips=view_flips, members=members)
     results['final'] = final
     (out_dir / FUSION_FILE).unlink(missing_ok=True)  # an earlier run's: never for this model
     if fusion:
         results['fusion'] = _fuse(model, data, dev_index, test_index, results, gw, view_flips,
-                                  eval_tiles, cache_dir, out_dir, n_folds, config.seed, progress)
+                                  eval_tiles, cache_dir, out_dir, n_folds, config.seed, progress,
+                                  members)
     if shared_dir is not None:
         from .evaluate import real_scan_check
         from .synthetic import REAL_SOURCES
@@ -183,7 +196,8 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
                  for name, subject, _ in REAL_SOURCES}
         results['real_scans'] = real_scan_check(model, shared_dir, roles,
                                                 config.global_view_weight, chosen,
-                                                view_flips, load_fusion(out_dir), families)
+                                                view_flips, load_fusion(out_dir), families,
+                                                members)
     if baseline:
         from .baseline import run_baseline
 
@@ -200,7 +214,7 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
 def _fuse(model: torch.nn.Module, data: VolumeSet, dev_index: np.ndarray,
           test_index: np.ndarray, results: dict, weight: float | np.ndarray, flips: int,
           eval_tiles: int | None, cache_dir: Path, out_dir: Path, n_folds: int, seed: int,
-          progress: bool) -> dict:
+          progress: bool, members: list | tuple = ()) -> dict:
     """Fit the fusion trees on the development volumes and write ``fusion.json``.
 
     Their network input is the final model's own output on the development volumes (it fits
@@ -212,7 +226,7 @@ def _fuse(model: torch.nn.Module, data: VolumeSet, dev_index: np.ndarray,
 
     k = ARTIFACT_KEYS.index(FUSED_INDICATOR)
     _, dev_probs = predict(model, data, dev_index, eval_tiles, global_weight=weight,
-                           flips=flips)
+                           flips=flips, members=members)
     logits = np.zeros(len(data))
     logits[dev_index] = network_logit(dev_probs[:, k])
     preds = results['predictions'].get('test')
@@ -258,6 +272,14 @@ def ship(out_dir: Path, model_dir: Path, version: str, description: str,
     """Copy the final weights, model card and metrics into a packaged model folder."""
     model_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(out_dir / 'final' / 'weights.pt', model_dir / 'weights.pt')
+    results = json.loads((out_dir / 'metrics.json').read_text(encoding='utf-8'))
+    for stale in model_dir.glob('member-*.pt'):
+        stale.unlink()  # an earlier model's members would not fit these weights
+    member_files = []
+    for member in results.get('view_members') or []:
+        name = f'member-{member.rsplit("-", 1)[-1]}.pt'
+        shutil.copyfile(out_dir / member / 'weights.pt', model_dir / name)
+        member_files.append(name)
     shutil.copyfile(out_dir / 'MODEL_CARD.md', model_dir / 'MODEL_CARD.md')
     shutil.copyfile(out_dir / 'metrics.json', model_dir / 'metrics.json')
     for name in extra_files:
@@ -267,7 +289,6 @@ def ship(out_dir: Path, model_dir: Path, version: str, description: str,
         shutil.copyfile(out_dir / FUSION_FILE, model_dir / FUSION_FILE)
     elif (model_dir / FUSION_FILE).is_file():
         (model_dir / FUSION_FILE).unlink()  # an earlier model's fusion would not fit these
-    results = json.loads((out_dir / 'metrics.json').read_text(encoding='utf-8'))
     meta = {'name': model_dir.name, 'version': version,
             'created': datetime.now(timezone.utc).isoformat(timespec='seconds'),
             'description': description, 'network': 'miqa_worker.network.build_network',
@@ -279,5 +300,6 @@ def ship(out_dir: Path, model_dir: Path, version: str, description: str,
             'view_flips': int(results.get('view_flips') or 1),
             **({'penalty_families': results['penalty_families']}
                if results.get('penalty_families') else {}),
+            **({'view_members': member_files} if member_files else {}),
             'held_out': results.get('held_out_summary', {})}
     (model_dir / 'model.json').write_text(json.dumps(meta, indent=1) + '\n', encoding='utf-8')

@@ -42,7 +42,7 @@ def build_metrics(results: dict) -> dict:
                                    'device',
                                    'test_subjects', 'development_subjects', 'volumes',
                                    'seconds', 'command', 'generator', 'view_weights',
-                                   'view_flips', 'penalty_families')
+                                   'view_flips', 'penalty_families', 'view_members')
            if k in results}
     out['held_out_summary'] = held_out_summary(results)
     out['cross_validation'] = results.get('cross_validation')
@@ -244,6 +244,11 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
               'each combination of axes, `assessment.FLIPS`) and their outputs averaged, in '
               'every evaluation here as in the worker (`model.json` `view_flips`).'
               if int(metrics.get('view_flips') or 1) > 1 else '')
+           + (f' The view\'s outputs are also averaged with those of '
+              f'{len(metrics["view_members"])} more network(s) of the same recipe trained with '
+              'the next seeds (`model.json` `view_members`, the same number of mirror images '
+              'each): a seed ensemble of the view at the cost of its mirror images.'
+              if metrics.get('view_members') else '')
            if gw else '.')
         + ((' The view\'s share is chosen per output by cross-validation (see "Blend of '
             'tiles and whole-volume view" below).'

@@ -21,7 +21,8 @@ COMMON = ['--folds', '5', '--tiles-per-volume', '1', '--batch-size', '4', '--eva
           '--shared-dir', '/nonexistent',  # no real-scan look: fast and independent of ../shared
           '--channels', '2,4,8,8,16',  # narrower than the default: fast, and model.json says so
           '--average-last', '0.5',  # weight averaging, kept through every resume
-          '--penalty-outputs']  # each family's quality points, shipped and reported
+          '--penalty-outputs',  # each family's quality points, shipped and reported
+          '--final-members', '2']  # a second final network (seed + 1) for the view
 NARROW = (2, 4, 8, 8, 16)
 
 
@@ -123,12 +124,17 @@ def test_generate_train_report_resume(tmp_path):
     assert info['view_flips'] == result['globalView']['flips'] == 8  # the default
     assert result['artifacts']['ghosting_motion'] == result['fusion']['probability']
     assert info['penalty_families'] == families and list(result['penalties']) == families
+    assert info['view_members'] == ['member-1.pt'] and (shipped / 'member-1.pt').is_file()
+    assert result['globalView']['networks'] == 2
+    second = torch.load(out / 'final-1' / 'checkpoint.pt', weights_only=False)
+    assert second['config']['seed'] == 1 and len(second['history']) == 2
     assert 0 <= result['quality'] <= 10
     card = (out / 'MODEL_CARD.md').read_text(encoding='utf-8')
     assert '2, 4, 8, 8, 16 channels' in card and 'run as 8 mirror images' in card
     assert 'whole volume' in card and 'Not simulated for this model: truncation' in card
     assert 'over the last 50% of its epochs (stochastic weight averaging)' in card
     assert 'the quality points each simulated family costs' in card
+    assert 'more network(s) of the same recipe' in card
     assert state['averaging_start'] == 1 and state['averaged'] is not None
 
     # resume with other view flips: nothing retrains, the folds' halves are evaluated again

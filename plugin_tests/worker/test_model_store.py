@@ -149,3 +149,45 @@ def _tiles_and_view(assessor, volume):
     value_range = intensity_range(volume)
     tiles, _, _, _ = make_tiles(volume, value_range=value_range)
     return tiles, whole_view(ScanVolume(volume, (1.0, 1.0, 1.0), 'RAS', 'array'), value_range)
+
+
+def test_view_members_average_their_whole_volume_views(tmp_path):
+    """model.json ``view_members``: networks of other seeds whose view outputs are averaged
+    with the model's own (its tiles stay its own); a bad member fails with the reason."""
+    from miqa_worker.assessment import Assessor
+    from miqa_worker.model_store import save_model
+    from miqa_worker.network import build_network
+
+    torch.manual_seed(0)
+    main, member = build_network(), build_network()
+    path = save_model(main, tmp_path / 'ens', 'ens', '1', 'test', global_view_weight=0.5,
+                      view_flips=2, view_members=['member-1.pt'])
+    torch.save(member.state_dict(), path / 'member-1.pt')
+    volume = np.random.default_rng(1).random((66, 70, 64), dtype=np.float32)
+    tiles, view = _tiles_and_view(None, volume)
+    assessor = Assessor(path, threads=1)
+    assert len(assessor.members) == 1
+    tile_out, view_out = assessor.predict_with_view(tiles, view)
+    alone = Assessor(path, threads=1)
+    alone.members = []
+    own_tiles, own_view = alone.predict_with_view(tiles, view)
+    member_view = alone.predict_tiles(np.stack([view, view[::-1]]), assessor.members[0])
+    assert np.allclose(tile_out, own_tiles)
+    assert np.allclose(view_out, (own_view + member_view.astype(np.float64).mean(axis=0)) / 2,
+                       atol=1e-5)
+    from miqa_worker.image_io import ScanVolume
+
+    result = assessor.assess_volume(ScanVolume(volume, (1.0, 1.0, 1.0), 'RAS', 'array'),
+                                    metrics=False)
+    assert result['globalView']['networks'] == 2 and result['globalView']['flips'] == 2
+
+    info = json.loads((path / 'model.json').read_text())
+    for members, reason in ((['missing.pt'], 'is not a file'), (['../x.pt'], 'is not a file'),
+                            ('member-1.pt', 'must be a list')):
+        (path / 'model.json').write_text(json.dumps({**info, 'view_members': members}))
+        with pytest.raises(ModelError, match=reason):
+            Assessor(path, threads=1)
+    torch.save(build_network((2, 2, 2, 2, 2)).state_dict(), path / 'member-1.pt')
+    (path / 'model.json').write_text(json.dumps(info))
+    with pytest.raises(ModelError, match='does not fit the network of weights.pt'):
+        Assessor(path, threads=1)
