@@ -246,8 +246,7 @@ class Assessor:
         except ValueError as exc:
             raise ModelError(f"model {self.info.get('name')}: {exc}") from None
         self.members = [m.to(self.device, memory_format=torch.channels_last_3d)
-                        for m in (load_members(self.info, self.network)
-                                  if self.info.get('view_members') else [])]
+                        for m in load_members(self.info, self.network)]
         self.uses_view = bool(self.view_weights.any())
         self.max_voxels = max_voxels
         self._lock = threading.Lock()

@@ -90,6 +90,12 @@ def read_info(model_dir: Path) -> dict[str, Any]:
     return info
 
 
+def _first_line(exc: Exception) -> str:
+    """An exception's first message line (torch's load errors run over many), else its type."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def penalty_families(info: dict[str, Any]) -> list[str]:
     """The families whose quality points a model's extra outputs estimate (``model.json``
     ``penalty_families``, in output order; absent: none). ValueError with the reason otherwise.
@@ -124,8 +130,7 @@ def load_model(name_or_path: str | os.PathLike):
     try:
         network.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f'{weights} does not fit the MIQA network: {first}') from None
+        raise ModelError(f'{weights} does not fit the MIQA network: {_first_line(exc)}') from None
     network.eval()
     for parameter in network.parameters():
         parameter.requires_grad_(False)
@@ -141,6 +146,8 @@ def load_members(info: dict[str, Any], like) -> list:
     import torch
 
     names = info.get('view_members') or []
+    if not names:
+        return []  # also for a network in memory, which has no folder
     if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
         raise ModelError(f'{info.get("name")}: view_members must be a list of weight files')
     model_dir = Path(info['path'])
@@ -154,9 +161,8 @@ def load_members(info: dict[str, Any], like) -> list:
         try:
             network.load_state_dict(torch.load(path, map_location='cpu', weights_only=True))
         except Exception as exc:  # torch raises many types for a bad file
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f'{path} does not fit the network of {WEIGHTS_FILE}: '
-                             f'{first}') from None
+                             f'{_first_line(exc)}') from None
         network.eval()
         members.append(network)
     return members
