@@ -220,6 +220,11 @@ async function tier1(browser) {
   check(await fused.count() === 1 && (await fused.getAttribute('title')).includes('Network alone: 41%'),
     'the fused indicator shows the network\'s own probability');
   check(await page.locator('.miqa-air-metrics tr').count() === 3, 'the air statistics behind it are listed');
+  const points = page.locator('.miqa-penalties tr');
+  check(await points.count() === 7 && await points.first().getAttribute('data-family') === 'motion'
+    && await page.locator('.miqa-penalties tr.miqa-above').count() === 1
+    && (await page.locator('.miqa-penalties summary').innerText()).includes('3.6 in all'),
+  'the quality points each family costs are listed, the costliest first', await page.locator('.miqa-penalties').innerText());
   check(await page.locator('.miqa-artifact[data-key="ghosting_motion"]').getAttribute('data-state') === 'present', 'ghosting/motion is pre-suggested as present');
   await page.locator('.miqa-tile-layer').selectOption('ghosting_motion');
   await page.waitForTimeout(100);

@@ -91,6 +91,8 @@ def assessment(vocabulary) -> dict:
         'fusion': {'indicator': 'ghosting_motion', 'network': 0.41, 'probability': 0.83,
                    'metrics': {'summary_bg_mean': 0.0213, 'qi_1': 0.0041,
                                'bg_smooth_ratio': 0.61}},
+        'penalties': {'ghosting': 0.6, 'motion': 2.4, 'bias': 0.0, 'spike': 0.3, 'noise': 0.1,
+                      'wraparound': 0.0, 'coverage': 0.2},
         'tileMap': {'grid': grid, 'starts': starts, 'tileSize': 64,
                     'artifacts': {'ghosting_motion': ghost,
                                   'wraparound': [0.2] * 64},

@@ -381,6 +381,12 @@ const ReviewView = girder.views.View.extend({
       ? ` title="Network alone: ${Math.round(Number(fusion.network) * 100)}%; with the air statistics below: ${Math.round(Number(fusion.probability) * 100)}%"`
       : '');
     const airMetrics = fusion ? Object.entries(fusion.metrics || {}).filter(([, v]) => typeof v === 'number') : [];
+    // the quality points each simulated artifact family is estimated to cost (model.json penalty_families)
+    const penalties = Object.entries(assessment.penalties && typeof assessment.penalties === 'object' ? assessment.penalties : {})
+      .map(([family, points]) => [family, Number(points)])
+      .filter(([, points]) => Number.isFinite(points))
+      .sort((a, b) => b[1] - a[1]);
+    const lost = penalties.reduce((sum, [, points]) => sum + points, 0);
     const model = assessment.model || {};
     el.html(`
       <h4>Automatic assessment <small>${escapeHtml(model.name || model)}${model.version ? ` v${escapeHtml(model.version)}` : ''}</small></h4>
@@ -398,6 +404,7 @@ const ReviewView = girder.views.View.extend({
           </div>`).join('')}
       </div>
       ${fusion ? `<p class="miqa-muted miqa-fusion-note"><sup>*</sup> ${escapeHtml(this.label(fusion.indicator))}: network alone ${Math.round(Number(fusion.network) * 100)}%, decided with the air statistics.</p>` : ''}
+      ${penalties.length ? `<details class="miqa-metrics miqa-penalties"${lost >= 1 ? ' open' : ''}><summary>Quality points lost, by artifact family (estimated, ${fmt(lost, 1)} in all)</summary><table class="table table-condensed">${penalties.map(([family, points]) => `<tr data-family="${escapeHtml(family)}"${points >= 1 ? ' class="miqa-above"' : ''}><td>${escapeHtml(family)}</td><td>${fmt(points, 1)}</td></tr>`).join('')}</table></details>` : ''}
       ${airMetrics.length ? `<details class="miqa-metrics miqa-air-metrics"><summary>Air statistics (${escapeHtml(this.label(fusion.indicator))})</summary><table class="table table-condensed">${airMetrics.map(([k, v]) => `<tr><td>${escapeHtml(k)}</td><td>${fmt(v, 4)}</td></tr>`).join('')}</table></details>` : ''}
       ${metrics.length ? `<details class="miqa-metrics" open><summary>Image quality metrics</summary><table class="table table-condensed">${metrics.map(([k, v]) => `<tr><td>${escapeHtml(k)}</td><td>${fmt(v, 3)}</td></tr>`).join('')}</table></details>` : ''}`);
   },
