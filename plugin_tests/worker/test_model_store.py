@@ -101,7 +101,6 @@ def test_model_json_channels_pick_the_network_width(tmp_path):
         load_model(path)
 
 
-
 def test_penalty_outputs_are_named_in_model_json_and_reported(tmp_path):
     """A network with outputs for each family's quality points loads with model.json's
     ``penalty_families``, and the worker reports those points beside the 11 outputs."""
@@ -124,8 +123,7 @@ def test_penalty_outputs_are_named_in_model_json_and_reported(tmp_path):
     assert len(result['globalView']['artifacts']) == 10
     # the extra outputs are the mean over tiles blended with the view at the quality's share
     plain = Assessor(path, threads=1)
-    tiles_out, view_out = plain.predict_with_view(
-        *_tiles_and_view(plain, volume))
+    tiles_out, view_out = plain.predict_with_view(*_tiles_and_view(volume))
     expected = 0.5 * tiles_out[:, 11:].astype(np.float64).mean(axis=0) + 0.5 * view_out[11:]
     assert np.allclose(list(result['penalties'].values()), np.maximum(expected, 0), atol=1e-5)
 
@@ -141,7 +139,8 @@ def test_penalty_outputs_are_named_in_model_json_and_reported(tmp_path):
         load_model(path)
 
 
-def _tiles_and_view(assessor, volume):
+def _tiles_and_view(volume):
+    """The normalised tiles and whole-volume view the worker makes of ``volume``."""
     from miqa_worker.assessment import make_tiles, whole_view
     from miqa_worker.image_io import ScanVolume
     from miqa_worker.preprocessing import intensity_range
@@ -155,6 +154,7 @@ def test_view_members_average_their_whole_volume_views(tmp_path):
     """model.json ``view_members``: networks of other seeds whose view outputs are averaged
     with the model's own (its tiles stay its own); a bad member fails with the reason."""
     from miqa_worker.assessment import Assessor
+    from miqa_worker.image_io import ScanVolume
     from miqa_worker.model_store import save_model
     from miqa_worker.network import build_network
 
@@ -164,7 +164,7 @@ def test_view_members_average_their_whole_volume_views(tmp_path):
                       view_flips=2, view_members=['member-1.pt'])
     torch.save(member.state_dict(), path / 'member-1.pt')
     volume = np.random.default_rng(1).random((66, 70, 64), dtype=np.float32)
-    tiles, view = _tiles_and_view(None, volume)
+    tiles, view = _tiles_and_view(volume)
     assessor = Assessor(path, threads=1)
     assert len(assessor.members) == 1
     tile_out, view_out = assessor.predict_with_view(tiles, view)
@@ -175,8 +175,6 @@ def test_view_members_average_their_whole_volume_views(tmp_path):
     assert np.allclose(tile_out, own_tiles)
     assert np.allclose(view_out, (own_view + member_view.astype(np.float64).mean(axis=0)) / 2,
                        atol=1e-5)
-    from miqa_worker.image_io import ScanVolume
-
     result = assessor.assess_volume(ScanVolume(volume, (1.0, 1.0, 1.0), 'RAS', 'array'),
                                     metrics=False)
     assert result['globalView']['networks'] == 2 and result['globalView']['flips'] == 2
