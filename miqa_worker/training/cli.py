@@ -123,6 +123,11 @@ def ingest(csv_path, cache_dir) -> None:
 @click.option('--no-baseline', is_flag=True, help='Skip the IQM baseline.')
 @click.option('--fusion/--no-fusion', default=True, show_default=True,
               help='Fuse the ghosting_motion output with background metrics (fusion.json).')
+@click.option('--fusion-cache', 'fusion_caches', multiple=True,
+              type=click.Path(path_type=Path, file_okay=False),
+              help='More generated volumes (another "generate --seed") that only the fused '
+                   'indicator learns from, with the final network\'s outputs on volumes it '
+                   'never trained on; held-out subjects are left out. Repeatable.')
 @click.option('--ship-to', type=click.Path(path_type=Path), default=None,
               help='Copy the final model here (e.g. miqa_worker/models/miqa-default).')
 @click.option('--version', 'version', default='0.1.0', show_default=True)
@@ -133,18 +138,25 @@ def ingest(csv_path, cache_dir) -> None:
 def run(cache_dir, out_dir, folds, epochs, final_epochs, tiles_per_volume, batch_size, lr,
         lr_decay, weight_decay, indicator_weight, global_view_weight, views_per_volume,
         no_augment, average_last, final_members, penalty_outputs, channels, view_flips, eval_tiles,
-        test_subjects, seed, resume, device, threads, no_baseline, fusion, ship_to, version,
-        preliminary, shared_dir, quiet) -> None:
+        test_subjects, seed, resume, device, threads, no_baseline, fusion, fusion_caches, ship_to,
+        version, preliminary, shared_dir, quiet) -> None:
     """Cross-validate by subject, train the final model, evaluate, report (and ship)."""
     from ..network import network_channels
     from .dataset import load_cache
-    from .pipeline import run_pipeline, ship
+    from .pipeline import check_fusion_caches, run_pipeline, ship
     from .report import write_report
 
     try:
         widths = network_channels(channels)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint='--channels') from None
+    if fusion_caches and not fusion:
+        raise click.BadParameter('needs the fused indicator (drop --no-fusion)',
+                                 param_hint='--fusion-cache')
+    try:
+        check_fusion_caches(cache_dir or default_cache_dir(), tuple(fusion_caches))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint='--fusion-cache') from None
     _threads(threads)
     config = TrainConfig(channels=widths, epochs=epochs,
                          tiles_per_volume=tiles_per_volume,
@@ -160,7 +172,7 @@ def run(cache_dir, out_dir, folds, epochs, final_epochs, tiles_per_volume, batch
                            eval_tiles, final_epochs, not quiet, not no_baseline,
                            shared_dir if shared_dir and Path(shared_dir).is_dir() else None,
                            'miqa-train ' + ' '.join(sys.argv[1:]), view_flips, fusion,
-                           final_members)
+                           final_members, tuple(fusion_caches))
     if preliminary:
         write_report(results, load_cache(cache_dir), out_dir, preliminary=True)
     metrics = json.loads((out_dir / 'metrics.json').read_text(encoding='utf-8'))

@@ -7,13 +7,13 @@ gradient boosting, fitted on the development volumes only, and exported as plain
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from sklearn.ensemble import GradientBoostingClassifier
 from tqdm import tqdm
 
-from ..constants import ARTIFACT_KEYS
 from ..fusion import FORMAT, NETWORK_INPUT, Fusion, fusion_from_dict
 from ..quality_metrics import BACKGROUND_METRICS, background_metrics
 from .dataset import VolumeSet, subject_folds
@@ -79,36 +79,63 @@ def fit_fusion(inputs: np.ndarray, labels: np.ndarray, seed: int = 0,
     return fusion_from_dict(spec)
 
 
-def run_fusion(data: VolumeSet, dev_index: np.ndarray, network_logits: np.ndarray,
-               features: np.ndarray, n_folds: int, seed: int = 0,
-               indicator: str = FUSED_INDICATOR) -> tuple[Fusion | None, dict]:
-    """Fit on the development volumes with a known label; also out-of-fold figures.
+@dataclass(frozen=True)
+class FusionSource:
+    """Volumes the trees learn from: the network's logit, background metrics, labels, people.
 
-    ``network_logits [N]`` and ``features`` cover every volume of ``data``. Returns the fitted
-    fusion (None when the labels have one class) and a summary: the indicator's ROC AUC on
-    the development volumes out of subject folds, the network's alone beside it.
+    ``name`` says where they come from (the development volumes the network trained on, or a
+    further cache of fresh volumes it never saw) and keys the per-source figures.
     """
-    k = ARTIFACT_KEYS.index(indicator)
-    inputs = np.c_[network_logits, features]
-    labels = data.indicators[:, k]
-    known = dev_index[~np.isnan(labels[dev_index])]
-    summary: dict = {'indicator': indicator, 'method': METHOD, 'volumes': int(len(known)),
-                     'inputs': [NETWORK_INPUT, *BACKGROUND_METRICS]}
-    if len(known) < 10 or len(np.unique(labels[known])) < 2:
+
+    name: str
+    logits: np.ndarray
+    features: np.ndarray
+    labels: np.ndarray
+    subjects: np.ndarray
+
+    def known(self) -> FusionSource:
+        """Only the volumes whose label is known."""
+        keep = ~np.isnan(self.labels)
+        return FusionSource(self.name, self.logits[keep], self.features[keep],
+                            self.labels[keep], self.subjects[keep])
+
+
+def run_fusion(sources: list[FusionSource], n_folds: int, seed: int = 0,
+               indicator: str = FUSED_INDICATOR) -> tuple[Fusion | None, dict]:
+    """Fit on every source's volumes with a known label; also out-of-fold figures.
+
+    Folds split people across all sources at once, so a person's fresh volumes never help
+    score that person's development ones. Returns the fitted fusion (None when the labels have
+    one class) and a summary: the indicator's ROC AUC out of subject folds, the network's
+    alone beside it, overall and per source.
+    """
+    known = [source.known() for source in sources]
+    inputs = np.concatenate([np.c_[s.logits, s.features] for s in known])
+    labels = np.concatenate([s.labels for s in known])
+    subjects = np.concatenate([s.subjects for s in known])
+    origin = np.repeat(np.arange(len(known)), [len(s.labels) for s in known])
+    summary: dict = {'indicator': indicator, 'method': METHOD, 'volumes': int(len(labels)),
+                     'inputs': [NETWORK_INPUT, *BACKGROUND_METRICS],
+                     'sources': {s.name: int(len(s.labels)) for s in known}}
+    if len(labels) < 10 or len(np.unique(labels)) < 2:
         summary['skipped'] = 'fewer than 10 labelled development volumes, or one class only'
         return None, summary
-    if n_folds >= 2 and len(np.unique(data.subjects[known])) >= n_folds:
-        fold_of = subject_folds(data.subjects[known], n_folds, seed)
-        oof = np.zeros(len(known))
+    if n_folds >= 2 and len(np.unique(subjects)) >= n_folds:
+        fold_of = subject_folds(subjects, n_folds, seed)
+        oof = np.zeros(len(labels))
         for fold in range(n_folds):
             train, val = fold_of != fold, fold_of == fold
-            if len(np.unique(labels[known][train])) < 2:
+            if len(np.unique(labels[train])) < 2:
                 continue
-            oof[val] = classifier(seed).fit(inputs[known][train], labels[known][train].astype(
-                int)).decision_function(inputs[known][val])
-        summary['out_of_fold_auc'] = {'fused': auc_or_none(labels[known], oof),
-                                      'network': auc_or_none(labels[known],
-                                                                network_logits[known])}
-    fusion = fit_fusion(inputs[known], labels[known], seed, indicator,
-                        extra={'fitted_on': f'{len(known)} development volumes'})
+            oof[val] = classifier(seed).fit(inputs[train], labels[train].astype(
+                int)).decision_function(inputs[val])
+        summary['out_of_fold_auc'] = {'fused': auc_or_none(labels, oof),
+                                      'network': auc_or_none(labels, inputs[:, 0])}
+        if len(known) > 1:
+            summary['out_of_fold_auc_by_source'] = {
+                s.name: {'fused': auc_or_none(labels[origin == i], oof[origin == i]),
+                         'network': auc_or_none(labels[origin == i], inputs[origin == i, 0])}
+                for i, s in enumerate(known)}
+    fitted_on = ' and '.join(f'{len(s.labels)} {s.name}' for s in known)
+    fusion = fit_fusion(inputs, labels, seed, indicator, extra={'fitted_on': fitted_on})
     return fusion, summary

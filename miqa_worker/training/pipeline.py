@@ -85,7 +85,8 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
                  device: str | None = None, eval_tiles: int = 27, final_epochs: int | None = None,
                  progress: bool = True, baseline: bool = True,
                  shared_dir: Path | None = None, command: str | None = None,
-                 view_flips: int = 1, fusion: bool = True, final_members: int = 1) -> dict:
+                 view_flips: int = 1, fusion: bool = True, final_members: int = 1,
+                 fusion_caches: tuple[Path, ...] = ()) -> dict:
     """Cross-validate over subject folds, train the final model, evaluate, write the report.
 
     Every evaluation runs the whole-volume view as ``view_flips`` mirror images, as the
@@ -94,7 +95,9 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
     ``final_members`` > 1 trains that many final networks (seeds ``seed``, ``seed + 1``, ...,
     folders ``final``, ``final-1``, ...): the first is the model, the others its view members
     (their whole-volume views are averaged with its own, ``view_flips`` images each).
+    ``fusion_caches`` are more generated volumes that only the fusion trees learn from.
     """
+    check_fusion_caches(cache_dir, fusion_caches)
     started = time.time()
     dev = pick_device(device)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -186,7 +189,7 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
     if fusion:
         results['fusion'] = _fuse(model, data, dev_index, test_index, results, gw, view_flips,
                                   eval_tiles, cache_dir, out_dir, n_folds, config.seed, progress,
-                                  members)
+                                  members, fusion_caches)
     if shared_dir is not None:
         from .evaluate import real_scan_check
         from .synthetic import REAL_SOURCES
@@ -211,36 +214,66 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
     return results
 
 
+def check_fusion_caches(cache_dir: Path, fusion_caches: tuple[Path, ...]) -> None:
+    """ValueError unless every fusion cache is a cache with volumes of its own: not the
+    training cache, nor one generated with the same settings and seed (the same volumes)."""
+    def settings(folder: Path) -> dict | None:
+        path = Path(folder) / 'settings.json'
+        return json.loads(path.read_text(encoding='utf-8')) if path.is_file() else None
+
+    main_settings = settings(cache_dir)
+    for folder in fusion_caches:
+        if not (Path(folder) / 'index.csv').is_file():
+            raise ValueError(f'fusion cache {folder} has no index.csv (make it with '
+                             '"miqa-train generate")')
+        if Path(folder).resolve() == Path(cache_dir).resolve() or (
+                main_settings is not None and settings(folder) == main_settings):
+            raise ValueError(f'fusion cache {folder} holds the training volumes again; '
+                             'generate it with another --seed')
+
+
 def _fuse(model: torch.nn.Module, data: VolumeSet, dev_index: np.ndarray,
           test_index: np.ndarray, results: dict, weight: float | np.ndarray, flips: int,
           eval_tiles: int | None, cache_dir: Path, out_dir: Path, n_folds: int, seed: int,
-          progress: bool, members: list | tuple = ()) -> dict:
+          progress: bool, members: list | tuple = (),
+          fusion_caches: tuple[Path, ...] = ()) -> dict:
     """Fit the fusion trees on the development volumes and write ``fusion.json``.
 
     Their network input is the final model's own output on the development volumes (it fits
-    them no better than the held-out ones: compare ``final.train`` and ``final.test``). The
-    held-out metrics become the fused ones; the network's alone stay as ``test_network_only``.
+    them no better than the held-out ones: compare ``final.train`` and ``final.test``). Each
+    of ``fusion_caches`` (more generated volumes, another generator seed) adds its volumes of
+    every person but the held-out ones, with the final model's outputs on volumes it never
+    trained on. The held-out metrics become the fused ones; the network's alone stay as
+    ``test_network_only``.
     """
     from ..fusion import network_logit
-    from .fusion import FUSED_INDICATOR, background_features, run_fusion
+    from .fusion import FUSED_INDICATOR, FusionSource, background_features, run_fusion
 
     k = ARTIFACT_KEYS.index(FUSED_INDICATOR)
-    _, dev_probs = predict(model, data, dev_index, eval_tiles, global_weight=weight,
+
+    def source(name: str, volumes: VolumeSet, index: np.ndarray, folder: Path) -> FusionSource:
+        _, probs = predict(model, volumes, index, eval_tiles, global_weight=weight,
                            flips=flips, members=members)
-    logits = np.zeros(len(data))
-    logits[dev_index] = network_logit(dev_probs[:, k])
-    preds = results['predictions'].get('test')
-    if preds:
-        test_probs = np.asarray(preds['logits'], dtype=np.float64)
-        logits[test_index] = network_logit(test_probs[:, k])
-    features = background_features(data, cache_dir, progress=progress)
-    fused, summary = run_fusion(data, dev_index, logits, features, n_folds, seed)
+        features = background_features(volumes, folder, progress=progress)
+        return FusionSource(name, network_logit(probs[:, k]), features[index],
+                            volumes.indicators[index, k], volumes.subjects[index])
+
+    sources = [source('development volumes', data, dev_index, cache_dir)]
+    test_subjects = set(data.subjects[test_index])
+    for folder in fusion_caches:
+        extra = load_cache(folder)
+        index = np.flatnonzero(~np.isin(extra.subjects, sorted(test_subjects)))
+        sources.append(source(f'fresh volumes of {Path(folder).name}', extra, index, folder))
+    fused, summary = run_fusion(sources, n_folds, seed)
     if fused is None:
         return summary
     (out_dir / FUSION_FILE).write_text(json.dumps(fused.to_dict()) + '\n', encoding='utf-8')
+    preds = results['predictions'].get('test')
     if preds:
+        test_probs = np.asarray(preds['logits'], dtype=np.float64)
+        features = background_features(data, cache_dir, progress=False)[test_index]
+        z = fused.trees.logit(np.c_[network_logit(test_probs[:, k]), features])
         probs = test_probs.copy()
-        z = fused.trees.logit(np.c_[logits[test_index], features[test_index]])
         probs[:, k] = 1.0 / (1.0 + np.exp(-z))
         final = results['final']
         final['test_network_only'] = final['test']

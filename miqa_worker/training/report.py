@@ -183,6 +183,21 @@ def _below(value: float | None, bar: float) -> str:
     return f'{value:.4f}' if round(value, 3) >= bar else _fmt(value)
 
 
+def _fusion_data(fusion: dict) -> str:
+    """What the trees were fitted on, in a sentence or two."""
+    sources = fusion.get('sources') or {}
+    fresh = {name: n for name, n in sources.items() if name != 'development volumes'}
+    own = sources.get('development volumes', fusion.get('volumes'))
+    text = (f'They were fitted on the {own} labelled development volumes, with the final '
+            'network\'s own outputs on them as input')
+    if fresh:
+        text += (f', and on {sum(fresh.values())} fresh volumes of every person but the '
+                 f'held-out ones from {len(fresh)} more cache(s) (`--fusion-cache`, e.g. '
+                 'another generator seed), which the network '
+                 'never trained on, so its outputs there are those it gives a new scan')
+    return text + '; the held-out subjects were not used.'
+
+
 def _fusion_section(metrics: dict) -> list[str]:
     """The model card's account of the fused indicator (empty when there is none)."""
     fusion = metrics.get('fusion') or {}
@@ -200,12 +215,14 @@ def _fusion_section(metrics: dict) -> list[str]:
              f'{len(fusion.get("inputs", [])) - 1} background metrics '
              '(`quality_metrics.background_metrics`: MRIQC\'s air summary and QI1, plus '
              'measures of structure in the air) of the volume subsampled as the worker does, '
-             f'and decide `{key}`. They were fitted on the {fusion.get("volumes")} labelled '
-             'development volumes, with the final network\'s own outputs on them as input; '
-             'the held-out subjects were not used. Shipped as `fusion.json` (plain arrays, no '
-             'pickle).' + _fit_note(metrics, key), '',
-             f'Out of subject folds on the development volumes, `{key}` ROC AUC: network '
-             f'{_fmt(oof.get("network"))}, fused {_fmt(oof.get("fused"))}.', '',
+             f'and decide `{key}`. ' + _fusion_data(fusion) + ' Shipped as `fusion.json` '
+             '(plain arrays, no pickle).' + _fit_note(metrics, key), '',
+             f'Out of subject folds on the volumes they learn from, `{key}` ROC AUC: network '
+             f'{_fmt(oof.get("network"))}, fused {_fmt(oof.get("fused"))}'
+             + ''.join(f'; {name}: network {_fmt(entry.get("network"))}, fused '
+                       f'{_fmt(entry.get("fused"))}'
+                       for name, entry in (fusion.get('out_of_fold_auc_by_source')
+                                           or {}).items()) + '.', '',
              '| held-out family | network alone | fused |', '|---|---|---|']
     for family, entry in (test.get('family_auc') or {}).items():
         before = ((plain.get('family_auc') or {}).get(family) or {}).get('auc')

@@ -33,15 +33,19 @@ def _miqa_train() -> list[str]:
                                                   'miqa_worker.training.cli']
 
 
-def test_generate_train_report_resume(tmp_path):
-    cache = tmp_path / 'cache'
-    out = tmp_path / 'run'
-    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    # templates only (no real scans), 6 nominal subjects, small coarse volumes
+def _generate(cache: Path, seed: int = 0) -> None:
+    """Templates only (no real scans), 6 nominal subjects, 12 small coarse volumes."""
     subprocess.run(_miqa_train() + [
         'generate', '--cache-dir', str(cache), '--templates-only', '--anatomies', '1',
         '--templates-only-subjects', '6', '--variants', '2', '--spacing', '4', '4.5',
-        '--probability', '0.5'], check=True, env=env, capture_output=True, timeout=120)
+        '--probability', '0.5', '--seed', str(seed)], check=True,
+        env={**os.environ, 'OMP_NUM_THREADS': '1'}, capture_output=True, timeout=120)
+
+
+def test_generate_train_report_resume(tmp_path):
+    cache = tmp_path / 'cache'
+    out = tmp_path / 'run'
+    _generate(cache)
     with (cache / 'index.csv').open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 12 and len({r['subject_id'] for r in rows}) == 6
@@ -85,13 +89,23 @@ def test_generate_train_report_resume(tmp_path):
     assert json.loads((out / 'fold-0' / 'fold-metrics.json').read_text())['val_parts'][
         'flips'] == 2
 
-    # resume: one more epoch continues from the checkpoints instead of starting over
+    # resume: one more epoch continues from the checkpoints instead of starting over; the
+    # fused indicator also learns from a second cache's fresh volumes (another seed)
     first_epoch = state['history'][0]
+    _generate(tmp_path / 'fresh', seed=1)
     result = runner.invoke(main, ['run', '--cache-dir', str(cache), '--out', str(out),
                                   '--epochs', '2', '--resume', '--no-baseline', *COMMON,
+                                  '--fusion-cache', str(tmp_path / 'fresh'),
                                   '--ship-to', str(tmp_path / 'model')],
                            catch_exceptions=False)
     assert result.exit_code == 0, result.output
+    fusion = json.loads((out / 'metrics.json').read_text())['fusion']
+    # the held-out subject's fresh volumes stay out: 10 development + 10 fresh
+    assert fusion['sources'] == {'development volumes': 10, 'fresh volumes of fresh': 10}
+    assert fusion['volumes'] == 20
+    assert set(fusion['out_of_fold_auc_by_source']) == set(fusion['sources'])
+    assert '10 development volumes and 10 fresh volumes of fresh' in json.loads(
+        (out / 'fusion.json').read_text())['fitted_on']
     state = torch.load(out / 'final' / 'checkpoint.pt', weights_only=False)
     assert state['epoch'] == 1 and state['history'][0] == first_epoch
     fold_history = json.loads((out / 'fold-0' / 'history.json').read_text())
@@ -135,6 +149,7 @@ def test_generate_train_report_resume(tmp_path):
     assert 'over the last 50% of its epochs (stochastic weight averaging)' in card
     assert 'the quality points each simulated family costs' in card
     assert 'more network(s) of the same recipe' in card
+    assert '10 fresh volumes of every person but the held-out ones from 1 more cache' in card
     assert state['averaging_start'] == 1 and state['averaged'] is not None
 
     # resume with other view flips: nothing retrains, the folds' halves are evaluated again
@@ -174,3 +189,23 @@ def test_run_refuses_averaging_share_out_of_range(tmp_path):
     assert result.exit_code == 2
     assert '--average-last' in result.output and '1.5' in result.output
     assert not (tmp_path / 'out').exists()
+
+
+def test_run_refuses_fusion_caches_without_fresh_volumes(tmp_path):
+    cache = tmp_path / 'cache'
+    cache.mkdir()
+    (cache / 'index.csv').write_text('volume_id\n')
+    (cache / 'settings.json').write_text('{"seed": 0}')
+    twin = tmp_path / 'twin'
+    shutil.copytree(cache, twin)
+    (tmp_path / 'empty').mkdir()
+    cases = [([str(cache)], 'holds the training volumes again'),
+             ([str(twin)], 'generate it with another --seed'),
+             ([str(tmp_path / 'empty')], 'has no index.csv'),
+             ([str(twin), '--no-fusion'], 'needs the fused indicator')]
+    for args, message in cases:
+        result = CliRunner().invoke(main, ['run', '--cache-dir', str(cache), '--out',
+                                           str(tmp_path / 'out'), '--fusion-cache', *args])
+        assert result.exit_code == 2, result.output
+        assert message in result.output
+        assert not (tmp_path / 'out').exists()
