@@ -265,6 +265,11 @@ def _fuse(model: torch.nn.Module, data: VolumeSet, dev_index: np.ndarray,
         index = np.flatnonzero(~np.isin(extra.subjects, sorted(test_subjects)))
         sources.append(source(f'fresh volumes of {Path(folder).name}', extra, index, folder))
     fused, summary = run_fusion(sources, n_folds, seed)
+    if fusion_caches:  # for the model card's "Reproduce"
+        summary['fresh_caches'] = [
+            {'cache': str(folder), 'generator': json.loads(path.read_text(encoding='utf-8'))
+             if (path := Path(folder) / 'settings.json').is_file() else None}
+            for folder in fusion_caches]
     if fused is None:
         return summary
     (out_dir / FUSION_FILE).write_text(json.dumps(fused.to_dict()) + '\n', encoding='utf-8')

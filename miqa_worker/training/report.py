@@ -183,6 +183,16 @@ def _below(value: float | None, bar: float) -> str:
     return f'{value:.4f}' if round(value, 3) >= bar else _fmt(value)
 
 
+def _generate_command(cache: str, gen: dict) -> str:
+    """The ``miqa-train generate`` line that makes a cache with these settings."""
+    omitted = [name for name in FAMILIES if name not in gen.get('families', FAMILIES)]
+    return (f'miqa-train generate --cache-dir {cache} --anatomies '
+            f'{gen["anatomies_per_subject"]} --variants {gen["variants"]} '
+            f'--seed {gen["seed"]} --probability {gen["probability"]}'
+            + (f' --families {",".join(gen["families"])}' if omitted else '')
+            + (' --templates-only' if gen.get('templates_only') else ''))
+
+
 def _fusion_data(fusion: dict) -> str:
     """What the trees were fitted on, in a sentence or two."""
     sources = fusion.get('sources') or {}
@@ -424,13 +434,12 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
         lines.append('')
     if gen or metrics.get('command'):
         lines += ['## Reproduce', '', '```']
-        if gen:
-            lines.append(f'miqa-train generate --cache-dir {metrics.get("cache", "CACHE")} '
-                         f'--anatomies '
-                         f'{gen["anatomies_per_subject"]} --variants {gen["variants"]} '
-                         f'--seed {gen["seed"]} --probability {gen["probability"]}'
-                         + (f' --families {",".join(gen["families"])}' if omitted else '')
-                         + (' --templates-only' if gen.get('templates_only') else ''))
+        caches = [(metrics.get('cache', 'CACHE'), gen)] + [
+            (c['cache'], c['generator'])
+            for c in (metrics.get('fusion') or {}).get('fresh_caches') or [] if c['generator']]
+        for cache, settings in caches:
+            if settings:
+                lines.append(_generate_command(cache, settings))
         if metrics.get('command'):
             lines.append(metrics['command'])
         lines += ['```', '', 'Real bases are read from ../shared/data/mri when present '

@@ -150,6 +150,8 @@ def test_generate_train_report_resume(tmp_path):
     assert 'the quality points each simulated family costs' in card
     assert 'more network(s) of the same recipe' in card
     assert '10 fresh volumes of every person but the held-out ones from 1 more cache' in card
+    assert f'miqa-train generate --cache-dir {tmp_path / "fresh"} --anatomies 1 --variants 2 ' \
+        '--seed 1' in card  # "Reproduce" makes the fresh cache too
     assert state['averaging_start'] == 1 and state['averaged'] is not None
 
     # resume with other view flips: nothing retrains, the folds' halves are evaluated again
