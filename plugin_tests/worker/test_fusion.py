@@ -16,7 +16,13 @@ from miqa_worker.fusion import (
     network_logit,
 )
 from miqa_worker.quality_metrics import BACKGROUND_METRICS, background_metrics
-from miqa_worker.training.fusion import classifier, export_trees, fit_fusion
+from miqa_worker.training.fusion import (
+    FusionSource,
+    classifier,
+    export_trees,
+    fit_fusion,
+    run_fusion,
+)
 
 from .conftest import head_phantom
 
@@ -135,3 +141,32 @@ def test_the_worker_reports_the_fused_indicator(model_path, tmp_path):
     (folder / FUSION_FILE).write_text('{not json', encoding='utf-8')
     with pytest.raises(ModelError, match='fusion.json: unreadable'):
         Assessor(folder, threads=1)
+
+
+def test_fusion_folds_split_people_across_sources():
+    """A person's fresh volumes never help score their development ones (or the reverse).
+
+    Each of 10 people has a code in one input and a label of their own: trees can only learn
+    it by seeing that person, so out of person folds they score near chance, while a split
+    that let a person's other source into training would score near 1.
+    """
+    rng = np.random.default_rng(3)
+    people = np.array([f'p{i}' for i in range(10)])
+    code, label = rng.permutation(10).astype(float), np.array([0, 1] * 5, dtype=float)
+
+    def source(name: str, per_person: int, unknown: int = 0) -> FusionSource:
+        who = np.repeat(np.arange(10), per_person)
+        inputs = rng.normal(size=(len(who), N_INPUTS))
+        inputs[:, 2] = code[who]
+        labels = label[who].copy()
+        labels[:unknown] = np.nan  # unknown labels are left out
+        return FusionSource(name, inputs[:, 0], inputs[:, 1:], labels, people[who])
+
+    fused, summary = run_fusion([source('development volumes', 30, unknown=4),
+                                 source('fresh volumes of x1', 30)], n_folds=5)
+    assert summary['sources'] == {'development volumes': 296, 'fresh volumes of x1': 300}
+    assert summary['volumes'] == 596
+    assert summary['out_of_fold_auc']['fused'] < 0.8
+    assert set(summary['out_of_fold_auc_by_source']) == set(summary['sources'])
+    assert fused.to_dict()['fitted_on'] == ('296 development volumes and 300 fresh volumes '
+                                            'of x1')
