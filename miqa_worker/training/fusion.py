@@ -136,6 +136,7 @@ def run_fusion(sources: list[FusionSource], n_folds: int, seed: int = 0,
                 s.name: {'fused': auc_or_none(labels[origin == i], oof[origin == i]),
                          'network': auc_or_none(labels[origin == i], inputs[origin == i, 0])}
                 for i, s in enumerate(known)}
-    fitted_on = ' and '.join(f'{len(s.labels)} {s.name}' for s in known)
+    parts = [f'{len(s.labels)} {s.name}' for s in known]
+    fitted_on = ' and '.join([', '.join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
     fusion = fit_fusion(inputs, labels, seed, indicator, extra={'fitted_on': fitted_on})
     return fusion, summary
