@@ -1,7 +1,9 @@
 """Fit the trees that decide one indicator from the network's logit and background metrics.
 
 See :mod:`miqa_worker.fusion` for why and how the worker uses them. The trees are scikit-learn
-gradient boosting, fitted on the development volumes only, and exported as plain arrays.
+gradient boosting, fitted on the development volumes (and on fresh generated volumes of the
+same people, :class:`FusionSource`), never on the held-out subjects, and exported as plain
+arrays.
 """
 
 from __future__ import annotations
