@@ -53,6 +53,12 @@ def _float(value: str | None) -> float:
         return math.nan
 
 
+def generator_settings(cache_dir: Path | str) -> dict | None:
+    """The ``settings.json`` that ``generate`` wrote into a cache; None for an ingested one."""
+    path = Path(cache_dir) / 'settings.json'
+    return json.loads(path.read_text(encoding='utf-8')) if path.is_file() else None
+
+
 def load_cache(cache_dir: Path | str) -> VolumeSet:
     """Read ``index.csv`` and every ``.npz`` volume of a cache folder into memory."""
     cache_dir = Path(cache_dir)

@@ -22,6 +22,8 @@ from .dataset import VolumeSet, subject_folds
 from .evaluate import auc_or_none
 
 FUSED_INDICATOR = 'ghosting_motion'
+#: Name of the source holding the volumes the network trained on (the others are fresh).
+DEVELOPMENT_SOURCE = 'development volumes'
 #: Voxels the metrics see (every f-th voxel along each axis above this): the worker's budget.
 MAX_VOXELS = 1 << 18
 METHOD = ('scikit-learn GradientBoostingClassifier: 200 trees of at most 31 leaves, at least 20 '

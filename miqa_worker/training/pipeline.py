@@ -16,7 +16,13 @@ from ..assessment import view_weights
 from ..constants import ARTIFACT_KEYS
 from ..fusion import FUSION_FILE, load_fusion
 from ..network import CHANNELS, build_network
-from .dataset import VolumeSet, load_cache, penalty_targets, subject_folds
+from .dataset import (
+    VolumeSet,
+    generator_settings,
+    load_cache,
+    penalty_targets,
+    subject_folds,
+)
 from .evaluate import blend_parts, choose_view_weights, metrics, predict, predict_parts, summarise
 from .train import TrainConfig, pick_device, train_model
 
@@ -111,9 +117,9 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
                      'volumes': {'development': int(len(dev_index)), 'test': int(len(test_index))},
                      'folds': [], 'predictions': {}, 'command': command,
                      'view_flips': view_flips}
-    settings = Path(cache_dir) / 'settings.json'
-    if settings.is_file():
-        results['generator'] = json.loads(settings.read_text(encoding='utf-8'))
+    generator = generator_settings(cache_dir)
+    if generator is not None:
+        results['generator'] = generator
     gw = config.global_view_weight
     families = penalty_targets(data)[0] if config.penalty_outputs else []
     if families:
@@ -217,17 +223,13 @@ def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: i
 def check_fusion_caches(cache_dir: Path, fusion_caches: tuple[Path, ...]) -> None:
     """ValueError unless every fusion cache is a cache with volumes of its own: not the
     training cache, nor one generated with the same settings and seed (the same volumes)."""
-    def settings(folder: Path) -> dict | None:
-        path = Path(folder) / 'settings.json'
-        return json.loads(path.read_text(encoding='utf-8')) if path.is_file() else None
-
-    main_settings = settings(cache_dir)
+    main_settings = generator_settings(cache_dir)
     for folder in fusion_caches:
         if not (Path(folder) / 'index.csv').is_file():
             raise ValueError(f'fusion cache {folder} has no index.csv (make it with '
                              '"miqa-train generate")')
         if Path(folder).resolve() == Path(cache_dir).resolve() or (
-                main_settings is not None and settings(folder) == main_settings):
+                main_settings is not None and generator_settings(folder) == main_settings):
             raise ValueError(f'fusion cache {folder} holds the training volumes again; '
                              'generate it with another --seed')
 
@@ -247,37 +249,42 @@ def _fuse(model: torch.nn.Module, data: VolumeSet, dev_index: np.ndarray,
     ``test_network_only``.
     """
     from ..fusion import network_logit
-    from .fusion import FUSED_INDICATOR, FusionSource, background_features, run_fusion
+    from .fusion import (
+        DEVELOPMENT_SOURCE,
+        FUSED_INDICATOR,
+        FusionSource,
+        background_features,
+        run_fusion,
+    )
 
     k = ARTIFACT_KEYS.index(FUSED_INDICATOR)
 
-    def source(name: str, volumes: VolumeSet, index: np.ndarray, folder: Path) -> FusionSource:
+    def source(name: str, volumes: VolumeSet, index: np.ndarray,
+               features: np.ndarray) -> FusionSource:
         _, probs = predict(model, volumes, index, eval_tiles, global_weight=weight,
                            flips=flips, members=members)
-        features = background_features(volumes, folder, progress=progress)
         return FusionSource(name, network_logit(probs[:, k]), features[index],
                             volumes.indicators[index, k], volumes.subjects[index])
 
-    sources = [source('development volumes', data, dev_index, cache_dir)]
-    test_subjects = set(data.subjects[test_index])
+    features = background_features(data, cache_dir, progress=progress)
+    sources = [source(DEVELOPMENT_SOURCE, data, dev_index, features)]
+    test_subjects = sorted(set(data.subjects[test_index]))
     for folder in fusion_caches:
         extra = load_cache(folder)
-        index = np.flatnonzero(~np.isin(extra.subjects, sorted(test_subjects)))
-        sources.append(source(f'fresh volumes of {Path(folder).name}', extra, index, folder))
+        index = np.flatnonzero(~np.isin(extra.subjects, test_subjects))
+        sources.append(source(f'fresh volumes of {Path(folder).name}', extra, index,
+                              background_features(extra, folder, progress=progress)))
     fused, summary = run_fusion(sources, n_folds, seed)
     if fusion_caches:  # for the model card's "Reproduce"
-        summary['fresh_caches'] = [
-            {'cache': str(folder), 'generator': json.loads(path.read_text(encoding='utf-8'))
-             if (path := Path(folder) / 'settings.json').is_file() else None}
-            for folder in fusion_caches]
+        summary['fresh_caches'] = [{'cache': str(folder), 'generator': generator_settings(folder)}
+                                   for folder in fusion_caches]
     if fused is None:
         return summary
     (out_dir / FUSION_FILE).write_text(json.dumps(fused.to_dict()) + '\n', encoding='utf-8')
     preds = results['predictions'].get('test')
     if preds:
         test_probs = np.asarray(preds['logits'], dtype=np.float64)
-        features = background_features(data, cache_dir, progress=False)[test_index]
-        z = fused.trees.logit(np.c_[network_logit(test_probs[:, k]), features])
+        z = fused.trees.logit(np.c_[network_logit(test_probs[:, k]), features[test_index]])
         probs = test_probs.copy()
         probs[:, k] = 1.0 / (1.0 + np.exp(-z))
         final = results['final']

@@ -12,6 +12,7 @@ from ..network import network_channels
 from .artifacts import FAMILIES
 from .dataset import VolumeSet
 from .evaluate import BIN_NAMES, roc_points
+from .fusion import DEVELOPMENT_SOURCE
 
 AUC_BAR, R2_BAR = 0.90, 0.70
 PLOTS = ('quality_scatter.png', 'confusion.png', 'roc.png', 'training_curves.png')
@@ -196,8 +197,8 @@ def _generate_command(cache: str, gen: dict) -> str:
 def _fusion_data(fusion: dict) -> str:
     """What the trees were fitted on, in a sentence or two."""
     sources = fusion.get('sources') or {}
-    fresh = {name: n for name, n in sources.items() if name != 'development volumes'}
-    own = sources.get('development volumes', fusion.get('volumes'))
+    fresh = {name: n for name, n in sources.items() if name != DEVELOPMENT_SOURCE}
+    own = sources.get(DEVELOPMENT_SOURCE, fusion.get('volumes'))
     text = (f'They were fitted on the {own} labelled development volumes, with the final '
             'network\'s own outputs on them as input')
     if fresh:
@@ -436,7 +437,7 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
         lines += ['## Reproduce', '', '```']
         caches = [(metrics.get('cache', 'CACHE'), gen)] + [
             (c['cache'], c['generator'])
-            for c in (metrics.get('fusion') or {}).get('fresh_caches') or [] if c['generator']]
+            for c in (metrics.get('fusion') or {}).get('fresh_caches') or []]
         for cache, settings in caches:
             if settings:
                 lines.append(_generate_command(cache, settings))
