@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,47 @@ def find_model(name_or_path: str | os.PathLike) -> Path:
         looked.append(str(path))
     raise ModelNotFoundError(f'model {text!r} not found: no {WEIGHTS_FILE} in '
                              f'{", ".join(looked)} (set MIQA_MODEL_DIR to add a directory)')
+
+
+# A model name as a project setting or a task argument: one plain directory name, never a path.
+MODEL_NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$')
+
+
+def installed_models() -> list[str]:
+    """The names of the installed models: directories with a ``model.json`` and a
+    ``weights.pt`` in the search directories (sorted, each name once)."""
+    names = set()
+    for base in search_dirs():
+        try:
+            entries = list(base.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            if (MODEL_NAME_RE.match(entry.name) and (entry / INFO_FILE).is_file()
+                    and (entry / WEIGHTS_FILE).is_file()):
+                names.add(entry.name)
+    return sorted(names)
+
+
+def find_installed(name) -> Path:
+    """The directory of an installed model given its plain name (what users choose: a project
+    setting, a task argument). Never opens what it is given as a path: anything but a name of
+    an installed model is a ModelNotFoundError whose message lists the installed names and does
+    not repeat the input (it may be a path)."""
+    installed = installed_models()
+    listing = ', '.join(installed) or 'none'
+    if not isinstance(name, str) or not MODEL_NAME_RE.match(name):
+        raise ModelNotFoundError(
+            'the model must be the name of an installed model (letters, digits, ".", "_" and '
+            f'"-", no path); installed: {listing}')
+    for base in search_dirs():
+        root = base.resolve()
+        path = (base / name).resolve()
+        if path.parent != root:  # a symlink out of the models folder
+            continue
+        if (path / WEIGHTS_FILE).is_file() and (path / INFO_FILE).is_file():
+            return path
+    raise ModelNotFoundError(f'model {name!r} is not installed; installed: {listing}')
 
 
 _sha_cache: dict[tuple[str, int, int], str] = {}

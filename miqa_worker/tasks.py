@@ -67,12 +67,14 @@ def assess_scan(self, item_id: str, file_id: str, file_name: str,
     workdir = tempfile.mkdtemp(prefix='miqa-')
     try:
         from .assessment import get_assessor
+        from .model_store import find_installed
 
+        find_installed(model_name)  # a plain installed name, never a path (else the job fails)
         path = _fetch_input(gc, file_id, file_name, direct_path, workdir)
         result = get_assessor(model_name).assess_file(path, progress=progress)
     except Exception as exc:
         # An unreadable scan says why in one line; anything else names the exception type.
-        bad_input = type(exc).__name__ == 'ImageError'
+        bad_input = type(exc).__name__ in ('ImageError', 'ModelNotFoundError')
         reason = str(exc) if bad_input else f'{type(exc).__name__}: {exc}'
         gc.put(endpoint, json={'status': 'failed', 'reason': reason})
         raise

@@ -8,8 +8,11 @@ the nearest root above it.
 """
 
 import datetime
+import importlib.util
 import math
+import os
 import re
+from pathlib import Path
 
 from bson import ObjectId
 from bson.errors import InvalidId
@@ -51,21 +54,63 @@ def default_settings() -> dict:
     }
 
 
-def _group_id(value, field: str):
-    """A group id setting: None, or the id of an existing group."""
+MODEL_NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$')  # as miqa_worker.model_store
+
+
+def model_dirs() -> list[Path]:
+    """Where the workers' models are installed: ``MIQA_MODEL_DIR`` and the ``models`` folder of
+    the miqa_worker package (found without importing it, so never torch)."""
+    dirs = [Path(p).expanduser() for p in os.environ.get('MIQA_MODEL_DIR', '').split(os.pathsep)
+            if p.strip()]
+    spec = importlib.util.find_spec('miqa_worker')
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        dirs.append(Path(location) / 'models')
+    return dirs
+
+
+def installed_models() -> list[str]:
+    """The names of the installed models (folders with a model.json), sorted."""
+    names = set()
+    for base in model_dirs():
+        try:
+            entries = list(base.iterdir())
+        except OSError:
+            continue
+        names.update(entry.name for entry in entries
+                     if MODEL_NAME_RE.match(entry.name) and (entry / 'model.json').is_file())
+    return sorted(names)
+
+
+def _model_name(value) -> str:
+    """A model setting: the plain name of an installed model (never a path)."""
+    installed = installed_models()
+    if not isinstance(value, str) or value.strip() not in installed:
+        raise ValidationException(
+            'model must be the name of an installed model: '
+            f'{", ".join(installed) or "none is installed"}.', 'model')
+    return value.strip()
+
+
+def _group_id(value, field: str, user: dict | None = None):
+    """A group id setting: None, or the id of an existing group (that ``user``, when given,
+    can read; AccessException otherwise)."""
     if value in (None, ''):
         return None
     try:
         groupId = ObjectId(str(value))
     except (InvalidId, TypeError):
         raise ValidationException(f'{field} must be a group id, not {value!r}.', field) from None
-    if not Group().load(groupId, force=True):
+    group = Group().load(groupId, force=True)
+    if not group:
         raise ValidationException(f'{field}: no group has the id {value}.', field)
+    if user is not None:
+        Group().requireAccess(group, user, AccessType.READ)
     return groupId
 
 
-def validate_settings(settings: dict, base: dict | None = None) -> dict:
-    """Merge ``settings`` into ``base`` (default settings) after checking every field."""
+def validate_settings(settings: dict, base: dict | None = None, user: dict | None = None) -> dict:
+    """Merge ``settings`` into ``base`` (default settings) after checking every field; tier
+    groups must be readable by ``user`` (when given)."""
     if not isinstance(settings, dict):
         raise ValidationException('settings must be a JSON object.', 'settings')
     unknown = sorted(set(settings) - set(SETTING_KEYS))
@@ -76,7 +121,7 @@ def validate_settings(settings: dict, base: dict | None = None) -> dict:
     out = dict(base or default_settings())
     for field in ('tier1GroupId', 'tier2GroupId'):
         if field in settings:
-            out[field] = _group_id(settings[field], field)
+            out[field] = _group_id(settings[field], field, user)
     if 'artifacts' in settings:
         vocab = settings['artifacts']
         if not isinstance(vocab, list) or not vocab or len(vocab) > MAX_ARTIFACTS:
@@ -110,10 +155,7 @@ def validate_settings(settings: dict, base: dict | None = None) -> dict:
             raise ValidationException('autoAssess must be true or false.', 'autoAssess')
         out['autoAssess'] = settings['autoAssess']
     if 'model' in settings:
-        model = settings['model']
-        if not isinstance(model, str) or not model.strip() or len(model) > 200:
-            raise ValidationException('model must be a non-empty name.', 'model')
-        out['model'] = model.strip()
+        out['model'] = _model_name(settings['model'])
     return out
 
 
@@ -177,7 +219,7 @@ class Project(Model):
             'name': root['name'],
             'creatorId': creator['_id'] if creator else None,
             'created': datetime.datetime.now(datetime.timezone.utc),
-            'settings': validate_settings(settings or {}),
+            'settings': validate_settings(settings or {}, user=creator),
             'counts': dict.fromkeys(ReviewState.ALL, 0),  # kept exact by review_state
             'rev': 0, 'scanRev': 0,
         }
@@ -185,9 +227,10 @@ class Project(Model):
             doc['folderId'] = root['_id']
         return self.save(doc)
 
-    def updateSettings(self, project: dict, settings: dict) -> dict:
-        """Change some settings (the others keep their values)."""
-        merged = validate_settings(settings, base=project['settings'])
+    def updateSettings(self, project: dict, settings: dict, user: dict | None = None) -> dict:
+        """Change some settings (the others keep their values); ``user`` must be able to read
+        the tier groups it binds."""
+        merged = validate_settings(settings, base=project['settings'], user=user)
         self.update({'_id': project['_id']}, {'$set': {'settings': merged}})
         project['settings'] = merged
         return project

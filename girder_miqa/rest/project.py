@@ -55,9 +55,13 @@ def require_project_admin(project: dict, user: dict | None) -> None:
                               'folder or collection) may do this.')
 
 
-def _group(groupId) -> dict | None:
+def _group(groupId, user: dict | None = None) -> dict | None:
+    """A tier group for the UI; its name only for viewers who can read the group."""
     group = Group().load(groupId, force=True) if groupId else None
-    return {'_id': group['_id'], 'name': group['name']} if group else None
+    if not group:
+        return None
+    readable = Group().hasAccess(group, user, AccessType.READ)
+    return {'_id': group['_id'], 'name': group['name'] if readable else None}
 
 
 def project_json(project: dict, user: dict | None, counts: bool = True) -> dict:
@@ -77,8 +81,8 @@ def project_json(project: dict, user: dict | None, counts: bool = True) -> dict:
         'settings': project['settings'],
         'folder': {'_id': rootId, 'type': rootType, 'name': root['name'] if root else None,
                    'path': rootPath},
-        'tier1Group': _group(project['settings'].get('tier1GroupId')),
-        'tier2Group': _group(project['settings'].get('tier2GroupId')),
+        'tier1Group': _group(project['settings'].get('tier1GroupId'), user),
+        'tier2Group': _group(project['settings'].get('tier2GroupId'), user),
         'myTiers': user_tiers(project, user),
         'canAdmin': can_admin(project, user),
     }
@@ -202,7 +206,7 @@ class MiqaResource(Resource):
         user = self.getCurrentUser()
         project = load_project(id, user)
         require_project_admin(project, user)
-        return Project().updateSettings(project, settings)['settings']
+        return Project().updateSettings(project, settings, user)['settings']
 
     @access.public
     @autoDescribeRoute(

@@ -109,9 +109,10 @@ def test_cli(bound_study, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert 'uploaded 3 scans' in result.output
 
-    result = miqa('project', 'configure', s.id, '--model', 'miqa-v2', '--tier1-group', 'Tier 1')
+    result = miqa('project', 'configure', s.id, '--model', 'miqa-default',
+                  '--tier1-group', 'Tier 1')
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)['model'] == 'miqa-v2'
+    assert json.loads(result.output)['model'] == 'miqa-default'
 
     result = miqa('queue', s.id, '--tier', '1', login='tierone')
     assert result.exit_code == 0, result.output

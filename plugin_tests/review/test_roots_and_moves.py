@@ -136,7 +136,7 @@ def test_collection_project_workflow(cohort):
     assert exact_counts(c.id) == {'unreviewed': 1, 'questionable': 0, 'good': 1, 'bad': 1}
 
     # permissions come from the collection (project) and the folders (scans)
-    body = json.dumps({'model': 'miqa-v2'})
+    body = json.dumps({'model': 'miqa-default'})
     resp = s.server.request(f'/miqa/project/{c.id}/settings', method='PUT', user=s.tier2,
                             body=body, type='application/json')
     assertStatus(resp, 403)

@@ -210,14 +210,14 @@ def test_non_members_get_403_and_unreadable_scans_are_invisible(study):
 def test_settings_owner_only_and_validated(study):
     s = study
     url = f'/miqa/project/{s.id}/settings'
-    body = json.dumps({'autoAssess': True, 'model': 'miqa-v2'})
+    body = json.dumps({'autoAssess': True, 'model': 'miqa-default'})
     for user in (s.tier1, s.tier2, s.outsider):
         resp = s.server.request(url, method='PUT', user=user, body=body,
                                 type='application/json')
         assertStatus(resp, 403)
     resp = s.server.request(url, method='PUT', user=s.owner, body=body, type='application/json')
     assertStatusOk(resp)
-    assert resp.json['model'] == 'miqa-v2' and resp.json['autoAssess'] is True
+    assert resp.json['model'] == 'miqa-default' and resp.json['autoAssess'] is True
     assert resp.json['tier1GroupId'] == str(s.group1['_id'])  # untouched settings kept
     for bad, message in [({'autoAssess': 'yes'}, 'autoAssess'),
                          ({'tier1GroupId': 'nope'}, 'group id'),
@@ -229,7 +229,7 @@ def test_settings_owner_only_and_validated(study):
                                 type='application/json')
         assertStatus(resp, 400)
         assert message in resp.json['message']
-    assert s.server.request(url, user=s.tier1).json['model'] == 'miqa-v2'
+    assert s.server.request(url, user=s.tier1).json['model'] == 'miqa-default'
 
     # an edited vocabulary is what decisions are checked against
     resp = s.server.request(url, method='PUT', user=s.owner, type='application/json',

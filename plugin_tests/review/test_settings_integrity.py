@@ -1,0 +1,106 @@
+"""Audit findings on settings and scheduling: model names only, readable tier groups, one
+pending assessment per scan and model, job tokens scoped and revoked."""
+
+import json
+
+import pytest
+from pytest_girder.assertions import assertStatus, assertStatusOk
+
+from .util import make_scan, state
+
+pytestmark = pytest.mark.plugin('miqa')
+
+
+def _put(s, user, body):
+    return s.server.request(f'/miqa/project/{s.id}/settings', method='PUT', user=user,
+                            body=json.dumps(body), type='application/json')
+
+
+@pytest.mark.parametrize('model', ['../../etc', '/etc/passwd', '..', 'miqa-default/../x',
+                                   'not-installed', '', 7])
+def test_model_setting_is_an_installed_name(study, model):
+    s = study
+    resp = _put(s, s.owner, {'model': model})
+    assertStatus(resp, 400)
+    assert 'installed model' in resp.json['message'] and 'miqa-default' in resp.json['message']
+    assert s.server.request(f'/miqa/project/{s.id}/settings', user=s.owner).json['model'] == \
+        'miqa-default'
+    resp = _put(s, s.owner, {'model': 'miqa-default'})
+    assertStatusOk(resp)
+
+
+def test_model_listing_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = ('import sys; from girder_miqa.models.project import installed_models; '
+            'print(installed_models(), "torch" in sys.modules)')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         check=True).stdout
+    assert "['miqa-default'] False" in out
+
+
+def test_tier_group_needs_read_access(study):
+    from girder.models.group import Group
+
+    s = study
+    hidden = Group().createGroup('Secret reviewers', s.admin, public=False)
+    for field in ('tier1GroupId', 'tier2GroupId'):
+        resp = _put(s, s.owner, {field: str(hidden['_id'])})
+        assertStatus(resp, 403)
+    assert s.server.request(f'/miqa/project/{s.id}/settings', user=s.owner).json[
+        'tier1GroupId'] == str(s.group1['_id'])
+    # an admin may bind it; the owner's listing then shows the id but not the name
+    assertStatusOk(_put(s, s.admin, {'tier2GroupId': str(hidden['_id'])}))
+    listed = [p for p in s.server.request('/miqa/project', user=s.owner).json
+              if p['_id'] == s.id][0]
+    assert listed['tier2Group'] == {'_id': str(hidden['_id']), 'name': None}
+    assert listed['tier1Group']['name'] == 'Tier 1'
+    project = s.server.request(f'/miqa/project/{s.id}', user=s.admin).json
+    assert project['tier2Group']['name'] == 'Secret reviewers'
+    # a member of the private group can bind it
+    Group().addUser(hidden, s.owner)
+    from girder.models.user import User
+
+    assertStatusOk(_put(s, User().load(s.owner['_id'], force=True),
+                        {'tier1GroupId': str(hidden['_id'])}))
+
+
+def _pending_jobs(item) -> int:
+    from girder_jobs.constants import JobStatus
+    from girder_jobs.models.job import Job
+
+    return Job().collection.count_documents({
+        'meta.itemId': str(item['_id']),
+        'status': {'$in': [JobStatus.INACTIVE, JobStatus.QUEUED, JobStatus.RUNNING]}})
+
+
+def test_reassessment_is_deduplicated(study, purged_broker):
+    s = study
+    scan = make_scan(s.folder, 'a.nii.gz', s.admin, seed=1)
+    url = f'/item/{scan["_id"]}/miqa/assess'
+    first = s.server.request(url, method='POST', user=s.owner)
+    assertStatusOk(first)
+    assert first.json['scheduled'] is True and first.json['alreadyQueued'] is False
+    for _ in range(4):
+        resp = s.server.request(url, method='POST', user=s.tier1)
+        assertStatusOk(resp)
+        assert resp.json['scheduled'] is False and resp.json['alreadyQueued'] is True
+        assert resp.json['jobId'] == first.json['jobId']
+    assert _pending_jobs(scan) == 1
+    # the project-wide request skips it too, even with force
+    for force in ('false', 'true'):
+        resp = s.server.request(f'/miqa/project/{s.id}/assess', method='POST', user=s.owner,
+                                params={'force': force})
+        assertStatusOk(resp)
+        assert resp.json['scheduled'] == 0 and resp.json['inProgress'] == 1
+    assert _pending_jobs(scan) == 1
+    # once the job ended, a new request schedules again
+    from girder_jobs.models.job import Job
+
+    job = Job().load(first.json['jobId'], force=True)
+    Job().cancelJob(job)
+    resp = s.server.request(url, method='POST', user=s.owner)
+    assert resp.json['scheduled'] is True and resp.json['jobId'] != first.json['jobId']
+    assert state(scan)['assessment']['status'] == 'queued'
+    assert _pending_jobs(scan) == 1
