@@ -18,7 +18,16 @@ A decision document::
         'seq': int | None,                   # the scan's rev this decision produced (None: import)
         'source': 'review' | 'import',
         'importKey': str,                    # imports only: makes re-imports idempotent
+        'reviewerClaimed': str,              # imports only: the reviewer the file names (text)
+        'importedBy': {'userId', 'login'},   # imports only: who imported it
+        'imported': datetime,                # imports only: when
+        'importedAssessment': {'unverified': True, 'snapshot': {...}} | None,  # imports only:
+                                             # the file's model snapshot, never the model's own
     }
+
+An import takes on a Girder account (its ``userId``, counted as its work) only when a site admin
+imports (or the named account is the importer's own); otherwise ``userId`` is None and ``login``
+is the claimed name marked "(unverified)".
 """
 
 import datetime
@@ -29,7 +38,6 @@ from bson import ObjectId
 from girder.exceptions import RestException, ValidationException
 from girder.models.item import Item
 from girder.models.model_base import Model
-from pymongo.errors import DuplicateKeyError
 
 from ..constants import DECISION_COLLECTION, ITEM_FIELD, ReviewState
 from . import review_state
@@ -270,41 +278,47 @@ class Decision(Model):
                 return doc
         raise ConflictException('The scan changed too often while recording; try again.')
 
-    def import_decision(self, item: dict, project: dict, fields: dict, login: str,
-                        user: dict | None, created: datetime.datetime,
-                        assessment: dict | None = None, undated: bool = False) -> bool:
-        """Append an earlier decision brought in by an import; False if it was already there.
-
-        An undated decision gets the import's time, and is recognized again by its content.
-        """
+    @staticmethod
+    def import_key(fields: dict, claimed: str, created, undated: bool) -> str:
+        """What makes a re-import of the same decision recognizable (its content and time)."""
         key_source = {k: fields.get(k) for k in ('tier', 'decision', 'artifacts', 'comment',
                                                  'location', 'seconds', 'confidence', 'quality')}
-        key_source.update(login=login, created='' if undated else created.isoformat())
-        importKey = hashlib.sha256(json.dumps(key_source, sort_keys=True).encode()).hexdigest()
-        if not undated and self.findOne({'itemId': item['_id'], 'created': created, 'login': login,
-                         'tier': fields['tier'], 'decision': fields['decision']},
-                        fields=['_id']):
-            return False  # the same decision (e.g. exported from this server) is already here
-        doc = {
+        key_source.update(login=claimed, created='' if undated else created.isoformat())
+        return hashlib.sha256(json.dumps(key_source, sort_keys=True).encode()).hexdigest()
+
+    def import_doc(self, item: dict, project: dict, fields: dict, claimed: str,
+                   account: dict | None, login: str, importer: dict,
+                   created: datetime.datetime, imported: datetime.datetime,
+                   importedAssessment: dict | None = None, undated: bool = False) -> dict:
+        """The trail document of an earlier decision brought in by an import (not yet stored).
+
+        ``account`` is the Girder user it is attributed to (only when the import may do so),
+        ``claimed`` the reviewer the file names; an undated decision gets the import's time.
+        """
+        return {
             '_id': ObjectId(), 'itemId': item['_id'], 'projectId': project['_id'],
-            'folderId': item['folderId'], 'userId': user['_id'] if user else None,
-            'login': login, 'userName': user_display(user) if user else login,
-            **fields, 'previousState': None, 'assessment': assessment,
-            'created': created, 'seq': None, 'source': 'import', 'importKey': importKey,
+            'folderId': item['folderId'], 'userId': account['_id'] if account else None,
+            'login': login, 'userName': user_display(account) if account else claimed,
+            **fields, 'previousState': None, 'assessment': None,
+            'importedAssessment': importedAssessment,
+            'created': created, 'seq': None, 'source': 'import',
+            'importKey': self.import_key(fields, claimed, created, undated),
+            'reviewerClaimed': claimed,
+            'importedBy': {'userId': importer['_id'], 'login': importer['login']},
+            'imported': imported,
         }
-        try:
-            self.collection.insert_one(doc)
-        except DuplicateKeyError:
-            return False
-        return True
 
     def rebuild_state(self, item: dict) -> dict:
-        """Recompute a scan's state, latest decision and count from its full trail (imports)."""
+        """Recompute a scan's state, latest decision and count from its full trail (imports): the
+        newest tier-2 decision if there is one, else the newest decision."""
         for _ in range(MAX_RETRIES):
             current = Item().collection.find_one({'_id': item['_id']}, {ITEM_FIELD: 1})
             state = current[ITEM_FIELD]
             history = self.history(item)
-            latest = history[-1] if history else None
+            # the rules of live decisions: tier 2 is final, a tier-1 decision after it (an
+            # import's) stays in the trail but does not change the scan
+            latest = next((d for d in reversed(history) if d['tier'] == 2), None) or (
+                history[-1] if history else None)
             tier1 = next((d for d in reversed(history) if d['tier'] == 1), None)
             newState = latest['decision'] if latest else ReviewState.UNREVIEWED
             update = {'$set': {

@@ -10,6 +10,7 @@ import datetime
 import io
 import json
 import os
+import sys
 
 from bson import ObjectId
 from bson.errors import InvalidId
@@ -28,12 +29,24 @@ from miqa_worker.constants import ARTIFACT_KEYS
 from ..constants import ITEM_FIELD, ReviewState, is_image_name
 from . import review_state
 from .decision import Decision, validate_fields
-from .project import Project, load_root, root_of
-from .scans import relative_paths, visible_filter
+from .project import Project, finite, load_root, root_of
+from .scans import relative_paths, unreadable_folders, visible_filter
 
 QUALITY_LABELS = {ReviewState.BAD: 2.0, ReviewState.QUESTIONABLE: 5.0}
 DECISION_COLUMNS = ('decision', 'tier', 'reviewer', 'decided', 'comment', 'seconds',
                     'confidence', 'decision_quality', 'location_ijk', 'location_world')
+# The most one import may hold (the request body; HTTP 413 above it). A 5 MB file imports in
+# seconds (benchmarks/bench_import.py); 20 MB keeps one request well under a minute.
+MAX_IMPORT_BYTES = 20 * 1024 * 1024
+# How far an imported decision's time may lie ahead of the server's clock.
+CLOCK_SKEW = datetime.timedelta(minutes=5)
+# What an import by a project owner (not a site admin) adds to a reviewer it cannot vouch for.
+UNVERIFIED = '(unverified)'
+# Cells starting with these are formulas to spreadsheets (OWASP CSV injection): the export puts
+# a single quote before them, the import takes it off again.
+FORMULA_STARTS = ('=', '+', '-', '@', '\t', '\r')
+# A CSV field may be as long as the whole import; the rows' checks give the real limits.
+csv.field_size_limit(max(csv.field_size_limit(), MAX_IMPORT_BYTES + 1))
 IMAGE_SUFFIXES = sorted(('.nii.gz', '.nii', '.nrrd', '.nhdr', '.mha', '.mhd', '.mgz', '.mgh',
                          '.zip'), key=len, reverse=True)
 
@@ -69,6 +82,29 @@ IMPORT_NOTES = (
     'the others; importing the same file again adds nothing. In a collection project, paths '
     'start with a top-level folder and server files need "folder". Returns {"rows", "scans", '
     '"filesImported", "decisionsAdded", "decisionsSkipped", "errors": [{line, reason}]}.')
+
+
+def _formula_like(text: str) -> bool:
+    """Whether a cell, after any leading single quotes, starts like a formula."""
+    return text.lstrip("'").startswith(FORMULA_STARTS)
+
+
+def defuse(value):
+    """A CSV cell a spreadsheet does not run: a single quote before ``= + - @`` tab or CR (also
+    before such a cell that already starts with quotes, so that ``undefuse`` is exact)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)  # a negative number is guarded too
+    if isinstance(value, str) and value and (value.startswith(FORMULA_STARTS) or (
+            value.startswith("'") and _formula_like(value))):
+        return "'" + value
+    return value
+
+
+def undefuse(value):
+    """The cell ``defuse`` was given: one leading single quote off where it guards a formula."""
+    if isinstance(value, str) and value.startswith("'") and _formula_like(value):
+        return value[1:]
+    return value
 
 
 def subject_id(path: str) -> str:
@@ -133,7 +169,9 @@ def export_csv(project: dict, user: dict | None) -> str:
                 *DECISION_COLUMNS, 'decision_count', 'assessment_status', 'model',
                 'model_version', 'model_quality', 'model_max_artifact_probability'])
     out = io.StringIO()
-    writer = csv.DictWriter(out, columns, lineterminator='\n')
+    # CRLF rows (RFC 4180): the writer then quotes every cell holding a CR or LF, so a comment
+    # with a bare carriage return still reads back as one cell
+    writer = csv.DictWriter(out, columns, lineterminator='\r\n')
     writer.writeheader()
     for item in _scans(project, user):
         state = item[ITEM_FIELD]
@@ -151,7 +189,8 @@ def export_csv(project: dict, user: dict | None) -> str:
                for key in keys},
             'itemId': str(item['_id']), 'name': item['name'], 'state': state['state'],
             'decision': latest.get('decision', ''), 'tier': latest.get('tier', ''),
-            'reviewer': latest.get('login', ''), 'decided': _iso(latest.get('created')),
+            'reviewer': latest.get('reviewerClaimed') or latest.get('login', ''),
+            'decided': _iso(latest.get('created')),
             'comment': latest.get('comment', ''),
             'seconds': '' if latest.get('seconds') is None else latest['seconds'],
             'confidence': '' if latest.get('confidence') is None else latest['confidence'],
@@ -164,7 +203,7 @@ def export_csv(project: dict, user: dict | None) -> str:
             'model_quality': '' if assessment.get('quality') is None else assessment['quality'],
             'model_max_artifact_probability': max(probs.values()) if probs else '',
         }
-        writer.writerow(row)
+        writer.writerow({k: defuse(v) for k, v in row.items()})
     return out.getvalue()
 
 
@@ -212,26 +251,41 @@ def _number(value, field: str, integer: bool = False):
         return value
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise RowError(f'{field} must be a number, not {value!r}.') from None
+    except (TypeError, ValueError, OverflowError):
+        raise RowError(f'{field} must be a number, not {_short(value)}.') from None
     if integer and number.is_integer():
         return int(number)
     return number
 
 
-def _parse_time(value) -> datetime.datetime | None:
+def _short(value, limit: int = 80) -> str:
+    """A value for an error message, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else f'{text[:limit]}... ({len(text)} characters)'
+
+
+def _parse_time(value, now: datetime.datetime | None = None) -> datetime.datetime | None:
+    """An imported decision's time in UTC (to the millisecond); RowError if it is not an ISO 8601
+    time, cannot be shown in UTC, or lies in the future (beyond CLOCK_SKEW)."""
     if value in (None, ''):
         return None
-    if isinstance(value, datetime.datetime):
-        parsed = value
-    else:
-        try:
+    try:
+        if isinstance(value, datetime.datetime):
+            parsed = value
+        else:
             parsed = datetime.datetime.fromisoformat(str(value).strip().replace('Z', '+00:00'))
-        except ValueError:
-            raise RowError(f'decided must be an ISO 8601 time, not {value!r}.') from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
-    parsed = parsed.astimezone(datetime.timezone.utc)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+        parsed = parsed.astimezone(datetime.timezone.utc)
+    except (ValueError, TypeError):
+        raise RowError(f'decided must be an ISO 8601 time, not {_short(value)}.') from None
+    except OverflowError:
+        raise RowError(f'decided {_short(value)} lies outside the years 1 to 9999 in '
+                       'UTC.') from None
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    if parsed > now + CLOCK_SKEW:
+        raise RowError(f'decided {_short(value)} is in the future (now is '
+                       f'{now.replace(microsecond=0).isoformat()}).')
     return parsed.replace(microsecond=parsed.microsecond // 1000 * 1000)  # Mongo keeps ms
 
 
@@ -267,8 +321,35 @@ def _csv_decision(row: dict, keys: list[str]) -> dict | None:
     }
 
 
-def _prepare_decision(project: dict, entry: dict) -> tuple:
-    """Validate an imported decision: its fields, the reviewer's login and its time."""
+def _imported_assessment(entry: dict) -> dict | None:
+    """The model snapshot an imported decision brings, kept apart from the model's own (it is
+    the file's word, unverified): status, model, quality and artifact probabilities only."""
+    raw = entry.get('importedAssessment')
+    raw = raw.get('snapshot') if isinstance(raw, dict) else entry.get('assessment')
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise RowError('a decision\'s "assessment" must be an object.')
+
+    def text(value):
+        return value[:200] if isinstance(value, str) else None
+
+    model = raw.get('model')
+    if isinstance(model, dict):
+        model = {'name': text(model.get('name')), 'version': text(model.get('version'))}
+    else:
+        model = text(model)
+    artifacts = raw.get('artifacts')
+    probs = {str(k)[:100]: float(v) for k, v in artifacts.items()
+             if finite(v)} if isinstance(artifacts, dict) else {}
+    snapshot = {'status': text(raw.get('status')), 'model': model,
+                'quality': float(raw['quality']) if finite(raw.get('quality')) else None,
+                'artifacts': dict(list(probs.items())[:100]) or None}
+    return {'unverified': True, 'snapshot': snapshot}
+
+
+def _prepare_decision(project: dict, entry: dict, now: datetime.datetime) -> tuple:
+    """Validate an imported decision: its fields, the reviewer's name and its time."""
     if not isinstance(entry, dict):
         raise RowError('each decision must be an object.')
     decision = entry.get('decision')
@@ -279,7 +360,7 @@ def _prepare_decision(project: dict, entry: dict) -> tuple:
     if tier is None:
         tier = 2 if decision == ReviewState.BAD else 1
     if tier not in (1, 2):
-        raise RowError(f'tier must be 1 or 2, not {entry.get("tier")!r}.')
+        raise RowError(f'tier must be 1 or 2, not {_short(entry.get("tier"))}.')
     artifacts = entry.get('artifacts')
     if isinstance(artifacts, dict):
         artifacts = {k: (v.strip().lower() if isinstance(v, str) else v)
@@ -292,44 +373,45 @@ def _prepare_decision(project: dict, entry: dict) -> tuple:
             quality=_number(entry.get('quality'), 'quality'))
     except ValidationException as exc:
         raise RowError(str(exc)) from None
-    login = entry.get('reviewer') or entry.get('login') or ''
-    if not isinstance(login, str) or len(login) > 200:
-        raise RowError('reviewer must be a login name.')
-    created = _parse_time(entry.get('decided') or entry.get('created'))
-    assessment = entry.get('assessment')
-    if assessment is not None and not isinstance(assessment, dict):
-        raise RowError('a decision\'s "assessment" must be an object.')
-    return fields, login.strip(), created, assessment
+    claimed = entry.get('reviewerClaimed') or entry.get('reviewer') or entry.get('login') or ''
+    if not isinstance(claimed, str) or len(claimed) > 200:
+        raise RowError('reviewer must be a login name (at most 200 characters).')
+    created = _parse_time(entry.get('decided') or entry.get('created'), now)
+    return fields, claimed.strip(), created, _imported_assessment(entry)
 
 
-def _resolve_relative(project: dict, path: str) -> dict:
-    """The item at a path inside the project, or RowError."""
+def _resolve_relative(project: dict, path: str, unreadable: frozenset) -> dict:
+    """The item at a path inside the project, or RowError (the same for what the importer
+    cannot read as for what does not exist)."""
     parts = [p for p in path.strip('/').split('/') if p]
     if not parts:
         raise RowError('path is empty.')
     rootType, folderId = root_of(project)
     if rootType == 'collection' and len(parts) < 2:
-        raise RowError(f'no item at the path {path!r}: the paths of a collection project start '
-                       'with a top-level folder.')
+        raise RowError(f'no item at the path {_short(path)}: the paths of a collection project '
+                       'start with a top-level folder.')
     parentType = rootType
     for name in parts[:-1]:
         folder = Folder().findOne({'parentId': folderId, 'parentCollection': parentType,
                                    'name': name}, fields=['_id'])
-        if folder is None:
-            raise RowError(f'no folder {name!r} on the path {path!r} in this project.')
+        if folder is None or folder['_id'] in unreadable:
+            raise RowError(f'no folder {_short(name)} on the path {_short(path)} in this '
+                           'project.')
         folderId, parentType = folder['_id'], 'folder'
     item = Item().findOne({'folderId': folderId, 'name': parts[-1]})
-    if item is None:
-        raise RowError(f'no item at the path {path!r} in this project.')
+    if item is None or item['folderId'] in unreadable:
+        raise RowError(f'no item at the path {_short(path)} in this project.')
     return item
 
 
-def _target_folder(project: dict, user: dict, folderPath: str | None) -> dict:
+def _target_folder(project: dict, user: dict, folderPath) -> dict:
     """The folder (created as needed) at ``folderPath`` inside the project."""
     rootType, _rootId = root_of(project)
     parent = load_root(project)
     if parent is None:
         raise RowError('the project\'s folder or collection no longer exists.')
+    if folderPath is not None and not isinstance(folderPath, str):
+        raise RowError('folder must be a path (text).')
     names = [p for p in (folderPath or '').strip('/').split('/') if p]
     if rootType == 'collection' and not names:
         raise RowError('a collection project needs "folder": items live in its folders.')
@@ -344,7 +426,12 @@ def _target_folder(project: dict, user: dict, folderPath: str | None) -> dict:
 
 
 class Importer:
-    """Import one file's rows into a project, collecting per-row errors."""
+    """Import one file's rows into a project, collecting per-row errors.
+
+    Every row is checked first (its fields, times and scan); then each scan's rows are written
+    together and the scan's state rebuilt from its whole trail. A scan's rows are never half
+    written: if writing fails, what was written for that scan is taken out again.
+    """
 
     def __init__(self, project: dict, user: dict, assetstoreId: str | None):
         self.project = project
@@ -353,8 +440,14 @@ class Importer:
         self.report = {'rows': 0, 'scans': 0, 'filesImported': 0, 'decisionsAdded': 0,
                        'decisionsSkipped': 0, 'errors': []}
         self._adapter = None
-        self._touched: set = set()
         self._users: dict = {}
+        self._inProject: dict = {}
+        self._unreadable = unreadable_folders(project, user)
+        self.now = datetime.datetime.now(datetime.timezone.utc)
+        self.now = self.now.replace(microsecond=self.now.microsecond // 1000 * 1000)
+
+    def error(self, line, reason: str) -> None:
+        self.report['errors'].append({'line': line, 'reason': reason})
 
     def adapter(self) -> FilesystemAssetstoreAdapter:
         """The filesystem assetstore adapter for server paths (chosen once)."""
@@ -365,7 +458,7 @@ class Importer:
                 except (InvalidId, TypeError):
                     store = None
                 if store is None:
-                    raise RowError(f'no assetstore has the id {self.assetstoreId!r}.')
+                    raise RowError(f'no assetstore has the id {_short(self.assetstoreId)}.')
             else:
                 store = Assetstore().getCurrent()
             adapter = getAssetstoreAdapter(store)
@@ -375,13 +468,33 @@ class Importer:
             self._adapter = adapter
         return self._adapter
 
-    def reviewer(self, login: str) -> dict | None:
-        if login not in self._users:
-            self._users[login] = User().findOne({'login': login.lower()}) if login else None
-        return self._users[login]
+    def account(self, claimed: str) -> dict | None:
+        if claimed not in self._users:
+            self._users[claimed] = User().findOne({'login': claimed.lower()}) if claimed else None
+        return self._users[claimed]
+
+    def identity(self, claimed: str) -> tuple[dict | None, str]:
+        """(the account an imported decision is attributed to, its ``login``): a named account
+        only when a site admin imports (or it is the importer's own); else no account, and the
+        claimed name marked as unverified so it is never counted as an account's work."""
+        account = self.account(claimed)
+        if account and (self.user.get('admin') or account['_id'] == self.user['_id']):
+            return account, account['login']
+        if not claimed or self.user.get('admin'):
+            return None, claimed
+        return None, f'{claimed} {UNVERIFIED}'
+
+    def in_project(self, item: dict) -> bool:
+        folderId = item['folderId']
+        if folderId not in self._inProject:
+            project = Project().findForItem(item)
+            self._inProject[folderId] = project is not None and (
+                project['_id'] == self.project['_id'])
+        return self._inProject[folderId]
 
     def resolve(self, entry: dict) -> tuple[dict | None, dict | None]:
-        """The row's existing item, or (None, plan) for a server file still to import."""
+        """The row's existing item, or (None, plan) for a server file still to import. An item
+        the importer cannot read is reported exactly as one that does not exist."""
         itemId = entry.get('itemId')
         path = entry.get('path')
         hasPath = isinstance(path, str) and bool(path.strip())
@@ -389,12 +502,13 @@ class Importer:
             try:
                 item = Item().load(ObjectId(str(itemId).strip()), force=True)
             except (InvalidId, TypeError):
-                raise RowError(f'itemId {itemId!r} is not an ObjectId.') from None
+                raise RowError(f'itemId {_short(itemId)} is not an ObjectId.') from None
+            if item is not None and item['folderId'] in self._unreadable:
+                item = None
             if item is None and not hasPath:
-                raise RowError(f'no item has the id {itemId}.')
+                raise RowError(f'no item has the id {str(itemId).strip()}.')
             if item is not None:
-                project = Project().findForItem(item)
-                if project is None or project['_id'] != self.project['_id']:
+                if not self.in_project(item):
                     raise RowError(f'item {itemId} is not in this project.')
                 return item, None
             # an export from another server: the scan is found by its path in this project
@@ -402,81 +516,168 @@ class Importer:
             raise RowError('a row needs an itemId or a path.')
         path = path.strip()
         if not os.path.isabs(path):
-            return _resolve_relative(self.project, path), None
+            return _resolve_relative(self.project, path, self._unreadable), None
         if not self.user.get('admin'):
             raise RowError('only admins may import files from the server\'s filesystem.')
         if not os.path.isfile(path):
-            raise RowError(f'no file at {path!r} on the server.')
-        name = (entry.get('name') or '').strip() or os.path.basename(path)
+            raise RowError(f'no file at {_short(path)} on the server.')
+        name = entry.get('name')
+        if name is not None and not isinstance(name, str):
+            raise RowError('name must be text.')
+        name = (name or '').strip() or os.path.basename(path)
         if not is_image_name(os.path.basename(path)):
             raise RowError(f'{os.path.basename(path)!r} is not an image file name.')
         self.adapter()
-        return None, {'path': path, 'name': name, 'folder': entry.get('folder')}
+        return None, {'path': os.path.abspath(path), 'name': name,
+                      'folder': entry.get('folder')}
 
     def import_file(self, plan: dict) -> dict:
         folder = _target_folder(self.project, self.user, plan['folder'])
         item = Item().createItem(plan['name'], creator=self.user, folder=folder,
                                  reuseExisting=True)
-        existing = File().findOne({'itemId': item['_id'], 'path': os.path.abspath(
-            plan['path'])})
+        existing = File().findOne({'itemId': item['_id'], 'path': plan['path']})
         if existing is None:
             self.adapter().importFile(item, plan['path'], self.user,
                                       name=os.path.basename(plan['path']))
             self.report['filesImported'] += 1
         return Item().load(item['_id'], force=True)
 
-    def row(self, entry: dict, decisions: list) -> None:
-        """Import one row: validate everything, then write."""
-        prepared = [_prepare_decision(self.project, d) for d in decisions]
+    def check(self, entry: dict, decisions: list) -> tuple:
+        """Validate one row without writing: (scan key, item or plan, prepared decisions)."""
+        prepared = [_prepare_decision(self.project, d, self.now) for d in decisions]
         item, plan = self.resolve(entry)
         if plan is not None:
-            item = self.import_file(plan)
-        elif not item.get(ITEM_FIELD):
-            from ..scheduling import image_file
+            key = ('file', plan['path'], plan['name'], str(plan['folder']))
+        else:
+            key = item['_id']
+        return key, item, plan, prepared
 
-            if image_file(item) is None:
-                raise RowError(f'item {item["_id"]} has no image file.')
-        item = review_state.ensure_scan(item, self.project)
+    def scan(self, item: dict | None, plan: dict | None, rows: list) -> None:
+        """Write one scan's checked rows [(line, prepared)] and rebuild its state."""
+        lines = [line for line, _ in rows]
+        try:
+            if plan is not None:
+                item = self.import_file(plan)
+            elif not item.get(ITEM_FIELD):
+                from ..scheduling import image_file
+
+                if image_file(item) is None:
+                    raise RowError(f'item {item["_id"]} has no image file.')
+            item = review_state.ensure_scan(item, self.project)
+        except RowError as exc:
+            for line in lines:
+                self.error(line, str(exc))
+            return
         self.report['scans'] += 1
-        now = datetime.datetime.now(datetime.timezone.utc)
-        for fields, login, created, assessment in prepared:
-            added = Decision().import_decision(
-                item, self.project, fields, login, self.reviewer(login),
-                created or now.replace(microsecond=now.microsecond // 1000 * 1000),
-                assessment=assessment, undated=created is None)
-            self.report['decisionsAdded' if added else 'decisionsSkipped'] += 1
-            if added:
-                self._touched.add(item['_id'])
+        trail = list(Decision().collection.find(
+            {'itemId': item['_id']},
+            {'created': 1, 'login': 1, 'reviewerClaimed': 1, 'tier': 1, 'decision': 1,
+             'importKey': 1}))
+        seen = {(d['created'].replace(tzinfo=None), name, d['tier'], d['decision'])
+                for d in trail for name in {d.get('login'), d.get('reviewerClaimed')} if name}
+        keys = {d['importKey'] for d in trail if d.get('importKey')}
+        existingTier2 = [d['created'].replace(tzinfo=None) for d in trail if d['tier'] == 2]
+        candidates = []  # (line, [docs], skipped)
+        for line, prepared in rows:
+            docs, skipped = [], 0
+            for fields, claimed, created, snapshot in prepared:
+                undated = created is None
+                created = self.now if undated else created
+                naive = created.replace(tzinfo=None)
+                importKey = Decision.import_key(fields, claimed, created, undated)
+                if importKey in keys or (not undated and (
+                        naive, claimed, fields['tier'], fields['decision']) in seen):
+                    skipped += 1  # the same decision (e.g. exported from here) is already in
+                    continue
+                keys.add(importKey)
+                account, login = self.identity(claimed)
+                docs.append(Decision().import_doc(
+                    item, self.project, fields, claimed, account, login, self.user, created,
+                    self.now, importedAssessment=snapshot, undated=undated))
+            candidates.append((line, docs, skipped))
+        # tier 2 is final: a tier-1 decision dated after a tier-2 one (kept or brought by this
+        # file) would be refused live, so it is refused here; repeat until nothing changes
+        while True:
+            tier2 = existingTier2 + [d['created'].replace(tzinfo=None)
+                                     for _, docs, _ in candidates for d in docs
+                                     if d['tier'] == 2]
+            first = min(tier2) if tier2 else None
+            refused = [c for c in candidates if first is not None and any(
+                d['tier'] == 1 and d['created'].replace(tzinfo=None) > first for d in c[1])]
+            if not refused:
+                break
+            for line, _docs, _ in refused:
+                self.error(line, f'this scan was decided at tier 2 on {first.isoformat()}Z; a '
+                           'tier-1 decision dated after that cannot change it.')
+            candidates = [c for c in candidates if c not in refused]
+        docs = [d for _, ds, _ in candidates for d in ds]
+        try:
+            if docs:
+                Decision().collection.insert_many(docs, ordered=True)
+            Decision().rebuild_state(item)
+        except Exception as exc:  # the scan's rows are all or nothing: take them out again
+            Decision().collection.delete_many({'_id': {'$in': [d['_id'] for d in docs]}})
+            Decision().rebuild_state(item)
+            reason = (f'not imported: {exc}' if isinstance(exc, RestException) else
+                      'not imported: the scan\'s decisions could not be stored '
+                      f'({type(exc).__name__}).')
+            for line, _docs, _ in candidates:
+                self.error(line, reason)
+            return
+        for _, ds, skipped in candidates:
+            self.report['decisionsAdded'] += len(ds)
+            self.report['decisionsSkipped'] += skipped
 
     def run(self, rows) -> dict:
-        """Import (line, entry, decisions) rows; rebuild the states of scans that got decisions."""
+        """Import (line, entry, decisions) rows: check them all, then write scan by scan."""
+        scans: dict = {}
         for line, entry, decisions in rows:
             self.report['rows'] += 1
+            if 'error' in entry and len(entry) == 1:
+                self.error(line, entry['error'])
+                continue
             try:
-                self.row(entry, decisions)
-            except RowError as exc:
-                self.report['errors'].append({'line': line, 'reason': str(exc)})
-            except ValidationException as exc:
-                self.report['errors'].append({'line': line, 'reason': str(exc)})
-        for itemId in self._touched:
-            Decision().rebuild_state({'_id': itemId})
+                key, item, plan, prepared = self.check(entry, decisions)
+            except (RowError, ValidationException) as exc:
+                self.error(line, str(exc))
+                continue
+            except (TypeError, ValueError, AttributeError, OverflowError,
+                    RecursionError) as exc:  # malformed values the checks above did not foresee
+                self.error(line, f'the row cannot be read ({type(exc).__name__}).')
+                continue
+            scans.setdefault(key, (item, plan, []))[2].append((line, prepared))
+        for item, plan, scanRows in scans.values():
+            self.scan(item, plan, scanRows)
+        self.report['errors'].sort(key=lambda e: e['line'])
         return self.report
 
 
 def _csv_rows(project: dict, text: str):
-    reader = csv.DictReader(io.StringIO(text))
-    fields = reader.fieldnames or []
+    reader = csv.DictReader(io.StringIO(text, newline=''))
+    try:
+        fields = reader.fieldnames or []
+    except csv.Error as exc:
+        raise RestException(f'The CSV header (line 1) cannot be read: {exc}.') from None
     if 'itemId' not in fields and 'path' not in fields:
         raise RestException('The CSV needs an "itemId" or a "path" column (header on line 1).')
     keys = [a['key'] for a in project['settings']['artifacts']]
     unknown = sorted(set(fields) & (set(ARTIFACT_KEYS) - set(keys)))
     start = reader.line_num + 1
-    for row in reader:
+    while True:
         line = start
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            start = reader.line_num + 1
+            yield line, {'error': f'the row cannot be read as CSV: {exc}.'}, []
+            continue
         start = reader.line_num + 1
         try:
             if None in row:
                 raise RowError('the row has more values than the header has columns.')
+            row = {k: undefuse(v) for k, v in row.items()}
             decision = _csv_decision(row, keys)
             if decision and any((row.get(k) or '').strip() for k in unknown):
                 raise RowError(f'artifact column(s) {", ".join(unknown)} are not in this '
@@ -490,7 +691,10 @@ def _csv_rows(project: dict, text: str):
 def _json_rows(text: str):
     try:
         doc = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except RecursionError:
+        raise RestException('The JSON cannot be read: it is nested too deeply (at most about '
+                            f'{sys.getrecursionlimit()} levels).') from None
+    except ValueError as exc:  # JSONDecodeError, and integers too long to convert
         raise RestException(f'The JSON cannot be read: {exc}.') from None
     entries = doc.get('scans') if isinstance(doc, dict) else doc
     if not isinstance(entries, list):
@@ -511,17 +715,9 @@ def import_text(project: dict, user: dict, text: str, format: str,
     """Import a CSV or JSON file's rows (see IMPORT_NOTES); returns the report."""
     if format not in ('csv', 'json'):
         raise RestException('format must be csv or json.')
+    if len(text) > MAX_IMPORT_BYTES:
+        raise RestException(f'The import is larger than {MAX_IMPORT_BYTES} bytes.', code=413)
     rows = list(_csv_rows(project, text) if format == 'csv' else _json_rows(text))
-    importer = Importer(project, user, assetstoreId)
-
-    def checked():
-        for line, entry, decisions in rows:
-            if 'error' in entry and len(entry) == 1:
-                importer.report['rows'] += 1
-                importer.report['errors'].append({'line': line, 'reason': entry['error']})
-                continue
-            yield line, entry, decisions
-
-    report = importer.run(checked())
+    report = Importer(project, user, assetstoreId).run(rows)
     report['lineKind'] = 'line' if format == 'csv' else 'entry'
     return report

@@ -30,7 +30,7 @@ from ..models.project import (
     user_tiers,
 )
 
-MAX_IMPORT_BYTES = 200 * 1024 * 1024
+MAX_IMPORT_BYTES = exchange.MAX_IMPORT_BYTES  # the import's size limit (HTTP 413 above)
 
 
 def load_project(id: str, user: dict | None) -> dict:
@@ -287,20 +287,30 @@ class MiqaResource(Resource):
                required=False)
         .errorResponse('Invalid project id, format or file.', 400)
         .errorResponse('Not an admin or owner of the project.', 403)
+        .errorResponse('The file is larger than the import limit (20 MB).', 413)
     )
     def importScans(self, id, format, assetstoreId):
         user = self.getCurrentUser()
         project = load_project(id, user)
         require_project_admin(project, user)
+        limit = exchange.MAX_IMPORT_BYTES
+        tooLarge = (f'The import is larger than {limit} bytes ({limit // (1024 * 1024)} MB), '
+                    'the most one import may hold; split the file.')
+        try:
+            declared = int(cherrypy.request.headers.get('Content-Length') or 0)
+        except ValueError:
+            declared = 0
+        if declared > limit + 1024 * 1024:  # a multipart form's own headers are allowed for
+            raise RestException(tooLarge, code=413)
         part = cherrypy.request.params.get('file')
         if hasattr(part, 'file'):  # a multipart form upload (field "file")
-            body = part.file.read(MAX_IMPORT_BYTES + 1)
+            body = part.file.read(limit + 1)
             if not format and (part.filename or '').lower().endswith('.json'):
                 format = 'json'
         else:  # the file as the request body
-            body = cherrypy.request.body.read(MAX_IMPORT_BYTES + 1)
-        if len(body) > MAX_IMPORT_BYTES:
-            raise RestException(f'The import is larger than {MAX_IMPORT_BYTES} bytes.')
+            body = cherrypy.request.body.read(limit + 1)
+        if len(body) > limit:
+            raise RestException(tooLarge, code=413)
         try:
             text = body.decode('utf-8-sig')
         except UnicodeDecodeError:
@@ -315,7 +325,8 @@ class MiqaResource(Resource):
         Description('Schedule the automatic assessment of every scan not yet assessed by the '
                     'project\'s current model (same name and weights, by sha256).')
         .notes('For admins and the project\'s owners. Registers image items not yet known as '
-               'scans first. Scans already queued or running are left alone unless force=true. '
+               'scans first. Scans already queued or running are left alone; force=true only '
+               'reschedules those whose job is no longer pending (e.g. a worker died). '
                'Returns counts: {"scans", "scheduled", "alreadyAssessed", "inProgress", '
                '"notScheduled", "registered", "reasons": {reason: count}}.')
         .param('id', 'The project (= its folder\'s or collection\'s) id.', paramType='path')
@@ -342,7 +353,10 @@ class MiqaResource(Resource):
             if status in (AssessmentStatus.QUEUED, AssessmentStatus.RUNNING) and not force:
                 counts['inProgress'] += 1
                 continue
-            if scheduling.request_assessment(item, user, project):
+            job = scheduling.request_assessment(item, user, project)
+            if job and job.get('alreadyQueued'):  # a pending job of this model: never twice
+                counts['inProgress'] += 1
+            elif job:
                 counts['scheduled'] += 1
             else:
                 counts['notScheduled'] += 1

@@ -66,7 +66,15 @@ def comparable_history(item):
 MODEL_COLUMNS = ('assessment_status', 'model', 'model_version', 'model_quality',
                  'model_max_artifact_probability')
 DECISION_KEYS = ('decision', 'tier', 'login', 'artifacts', 'comment', 'location', 'seconds',
-                 'confidence', 'quality', 'created', 'assessment')
+                 'confidence', 'quality', 'created')
+
+
+def model_said(decision):
+    """The model's scores a decision was made next to: its own snapshot, or after an import the
+    file's, kept apart as unverified (test_exchange_integrity)."""
+    snap = decision.get('assessment') or (decision.get('importedAssessment') or {}).get(
+        'snapshot')
+    return snap and (snap['status'], snap['quality'], snap['artifacts'])
 
 
 def review_part(text, fmt):
@@ -75,7 +83,7 @@ def review_part(text, fmt):
         return [{k: v for k, v in row.items() if k not in (*MODEL_COLUMNS, 'decision_count')}
                 for row in csv.DictReader(io.StringIO(text))]
     return [(x['path'], x['state'], x['quality'], x['artifacts'],
-             [{k: d[k] for k in DECISION_KEYS} for d in x['decisions']])
+             [({k: d[k] for k in DECISION_KEYS}, model_said(d)) for d in x['decisions']])
             for x in json.loads(text)['scans']]
 
 
