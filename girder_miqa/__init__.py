@@ -7,6 +7,7 @@ from girder.constants import AccessType, TokenScope
 from girder.models.item import Item
 from girder.plugin import GirderPlugin, getPlugin, registerPluginStaticContent
 
+from . import scheduling
 from .constants import ASSESSMENT_WRITE_SCOPE, ITEM_FIELD
 from .models import moves, review_state, scans
 from .models.decision import Decision
@@ -34,6 +35,7 @@ class MiqaPlugin(GirderPlugin):
 
         # The queue and visibility indices on Girder's items, and the plugin's own collections.
         scans.ensure_indices()
+        scheduling.ensure_indices()
         Project()
         Decision()
 

@@ -12,7 +12,10 @@ from girder.models.item import Item
 from girder.models.setting import Setting
 from girder.models.token import Token
 from girder.models.user import User
+from girder_jobs.constants import JobStatus
+from girder_jobs.models.job import Job
 from girder_plugin_worker.constants import PluginSettings
+from girder_plugin_worker.status import CustomJobStatus
 
 from .constants import (
     ASSESSMENT_WRITE_SCOPE,
@@ -27,6 +30,11 @@ from .models.project import Project
 
 logger = logging.getLogger(__name__)
 
+# A job in one of these states is pending: a scan gets no second job for the same model then.
+PENDING_STATUSES = (JobStatus.INACTIVE, JobStatus.QUEUED, JobStatus.RUNNING,
+                    CustomJobStatus.FETCHING_INPUT, CustomJobStatus.CONVERTING_INPUT,
+                    CustomJobStatus.CONVERTING_OUTPUT, CustomJobStatus.PUSHING_OUTPUT)
+
 
 def current_model(name: str | None) -> dict:
     """Name, version and weights sha256 of the model the workers will use (from its model.json
@@ -35,8 +43,8 @@ def current_model(name: str | None) -> dict:
     from miqa_worker import model_store
 
     name = name or DEFAULT_MODEL
-    try:
-        info = model_store.read_info(model_store.find_model(name))
+    try:  # a plain installed name only: a setting is never opened as a path
+        info = model_store.read_info(model_store.find_installed(name))
     except Exception:
         return {'name': name}
     return {'name': info.get('name', name), 'version': info.get('version'),
@@ -57,6 +65,24 @@ def image_file(item: dict) -> dict | None:
         if is_image_name(file['name']):
             return file
     return None
+
+
+def ensure_indices() -> None:
+    """The index that finds a scan's pending assessment job."""
+    Job().collection.create_index([('meta.itemId', 1), ('status', 1)])
+
+
+def project_model(project: dict) -> str:
+    """The model name a project's assessments use."""
+    return project['settings'].get('model') or DEFAULT_MODEL
+
+
+def pending_job(item: dict, model: str) -> dict | None:
+    """The scan's queued or running assessment job for this model, or None (jobs from before
+    the model was recorded count for any model)."""
+    return Job().findOne({
+        'type': JOB_TYPE, 'meta.itemId': str(item['_id']), 'meta.model': {'$in': [model, None]},
+        'status': {'$in': list(PENDING_STATUSES)}}, sort=[('created', -1)])
 
 
 def assessment_scope(itemId) -> str:
@@ -92,7 +118,8 @@ def schedule_assessment(item: dict, file: dict, user: dict | None, project: dict
         'girder_user': user,
         'girder_client_token': str(token['_id']),
         'girder_job_other_fields': {'meta': {
-            'creator': 'miqa', 'itemId': str(item['_id']), 'fileId': str(file['_id'])}},
+            'creator': 'miqa', 'itemId': str(item['_id']), 'fileId': str(file['_id']),
+            'model': project_model(project)}},
     })
     job = result.job
     review_state.set_assessment_status(item, AssessmentStatus.QUEUED, jobId=job['_id'])
@@ -102,7 +129,9 @@ def schedule_assessment(item: dict, file: dict, user: dict | None, project: dict
 def request_assessment(item: dict, user: dict | None, project: dict | None = None) -> dict | None:
     """Schedule one scan, recording the reason on the scan if it cannot be scheduled.
 
-    Returns the job, or None when nothing was scheduled.
+    Returns the new job; or, when the scan already has a pending job for the project's model,
+    that job (with ``alreadyQueued: True``, not stored) and schedules nothing; or None when
+    nothing could be scheduled.
     """
     project = project or Project().findForItem(item)
     if project is None:
@@ -113,6 +142,10 @@ def request_assessment(item: dict, user: dict | None, project: dict | None = Non
         review_state.set_assessment_status(
             item, AssessmentStatus.NOT_SCHEDULED, reason='the item has no image file')
         return None
+    pending = pending_job(item, project_model(project))
+    if pending is not None:
+        pending['alreadyQueued'] = True
+        return pending
     try:
         return schedule_assessment(item, file, user, project)
     except Exception as exc:  # the broker is down, the worker plugin is missing ...

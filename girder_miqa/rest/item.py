@@ -163,8 +163,11 @@ def _lock_request(item: dict, force: bool) -> tuple[dict, dict, bool]:
 @boundHandler
 @autoDescribeRoute(
     Description('Schedule the automatic assessment of a scan (again).')
-    .notes('For the project\'s reviewers and owners. Returns {"scheduled": bool, "jobId", '
-           '"state"}; when nothing could be scheduled the state\'s assessment.reason says why.')
+    .notes('For the project\'s reviewers and owners. Returns {"scheduled": bool, '
+           '"alreadyQueued": bool, "jobId", "state"}; when nothing could be scheduled the '
+           'state\'s assessment.reason says why. A scan has at most one pending (queued or '
+           'running) job per model: while it has one, the answer is that job\'s id with '
+           '"alreadyQueued": true and "scheduled": false, and nothing is scheduled.')
     .modelParam('id', model=Item, level=AccessType.READ)
     .errorResponse('You are not a reviewer or owner of this project.', 403)
 )
@@ -174,9 +177,10 @@ def postAssess(self, item):
     if not can_admin(project, user):
         require_reviewer(project, user)
     job = scheduling.request_assessment(item, user, project)
+    already = bool(job and job.get('alreadyQueued'))
     state = Item().collection.find_one({'_id': item['_id']}, {ITEM_FIELD: 1})[ITEM_FIELD]
-    return {'scheduled': job is not None, 'jobId': job['_id'] if job else None,
-            'state': lock.public_state(state)}
+    return {'scheduled': job is not None and not already, 'alreadyQueued': already,
+            'jobId': job['_id'] if job else None, 'state': lock.public_state(state)}
 
 
 ASSESSMENT_STATUSES = (AssessmentStatus.RUNNING, AssessmentStatus.DONE, AssessmentStatus.FAILED)
