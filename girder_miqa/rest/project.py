@@ -325,7 +325,8 @@ class MiqaResource(Resource):
         Description('Schedule the automatic assessment of every scan not yet assessed by the '
                     'project\'s current model (same name and weights, by sha256).')
         .notes('For admins and the project\'s owners. Registers image items not yet known as '
-               'scans first. Scans already queued or running are left alone unless force=true. '
+               'scans first. Scans already queued or running are left alone; force=true only '
+               'reschedules those whose job is no longer pending (e.g. a worker died). '
                'Returns counts: {"scans", "scheduled", "alreadyAssessed", "inProgress", '
                '"notScheduled", "registered", "reasons": {reason: count}}.')
         .param('id', 'The project (= its folder\'s or collection\'s) id.', paramType='path')
@@ -352,7 +353,10 @@ class MiqaResource(Resource):
             if status in (AssessmentStatus.QUEUED, AssessmentStatus.RUNNING) and not force:
                 counts['inProgress'] += 1
                 continue
-            if scheduling.request_assessment(item, user, project):
+            job = scheduling.request_assessment(item, user, project)
+            if job and job.get('alreadyQueued'):  # a pending job of this model: never twice
+                counts['inProgress'] += 1
+            elif job:
                 counts['scheduled'] += 1
             else:
                 counts['notScheduled'] += 1
