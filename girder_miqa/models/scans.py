@@ -4,11 +4,12 @@ Visibility: Girder items inherit access from their folder, so a user sees the sc
 folders of the project they can read. The distinct folders holding a project's scans come from
 an index (``DISTINCT_SCAN``) and their access is checked in one query; only when some are
 unreadable is ``folderId: {$nin: unreadable}`` added to queries (``folderId`` is the last key of
-the queue index, so the filter runs on index keys). The unreadable set is cached in the process,
-keyed by the project's ``scanRev`` (bumped when scans are added or removed) and the user's
-groups, for at most ``CACHE_SECONDS`` (so a change of folder access shows within that time).
-Every page is still checked against the access of the handful of folders on it, so a cached set
-never shows a scan the user cannot read.
+the queue index, so the filter runs on index keys).
+
+A cache may make a count lag; it never reveals a scan. Exports and summaries compute the
+unreadable set afresh on every request. Only the queue uses the in-process cache (keyed by the
+project's ``scanRev`` and the user's groups, for at most ``CACHE_SECONDS``), and each queue page
+is still checked against the current access of the handful of folders on it.
 
 Totals come from ``project['counts']`` (kept exact by every state change, see
 ``review_state.count_transition``) minus the scans in the unreadable folders (an indexed count
@@ -80,8 +81,13 @@ def project_folders(project: dict) -> list:
         {'$group': {'_id': '$folderId'}}], hint='miqa_folders')]
 
 
-def unreadable_folders(project: dict, user: dict | None) -> frozenset:
-    """The folders holding the project's scans that the user cannot read (admins: none)."""
+def unreadable_folders(project: dict, user: dict | None, cached: bool = False) -> frozenset:
+    """The folders holding the project's scans that the user cannot read (admins: none).
+
+    Args:
+        cached: allow a set up to ``CACHE_SECONDS`` old; only for callers that re-check what
+            they show (the queue) or show counts alone.
+    """
     if user and user.get('admin'):
         return frozenset()
 
@@ -89,14 +95,17 @@ def unreadable_folders(project: dict, user: dict | None) -> frozenset:
         folders = project_folders(project)
         return frozenset(set(folders) - readable_folder_ids(user, folders))
 
+    if not cached:
+        return compute()
     return _cached(('unreadable', project['_id'], project.get('scanRev', 0), _user_key(user)),
                    compute)
 
 
-def visible_filter(project: dict, user: dict | None, **extra) -> dict:
-    """A query for the project's scans the user can read (plus ``extra`` conditions)."""
+def visible_filter(project: dict, user: dict | None, cached: bool = False, **extra) -> dict:
+    """A query for the project's scans the user can read (plus ``extra`` conditions); the
+    access is checked now unless ``cached`` (see ``unreadable_folders``)."""
     query = {f'{P}.projectId': project['_id'], **extra}
-    unreadable = unreadable_folders(project, user)
+    unreadable = unreadable_folders(project, user, cached=cached)
     if unreadable:
         query['folderId'] = {'$nin': sorted(unreadable)}
     return query
@@ -149,8 +158,8 @@ def scan_json(item: dict, folderPaths: dict) -> dict:
 def queue(project: dict, user: dict | None, tier: int, limit: int = 50,
           offset: int = 0) -> dict:
     """One page of a tier's queue, most suspicious first, then not yet assessed, oldest first."""
-    query = visible_filter(project, user, **{f'{P}.state': TIER_STATES[tier]})
-    total = state_counts(project, user)[TIER_STATES[tier]]
+    query = visible_filter(project, user, cached=True, **{f'{P}.state': TIER_STATES[tier]})
+    total = state_counts(project, user, cached=True)[TIER_STATES[tier]]
     cursor = Item().collection.find(
         query, {'name': 1, 'folderId': 1, 'created': 1, 'size': 1, ITEM_FIELD: 1},
         sort=QUEUE_SORT, skip=offset, limit=limit).hint('miqa_queue')
@@ -165,15 +174,16 @@ def queue(project: dict, user: dict | None, tier: int, limit: int = 50,
     }
 
 
-def state_counts(project: dict, user: dict | None) -> dict:
-    """How many visible scans are in each state, and in all."""
+def state_counts(project: dict, user: dict | None, cached: bool = False) -> dict:
+    """How many visible scans are in each state, and in all (``cached``: may lag, see
+    ``unreadable_folders``)."""
     from . import review_state
 
     counts = project.get('counts')
     if counts is None:  # a project from before counts were kept
         counts = review_state.recount(project['_id'], scans_changed=False)
     counts = {state: max(0, counts.get(state, 0)) for state in ReviewState.ALL}
-    unreadable = unreadable_folders(project, user)
+    unreadable = unreadable_folders(project, user, cached=cached)
     if unreadable:
         for row in Item().collection.aggregate([
                 {'$match': {f'{P}.projectId': project['_id'],
@@ -225,12 +235,20 @@ def summary(project: dict, user: dict | None) -> dict:
             entry[value] += row['n']
     out['artifacts'] = list(artifacts.values())
 
-    decisionQuery = {'projectId': project['_id']}
+    # Reviewers' work counts only on scans the user can read now: each decision is joined to
+    # its scan, which must still be in this project and outside the unreadable folders (a scan
+    # moved into an unreadable folder, or out of the project, no longer counts).
+    itemMatch = {f'scan.{P}.projectId': project['_id']}
     if 'folderId' in query:
-        decisionQuery['folderId'] = query['folderId']
+        itemMatch['scan.folderId'] = query['folderId']
     reviewers: dict = {}
     for row in Decision().collection.aggregate([
-            {'$match': decisionQuery},
+            {'$match': {'projectId': project['_id']}},
+            {'$lookup': {'from': 'item', 'localField': 'itemId', 'foreignField': '_id',
+                         'as': 'scan', 'pipeline': [
+                             {'$project': {'folderId': 1, f'{P}.projectId': 1}}]}},
+            {'$unwind': '$scan'},
+            {'$match': itemMatch},
             {'$group': {'_id': {'login': '$login', 'tier': '$tier', 'decision': '$decision'},
                         'userId': {'$first': '$userId'}, 'name': {'$first': '$userName'},
                         'n': {'$sum': 1}, 'seconds': {'$sum': {'$ifNull': ['$seconds', 0]}}}}]):
