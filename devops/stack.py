@@ -164,7 +164,18 @@ def up(demo: bool) -> None:
     click.echo(f'\nMIQA is running at {url}')
     shown = password if generated else '(from MIQA_ADMIN_PASSWORD)'
     click.echo(f'Admin login: {login}  password: {shown}')
+    click.echo(registration_notice(
+        gc.get('system/setting', parameters={'key': 'core.registration_policy'})))
     click.echo(f'Logs: {stack.log_dir}   Stop: ./devops/miqa down')
+
+
+def registration_notice(policy: str | None) -> str:
+    """One line on who may create an account (Girder's core.registration_policy)."""
+    if policy in ('closed', 'approve'):
+        return (f'Self-registration: {policy} (Girder setting core.registration_policy).')
+    return ('Self-registration: OPEN - anyone who can reach this URL can create an account. '
+            'To close it (devops/README.md): PUT /api/v1/system/setting '
+            'key=core.registration_policy value=closed (or approve).')
 
 
 @cli.command()

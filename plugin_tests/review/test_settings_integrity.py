@@ -104,3 +104,13 @@ def test_reassessment_is_deduplicated(study, purged_broker):
     assert resp.json['scheduled'] is True and resp.json['jobId'] != first.json['jobId']
     assert state(scan)['assessment']['status'] == 'queued'
     assert _pending_jobs(scan) == 1
+
+
+def test_demo_says_when_self_registration_is_open():
+    import stack  # devops/stack.py (plugin_tests/conftest.py puts devops/ on the path)
+
+    notice = stack.registration_notice('open')
+    assert 'OPEN' in notice and 'core.registration_policy' in notice and 'closed' in notice
+    assert 'OPEN' not in stack.registration_notice('closed')
+    source = (stack.Path(stack.__file__).parent / 'README.md').read_text()
+    assert 'core.registration_policy' in source
