@@ -14,7 +14,7 @@
 //   CHROMIUM             the browser (default /usr/bin/chromium)
 //
 // Exit status 0 when every check passed; result.json holds the measured timings.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { chromium } from 'playwright-core';
@@ -145,6 +145,21 @@ async function tier1(browser) {
   check((await row.locator('.miqa-count-unreviewed').innerText()).trim() === '2', 'two scans are unreviewed');
   check(await row.locator('.miqa-queue-link[data-tier="1"]').count() === 1, 'a tier-1 reviewer gets a link to the tier-1 queue');
   await shot(page, '01-projects');
+
+  step = 'tier 1: export without the token in a URL';
+  const tokenUrls = [];
+  page.on('request', (req) => { if (/[?&]token=/.test(req.url())) tokenUrls.push(req.url()); });
+  const hrefs = await page.locator('a[href]').evaluateAll((links) => links.map((a) => a.href));
+  check(!hrefs.some((href) => /[?&]token=/.test(href)), 'no link on the projects page carries the session token',
+    hrefs.filter((href) => /token=/.test(href)));
+  const [download] = await Promise.all([
+    page.waitForEvent('download', { timeout: TIMEOUT }),
+    row.locator('.miqa-export-link[data-format="csv"]').click(),
+  ]);
+  const csv = readFileSync(await download.path(), 'utf8');
+  check(csv.startsWith('path,') && csv.split('\n').length >= 3, 'the CSV link downloads the export (a header and two scans)', csv.slice(0, 80));
+  check(download.suggestedFilename().endsWith('.csv'), 'the download is saved as a .csv file', download.suggestedFilename());
+  check(tokenUrls.length === 0, 'no request put the token in its URL', tokenUrls);
 
   step = 'tier 1: open the queue';
   const ttfs = await openQueue(page, 1);

@@ -1,5 +1,5 @@
 // The projects page: every MIQA project the user can read, its progress and links to the queues.
-import { apiUrl, escapeHtml, listOf, rest } from '../api';
+import { apiUrl, authHeaders, escapeHtml, listOf, rest } from '../api';
 
 const STATES = [
   { key: 'unreviewed', label: 'unreviewed', color: '#9aa5b1' },
@@ -24,7 +24,46 @@ export function progressChart(counts, width = 220, height = 14) {
   return `<svg class="miqa-chart" width="${width}" height="${height}" role="img" aria-label="progress">${rects}</svg>`;
 }
 
+/**
+ * Download a project's export with the session token in a header, never in the URL (where it
+ * would land in the browser history, proxy logs and copied links), and save it as a file.
+ */
+export async function downloadExport(projectId, format, fetchImpl = fetch) {
+  const resp = await fetchImpl(`${apiUrl(`miqa/project/${projectId}/export`)}?format=${format}`, {
+    headers: authHeaders(),
+  });
+  if (!resp.ok) {
+    let message = resp.statusText;
+    try { message = (await resp.json()).message || message; } catch (err) { /* not JSON */ }
+    throw new Error(`Export failed: ${message}`);
+  }
+  const disposition = resp.headers.get('Content-Disposition') || '';
+  const match = /filename="?([^";]+)"?/.exec(disposition);
+  const blob = await resp.blob();
+  const link = document.createElement('a');
+  link.href = URL.createObjectURL(blob);
+  link.download = match ? match[1] : `miqa-${projectId}.${format}`;
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+}
+
 const ProjectsView = girder.views.View.extend({
+  events: {
+    'click .miqa-export-link': 'onExport',
+  },
+
+  async onExport(evt) {
+    evt.preventDefault();
+    const { projectId, format } = evt.currentTarget.dataset;
+    try {
+      await downloadExport(projectId, format);
+    } catch (err) {
+      this.$('.miqa-projects').prepend(`<p class="miqa-error">${escapeHtml(err.message)}</p>`);
+    }
+  },
+
   initialize() {
     this.projects = null;
     this.render();
@@ -65,16 +104,14 @@ const ProjectsView = girder.views.View.extend({
     const queue = (tier, n) => (tiers.includes(tier)
       ? `<a class="btn btn-sm btn-primary miqa-queue-link" data-tier="${tier}" href="#miqa/project/${p._id}/review/${tier}">Tier ${tier} queue <span class="badge">${n || 0}</span></a>`
       : `<span class="miqa-muted" title="You are not in this project's tier-${tier} group">Tier ${tier}: ${n || 0}</span>`);
-    const token = girder.auth.getCurrentToken();
-    const exportUrl = (fmt) => `${apiUrl(`miqa/project/${p._id}/export`)}?format=${fmt}${token ? `&token=${encodeURIComponent(token)}` : ''}`;
+    const exportLink = (fmt) => `<a class="miqa-export-link" href="#" data-project-id="${p._id}" data-format="${fmt}" title="Export decisions as ${fmt.toUpperCase()}">${fmt.toUpperCase()}</a>`;
     return `<tr class="miqa-project-row" data-project-id="${p._id}">
       <td><b>${escapeHtml(p.name)}</b><div class="miqa-muted">${escapeHtml((p.folder && p.folder.path) || '')}</div></td>
       <td>${progressChart(counts)}<div class="miqa-muted">${(counts.good || 0) + (counts.bad || 0)} of ${counts.total || 0} decided</div></td>
       ${STATES.map((s) => `<td class="miqa-count miqa-count-${s.key}">${counts[s.key] || 0}</td>`).join('')}
       <td class="miqa-queues">${queue(1, counts.unreviewed)} ${queue(2, counts.questionable)}</td>
       <td class="miqa-project-actions">
-        <a href="${exportUrl('csv')}" title="Export decisions as CSV">CSV</a> ·
-        <a href="${exportUrl('json')}" title="Export decisions as JSON">JSON</a>
+        ${exportLink('csv')} · ${exportLink('json')}
         ${p.canAdmin ? ` · <a class="miqa-settings-link" href="#miqa/project/${p._id}/settings">Settings</a>` : ''}
         · <a href="#${p.rootType === 'collection' ? 'collection' : 'folder'}/${p.rootId || p.folderId}">${p.rootType === 'collection' ? 'Collection' : 'Folder'}</a>
       </td>
