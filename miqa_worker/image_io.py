@@ -32,8 +32,24 @@ HARD_MAX_VOXELS = 1024 ** 3
 #: Bytes of memory the pipeline needs per voxel, about: native buffer, float32 copy, rescaled
 #: copy and tiles (the tiles overlap a little).
 BYTES_PER_VOXEL_ESTIMATE = 16
-#: Largest total uncompressed size of a zipped DICOM series we extract (bytes).
-MAX_ZIP_BYTES = 4 * 1024 ** 3
+#: Default largest total uncompressed size of a zipped DICOM series we extract (bytes); the
+#: worker's ``MIQA_MAX_ARCHIVE_BYTES`` sets another.
+DEFAULT_MAX_ARCHIVE_BYTES = 2 * 1024 ** 3
+
+
+def max_archive_bytes() -> int:
+    """The most a zip archive may expand to on the worker's disk: ``MIQA_MAX_ARCHIVE_BYTES``
+    (a positive number of bytes), else 2 GiB."""
+    env = os.environ.get('MIQA_MAX_ARCHIVE_BYTES', '').strip()
+    if env:
+        try:
+            value = int(env)
+            if value > 0:
+                return value
+        except ValueError:
+            pass
+        logger.warning('ignoring MIQA_MAX_ARCHIVE_BYTES=%r (not a positive number)', env)
+    return DEFAULT_MAX_ARCHIVE_BYTES
 
 
 class ImageError(ValueError):
@@ -337,17 +353,26 @@ def _safe_extract(archive: zipfile.ZipFile, target: Path) -> list[Path]:
     members = [m for m in archive.infolist() if not m.is_dir()
                and not os.path.basename(m.filename).startswith('.')
                and '__MACOSX' not in m.filename]
+    limit = max_archive_bytes()
     total = sum(m.file_size for m in members)
-    if total > MAX_ZIP_BYTES:
-        raise ImageError(f'zip archive too large: {total / 2**30:.1f} GiB uncompressed')
+    if total > limit:  # from the central directory, before extracting anything
+        raise ImageError(f'zip archive too large: it expands to {total:,} bytes, over the limit '
+                         f'of {limit:,} (MIQA_MAX_ARCHIVE_BYTES); refused before extracting')
     paths = []
+    written = 0
     for number, member in enumerate(members):
         base = os.path.basename(member.filename)
         lower = base.lower()
         suffix = next((e for e in IMAGE_EXTENSIONS if lower.endswith(e) and e != '.zip'), '')
         out = target / f'{number:06d}{suffix}'
         with archive.open(member) as src, open(out, 'wb') as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
+            while chunk := src.read(1 << 20):
+                written += len(chunk)
+                if written > limit:  # headers that understate the sizes
+                    raise ImageError(f'zip archive too large: extraction passed the limit of '
+                                     f'{limit:,} bytes (MIQA_MAX_ARCHIVE_BYTES) although its '
+                                     'headers declare less; stopped')
+                dst.write(chunk)
         paths.append(out)
     return paths
 
