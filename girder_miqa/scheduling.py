@@ -6,7 +6,9 @@ succeeds and the scan's assessment says why it was not assessed.
 
 import logging
 
-from girder.constants import TokenScope
+from girder.api import access
+from girder.api.rest import getCurrentToken
+from girder.constants import AccessType
 from girder.models.file import File
 from girder.models.item import Item
 from girder.models.setting import Setting
@@ -90,17 +92,77 @@ def assessment_scope(itemId) -> str:
     return f'{ASSESSMENT_WRITE_SCOPE}.{itemId}'
 
 
+# The scoped token a job gets: read this one file, write this one scan's assessment. It lives
+# at most JOB_TOKEN_HOURS (a long queue's wait included) and is deleted when the job ends.
+FILE_READ_SCOPE = 'miqa.file.read'
+JOB_TOKEN_HOURS = 6
+FINAL_STATUSES = (JobStatus.SUCCESS, JobStatus.ERROR, JobStatus.CANCELED)
+
+
+def file_scope(fileId) -> str:
+    """The token scope that lets a job read this one file (GET /file/{id}[/download])."""
+    return f'{FILE_READ_SCOPE}.{fileId}'
+
+
+def _file_token_user(fileId) -> dict | None:
+    """The user of the request's token when it is a job token for this file, else None."""
+    token = getCurrentToken()
+    if not token or file_scope(fileId) not in (token.get('scope') or ()):
+        return None
+    return User().load(token['userId'], force=True) if token.get('userId') else None
+
+
+@access.public
+def on_file_get(event) -> None:
+    """``rest.get.file/:id.before``: a job token for this file may read its document."""
+    user = _file_token_user(event.info.get('id'))
+    if user is not None:
+        file = File().load(event.info['id'], user=user, level=AccessType.READ)
+        event.preventDefault().addResponse(File().filter(file, user))
+
+
+@access.public
+def on_file_download(event) -> None:
+    """``rest.get.file/:id/download.before``: a job token for this file may download it (and
+    no other file: it holds no data-read scope)."""
+    user = _file_token_user(event.info.get('id'))
+    if user is not None:
+        file = File().load(event.info['id'], user=user, level=AccessType.READ)
+        params = event.info.get('params') or {}
+        try:
+            offset = int(params.get('offset') or 0)
+            endByte = int(params['endByte']) if params.get('endByte') else None
+        except ValueError:
+            offset, endByte = 0, None
+        event.preventDefault().addResponse(File().download(file, offset, endByte=endByte))
+
+
+def on_job_update(event) -> None:
+    """``jobs.job.update.after``: delete an assessment job's token once the job has ended."""
+    job = event.info.get('job') or {}
+    if job.get('type') != JOB_TYPE or job.get('status') not in FINAL_STATUSES:
+        return
+    tokenId = job.get('miqaTokenId')
+    if tokenId:
+        try:  # token ids are random strings, not ObjectIds
+            Token().removeWithQuery({'_id': str(tokenId)})
+        except Exception:
+            logger.exception('Could not delete the token of MIQA job %s', job.get('_id'))
+
+
 def schedule_assessment(item: dict, file: dict, user: dict | None, project: dict) -> dict:
     """Queue the worker task for one scan as a Girder job, and return the job.
 
-    The job gets a token that can read data as ``user`` and write this item's assessment only.
+    The job gets a token that can read this one file and write this item's assessment, nothing
+    else, for at most JOB_TOKEN_HOURS; it is deleted when the job ends (on_job_update).
     """
     from miqa_worker import tasks  # the task module imports no torch at import time
 
     if user is None and item.get('creatorId'):
         user = User().load(item['creatorId'], force=True)
     token = Token().createToken(
-        user=user, days=1, scope=[TokenScope.DATA_READ, assessment_scope(item['_id'])])
+        user=user, days=JOB_TOKEN_HOURS / 24,
+        scope=[file_scope(file['_id']), assessment_scope(item['_id'])])
     directPath = None
     if Setting().get(PluginSettings.DIRECT_PATH):  # workers share the assetstore's disk
         try:
@@ -119,7 +181,8 @@ def schedule_assessment(item: dict, file: dict, user: dict | None, project: dict
         'girder_client_token': str(token['_id']),
         'girder_job_other_fields': {'meta': {
             'creator': 'miqa', 'itemId': str(item['_id']), 'fileId': str(file['_id']),
-            'model': project_model(project)}},
+            'model': project_model(project)},
+            'miqaTokenId': str(token['_id'])},
     })
     job = result.job
     review_state.set_assessment_status(item, AssessmentStatus.QUEUED, jobId=job['_id'])
@@ -167,6 +230,7 @@ def on_data_process(event) -> None:
         if project is None:
             return
         item = review_state.ensure_scan(item, project)
+        review_state.image_changed(item['_id'], file)  # a new image: the review starts over
         if not project['settings'].get('autoAssess', True):
             review_state.set_assessment_status(
                 item, AssessmentStatus.NOT_SCHEDULED,

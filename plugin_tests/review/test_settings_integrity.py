@@ -114,3 +114,44 @@ def test_demo_says_when_self_registration_is_open():
     assert 'OPEN' not in stack.registration_notice('closed')
     source = (stack.Path(stack.__file__).parent / 'README.md').read_text()
     assert 'core.registration_policy' in source
+
+
+def test_job_token_reads_only_its_file_and_dies_with_the_job(study, purged_broker):
+    import datetime
+
+    from girder.models.file import File
+    from girder.models.token import Token
+    from girder_jobs.models.job import Job
+
+    from girder_miqa.scheduling import JOB_TOKEN_HOURS
+
+    s = study
+    scan = make_scan(s.folder, 'a.nii.gz', s.admin, seed=1)
+    other = make_scan(s.folder, 'b.nii.gz', s.admin, seed=2)
+    resp = s.server.request(f'/item/{scan["_id"]}/miqa/assess', method='POST', user=s.owner)
+    assertStatusOk(resp)
+    job = Job().load(resp.json['jobId'], force=True)
+    token = Token().load(job['miqaTokenId'], force=True, objectId=False)
+    file = File().findOne({'itemId': scan['_id']})
+    otherFile = File().findOne({'itemId': other['_id']})
+    assert sorted(token['scope']) == sorted([f'miqa.file.read.{file["_id"]}',
+                                             f'miqa.assessment.write.{scan["_id"]}'])
+    expires = token['expires'].replace(tzinfo=datetime.timezone.utc)
+    assert expires - datetime.datetime.now(datetime.timezone.utc) <= datetime.timedelta(
+        hours=JOB_TOKEN_HOURS)
+    tok = str(token['_id'])
+    resp = s.server.request(f'/file/{file["_id"]}', token=tok)
+    assertStatusOk(resp)
+    assert resp.json['_id'] == str(file['_id'])
+    resp = s.server.request(f'/file/{file["_id"]}/download', token=tok, isJson=False)
+    assertStatusOk(resp)
+    assert len(b''.join(resp.body)) == file['size']
+    for path in (f'/file/{otherFile["_id"]}/download', f'/file/{otherFile["_id"]}',
+                 f'/item/{other["_id"]}', f'/item/{scan["_id"]}'):
+        assert s.server.request(path, token=tok, isJson=False).output_status[:3] in (b'401',
+                                                                                  b'403')
+    # the job's end deletes the token
+    Job().cancelJob(job)
+    assert Token().load(tok, force=True, objectId=False) is None
+    assert s.server.request(f'/file/{file["_id"]}/download', token=tok,
+                            isJson=False).output_status[:3] == b'401'
