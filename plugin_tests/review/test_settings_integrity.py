@@ -155,3 +155,38 @@ def test_job_token_reads_only_its_file_and_dies_with_the_job(study, purged_broke
     assert Token().load(tok, force=True, objectId=False) is None
     assert s.server.request(f'/file/{file["_id"]}/download', token=tok,
                             isJson=False).output_status[:3] == b'401'
+
+
+@pytest.mark.stack
+def test_real_worker_job_token_is_revoked_when_the_job_ends(
+        boundServer, admin, fsAssetstore, worker_process, purged_broker, wait, tmp_path):
+    """Through a real girder-worker: the job reads its private scan with the file-scoped token,
+    writes the assessment, and once the job is final its token no longer exists."""
+    import girder_client
+    from girder.models.folder import Folder
+    from girder.models.item import Item
+    from girder.models.setting import Setting
+    from girder.models.token import Token
+    from girder_jobs.constants import JobStatus
+    from girder_jobs.models.job import Job
+
+    from girder_miqa.models.project import Project
+
+    from ..stack.test_pipeline import write_nifti
+
+    Setting().set('worker.api_url', f'http://127.0.0.1:{boundServer.boundPort}/api/v1')
+    parent = Folder().findOne({'parentId': admin['_id'], 'name': 'Private'})
+    folder = Folder().createFolder(parent, 'Private study', creator=admin)
+    Project().createProject(folder, admin)
+    gc = girder_client.GirderClient(apiUrl=f'http://127.0.0.1:{boundServer.boundPort}/api/v1')
+    gc.authenticate('admin', 'password')
+    gc.uploadFileToFolder(str(folder['_id']), str(write_nifti(tmp_path / 'sub-01_T1w.nii.gz')))
+    item = next(gc.listItem(str(folder['_id'])))
+    jobId = Item().load(item['_id'], force=True)['miqa']['assessment']['jobId']
+    tokenId = Job().load(jobId, force=True)['miqaTokenId']
+    final = (JobStatus.SUCCESS, JobStatus.ERROR, JobStatus.CANCELED)
+    job = wait(lambda: (lambda j: j if j['status'] in final else None)(
+        Job().load(jobId, force=True, includeLog=True)), timeout=180)
+    assert job and job['status'] == JobStatus.SUCCESS, job and job.get('log')
+    assert Item().load(item['_id'], force=True)['miqa']['assessment']['status'] == 'done'
+    assert wait(lambda: Token().load(tokenId, force=True, objectId=False) is None, timeout=10)
