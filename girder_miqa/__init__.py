@@ -9,7 +9,7 @@ from girder.plugin import GirderPlugin, getPlugin, registerPluginStaticContent
 
 from . import scheduling
 from .constants import ASSESSMENT_WRITE_SCOPE, ITEM_FIELD
-from .models import moves, review_state, scans
+from .models import copies, moves, review_state, scans
 from .models.decision import Decision
 from .models.project import Project
 from .rest import item as item_rest
@@ -52,6 +52,11 @@ class MiqaPlugin(GirderPlugin):
         events.bind('model.item.save.after', 'miqa', moves.on_item_saved)
         events.bind('model.folder.save', 'miqa', moves.on_folder_save)
         events.bind('model.folder.save.after', 'miqa', moves.on_folder_saved)
+        # Copies are new scans of the project they land in (see models/copies.py), and a scan
+        # whose image file is removed starts over (see models/moves.py).
+        events.bind('model.item.copy.prepare', 'miqa', copies.on_copy_prepare)
+        events.bind('model.item.copy.after', 'miqa', copies.on_copy_after)
+        events.bind('model.file.remove', 'miqa', moves.on_file_remove)
 
         if (WEB_CLIENT_DIST / 'girder-plugin-miqa.umd.cjs').exists():
             registerPluginStaticContent(

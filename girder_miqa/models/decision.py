@@ -23,6 +23,10 @@ A decision document::
         'imported': datetime,                # imports only: when
         'importedAssessment': {'unverified': True, 'snapshot': {...}} | None,  # imports only:
                                              # the file's model snapshot, never the model's own
+        'fileId': ObjectId | None,           # the image file judged (the item's current one)
+        'file': {'_id', 'name', 'size', 'sha512', 'created'} | None,
+        'superseded': True,                  # only once the review started over (new file,
+        'supersededReason': str, 'supersededAt': datetime,  # removed file, moved): history
     }
 
 An import takes on a Girder account (its ``userId``, counted as its work) only when a site admin
@@ -251,7 +255,10 @@ class Decision(Model):
                 raise ConflictException(
                     'This scan was decided at tier 2; only a tier-2 reviewer may change it.')
             rev = state.get('rev', 0)
+            # the file the reviewer saw: the item's image file now (the one the scan is about)
+            judged = review_state.file_ref(review_state.current_image_file(item['_id']))
             doc = {
+                'fileId': judged['_id'] if judged else None, 'file': judged,
                 '_id': ObjectId(), 'itemId': item['_id'], 'projectId': project['_id'],
                 'folderId': current['folderId'], 'userId': user['_id'], 'login': user['login'],
                 'userName': user_display(user), **fields,
@@ -263,6 +270,7 @@ class Decision(Model):
                 '$set': {f'{ITEM_FIELD}.state': fields['decision'],
                          f'{ITEM_FIELD}.latestDecision': latest_copy(doc),
                          f'{ITEM_FIELD}.lock': None,
+                         f'{ITEM_FIELD}.file': judged,
                          f'{ITEM_FIELD}.updated': now},
                 '$inc': {f'{ITEM_FIELD}.rev': 1, f'{ITEM_FIELD}.decisionCount': 1},
             }
@@ -314,7 +322,7 @@ class Decision(Model):
         for _ in range(MAX_RETRIES):
             current = Item().collection.find_one({'_id': item['_id']}, {ITEM_FIELD: 1})
             state = current[ITEM_FIELD]
-            history = self.history(item)
+            history = [d for d in self.history(item) if not d.get('superseded')]
             # the rules of live decisions: tier 2 is final, a tier-1 decision after it (an
             # import's) stays in the trail but does not change the scan
             latest = next((d for d in reversed(history) if d['tier'] == 2), None) or (

@@ -4,8 +4,10 @@ Girder moves an item or folder by changing its parent and saving the whole docum
 ``model.{item,folder}.save`` handler compares the parent with the stored one (one query by
 ``_id``) and ``model.{item,folder}.save.after`` re-homes the scans that moved:
 
-* into another project: ``projectId`` changes, the state and decisions stay (the decisions keep
-  the old ``projectId`` in the audit trail), the lock is dropped, both projects' counts follow;
+* into another project: ``projectId`` changes, the lock is dropped, both projects' counts
+  follow; when the receiving project's ``restartOnMove`` setting is on (the default) a reviewed
+  scan starts over as unreviewed there (its decisions stay in the trail, superseded, with the
+  old ``projectId``); when it is off the state and decisions stay as they were;
 * out of every project: the state is kept aside in ``item['miqaDetached']`` and leaves every
   queue and count;
 * into a project from outside: registered like an existing image (unreviewed, or the kept state
@@ -15,14 +17,18 @@ The item save handler also refreshes ``item['miqa']`` in the document being save
 database, so a generic item save (rename, move) never writes back a stale review state.
 """
 
+import logging
 import threading
 
 from girder.models.folder import Folder
 from girder.models.item import Item
 
-from ..constants import ITEM_FIELD
+from ..constants import ITEM_FIELD, AssessmentStatus
+from . import review_state
 from .project import Project, attach_items, detach_items, folders_below
 from .review_state import DETACHED_FIELD
+
+logger = logging.getLogger(__name__)
 
 _moving: dict = {}  # {(model, _id): True} for documents whose parent changed, between the events
 _moving_lock = threading.Lock()
@@ -67,7 +73,7 @@ def on_item_saved(event) -> None:
     if project is None:
         detach_items({'_id': item['_id']})
     else:
-        attach_items(project, {'_id': item['_id']})
+        _attach(project, {'_id': item['_id']})
     stored = Item().collection.find_one({'_id': item['_id']}, {ITEM_FIELD: 1, DETACHED_FIELD: 1})
     for field in (ITEM_FIELD, DETACHED_FIELD):  # the caller (e.g. the REST move) returns this
         if stored and field in stored:
@@ -101,4 +107,67 @@ def on_folder_saved(event) -> None:
         if project is None:
             detach_items(query)
         else:
-            attach_items(project, query)
+            _attach(project, query)
+
+
+def _attach(project: dict, query: dict) -> None:
+    """``attach_items``, then (the project's ``restartOnMove`` setting, on by default) start over
+    the reviewed scans that came from another project: their decisions stay in the trail,
+    marked superseded ('moved'), with the project they were made in."""
+    pid = project['_id']
+    arrived = []
+    if project['settings'].get('restartOnMove', True):
+        arrived = [doc['_id'] for doc in Item().collection.find({**query, '$and': [
+            {'$or': [{f'{ITEM_FIELD}.projectId': {'$exists': True, '$ne': pid}},
+                     {f'{DETACHED_FIELD}.detachedFrom': {'$exists': True, '$ne': pid}}]},
+            {'$or': [{f'{ITEM_FIELD}.decisionCount': {'$gt': 0}},
+                     {f'{ITEM_FIELD}.state': {'$exists': True, '$ne': 'unreviewed'}},
+                     {f'{DETACHED_FIELD}.decisionCount': {'$gt': 0}},
+                     {f'{DETACHED_FIELD}.state': {'$exists': True, '$ne': 'unreviewed'}}]}]},
+            {'_id': 1})]
+    attach_items(project, query)
+    for itemId in arrived:
+        review_state.restart(itemId, 'moved', keep_file=True, keep_assessment=True)
+
+
+def on_file_remove(event) -> None:
+    """``model.file.remove``: removing the image file a scan's review is about starts the review
+    over, about the item's next image file (assessed when auto-assessment is on) or none."""
+    from ..constants import is_image_name
+
+    file = event.info
+    if not isinstance(file, dict) or not file.get('itemId') or not is_image_name(
+            file.get('name', '')):
+        return
+    try:
+        stored = Item().collection.find_one({'_id': file['itemId']}, {ITEM_FIELD: 1})
+        state = (stored or {}).get(ITEM_FIELD)
+        if not state:
+            return
+        recorded = state.get('file')
+        if recorded and recorded.get('_id') != file['_id']:
+            return  # an older image file, not the one reviewed
+        if not recorded:
+            current = review_state.current_image_file(file['itemId'])
+            if current is None or current['_id'] != file['_id']:
+                return
+        following = review_state.current_image_file(file['itemId'], exclude=file['_id'])
+        review_state.restart(file['itemId'], 'file_removed', file=following)
+        if following is None:
+            review_state.set_assessment_status(
+                {'_id': file['itemId']}, AssessmentStatus.NOT_SCHEDULED,
+                reason='the item has no image file')
+            return
+        project = Project().load(state['projectId'], force=True)
+        if project is not None and project['settings'].get('autoAssess', True):
+            from ..scheduling import schedule_assessment
+
+            try:  # the file being removed is still there: name the following one
+                schedule_assessment(Item().load(file['itemId'], force=True), following, None,
+                                    project)
+            except Exception as exc:
+                review_state.set_assessment_status(
+                    {'_id': file['itemId']}, AssessmentStatus.NOT_SCHEDULED,
+                    reason=f'could not schedule the assessment: {type(exc).__name__}: {exc}')
+    except Exception:
+        logger.exception('MIQA could not restart the review of item %s', file.get('itemId'))

@@ -38,7 +38,8 @@ from . import review_state
 
 ARTIFACT_KEY_RE = re.compile(r'^[a-z][a-z0-9_]{0,63}$')
 MAX_ARTIFACTS = 100
-SETTING_KEYS = ('tier1GroupId', 'tier2GroupId', 'artifacts', 'autoAssess', 'model')
+SETTING_KEYS = ('tier1GroupId', 'tier2GroupId', 'artifacts', 'autoAssess', 'model',
+                'restartOnMove')
 ROOT_TYPES = ('folder', 'collection')
 ROOT_MODELS = {'folder': Folder, 'collection': Collection}
 
@@ -51,6 +52,7 @@ def default_settings() -> dict:
         'artifacts': [{'key': key, 'label': label} for key, label in ARTIFACTS],
         'autoAssess': True,
         'model': DEFAULT_MODEL,
+        'restartOnMove': True,  # a reviewed scan moved in from another project starts over
     }
 
 
@@ -154,6 +156,10 @@ def validate_settings(settings: dict, base: dict | None = None, user: dict | Non
         if not isinstance(settings['autoAssess'], bool):
             raise ValidationException('autoAssess must be true or false.', 'autoAssess')
         out['autoAssess'] = settings['autoAssess']
+    if 'restartOnMove' in settings:
+        if not isinstance(settings['restartOnMove'], bool):
+            raise ValidationException('restartOnMove must be true or false.', 'restartOnMove')
+        out['restartOnMove'] = settings['restartOnMove']
     if 'model' in settings:
         out['model'] = _model_name(settings['model'])
     return out

@@ -18,12 +18,22 @@ Schema (only this plugin writes it)::
             'artifact': float | None,    # minus the highest artifact probability
             'created': datetime,         # the item's creation time, oldest first
         },
+        'file': {'_id', 'name', 'size', 'sha512', 'created'} | None,  # the image file this
+                                         # review is about (None: not known yet, e.g. moved in)
+        'restarts': int,                 # times the review started over (new file, moved)
         'assessment': {                  # the automatic assessment, see AssessmentStatus
             'status': str, 'reason': str | None, 'jobId': ObjectId | None, 'updated': datetime,
             ... the worker's result when status == 'done' (quality, artifacts, tileMap, metrics,
             model, volume, timings)
         },
     }
+
+When the image file changes (a new one uploaded into the item, its content replaced, or it
+is removed), or the scan moves into a project whose ``restartOnMove`` setting is on, the review
+starts over (``restart``): the earlier decisions stay in ``miqa_decision`` marked
+``superseded: True`` (with ``supersededReason`` 'file_changed', 'file_removed' or 'moved'), and
+the state, counts, latest decision and tier-1 decision are those of a new scan. Copies of a scan
+are new scans of the project they land in (see models/copies.py).
 
 A scan moved out of every project keeps this state under ``item['miqaDetached']`` (not exposed,
 outside every queue and count; its lock dropped, plus ``detached`` and ``detachedFrom``); moved
@@ -34,7 +44,13 @@ import datetime
 
 from girder.models.item import Item
 
-from ..constants import ITEM_FIELD, AssessmentStatus, ReviewState
+from ..constants import (
+    DECISION_COLLECTION,
+    ITEM_FIELD,
+    AssessmentStatus,
+    ReviewState,
+    is_image_name,
+)
 
 DETACHED_FIELD = 'miqaDetached'
 
@@ -82,6 +98,99 @@ def sort_fields(assessment: dict | None, created) -> dict:
     return {'rank': 1, 'quality': None, 'artifact': None, 'created': created}
 
 
+def file_ref(file: dict | None) -> dict | None:
+    """What a scan and a decision keep of the image file they are about."""
+    if not file:
+        return None
+    return {'_id': file['_id'], 'name': file.get('name'), 'size': file.get('size'),
+            'sha512': file.get('sha512'), 'created': file.get('created')}
+
+
+def current_image_file(itemId, exclude=None) -> dict | None:
+    """The item's image file (the newest one with an image name), or None; ``exclude``: a file
+    id to leave out (one being removed)."""
+    from girder.models.file import File
+
+    query = {'itemId': itemId}
+    if exclude is not None:
+        query['_id'] = {'$ne': exclude}
+    for file in File().find(query, sort=[('created', -1)]):
+        if is_image_name(file.get('name', '')):
+            return file
+    return None
+
+
+def same_file(a: dict | None, b: dict | None) -> bool:
+    """Whether two file references name the same content (id, size, checksum, time)."""
+    if not a or not b:
+        return not a and not b
+    return all(a.get(k) == b.get(k) for k in ('_id', 'size', 'sha512')) and (
+        _ms(a.get('created')) == _ms(b.get('created')))
+
+
+def _ms(value):
+    """A time to the millisecond (what MongoDB keeps), naive UTC, for comparisons."""
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+        return value.replace(microsecond=value.microsecond // 1000 * 1000)
+    return value
+
+
+def restart(itemId, reason: str, file: dict | None = None, keep_file: bool = False,
+            keep_assessment: bool = False) -> bool:
+    """Start a scan's review over: unreviewed, no decisions of its own, no lock; its earlier
+    decisions stay in the trail marked superseded (``reason``). ``file``: the image file the
+    review is now about (``keep_file``: keep the recorded one); the assessment is reset unless
+    ``keep_assessment`` (the same file, e.g. a move). Counts follow; False if not a scan."""
+    for _ in range(50):
+        doc = Item().collection.find_one({'_id': itemId}, {'created': 1, ITEM_FIELD: 1})
+        old = (doc or {}).get(ITEM_FIELD)
+        if not old:
+            return False
+        now = _now()
+        created = (old.get('sort') or {}).get('created') or doc.get('created') or now
+        fields = {
+            'state': ReviewState.UNREVIEWED, 'decisionCount': 0, 'latestDecision': None,
+            'tier1': None, 'lock': None, 'updated': now,
+        }
+        if not keep_file:
+            fields['file'] = file_ref(file)
+        if not keep_assessment:
+            fields['assessment'] = {'status': AssessmentStatus.NOT_SCHEDULED, 'reason': None,
+                                    'jobId': None, 'updated': now}
+            fields['sort'] = sort_fields(None, created)
+        update = {'$set': {f'{ITEM_FIELD}.{k}': v for k, v in fields.items()},
+                  '$inc': {f'{ITEM_FIELD}.rev': 1, f'{ITEM_FIELD}.restarts': 1}}
+        if Item().collection.update_one(
+                {'_id': itemId, f'{ITEM_FIELD}.rev': old.get('rev', 0)}, update).modified_count:
+            Item().collection.database[DECISION_COLLECTION].update_many(
+                {'itemId': itemId, 'superseded': {'$ne': True}, 'created': {'$lte': now}},
+                {'$set': {'superseded': True, 'supersededReason': reason,
+                          'supersededAt': now}})
+            count_transition(old['projectId'], old.get('state'), ReviewState.UNREVIEWED)
+            return True
+    return False
+
+
+def image_changed(itemId, file: dict) -> bool:
+    """``file`` (an image) was just uploaded into a scan, or its content replaced: start the
+    review over unless it is the file the review is already about; True if it restarted."""
+    doc = Item().collection.find_one({'_id': itemId}, {ITEM_FIELD: 1})
+    old = (doc or {}).get(ITEM_FIELD)
+    if not old:
+        return False
+    ref = file_ref(file)
+    if same_file(old.get('file'), ref):
+        return False
+    if not old.get('file') and not old.get('decisionCount') and (
+            old.get('state') == ReviewState.UNREVIEWED):
+        Item().collection.update_one(  # a new scan: this is its file
+            {'_id': itemId, f'{ITEM_FIELD}.file': None}, {'$set': {f'{ITEM_FIELD}.file': ref}})
+        return False
+    return restart(itemId, 'file_changed', file=file)
+
+
 def initial_state(item: dict, project: dict) -> dict:
     """The review state of a scan nobody has looked at yet."""
     now = _now()
@@ -96,6 +205,8 @@ def initial_state(item: dict, project: dict) -> dict:
         'latestDecision': None,
         'tier1': None,
         'lock': None,
+        'file': None,
+        'restarts': 0,
         'sort': sort_fields(None, created),
         'assessment': {'status': AssessmentStatus.NOT_SCHEDULED, 'reason': None, 'jobId': None,
                        'updated': now},

@@ -196,6 +196,15 @@ def test_nested_projects_nearest_root_wins(cohort):
     assert [i['path'] for i in q['items']] == ['site-b/b.nii.gz']
 
 
+def keep_state_on_move(s, *projectIds):
+    """Turn ``restartOnMove`` off (it is on by default: a reviewed scan moved in from another
+    project starts over, see test_copies_and_files.py); these tests check the state carried."""
+    for projectId in projectIds:
+        assertStatusOk(s.server.request(
+            f'/miqa/project/{projectId}/settings', method='PUT', user=s.admin,
+            body=json.dumps({'restartOnMove': False}), type='application/json'))
+
+
 def move(server, user, item, folder):
     """Move an item through Girder's own REST endpoint; the item JSON it returns."""
     resp = server.request(f'/item/{item["_id"]}', method='PUT', user=user,
@@ -209,6 +218,7 @@ def test_item_moves_between_into_and_out_of_projects(cohort):
     from girder.models.item import Item
 
     c, s = cohort, cohort.s
+    keep_state_on_move(s, c.id, s.id)
     outside = Folder().createFolder(s.admin, 'outside', parentType='user', creator=s.admin)
     scan = make_scan(s.subfolder('sub-01'), 'moving.nii.gz', s.admin)
     assertStatusOk(decide(s.server, scan, s.tier1, 'questionable', comment='ring'))
@@ -288,6 +298,7 @@ def test_folder_moves_carry_their_scans(cohort):
     from girder.models.folder import Folder
 
     c, s = cohort, cohort.s
+    keep_state_on_move(s, c.id, s.id)
     session = s.subfolder('ses-move', s.subfolder('sub-09'))
     x = make_scan(session, 'x.nii.gz', s.admin, seed=1)
     y = make_scan(session, 'y.nii.gz', s.admin, seed=2)
