@@ -4,7 +4,9 @@ Scheduling runs inside the upload request, so it never raises: when it fails the
 succeeds and the scan's assessment says why it was not assessed.
 """
 
+import datetime
 import logging
+import time
 
 from girder.api import access
 from girder.api.rest import getCurrentToken
@@ -18,6 +20,7 @@ from girder_jobs.constants import JobStatus
 from girder_jobs.models.job import Job
 from girder_plugin_worker.constants import PluginSettings
 from girder_plugin_worker.status import CustomJobStatus
+from pymongo.errors import DuplicateKeyError
 
 from .constants import (
     ASSESSMENT_WRITE_SCOPE,
@@ -69,9 +72,31 @@ def image_file(item: dict) -> dict | None:
     return None
 
 
+CLAIM_COLLECTION = 'miqa_schedule_claim'
+CLAIM_SECONDS = 60  # a claim left by a crashed request expires after this
+
+
+def _claims():
+    return Job().database[CLAIM_COLLECTION]
+
+
 def ensure_indices() -> None:
-    """The index that finds a scan's pending assessment job."""
+    """The index that finds a scan's pending assessment job, and the claims' expiry."""
     Job().collection.create_index([('meta.itemId', 1), ('status', 1)])
+    _claims().create_index('at', expireAfterSeconds=CLAIM_SECONDS)
+
+
+def _claim(key: str) -> bool:
+    """Atomically take the right to schedule ``key`` (scan and model): False while another
+    request holds it (so two simultaneous requests cannot both schedule)."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    try:
+        _claims().insert_one({'_id': key, 'at': now})
+        return True
+    except DuplicateKeyError:  # held, unless its holder died (TTL removal runs once a minute)
+        stale = now - datetime.timedelta(seconds=CLAIM_SECONDS)
+        return _claims().update_one({'_id': key, 'at': {'$lt': stale}},
+                                    {'$set': {'at': now}}).modified_count == 1
 
 
 def project_model(project: dict) -> str:
@@ -205,11 +230,23 @@ def request_assessment(item: dict, user: dict | None, project: dict | None = Non
         review_state.set_assessment_status(
             item, AssessmentStatus.NOT_SCHEDULED, reason='the item has no image file')
         return None
-    pending = pending_job(item, project_model(project))
-    if pending is not None:
-        pending['alreadyQueued'] = True
-        return pending
+    model = project_model(project)
+    key = f'{item["_id"]}:{model}'
+    deadline = time.monotonic() + 5
+    while True:
+        pending = pending_job(item, model)
+        if pending is not None:
+            pending['alreadyQueued'] = True
+            return pending
+        if _claim(key):
+            break
+        if time.monotonic() > deadline:  # another request is still scheduling this scan
+            return None
+        time.sleep(0.05)
     try:
+        if (pending := pending_job(item, model)) is not None:  # scheduled while we waited
+            pending['alreadyQueued'] = True
+            return pending
         return schedule_assessment(item, file, user, project)
     except Exception as exc:  # the broker is down, the worker plugin is missing ...
         logger.exception('Could not schedule the assessment of item %s', item['_id'])
@@ -217,6 +254,8 @@ def request_assessment(item: dict, user: dict | None, project: dict | None = Non
             item, AssessmentStatus.NOT_SCHEDULED,
             reason=f'could not schedule the assessment: {type(exc).__name__}: {exc}')
         return None
+    finally:
+        _claims().delete_one({'_id': key})
 
 
 def on_data_process(event) -> None:

@@ -190,3 +190,29 @@ def test_real_worker_job_token_is_revoked_when_the_job_ends(
     assert job and job['status'] == JobStatus.SUCCESS, job and job.get('log')
     assert Item().load(item['_id'], force=True)['miqa']['assessment']['status'] == 'done'
     assert wait(lambda: Token().load(tokenId, force=True, objectId=False) is None, timeout=10)
+
+
+def test_simultaneous_reassessments_queue_one_job(bound_study, purged_broker):
+    import threading
+
+    import requests
+
+    s = bound_study
+    scan = make_scan(s.folder, 'a.nii.gz', s.admin, seed=1)
+    from girder.models.token import Token
+
+    token = str(Token().createToken(s.owner)['_id'])
+    answers = []
+
+    def post():
+        answers.append(requests.post(f'{s.url}/item/{scan["_id"]}/miqa/assess',
+                                     headers={'Girder-Token': token}, timeout=30).json())
+
+    threads = [threading.Thread(target=post) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(a['scheduled'] for a in answers) == 1, answers
+    assert _pending_jobs(scan) == 1
+    assert len({a['jobId'] for a in answers}) == 1
