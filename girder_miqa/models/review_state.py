@@ -169,8 +169,30 @@ def restart(itemId, reason: str, file: dict | None = None, keep_file: bool = Fal
                 {'$set': {'superseded': True, 'supersededReason': reason,
                           'supersededAt': now}})
             count_transition(old['projectId'], old.get('state'), ReviewState.UNREVIEWED)
+            if not keep_assessment:
+                cancel_pending_jobs(itemId)
             return True
     return False
+
+
+def cancel_pending_jobs(itemId) -> None:
+    """Cancel the scan's queued or running assessment jobs (they assess a file it no longer
+    is about), so the new file's assessment is not taken for one already pending. Never
+    raises."""
+    import logging
+
+    try:
+        from girder_jobs.models.job import Job
+
+        from ..constants import JOB_TYPE
+        from ..scheduling import PENDING_STATUSES
+
+        for job in Job().find({'type': JOB_TYPE, 'meta.itemId': str(itemId),
+                               'status': {'$in': list(PENDING_STATUSES)}}):
+            Job().cancelJob(job)
+    except Exception:
+        logging.getLogger(__name__).exception(
+            'Could not cancel the pending assessment jobs of item %s', itemId)
 
 
 def image_changed(itemId, file: dict) -> bool:

@@ -277,14 +277,24 @@ def test_replaced_content_and_removed_file_restart_the_review(study):
 
 
 def test_file_change_is_assessed_when_auto_assess_is_on(study, purged_broker):
+    from girder_jobs.models.job import Job
+
+    from girder_miqa.scheduling import PENDING_STATUSES
+
     s = study
-    scan = reviewed(s, s.folder)
     assertStatusOk(s.server.request(f'/miqa/project/{s.id}/settings', method='PUT',
                                     user=s.admin, body=json.dumps({'autoAssess': True}),
                                     type='application/json'))
+    scan = reviewed(s, s.folder)
+    oldJob = state(scan)['assessment']['jobId']
+    assert oldJob is not None  # queued for the first file, never run (no worker here)
     new = upload_into(s, scan, s.admin, seed=13)
     st = assert_restarted(s, scan, new, superseded=2)
     assert st['assessment']['status'] == 'queued'
+    assert st['assessment']['jobId'] not in (None, oldJob)  # not the old file's pending job
+    assert Job().load(oldJob, force=True)['status'] not in PENDING_STATUSES
+    job = Job().load(st['assessment']['jobId'], force=True)
+    assert job['meta']['fileId'] == str(new['_id'])
 
 
 # ---- 3: moves between projects restart the review ------------------------------------------
