@@ -257,6 +257,12 @@ class Decision(Model):
             rev = state.get('rev', 0)
             # the file the reviewer saw: the item's image file now (the one the scan is about)
             judged = review_state.file_ref(review_state.current_image_file(item['_id']))
+            if state.get('file') and not review_state.same_file(state['file'], judged):
+                # the image changed by a path without upload events (e.g. an assetstore import)
+                review_state.restart(item['_id'], 'file_changed', file=judged)
+                raise ConflictException(
+                    'The scan\'s image file changed since its review began; it starts over as '
+                    'unreviewed. Review the current file.')
             doc = {
                 'fileId': judged['_id'] if judged else None, 'file': judged,
                 '_id': ObjectId(), 'itemId': item['_id'], 'projectId': project['_id'],

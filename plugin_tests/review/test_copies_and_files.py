@@ -276,6 +276,25 @@ def test_replaced_content_and_removed_file_restart_the_review(study):
     assert exact_counts(s.id) == {'unreviewed': 1, 'questionable': 0, 'good': 0, 'bad': 0}
 
 
+def test_decision_on_a_silently_changed_file_is_refused(study):
+    """A file added without upload events (an assetstore import does that): the next decision
+    is refused (409) and the scan starts over, about the file the reviewer can see now."""
+    from girder.models.assetstore import Assetstore
+    from girder.models.file import File
+
+    s = study
+    scan = reviewed(s, s.folder)
+    silent = File().createFile(creator=s.admin, item=scan, name='other.nii.gz', size=10,
+                               assetstore=Assetstore().getCurrent())
+    assert state(scan)['state'] == 'bad'  # no event saw it
+    assertStatus(decide(s.server, scan, s.tier2, 'good'), 409)
+    assert_restarted(s, scan, silent, superseded=2)
+    assert exact_counts(s.id) == {'unreviewed': 1, 'questionable': 0, 'good': 0, 'bad': 0}
+    resp = decide(s.server, scan, s.tier2, 'good')
+    assertStatusOk(resp)
+    assert resp.json['decision']['fileId'] == str(silent['_id'])
+
+
 def test_file_change_is_assessed_when_auto_assess_is_on(study, purged_broker):
     from girder_jobs.models.job import Job
 
@@ -320,6 +339,15 @@ def test_move_to_another_project_restarts_the_review(copies):
                             body=json.dumps({'restartOnMove': False}), type='application/json')
     assertStatusOk(resp)
     assert resp.json['restartOnMove'] is False
+    # a scan detached from one project restarts when it enters another (on by default there)
+    gone = reviewed(s, s.folder, 'gone.nii.gz')
+    assertStatusOk(s.server.request(f'/item/{gone["_id"]}', method='PUT', user=s.admin,
+                                    params={'folderId': str(c.home['_id'])}))
+    assertStatusOk(s.server.request(f'/item/{gone["_id"]}', method='PUT', user=s.admin,
+                                    params={'folderId': str(c.otherFolder['_id'])}))
+    assert (state(gone)['state'], state(gone)['decisionCount']) == ('unreviewed', 0)
+    assert counts_match_export(s, c.other['_id'])['unreviewed'] == 2
+
     kept = reviewed(s, c.otherFolder, 'kept.nii.gz')
     assertStatusOk(s.server.request(f'/item/{kept["_id"]}', method='PUT', user=s.admin,
                                     params={'folderId': str(s.folder['_id'])}))
