@@ -211,6 +211,24 @@ def lock_holder(state: dict, now) -> dict | None:
     return None
 
 
+def derive_state(trail: list[dict]) -> dict:
+    """A scan's state fields (``$set`` paths) from its whole trail, oldest first, superseded
+    decisions left out, by the rules of live decisions: tier 2 is final (a tier-1 decision dated
+    after it, an import's, stays in the trail but does not change the scan), so the newest
+    tier-2 decision if there is one, else the newest decision."""
+    history = [d for d in trail if not d.get('superseded')]
+    latest = next((d for d in reversed(history) if d['tier'] == 2), None) or (
+        history[-1] if history else None)
+    tier1 = next((d for d in reversed(history) if d['tier'] == 1), None)
+    return {
+        f'{ITEM_FIELD}.state': latest['decision'] if latest else ReviewState.UNREVIEWED,
+        f'{ITEM_FIELD}.latestDecision': latest_copy(latest) if latest else None,
+        f'{ITEM_FIELD}.decisionCount': len(history),
+        f'{ITEM_FIELD}.tier1': {'decision': tier1['decision'], 'userId': tier1['userId'],
+                                'created': tier1['created']} if tier1 else None,
+    }
+
+
 class Decision(Model):
     """The append-only audit trail of review decisions."""
 
@@ -328,21 +346,10 @@ class Decision(Model):
         for _ in range(MAX_RETRIES):
             current = Item().collection.find_one({'_id': item['_id']}, {ITEM_FIELD: 1})
             state = current[ITEM_FIELD]
-            history = [d for d in self.history(item) if not d.get('superseded')]
-            # the rules of live decisions: tier 2 is final, a tier-1 decision after it (an
-            # import's) stays in the trail but does not change the scan
-            latest = next((d for d in reversed(history) if d['tier'] == 2), None) or (
-                history[-1] if history else None)
-            tier1 = next((d for d in reversed(history) if d['tier'] == 1), None)
-            newState = latest['decision'] if latest else ReviewState.UNREVIEWED
-            update = {'$set': {
-                f'{ITEM_FIELD}.state': newState,
-                f'{ITEM_FIELD}.latestDecision': latest_copy(latest) if latest else None,
-                f'{ITEM_FIELD}.decisionCount': len(history),
-                f'{ITEM_FIELD}.tier1': {'decision': tier1['decision'], 'userId': tier1['userId'],
-                                        'created': tier1['created']} if tier1 else None,
-                f'{ITEM_FIELD}.updated': _now(),
-            }, '$inc': {f'{ITEM_FIELD}.rev': 1}}
+            derived = derive_state(self.history(item))
+            newState = derived[f'{ITEM_FIELD}.state']
+            update = {'$set': {**derived, f'{ITEM_FIELD}.updated': _now()},
+                      '$inc': {f'{ITEM_FIELD}.rev': 1}}
             if Item().collection.update_one(
                     {'_id': item['_id'], f'{ITEM_FIELD}.rev': state.get('rev', 0)},
                     update).modified_count:

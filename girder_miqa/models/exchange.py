@@ -28,7 +28,7 @@ from miqa_worker.constants import ARTIFACT_KEYS
 
 from ..constants import ITEM_FIELD, ReviewState, is_image_name
 from . import review_state
-from .decision import Decision, validate_fields
+from .decision import Decision, derive_state, validate_fields
 from .project import Project, finite, load_root, root_of
 from .scans import relative_paths, unreadable_folders, visible_filter
 
@@ -442,6 +442,9 @@ class Importer:
         self._adapter = None
         self._users: dict = {}
         self._inProject: dict = {}
+        self._items: dict = {}  # itemId -> item (or None), loaded in bulk before the checks
+        self._trails: dict = {}  # itemId -> its decisions, oldest first, loaded in bulk
+        self._deltas: dict = {}  # state -> change in the project's counts
         self._unreadable = unreadable_folders(project, user)
         self.now = datetime.datetime.now(datetime.timezone.utc)
         self.now = self.now.replace(microsecond=self.now.microsecond // 1000 * 1000)
@@ -500,9 +503,10 @@ class Importer:
         hasPath = isinstance(path, str) and bool(path.strip())
         if itemId not in (None, ''):
             try:
-                item = Item().load(ObjectId(str(itemId).strip()), force=True)
+                oid = ObjectId(str(itemId).strip())
             except (InvalidId, TypeError):
                 raise RowError(f'itemId {_short(itemId)} is not an ObjectId.') from None
+            item = self._items[oid] if oid in self._items else Item().load(oid, force=True)
             if item is not None and item['folderId'] in self._unreadable:
                 item = None
             if item is None and not hasPath:
@@ -569,14 +573,14 @@ class Importer:
                 self.error(line, str(exc))
             return
         self.report['scans'] += 1
-        trail = list(Decision().collection.find(
-            {'itemId': item['_id']},
-            {'created': 1, 'login': 1, 'reviewerClaimed': 1, 'tier': 1, 'decision': 1,
-             'importKey': 1}))
+        trail = self._trails.get(item['_id'])
+        if trail is None:
+            trail = Decision().history(item)
         seen = {(d['created'].replace(tzinfo=None), name, d['tier'], d['decision'])
                 for d in trail for name in {d.get('login'), d.get('reviewerClaimed')} if name}
         keys = {d['importKey'] for d in trail if d.get('importKey')}
-        existingTier2 = [d['created'].replace(tzinfo=None) for d in trail if d['tier'] == 2]
+        existingTier2 = [d['created'].replace(tzinfo=None) for d in trail
+                         if d['tier'] == 2 and not d.get('superseded')]
         candidates = []  # (line, [docs], skipped)
         for line, prepared in rows:
             docs, skipped = [], 0
@@ -614,7 +618,7 @@ class Importer:
         try:
             if docs:
                 Decision().collection.insert_many(docs, ordered=True)
-            Decision().rebuild_state(item)
+            self.rebuild(item, trail, docs)
         except Exception as exc:  # the scan's rows are all or nothing: take them out again
             Decision().collection.delete_many({'_id': {'$in': [d['_id'] for d in docs]}})
             Decision().rebuild_state(item)
@@ -628,8 +632,40 @@ class Importer:
             self.report['decisionsAdded'] += len(ds)
             self.report['decisionsSkipped'] += skipped
 
+    def rebuild(self, item: dict, trail: list, docs: list) -> None:
+        """Set the scan's state from its trail (as read) and the new decisions; if the scan
+        changed since it was read, from the trail as it is now (``Decision.rebuild_state``)."""
+        state = item[ITEM_FIELD]
+        history = sorted(trail + docs, key=lambda d: (d['created'].replace(tzinfo=None),
+                                                      d['_id']))
+        derived = derive_state(history)
+        if Item().collection.update_one(
+                {'_id': item['_id'], f'{ITEM_FIELD}.rev': state.get('rev', 0),
+                 f'{ITEM_FIELD}.projectId': self.project['_id']},
+                {'$set': {**derived, f'{ITEM_FIELD}.updated': self.now},
+                 '$inc': {f'{ITEM_FIELD}.rev': 1}}).modified_count:
+            old, new = state['state'], derived[f'{ITEM_FIELD}.state']
+            if old != new:
+                self._deltas[old] = self._deltas.get(old, 0) - 1
+                self._deltas[new] = self._deltas.get(new, 0) + 1
+        else:
+            Decision().rebuild_state(item)
+
     def run(self, rows) -> dict:
         """Import (line, entry, decisions) rows: check them all, then write scan by scan."""
+        rows = list(rows)
+        ids = set()
+        for _line, entry, _decisions in rows:
+            try:
+                ids.add(ObjectId(str(entry.get('itemId')).strip()))
+            except (InvalidId, TypeError):
+                pass
+        ids = sorted(ids)
+        for start in range(0, len(ids), 1000):  # one query per thousand scans, not per row
+            chunk = ids[start:start + 1000]
+            self._items.update(dict.fromkeys(chunk))
+            self._items.update({doc['_id']: doc for doc in Item().collection.find(
+                {'_id': {'$in': chunk}})})
         scans: dict = {}
         for line, entry, decisions in rows:
             self.report['rows'] += 1
@@ -646,8 +682,19 @@ class Importer:
                 self.error(line, f'the row cannot be read ({type(exc).__name__}).')
                 continue
             scans.setdefault(key, (item, plan, []))[2].append((line, prepared))
-        for item, plan, scanRows in scans.values():
-            self.scan(item, plan, scanRows)
+        known = sorted(k for k in scans if isinstance(k, ObjectId))
+        for start in range(0, len(known), 1000):  # the scans' trails, a thousand at a time
+            chunk = known[start:start + 1000]
+            for itemId in chunk:
+                self._trails[itemId] = []
+            for doc in Decision().collection.find({'itemId': {'$in': chunk}},
+                                                  sort=[('created', 1), ('_id', 1)]):
+                self._trails[doc['itemId']].append(doc)
+        try:
+            for item, plan, scanRows in scans.values():
+                self.scan(item, plan, scanRows)
+        finally:
+            review_state.apply_deltas({self.project['_id']: self._deltas})
         self.report['errors'].sort(key=lambda e: e['line'])
         return self.report
 
