@@ -8,8 +8,9 @@ Schema (only this plugin writes it)::
         'created': datetime,             # when the item became a scan
         'updated': datetime,             # last change of state, decision or lock
         'rev': int,                      # bumped by every state change (conditional updates)
-        'decisionCount': int,            # decisions recorded in miqa_decision for this scan
-        'latestDecision': {...} | None,  # a copy of the newest decision (see models/decision.py)
+        'decisionCount': int,            # decisions in miqa_decision since the review last
+                                         # (re)started (the superseded ones not counted)
+        'latestDecision': {...} | None,  # a copy of the newest such decision (models/decision.py)
         'tier1': {'decision', 'userId', 'created'} | None,  # the newest tier-1 decision
         'lock': {'userId', 'login', 'name', 'acquired', 'expires'} | None,
         'sort': {                        # precomputed queue order (compound index)
