@@ -63,7 +63,9 @@ EXPORT_NOTES = (
     'model_version, model_quality, model_max_artifact_probability. JSON: {"project": {...}, '
     '"scans": [{itemId, path, subject_id, name, state, quality, artifacts, latestDecision, '
     'decisions: [every decision], assessment: {status, model, quality, artifacts}}]}. Only '
-    'scans the user can read.')
+    'scans the user can read. CSV rows end in CRLF and cells holding CR, LF, quotes or commas '
+    'are quoted; a cell starting with = + - @ tab or CR (negative numbers too) gets a leading '
+    'single quote against spreadsheet formula injection, which the import takes off again.')
 
 IMPORT_NOTES = (
     'The body is the CSV or JSON file. Each row (CSV) or entry (JSON "scans" list) names a scan '
@@ -77,11 +79,23 @@ IMPORT_NOTES = (
     'location_world ("i j k", "x y z") and one column per artifact key (true/false/blank, or '
     'present/absent). Several rows for one scan bring several decisions. JSON entries carry '
     '"decisions": [{decision, tier, reviewer or login, created or decided, artifacts, comment, '
-    'location, seconds, confidence, quality}]. A scan\'s state becomes its newest decision. Bad '
-    'rows are reported with their line (CSV) or entry (JSON) number and reason and do not stop '
-    'the others; importing the same file again adds nothing. In a collection project, paths '
-    'start with a top-level folder and server files need "folder". Returns {"rows", "scans", '
-    '"filesImported", "decisionsAdded", "decisionsSkipped", "errors": [{line, reason}]}.')
+    'location, seconds, confidence, quality}]. Every imported decision records who imported it '
+    'and when (importedBy, imported) and the reviewer the file names (reviewerClaimed); it is '
+    'attributed to that Girder account (its userId, counted as its work) only when a site admin '
+    'imports, otherwise it carries no account and its login is the name marked "(unverified)". '
+    'A model snapshot in a decision is kept as importedAssessment (unverified), never as the '
+    'model\'s. Times later than now (beyond 5 minutes) are errors. A scan\'s state follows '
+    'its whole trail as live decisions do: its newest tier-2 decision if any, else its newest; '
+    'a tier-1 decision dated after a tier-2 one is refused. Scans the importer cannot read are '
+    'reported as missing. CSV cells starting with a single quote before = + - @ tab or CR (as '
+    'the export writes formula-like cells) lose that quote. Every row is checked before '
+    'anything is written, and each scan\'s rows are written together. Bad rows are reported '
+    'with their line (CSV) or entry (JSON) number and reason and do not stop the others; '
+    'importing the same file again adds nothing. The body may hold at most 20 MB (413 above); a '
+    'file that cannot be parsed at all (e.g. JSON nested too deeply) is a 400. In a collection '
+    'project, paths start with a top-level folder and server files need "folder". Returns '
+    '{"rows", "scans", "filesImported", "decisionsAdded", "decisionsSkipped", "errors": '
+    '[{line, reason}]}.')
 
 
 def _formula_like(text: str) -> bool:
@@ -639,6 +653,11 @@ class Importer:
         history = sorted(trail + docs, key=lambda d: (d['created'].replace(tzinfo=None),
                                                       d['_id']))
         derived = derive_state(history)
+        latest = state.get('latestDecision') or {}
+        if not docs and (state.get('state'), state.get('decisionCount'), latest.get('_id')) == (
+                derived[f'{ITEM_FIELD}.state'], derived[f'{ITEM_FIELD}.decisionCount'],
+                (derived[f'{ITEM_FIELD}.latestDecision'] or {}).get('_id')):
+            return  # nothing new, and the scan already agrees with its trail
         if Item().collection.update_one(
                 {'_id': item['_id'], f'{ITEM_FIELD}.rev': state.get('rev', 0),
                  f'{ITEM_FIELD}.projectId': self.project['_id']},
