@@ -19,6 +19,24 @@ from .scheduling import on_data_process
 WEB_CLIENT_DIST = Path(__file__).parent / 'web_client' / 'dist'
 
 
+def bind_model_handlers() -> None:
+    """Bind the handlers that keep review state right when Girder's models change items,
+    folders and files. The server binds them in ``load``; the girder-worker plugin binds them
+    too, because Girder runs folder copies and deletions as tasks in the worker's ``local``
+    queue, in that process. Binding again changes nothing (Girder keeps the first of a name)."""
+    events.bind('model.item.remove', 'miqa', review_state.on_item_remove)
+    # Items and folders moved into, out of or between projects (see models/moves.py).
+    events.bind('model.item.save', 'miqa', moves.on_item_save)
+    events.bind('model.item.save.after', 'miqa', moves.on_item_saved)
+    events.bind('model.folder.save', 'miqa', moves.on_folder_save)
+    events.bind('model.folder.save.after', 'miqa', moves.on_folder_saved)
+    # Copies are new scans of the project they land in (see models/copies.py), and a scan
+    # whose image file is removed starts over (see models/moves.py).
+    events.bind('model.item.copy.prepare', 'miqa', copies.on_copy_prepare)
+    events.bind('model.item.copy.after', 'miqa', copies.on_copy_after)
+    events.bind('model.file.remove', 'miqa', moves.on_file_remove)
+
+
 class MiqaPlugin(GirderPlugin):
     DISPLAY_NAME = 'MIQA'
 
@@ -46,17 +64,7 @@ class MiqaPlugin(GirderPlugin):
         events.bind('rest.get.file/:id.before', 'miqa', scheduling.on_file_get)
         events.bind('rest.get.file/:id/download.before', 'miqa', scheduling.on_file_download)
         events.bind('jobs.job.update.after', 'miqa', scheduling.on_job_update)
-        events.bind('model.item.remove', 'miqa', review_state.on_item_remove)
-        # Items and folders moved into, out of or between projects (see models/moves.py).
-        events.bind('model.item.save', 'miqa', moves.on_item_save)
-        events.bind('model.item.save.after', 'miqa', moves.on_item_saved)
-        events.bind('model.folder.save', 'miqa', moves.on_folder_save)
-        events.bind('model.folder.save.after', 'miqa', moves.on_folder_saved)
-        # Copies are new scans of the project they land in (see models/copies.py), and a scan
-        # whose image file is removed starts over (see models/moves.py).
-        events.bind('model.item.copy.prepare', 'miqa', copies.on_copy_prepare)
-        events.bind('model.item.copy.after', 'miqa', copies.on_copy_after)
-        events.bind('model.file.remove', 'miqa', moves.on_file_remove)
+        bind_model_handlers()
 
         if (WEB_CLIENT_DIST / 'girder-plugin-miqa.umd.cjs').exists():
             registerPluginStaticContent(

@@ -353,3 +353,33 @@ def test_move_to_another_project_restarts_the_review(copies):
                                     params={'folderId': str(s.folder['_id'])}))
     assert (state(kept)['state'], state(kept)['decisionCount']) == ('bad', 2)
     assert counts_match_export(s, s.id)['bad'] == 1
+
+
+def test_worker_process_binds_the_copy_handlers(copies):
+    """Girder runs POST /folder/{id}/copy in the worker's local queue, a process where the
+    Girder plugin is never loaded: the worker plugin binds the model handlers there."""
+    from girder import events
+    from girder.models.folder import Folder
+    from girder.models.item import Item
+
+    from miqa_worker import MiqaWorkerPlugin
+
+    c, s = copies, copies.s
+    names = ('model.item.copy.prepare', 'model.item.copy.after', 'model.item.remove',
+             'model.item.save', 'model.item.save.after', 'model.folder.save',
+             'model.folder.save.after', 'model.file.remove')
+    for name in names:  # a worker process: no Girder plugin loaded, nothing bound
+        events.unbind(name, 'miqa')
+    try:
+        MiqaWorkerPlugin(app=None)
+        copied = Folder().copyFolder(c.session, parent=s.folder, name='copied-in-worker',
+                                     parentType='folder', creator=c.writer)
+        items = list(Item().find({'folderId': copied['_id']}))
+        assert items
+        for item in items:
+            assert_fresh_scan(s, item, s.folder['_id'])
+        counts_match_export(s, s.id)
+    finally:
+        from girder_miqa import bind_model_handlers
+
+        bind_model_handlers()
