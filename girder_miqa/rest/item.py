@@ -204,6 +204,13 @@ def putAssessment(self, item, assessment):
         raise AccessException('Only the job that assesses this scan, or an admin, may write it.')
     if not item.get(ITEM_FIELD):
         raise RestException('This item is not a scan of a MIQA project.')
+    current = (item[ITEM_FIELD].get('file') or {}).get('_id')
+    if not (user and user.get('admin')) and current is not None and scheduling.file_scope(
+            current) not in (token.get('scope') or ()):
+        # a job about an earlier image file (replaced while it ran): its result is not this
+        # file's assessment
+        raise RestException('This job assessed an image file the scan no longer has; its '
+                            'result was not stored.', code=409)
     status = assessment.get('status')
     if status not in ASSESSMENT_STATUSES:
         raise RestException(f'status must be one of {", ".join(ASSESSMENT_STATUSES)}.')

@@ -383,3 +383,34 @@ def test_worker_process_binds_the_copy_handlers(copies):
         from girder_miqa import bind_model_handlers
 
         bind_model_handlers()
+
+
+def test_result_about_a_replaced_file_is_not_stored(study):
+    """A job still running on the old file after a replacement cannot store its result as the
+    new file's assessment; the job about the current file can."""
+    from girder.models.file import File
+    from girder.models.token import Token
+
+    from girder_miqa.scheduling import assessment_scope, file_scope
+
+    s = study
+    scan = make_scan(s.folder, 'replaced.nii.gz', s.tier1, seed=31)
+    old = File().findOne({'itemId': scan['_id']})
+
+    def job_token(file):
+        return Token().createToken(user=s.tier1, days=0.1, scope=[
+            file_scope(file['_id']), assessment_scope(scan['_id'])])
+
+    stale = job_token(old)
+    new = upload_into(s, scan, s.admin, seed=32)
+    result = {'status': 'done', 'quality': 9.5, 'artifacts': {}, 'model': {'name': 'x'}}
+    resp = s.server.request(f'/item/{scan["_id"]}/miqa/assessment', method='PUT',
+                            token=stale, body=json.dumps(result), type='application/json')
+    assertStatus(resp, 409)
+    assert 'no longer has' in resp.json['message']
+    assert state(scan)['assessment']['status'] != 'done'
+    resp = s.server.request(f'/item/{scan["_id"]}/miqa/assessment', method='PUT',
+                            token=job_token(new), body=json.dumps(result),
+                            type='application/json')
+    assertStatusOk(resp)
+    assert state(scan)['assessment']['quality'] == 9.5
