@@ -65,11 +65,9 @@ def assessed_by(assessment: dict, model: dict) -> bool:
 
 
 def image_file(item: dict) -> dict | None:
-    """The item's image file (the newest one with an image name), or None."""
-    for file in File().find({'itemId': item['_id']}, sort=[('created', -1)]):
-        if is_image_name(file['name']):
-            return file
-    return None
+    """The item's image file (the newest one with an image name), or None: the file a
+    decision judges and an assessment reads are one and the same."""
+    return review_state.current_image_file(item['_id'])
 
 
 CLAIM_COLLECTION = 'miqa_schedule_claim'
