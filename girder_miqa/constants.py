@@ -37,3 +37,13 @@ ITEM_FIELD = 'miqa'
 DEFAULT_MODEL = 'miqa-default'
 ASSESS_TASK_NAME = 'miqa_worker.tasks.assess_scan'
 JOB_TYPE = 'miqa.assessment'
+
+
+class PluginSettings:
+    """Keys of the plugin's Girder settings; defaults and validators: girder_miqa.settings."""
+
+    LOCK_SECONDS = 'miqa.lock_seconds'
+    SUSPICION_THRESHOLDS = 'miqa.suspicion_thresholds'
+    VISIBILITY_CACHE_SECONDS = 'miqa.visibility_cache_seconds'
+    MAX_VOXELS = 'miqa.max_voxels'
+    DEFAULT_MODEL = 'miqa.default_model'
