@@ -13,6 +13,7 @@ from .models import copies, moves, review_state, scans
 from .models.decision import Decision
 from .models.project import Project
 from .rest import item as item_rest
+from .rest import rules as rules_rest
 from .rest.project import MiqaResource
 from .scheduling import on_data_process
 
@@ -59,6 +60,7 @@ class MiqaPlugin(GirderPlugin):
 
         info['apiRoot'].miqa = MiqaResource()
         item_rest.register(info['apiRoot'].item)
+        rules_rest.register(info['apiRoot'].miqa)
         events.bind('data.process', 'miqa', on_data_process)
         # Job tokens: read only their own file, and are deleted when the job ends.
         events.bind('rest.get.file/:id.before', 'miqa', scheduling.on_file_get)

@@ -1,0 +1,50 @@
+"""``GET /miqa/rules``: the review rules the web client applies, read from the server's own
+constants so that the client holds no copy of them."""
+
+from girder.api import access
+from girder.api.describe import Description, autoDescribeRoute
+
+from ..constants import ARTIFACTS, IMAGE_EXTENSIONS
+from ..models.decision import BAD_RULE, TIER_DECISIONS
+from ..models.scans import TIER_STATES
+
+# The bad rule in a line, for the review form (BAD_RULE is the full sentence).
+BAD_RULE_SUMMARY = 'Bad needs at least one artifact marked present, or a comment.'
+
+
+def rules() -> dict:
+    """The rules as JSON: what each tier may decide, which state each tier reviews, what a bad
+    decision needs, the default artifact vocabulary and the file endings read as images."""
+    return {
+        'tiers': {
+            str(tier): {'decisions': list(decisions), 'reviews': TIER_STATES[tier]}
+            for tier, decisions in TIER_DECISIONS.items()
+        },
+        'badRule': {
+            'decision': 'bad',
+            'needsOneOf': ['artifactPresent', 'comment'],
+            'summary': BAD_RULE_SUMMARY,
+            'description': BAD_RULE,
+        },
+        'artifacts': [{'key': key, 'label': label} for key, label in ARTIFACTS],
+        'imageExtensions': list(IMAGE_EXTENSIONS),
+    }
+
+
+@access.public
+@autoDescribeRoute(
+    Description('The review rules: tier decisions, the bad rule, artifacts, image file endings.')
+    .notes('Read from the server\'s own constants; the web client loads them once instead of '
+           'keeping copies. `tiers` maps a tier to the decisions it may record and the state '
+           'of the scans it reviews; `badRule.needsOneOf` lists what a bad decision needs (an '
+           'artifact marked present, or a comment); `artifacts` is the default vocabulary '
+           '(a project may change its own, see its settings); `imageExtensions` are the file '
+           'endings read as scans (lower case).')
+)
+def getRules():
+    return rules()
+
+
+def register(miqaResource) -> None:
+    """Add ``GET /miqa/rules`` to the ``/miqa`` resource."""
+    miqaResource.route('GET', ('rules',), getRules)
