@@ -1,4 +1,4 @@
-"""Review locks: who is looking at a scan, expiring after ``review_state.LOCK_SECONDS``.
+"""Review locks: who is looking at a scan, expiring after the ``miqa.lock_seconds`` setting.
 
 Locks never block reading; they block other reviewers' locks and decisions (409). Every change is
 one conditional update, so two reviewers racing for a scan cannot both get it.

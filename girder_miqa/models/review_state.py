@@ -45,6 +45,7 @@ import datetime
 
 from girder.models.item import Item
 
+from .. import settings
 from ..constants import (
     DECISION_COLLECTION,
     ITEM_FIELD,
@@ -55,17 +56,14 @@ from ..constants import (
 
 DETACHED_FIELD = 'miqaDetached'
 
-# How long a review lock lasts unless renewed; tests shorten it (a module attribute on purpose).
-LOCK_SECONDS: float = 300.0
-
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
 def lock_duration() -> datetime.timedelta:
-    """The current lock lifetime (read at call time so tests can change ``LOCK_SECONDS``)."""
-    return datetime.timedelta(seconds=LOCK_SECONDS)
+    """The current lock lifetime (the ``miqa.lock_seconds`` setting, read at call time)."""
+    return datetime.timedelta(seconds=settings.lock_seconds())
 
 
 def artifact_probabilities(assessment: dict | None) -> dict[str, float]:

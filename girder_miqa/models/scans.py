@@ -8,7 +8,8 @@ the queue index, so the filter runs on index keys).
 
 A cache may make a count lag; it never reveals a scan. Exports and summaries compute the
 unreadable set afresh on every request. Only the queue uses the in-process cache (keyed by the
-project's ``scanRev`` and the user's groups, for at most ``CACHE_SECONDS``), and each queue page
+project's ``scanRev`` and the user's groups, for at most the ``miqa.visibility_cache_seconds``
+setting), and each queue page
 is still checked against the current access of the handful of folders on it.
 
 Totals come from ``project['counts']`` (kept exact by every state change, see
@@ -23,6 +24,7 @@ import time
 from girder.models.folder import Folder
 from girder.models.item import Item
 
+from .. import settings
 from ..constants import ITEM_FIELD, AssessmentStatus, ReviewState
 from .decision import Decision
 from .project import readable_folder_ids
@@ -33,9 +35,6 @@ QUEUE_SORT = [(f'{P}.sort.rank', 1), (f'{P}.sort.quality', 1), (f'{P}.sort.artif
 QUEUE_INDEX = [(f'{P}.projectId', 1), (f'{P}.state', 1)] + QUEUE_SORT + [('folderId', 1)]
 FOLDER_INDEX = [(f'{P}.projectId', 1), ('folderId', 1), (f'{P}.state', 1)]
 TIER_STATES = {1: ReviewState.UNREVIEWED, 2: ReviewState.QUESTIONABLE}
-# The model calls a scan suspicious below this quality or above this artifact probability.
-SUSPICIOUS_QUALITY = 5.0
-SUSPICIOUS_PROBABILITY = 0.5
 
 
 def ensure_indices() -> None:
@@ -47,13 +46,14 @@ def ensure_indices() -> None:
     ])
 
 
-CACHE_SECONDS = 30.0
 _cache: dict = {}
 _cache_lock = threading.Lock()
 
 
 def _cached(key: tuple, compute):
-    """A value from the in-process cache, computed when absent or older than CACHE_SECONDS."""
+    """A value from the in-process cache, computed when absent or older than the
+    ``miqa.visibility_cache_seconds`` setting (0: always computed)."""
+    lifetime = settings.visibility_cache_seconds()
     now = time.monotonic()
     with _cache_lock:
         hit = _cache.get(key)
@@ -63,7 +63,8 @@ def _cached(key: tuple, compute):
     with _cache_lock:
         if len(_cache) > 10_000:
             _cache.clear()
-        _cache[key] = (now + CACHE_SECONDS, value)
+        if lifetime > 0:
+            _cache[key] = (now + lifetime, value)
     return value
 
 
@@ -85,8 +86,8 @@ def unreadable_folders(project: dict, user: dict | None, cached: bool = False) -
     """The folders holding the project's scans that the user cannot read (admins: none).
 
     Args:
-        cached: allow a set up to ``CACHE_SECONDS`` old; only for callers that re-check what
-            they show (the queue) or show counts alone.
+        cached: allow a set up to ``miqa.visibility_cache_seconds`` old; only for callers
+            that re-check what they show (the queue) or show counts alone.
     """
     if user and user.get('admin'):
         return frozenset()
@@ -262,12 +263,13 @@ def summary(project: dict, user: dict | None) -> dict:
         entry[f'tier{row["_id"]["tier"]}'][row['_id']['decision']] = row['n']
     out['reviewers'] = sorted(reviewers.values(), key=lambda r: (-r['decisions'], r['login']))
 
+    quality, probability = settings.suspicion_thresholds()
     table = {'both': 0, 'modelOnly': 0, 'humanOnly': 0, 'neither': 0}
     for row in Item().collection.aggregate([
             {'$match': {**query, f'{P}.tier1': {'$ne': None}, f'{P}.sort.rank': 0}},
             {'$project': {
-                'model': {'$or': [{'$lt': [f'${P}.sort.quality', SUSPICIOUS_QUALITY]},
-                                  {'$lt': [f'${P}.sort.artifact', -SUSPICIOUS_PROBABILITY]}]},
+                'model': {'$or': [{'$lt': [f'${P}.sort.quality', quality]},
+                                  {'$lt': [f'${P}.sort.artifact', -probability]}]},
                 'human': {'$eq': [f'${P}.tier1.decision', ReviewState.QUESTIONABLE]}}},
             {'$group': {'_id': {'model': '$model', 'human': '$human'}, 'n': {'$sum': 1}}}]):
         model, human = row['_id']['model'], row['_id']['human']
@@ -276,9 +278,10 @@ def summary(project: dict, user: dict | None) -> dict:
         table[cell] += row['n']
     n = sum(table.values())
     out['agreement'] = {
-        'description': 'Model suspicious (quality < 5 or an artifact probability > 0.5) versus '
-                       'the latest tier-1 decision questionable, over scans with both.',
-        'qualityThreshold': SUSPICIOUS_QUALITY, 'probabilityThreshold': SUSPICIOUS_PROBABILITY,
+        'description': f'Model suspicious (quality < {quality:g} or an artifact probability > '
+                       f'{probability:g}) versus the latest tier-1 decision questionable, over '
+                       'scans with both.',
+        'qualityThreshold': quality, 'probabilityThreshold': probability,
         'n': n, **table,
         'percent': 100.0 * (table['both'] + table['neither']) / n if n else None,
         'kappa': _kappa(table),

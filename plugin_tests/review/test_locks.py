@@ -68,15 +68,17 @@ def test_lock_conflicts_renewal_and_breaking(study):
     assertStatusOk(lock(s.server, item, s.tier1, method='DELETE'))  # nobody holds it: fine
 
 
-def test_lock_expires(study, monkeypatch):
-    from girder_miqa.models import review_state
+def test_lock_expires(study):
+    from girder.models.setting import Setting
+
+    from girder_miqa.constants import PluginSettings
 
     s = study
-    monkeypatch.setattr(review_state, 'LOCK_SECONDS', 0.4)
+    Setting().set(PluginSettings.LOCK_SECONDS, 1)
     item = make_scan(s.folder, 'a.nii.gz', s.admin)
     assertStatusOk(lock(s.server, item, s.tier1))
     assertStatus(lock(s.server, item, s.admin), 409)
-    time.sleep(0.5)
+    time.sleep(1.1)
     assert s.server.request(f'/item/{item["_id"]}/miqa', user=s.tier2).json['lock'] is None
     resp = decide(s.server, item, s.tier2, 'good')  # an expired lock blocks nobody
     assertStatusOk(resp)
