@@ -7,7 +7,7 @@ from girder.constants import AccessType, TokenScope
 from girder.models.item import Item
 from girder.plugin import GirderPlugin, getPlugin, registerPluginStaticContent
 
-from . import scheduling
+from . import scheduling, settings  # noqa: F401 (settings: registers the setting validators)
 from .constants import ASSESSMENT_WRITE_SCOPE, ITEM_FIELD
 from .models import copies, moves, review_state, scans
 from .models.decision import Decision
