@@ -1,0 +1,122 @@
+"""The shipped model's outputs on every real scan in ../shared stay what they were.
+
+``data/shipped_outputs.json`` holds what ``miqa-default`` gave on each scan (quality, every
+probability, the whole-volume view, the fused indicator, the penalties, the tile map and the
+image quality metrics) before the model format was rewritten; this recomputes them with the
+current code and model files and compares within float tolerance. Needs no server.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+SHARED_MRI = Path(__file__).resolve().parents[2].parent / 'shared' / 'data' / 'mri'
+GOLDEN = Path(__file__).resolve().parent / 'data' / 'shipped_outputs.json'
+EXPECTED: dict[str, dict[str, Any]] = json.loads(GOLDEN.read_text(encoding='utf-8'))['scans']
+
+#: Tolerances: probabilities, quality points, and the metrics (relative: they span many scales).
+PROBABILITY_ATOL = 1e-4
+QUALITY_ATOL = 1e-3
+METRIC_RTOL, METRIC_ATOL = 1e-4, 1e-6
+
+pytestmark = pytest.mark.realdata
+
+
+def _scan_path(name: str, tmp_path_factory) -> Path:
+    """The file to assess: a plain scan, or the DICOM folder zipped as a series."""
+    if not name.startswith('dicom/'):
+        return SHARED_MRI / name
+    folder = SHARED_MRI / 'dicom' / Path(name).stem
+    archive = tmp_path_factory.mktemp('dicom') / Path(name).name
+    with zipfile.ZipFile(archive, 'w') as zf:
+        for path in sorted(folder.iterdir()):
+            zf.write(path, f'{folder.name}/{path.name}')
+    return archive
+
+
+@pytest.fixture(scope='module')
+def shipped():
+    """The process-wide assessor of the shipped model (skips when ../shared is absent)."""
+    if not SHARED_MRI.is_dir():
+        pytest.skip(f'needs the real scans in {SHARED_MRI}, which is absent here')
+    from miqa_worker.assessment import get_assessor
+
+    return get_assessor()
+
+
+def _close(actual, expected, atol: float, what: str, rtol: float = 0.0) -> None:
+    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64),
+                               np.asarray(expected, dtype=np.float64), rtol=rtol, atol=atol,
+                               err_msg=what)
+
+
+def _close_map(actual: dict, expected: dict, atol: float, what: str, rtol: float = 0.0) -> None:
+    assert list(actual) == list(expected), what
+    for key, value in expected.items():
+        _close(actual[key], value, atol, f'{what}.{key}', rtol)
+
+
+def test_every_real_scan_is_covered():
+    """The golden file names every scan in the folder (a new scan needs a new golden record)."""
+    if not SHARED_MRI.is_dir():
+        pytest.skip(f'needs the real scans in {SHARED_MRI}, which is absent here')
+    names = {p.name for p in SHARED_MRI.iterdir()
+             if p.is_file() and p.suffix != '.json' and p.name != 'SOURCES.md'}
+    names |= {f'dicom/{p.name}.zip' for p in (SHARED_MRI / 'dicom').iterdir() if p.is_dir()}
+    assert names == set(EXPECTED)
+
+
+@pytest.mark.parametrize('name', sorted(EXPECTED))
+def test_shipped_model_outputs_unchanged(name, shipped, tmp_path_factory):
+    from miqa_worker.image_io import ImageError
+
+    expected = EXPECTED[name]
+    path = _scan_path(name, tmp_path_factory)
+    if 'refused' in expected:
+        with pytest.raises(ImageError) as info:
+            shipped.assess_file(path)
+        assert str(info.value).splitlines()[0] == expected['refused']
+        return
+    result = shipped.assess_file(path)
+    assert result['model'] == expected['model']
+    volume = result['volume']
+    assert volume['shape'] == expected['volume']['shape']
+    assert (volume['orientation'], volume['format']) == (expected['volume']['orientation'],
+                                                         expected['volume']['format'])
+    _close(volume['spacing'], expected['volume']['spacing'], 1e-6, 'spacing')
+
+    _close(result['quality'], expected['quality'], QUALITY_ATOL, 'quality')
+    _close_map(result['artifacts'], expected['artifacts'], PROBABILITY_ATOL, 'artifacts')
+    _close_map(result['penalties'], expected['penalties'], QUALITY_ATOL, 'penalties')
+
+    view, view_expected = result['globalView'], expected['globalView']
+    assert (view['flips'], view['networks']) == (view_expected['flips'],
+                                                 view_expected['networks'])
+    _close(view['weight'], view_expected['weight'], 0, 'globalView.weight')
+    _close_map(view['weights'], view_expected['weights'], 0, 'globalView.weights')
+    _close(view['quality'], view_expected['quality'], QUALITY_ATOL, 'globalView.quality')
+    _close_map(view['artifacts'], view_expected['artifacts'], PROBABILITY_ATOL,
+               'globalView.artifacts')
+
+    fusion, fusion_expected = result['fusion'], expected['fusion']
+    assert fusion['indicator'] == fusion_expected['indicator']
+    _close(fusion['network'], fusion_expected['network'], PROBABILITY_ATOL, 'fusion.network')
+    _close(fusion['probability'], fusion_expected['probability'], PROBABILITY_ATOL,
+           'fusion.probability')
+    _close_map(fusion['metrics'], fusion_expected['metrics'], METRIC_ATOL, 'fusion.metrics',
+               METRIC_RTOL)
+
+    tiles, tiles_expected = result['tileMap'], expected['tileMap']
+    for key in ('grid', 'shape', 'tileSize'):
+        assert tiles[key] == tiles_expected[key], f'tileMap.{key}'
+    _close(tiles['quality'], tiles_expected['quality'], QUALITY_ATOL, 'tileMap.quality')
+    _close_map(tiles['artifacts'], tiles_expected['artifacts'], PROBABILITY_ATOL,
+               'tileMap.artifacts')
+
+    _close_map(result['metrics'], expected['metrics'], METRIC_ATOL, 'metrics', METRIC_RTOL)
