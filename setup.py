@@ -33,16 +33,20 @@ setup(
         'worker': [
             'torch>=2.2',
             'monai>=1.4',
-            'torchio>=0.20',
             'itk-io>=5.4',
             'numpy',
             'scipy',
             'nibabel',
+            'rich',
+        ],
+        # What only training (miqa_worker.training, ``miqa-train``) and the demo data need on
+        # top of ``worker``: a worker image that only assesses scans installs none of it.
+        'train': [
+            'torchio>=0.20',
             'nilearn',
             'pandas',
             'scikit-learn',
             'matplotlib',
-            'rich',
         ],
         'test': [
             f'pytest-girder{GIRDER}',
@@ -58,7 +62,7 @@ setup(
     },
     entry_points={
         'girder.plugin': ['miqa = girder_miqa:MiqaPlugin'],
-        'girder_worker_plugins': ['miqa = miqa_worker:MiqaWorkerPlugin'],
+        'girder_worker_plugins': ['miqa = miqa_worker.plugin:MiqaWorkerPlugin'],
         'console_scripts': [
             'miqa = girder_miqa.cli:main',
             'miqa-assess = miqa_worker.cli:main',

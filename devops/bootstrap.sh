@@ -50,7 +50,7 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
   log=".venv/pip-install.log"
   if ! { "$VPY" -m pip install --upgrade pip wheel setuptools \
          && "$VPY" -m pip install "torch==2.13.0" \
-         && "$VPY" -m pip install -e ".[worker,test,dev]"; } >"$log" 2>&1; then
+         && "$VPY" -m pip install -e ".[worker,train,test,dev]"; } >"$log" 2>&1; then
     tail -n 20 "$log" >&2; say "pip install failed; log: $ROOT/$log"; exit 1
   fi
   "$VPY" -c "import torch, girder, girder_worker, monai, torchio, itk, miqa_worker" \

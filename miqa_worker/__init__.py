@@ -1,27 +1,9 @@
-"""miqa_worker: the girder-worker plugin that assesses scans (model code is imported lazily)."""
+"""miqa_worker: the MIQA model library (image IO, preprocessing, tiling, network, assessment,
+fusion, quality metrics, model store) and, apart from it, the girder-worker plugin.
 
-from girder_worker import GirderWorkerPluginABC
+The core modules import nothing from Girder, girder-worker or Celery: a worker host, a notebook
+or the ``miqa-assess`` command use them alike. The girder-worker plugin class lives in
+:mod:`miqa_worker.plugin` and the Celery tasks in :mod:`miqa_worker.tasks`, thin over the core.
+"""
 
-
-class MiqaWorkerPlugin(GirderWorkerPluginABC):
-    """Registers ``miqa_worker.tasks`` with the girder-worker Celery app."""
-
-    def __init__(self, app, *args, **kwargs):
-        self.app = app
-        bind_girder_model_handlers()
-
-    def task_imports(self):
-        return ['miqa_worker.tasks']
-
-
-def bind_girder_model_handlers() -> bool:
-    """Where this worker also runs Girder's own ``local`` tasks (folder copies and deletions,
-    in this process), bind the Girder plugin's model handlers here, so that a folder copied
-    through ``POST /folder/{id}/copy`` gets fresh scans, not clones of the originals' review
-    state. On a worker host without Girder, nothing to do. Returns whether it bound them."""
-    try:
-        from girder_miqa import bind_model_handlers
-    except ImportError:
-        return False
-    bind_model_handlers()
-    return True
+__version__ = '0.1.0'

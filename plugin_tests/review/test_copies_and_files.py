@@ -362,7 +362,7 @@ def test_worker_process_binds_the_copy_handlers(copies):
     from girder.models.folder import Folder
     from girder.models.item import Item
 
-    from miqa_worker import MiqaWorkerPlugin
+    from miqa_worker.plugin import MiqaWorkerPlugin
 
     c, s = copies, copies.s
     names = ('model.item.copy.prepare', 'model.item.copy.after', 'model.item.remove',
