@@ -1,7 +1,10 @@
-"""Test fixtures: a real mongod and Redis for the whole session, a real Celery worker on demand.
+"""Test fixtures: a real mongod and Redis when a collected test needs them, a real Celery worker
+on demand.
 
 Services come from ``devops/services.py`` (the code ``devops/miqa up`` runs), on free ports and
-a state directory of their own, so tests never collide with a running stack. Set
+a state directory of their own, so tests never collide with a running stack. They start only if
+a test that will run needs the database or the broker (a ``db`` or ``test_stack`` fixture, which
+every Girder fixture implies): ``pytest plugin_tests/worker`` starts none. Set
 ``MIQA_MONGO_URI`` / ``MIQA_REDIS_URL`` to use existing servers instead.
 """
 
@@ -20,12 +23,25 @@ import services  # noqa: E402
 
 SHARED_MRI = ROOT.parent / 'shared' / 'data' / 'mri'
 TEST_REDIS_DB = 3  # the tests' own database index, away from a stack's default 0
+# A test that requests one of these (directly or through pytest-girder's server, admin,
+# fsAssetstore... which all need ``db``) talks to mongod or Redis.
+SERVICE_FIXTURES = frozenset({'db', 'test_stack'})
 
 _stack: services.Stack | None = None
+_started: list[str] = []  # the services this session started itself, in order
+_up = False  # whether start_services() ran (external servers start nothing)
+_needed_by: tuple[int, int] | None = None  # (tests that need the services, tests collected)
+
+
+def _distributed(config) -> bool:
+    """Whether pytest-xdist runs the tests in worker processes (the controller collects none)."""
+    return bool(getattr(config.option, 'numprocesses', None)) and \
+        getattr(config.option, 'dist', 'no') != 'no'
 
 
 def pytest_configure(config):
-    """Start mongod and Redis before anything imports girder_worker (it reads the env once)."""
+    """Choose the ports and export the broker's URL before anything imports girder_worker (it
+    reads the env once); the services themselves start only once a test needs them."""
     global _stack
     if hasattr(config, 'workerinput'):  # xdist workers share the controller's services
         return
@@ -35,14 +51,50 @@ def pytest_configure(config):
         redis_port=services.free_port(), redis_db=TEST_REDIS_DB,
         mongo_uri=os.environ.get('MIQA_MONGO_URI') or None,
         redis_url=os.environ.get('MIQA_REDIS_URL') or None)
-    _stack.start_mongod()
-    _stack.start_redis()
     config.option.mongo_uri = _stack.mongo_base_uri
     os.environ.update({
         'GIRDER_WORKER_BROKER': _stack.broker_url,
         'GIRDER_WORKER_BACKEND': _stack.broker_url,
         'GIRDER_NOTIFICATION_REDIS_URL': _stack.broker_url,
     })
+    if _distributed(config):  # the workers collect; their tests may need the services
+        start_services()
+
+
+def start_services() -> services.Stack:
+    """Start mongod and Redis once for the session (no-op for external servers or a repeat)."""
+    global _up
+    assert _stack is not None, 'the services are planned in pytest_configure'
+    if not _up:
+        _up = True
+        for name, start in (('mongod', _stack.start_mongod), ('redis', _stack.start_redis)):
+            if start() == 'started':
+                _started.append(name)
+    return _stack
+
+
+def needs_services(item: pytest.Item) -> bool:
+    """Whether a collected test uses the database or the broker."""
+    return not SERVICE_FIXTURES.isdisjoint(getattr(item, 'fixturenames', ()))
+
+
+@pytest.hookimpl(trylast=True)  # after -m / -k deselection
+def pytest_collection_modifyitems(session, config, items):
+    """Start the services before the first test if any test that will run needs them."""
+    global _needed_by
+    if _stack is None:
+        return
+    _needed_by = (sum(map(needs_services, items)), len(items))
+    if _needed_by[0] and not config.option.collectonly:
+        start_services()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _stack is None:
+        return
+    needed = f' ({_needed_by[0]} of {_needed_by[1]} tests need them)' if _needed_by else ''
+    terminalreporter.write_line(
+        f'miqa test services started: {", ".join(_started) or "none"}{needed}')
 
 
 _exit_status: int | None = None
@@ -58,8 +110,11 @@ def pytest_unconfigure(config):
     the service logs stay (and the path is printed), the ~300 MB of database files do not."""
     if _stack is None:
         return
-    _stack.down()
     state = Path(_stack.state_dir)
+    if not _started:
+        shutil.rmtree(state, ignore_errors=True)
+        return
+    _stack.down()
     if _exit_status == 0:
         shutil.rmtree(state, ignore_errors=True)
     else:
@@ -69,8 +124,8 @@ def pytest_unconfigure(config):
 
 @pytest.fixture(scope='session')
 def test_stack() -> services.Stack:
-    assert _stack is not None
-    return _stack
+    """The session's mongod and Redis (started here too, for a test that asks for them late)."""
+    return start_services()
 
 
 @pytest.fixture(scope='session')
