@@ -17,6 +17,10 @@ ARTIFACTS: tuple[tuple[str, str], ...] = (
 ARTIFACT_KEYS: tuple[str, ...] = tuple(key for key, _ in ARTIFACTS)
 
 TILE_SIZE = 64
+#: Channels of the network's five stages when a model does not name its own.
+NETWORK_CHANNELS: tuple[int, ...] = (4, 8, 16, 32, 64)
+#: The intensity percentiles a volume's range is taken from (mapped to 0 and 1).
+INTENSITY_PERCENTILES: tuple[float, float] = (0.5, 99.5)
 NUM_OUTPUTS = 1 + len(ARTIFACTS)  # overall quality (0-10) + ten indicator logits
 QUALITY_MIN, QUALITY_MAX = 0.0, 10.0
 

@@ -5,10 +5,10 @@ from collections.abc import Sequence
 import torch
 from monai.networks.nets import Classifier
 
-from .constants import NUM_OUTPUTS, TILE_SIZE
+from .constants import NETWORK_CHANNELS, NUM_OUTPUTS, TILE_SIZE
 
 #: Channels of the five stages when a model does not name its own (``model.json`` "channels").
-CHANNELS = (4, 8, 16, 32, 64)
+CHANNELS = NETWORK_CHANNELS
 STRIDES = (2, 2, 2, 2, 2)
 
 

@@ -2,7 +2,9 @@
 
 import numpy as np
 
-LOW_PERCENTILE, HIGH_PERCENTILE = 0.5, 99.5
+from .constants import INTENSITY_PERCENTILES
+
+LOW_PERCENTILE, HIGH_PERCENTILE = INTENSITY_PERCENTILES
 
 # Volumes with more voxels than this get the exact two-pass percentile below, not np.percentile.
 _FAST_PERCENTILE_MIN_SIZE = 1 << 20
