@@ -1,8 +1,28 @@
 """girder-miqa: MRI quality assurance as a Girder 5 plugin and a girder-worker plugin."""
 
+import os
+from pathlib import Path
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 GIRDER = '>=5.0,<5.1'
+WEB_CLIENT_BUNDLE = Path('girder_miqa', 'web_client', 'dist', 'girder-plugin-miqa.umd.cjs')
+
+
+class BuildPy(build_py):
+    """Refuse to build a wheel without the built web client, which the wheel ships: without it a
+    lab that pip-installs the plugin gets no review page. Editable installs are not checked
+    (devops and tox build the client after installing)."""
+
+    def run(self):
+        if (not self.editable_mode and not WEB_CLIENT_BUNDLE.exists()
+                and os.environ.get('MIQA_WHEEL_WITHOUT_CLIENT') != '1'):
+            raise SystemExit(f'girder-miqa: {WEB_CLIENT_BUNDLE} is missing: run '
+                             '`bash client/build.sh` first (or set MIQA_WHEEL_WITHOUT_CLIENT=1 '
+                             'for a wheel without the web client)')
+        super().run()
+
 
 setup(
     name='girder-miqa',
@@ -13,11 +33,14 @@ setup(
     python_requires='>=3.10',
     packages=find_packages(include=['girder_miqa', 'girder_miqa.*',
                                     'miqa_worker', 'miqa_worker.*']),
+    # The wheel ships the built web client (itk/ subfolders included) and the shipped models;
+    # MANIFEST.in carries the same files into the sdist that `python -m build` builds it from.
     include_package_data=True,
     package_data={
-        'girder_miqa': ['web_client/dist/*', 'web_client/dist/**/*'],
-        'miqa_worker': ['models/*/*'],
+        'girder_miqa': ['web_client/dist/**/*'],
+        'miqa_worker': ['models/**/*'],
     },
+    cmdclass={'build_py': BuildPy},
     install_requires=[
         f'girder{GIRDER}',
         f'girder-jobs{GIRDER}',
@@ -58,7 +81,7 @@ setup(
             'SimpleITK',  # writes DICOM series for the reader's tests
             'nibabel',  # writes small NIfTI scans in the review tests
         ],
-        'dev': ['ruff', 'tox'],
+        'dev': ['ruff', 'tox', 'build'],
     },
     entry_points={
         'girder.plugin': ['miqa = girder_miqa:MiqaPlugin'],
