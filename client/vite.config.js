@@ -14,11 +14,6 @@ export default defineConfig({
     sourcemap: !process.env.SKIP_SOURCE_MAPS,
     target: 'es2022',
     chunkSizeWarningLimit: 4096,
-    rolldownOptions: {
-      // itk-wasm's fallback worker URL uses import.meta.url, which a UMD bundle cannot have; the
-      // plugin always sets the worker URL (served from its static directory), so it is unused.
-      checks: { emptyImportMeta: false },
-    },
     lib: {
       entry: resolve(here, 'src/main.js'),
       name: 'GirderPluginMiqa',

@@ -69,3 +69,26 @@ export function listOf(resp) {
   }
   return (resp && (resp.items || resp.results || resp.data)) || [];
 }
+
+let rulesPromise = null;
+
+/**
+ * The review rules (GET /miqa/rules: tier decisions, the bad rule, the default artifacts, the
+ * image file endings), loaded once per page load; a failed load is tried again next time.
+ */
+export function loadRules() {
+  if (!rulesPromise) {
+    rulesPromise = rest({ url: 'miqa/rules' }).catch((err) => {
+      rulesPromise = null;
+      throw err;
+    });
+  }
+  return rulesPromise;
+}
+
+/** The calls a review session makes (see review/session.js), over Girder's REST API. */
+export const reviewApi = {
+  queue: ({ projectId, tier, limit, offset = 0 }) => rest({ url: `miqa/project/${projectId}/queue`, data: { tier, limit, offset } }),
+  lock: (itemId) => rest({ url: `item/${itemId}/miqa/lock`, method: 'POST' }),
+  unlock: (itemId) => rest({ url: `item/${itemId}/miqa/lock`, method: 'DELETE' }),
+};

@@ -34,7 +34,7 @@ export async function downloadExport(projectId, format, fetchImpl = fetch) {
   });
   if (!resp.ok) {
     let message = resp.statusText;
-    try { message = (await resp.json()).message || message; } catch (err) { /* not JSON */ }
+    try { message = (await resp.json()).message || message; } catch { /* not JSON */ }
     throw new Error(`Export failed: ${message}`);
   }
   const disposition = resp.headers.get('Content-Disposition') || '';

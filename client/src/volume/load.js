@@ -1,19 +1,19 @@
 // Download a scan's image file from Girder and turn it into a displayed (RAS) volume.
-import { apiUrl, authHeaders, rest, staticRoot } from '../api';
+import { apiUrl, authHeaders, loadRules, rest, staticRoot } from '../api';
 import { gunzip, isGzip, looksLikeNifti, parseNifti } from './nifti';
 import { intensityStats, toCanonical } from './orient';
 
-export const IMAGE_EXTENSIONS = ['.nii', '.nii.gz', '.nrrd', '.nhdr', '.mha', '.mhd', '.mgz', '.mgh', '.zip'];
-
-export function isImageName(name) {
+/** Whether a file name has one of the image endings (the rules' imageExtensions, lower case). */
+export function isImageName(name, extensions) {
   const lower = (name || '').toLowerCase();
-  return IMAGE_EXTENSIONS.some((ext) => lower.endsWith(ext));
+  return extensions.some((ext) => lower.endsWith(ext));
 }
 
 /** The item's image file (the newest one with an image name, as the server picks it) and all files. */
 export async function imageFile(itemId) {
-  const files = await rest({ url: `item/${itemId}/files`, data: { limit: 0 } });
-  const images = files.filter((f) => isImageName(f.name));
+  const [files, rules] = await Promise.all([
+    rest({ url: `item/${itemId}/files`, data: { limit: 0 } }), loadRules()]);
+  const images = files.filter((f) => isImageName(f.name, rules.imageExtensions));
   images.sort((a, b) => String(b.created).localeCompare(String(a.created)));
   if (!images.length) {
     throw new Error('This item has no image file.');

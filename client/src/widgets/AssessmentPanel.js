@@ -1,0 +1,101 @@
+// The automatic assessment beside the viewer: quality and artifact probability bars (threshold
+// line), the quality points lost per artifact family, the fused indicator and its air
+// statistics, and the image quality metrics. summarize() holds the logic, free of the DOM.
+import { escapeHtml } from '../api.js';
+import { artifactLabel, fmt } from '../format.js';
+
+/** Artifacts at or above this probability are marked and pre-set to "present" in the form. */
+export const SUGGEST_THRESHOLD = 0.5;
+
+/** An artifact's probability, whether stored as a number or as {probability} / {prob}. */
+export function probability(value) {
+  return typeof value === 'object' && value !== null ? Number(value.probability ?? value.prob) : Number(value);
+}
+
+/** The assessment if it is done (the only one with scores to show), else null. */
+export function doneAssessment(assessment) {
+  return assessment && assessment.status === 'done' ? assessment : null;
+}
+
+/**
+ * What the panel shows of a done assessment.
+ *
+ * Returns:
+ *   {quality, artifacts: [[key, p]] most probable first, metrics: [[name, value]], fusion,
+ *   airMetrics: [[name, value]], penalties: [[family, points]] costliest first, lost, model}.
+ */
+export function summarize(assessment) {
+  const artifacts = Object.entries(assessment.artifacts || {})
+    .map(([key, p]) => [key, probability(p)])
+    .sort((a, b) => b[1] - a[1]);
+  const metrics = Object.entries(assessment.metrics || {}).filter(([, v]) => typeof v !== 'object' || v === null);
+  // one indicator may be decided by the network together with statistics of the air (fusion.json)
+  const fusion = assessment.fusion && typeof assessment.fusion === 'object' ? assessment.fusion : null;
+  const airMetrics = fusion ? Object.entries(fusion.metrics || {}).filter(([, v]) => typeof v === 'number') : [];
+  // the quality points each simulated artifact family is estimated to cost (model.json penalty_families)
+  const penalties = Object.entries(assessment.penalties && typeof assessment.penalties === 'object' ? assessment.penalties : {})
+    .map(([family, points]) => [family, Number(points)])
+    .filter(([, points]) => Number.isFinite(points))
+    .sort((a, b) => b[1] - a[1]);
+  const lost = penalties.reduce((sum, [, points]) => sum + points, 0);
+  return {
+    quality: Number(assessment.quality), artifacts, metrics, fusion, airMetrics, penalties, lost,
+    model: assessment.model || {},
+  };
+}
+
+/** The tile-map overlay layers of an assessment: 'quality' then each artifact (none if no map). */
+export function tileLayers(assessment) {
+  const done = doneAssessment(assessment);
+  const map = done ? done.tileMap : null;
+  return { map: map || null, layers: map ? ['quality', ...Object.keys(map.artifacts || {})] : [] };
+}
+
+export class AssessmentPanel {
+  /**
+   * Args:
+   *   el: the panel's element (section.miqa-assessment).
+   *   vocabulary: the project's artifacts ([{key, label}]), for the labels.
+   */
+  constructor(el, { vocabulary = [] } = {}) {
+    this.el = el;
+    this.vocabulary = vocabulary;
+  }
+
+  label(key) {
+    return artifactLabel(this.vocabulary, key);
+  }
+
+  /** Show an assessment (or its status while it is not done). */
+  render(assessment) {
+    if (!doneAssessment(assessment)) {
+      const status = assessment ? assessment.status : 'none';
+      this.el.innerHTML = `<h4>Automatic assessment</h4><p class="miqa-muted">Status: ${escapeHtml(status)}${assessment && assessment.reason ? ` — ${escapeHtml(assessment.reason)}` : ''}</p>`;
+      return;
+    }
+    const { quality, artifacts, metrics, fusion, airMetrics, penalties, lost, model } = summarize(assessment);
+    const fused = (key) => Boolean(fusion && fusion.indicator === key);
+    const fusedTitle = (key) => (fused(key)
+      ? ` title="Network alone: ${Math.round(Number(fusion.network) * 100)}%; with the air statistics below: ${Math.round(Number(fusion.probability) * 100)}%"`
+      : '');
+    this.el.innerHTML = `
+      <h4>Automatic assessment <small>${escapeHtml(model.name || model)}${model.version ? ` v${escapeHtml(model.version)}` : ''}</small></h4>
+      <div class="miqa-bar-row miqa-quality-row" title="Predicted quality, 0 (unusable) to 10 (excellent)">
+        <span class="miqa-bar-label">Quality</span>
+        <span class="miqa-bar"><span class="miqa-bar-fill miqa-quality-fill" style="width:${Math.max(0, Math.min(100, quality * 10))}%"></span></span>
+        <span class="miqa-bar-value miqa-quality-value">${fmt(quality, 1)} / 10</span>
+      </div>
+      <div class="miqa-artifact-bars">
+        ${artifacts.map(([key, p]) => `
+          <div class="miqa-bar-row ${p >= SUGGEST_THRESHOLD ? 'miqa-above' : ''} ${fused(key) ? 'miqa-fused' : ''}" data-key="${escapeHtml(key)}"${fusedTitle(key)}>
+            <span class="miqa-bar-label">${escapeHtml(this.label(key))}${fused(key) ? ' <sup>*</sup>' : ''}</span>
+            <span class="miqa-bar"><span class="miqa-bar-fill" style="width:${Math.round(p * 100)}%"></span><span class="miqa-threshold" style="left:${SUGGEST_THRESHOLD * 100}%"></span></span>
+            <span class="miqa-bar-value">${Math.round(p * 100)}%</span>
+          </div>`).join('')}
+      </div>
+      ${fusion ? `<p class="miqa-muted miqa-fusion-note"><sup>*</sup> ${escapeHtml(this.label(fusion.indicator))}: network alone ${Math.round(Number(fusion.network) * 100)}%, decided with the air statistics.</p>` : ''}
+      ${penalties.length ? `<details class="miqa-metrics miqa-penalties"${lost >= 1 ? ' open' : ''}><summary>Quality points lost, by artifact family (estimated, ${fmt(lost, 1)} in all)</summary><table class="table table-condensed">${penalties.map(([family, points]) => `<tr data-family="${escapeHtml(family)}"${points >= 1 ? ' class="miqa-above"' : ''}><td>${escapeHtml(family)}</td><td>${fmt(points, 1)}</td></tr>`).join('')}</table></details>` : ''}
+      ${airMetrics.length ? `<details class="miqa-metrics miqa-air-metrics"><summary>Air statistics (${escapeHtml(this.label(fusion.indicator))})</summary><table class="table table-condensed">${airMetrics.map(([k, v]) => `<tr><td>${escapeHtml(k)}</td><td>${fmt(v, 4)}</td></tr>`).join('')}</table></details>` : ''}
+      ${metrics.length ? `<details class="miqa-metrics" open><summary>Image quality metrics</summary><table class="table table-condensed">${metrics.map(([k, v]) => `<tr><td>${escapeHtml(k)}</td><td>${fmt(v, 3)}</td></tr>`).join('')}</table></details>` : ''}`;
+  }
+}
