@@ -7,9 +7,9 @@ from girder.constants import AccessType, TokenScope
 from girder.models.item import Item
 from girder.plugin import GirderPlugin, getPlugin, registerPluginStaticContent
 
-from . import scheduling, settings  # noqa: F401 (settings: registers the setting validators)
+from . import handlers, scheduling, settings  # noqa: F401 (settings: registers its validators)
 from .constants import ASSESSMENT_WRITE_SCOPE, ITEM_FIELD
-from .models import copies, moves, review_state, scans
+from .models import scans
 from .models.decision import Decision
 from .models.project import Project
 from .rest import item as item_rest
@@ -25,17 +25,17 @@ def bind_model_handlers() -> None:
     folders and files. The server binds them in ``load``; the girder-worker plugin binds them
     too, because Girder runs folder copies and deletions as tasks in the worker's ``local``
     queue, in that process. Binding again changes nothing (Girder keeps the first of a name)."""
-    events.bind('model.item.remove', 'miqa', review_state.on_item_remove)
+    events.bind('model.item.remove', 'miqa', handlers.on_item_remove)
     # Items and folders moved into, out of or between projects (see models/moves.py).
-    events.bind('model.item.save', 'miqa', moves.on_item_save)
-    events.bind('model.item.save.after', 'miqa', moves.on_item_saved)
-    events.bind('model.folder.save', 'miqa', moves.on_folder_save)
-    events.bind('model.folder.save.after', 'miqa', moves.on_folder_saved)
+    events.bind('model.item.save', 'miqa', handlers.on_item_save)
+    events.bind('model.item.save.after', 'miqa', handlers.on_item_saved)
+    events.bind('model.folder.save', 'miqa', handlers.on_folder_save)
+    events.bind('model.folder.save.after', 'miqa', handlers.on_folder_saved)
     # Copies are new scans of the project they land in (see models/copies.py), and a scan
     # whose image file is removed starts over (see models/moves.py).
-    events.bind('model.item.copy.prepare', 'miqa', copies.on_copy_prepare)
-    events.bind('model.item.copy.after', 'miqa', copies.on_copy_after)
-    events.bind('model.file.remove', 'miqa', moves.on_file_remove)
+    events.bind('model.item.copy.prepare', 'miqa', handlers.on_copy_prepare)
+    events.bind('model.item.copy.after', 'miqa', handlers.on_copy_after)
+    events.bind('model.file.remove', 'miqa', handlers.on_file_remove)
 
 
 class MiqaPlugin(GirderPlugin):

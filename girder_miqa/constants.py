@@ -1,6 +1,33 @@
 """Constants of the MIQA Girder plugin: review states, tiers, token scopes and defaults."""
 
-from miqa_worker.constants import ARTIFACTS, IMAGE_EXTENSIONS, is_image_name  # noqa: F401
+# The review vocabulary: the artifacts a reviewer can mark, the default of a project's
+# ``artifacts`` setting. The server owns it (it imports no model code); the worker's model
+# reports its own outputs under the same keys, in this order.
+ARTIFACTS: tuple[tuple[str, str], ...] = (
+    ('normal_variant', 'normal anatomical variant'),
+    ('lesion', 'lesion'),
+    ('incomplete_coverage', 'incomplete brain coverage'),
+    ('misalignment', 'misalignment'),
+    ('wraparound', 'wraparound'),
+    ('ghosting_motion', 'ghosting/motion'),
+    ('inhomogeneity', 'inhomogeneity'),
+    ('susceptibility_metal', 'metal susceptibility'),
+    ('flow_artifact', 'flow artifact'),
+    ('truncation', 'truncation'),
+)
+ARTIFACT_KEYS: tuple[str, ...] = tuple(key for key, _ in ARTIFACTS)
+
+# File name endings of the uploads that become scans (lower case; '.zip' is a DICOM series):
+# those the workers read.
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    '.nii', '.nii.gz', '.nrrd', '.nhdr', '.mha', '.mhd', '.mgz', '.mgh', '.zip',
+)
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file name has one of the image endings (its upload becomes a scan)."""
+    lower = name.lower()
+    return any(lower.endswith(ext) for ext in IMAGE_EXTENSIONS)
 
 
 class ReviewState:
@@ -34,7 +61,6 @@ DECISION_COLLECTION = 'miqa_decision'
 # The Girder item field that holds the review state (read-only to the generic item endpoints).
 ITEM_FIELD = 'miqa'
 
-DEFAULT_MODEL = 'miqa-default'
 ASSESS_TASK_NAME = 'miqa_worker.tasks.assess_scan'
 JOB_TYPE = 'miqa.assessment'
 

@@ -1,7 +1,9 @@
 """Schedule automatic assessments: the ``data.process`` hook and re-assessment requests.
 
 Scheduling runs inside the upload request, so it never raises: when it fails the upload still
-succeeds and the scan's assessment says why it was not assessed.
+succeeds and the scan's assessment says why it was not assessed. Tasks are sent to the workers
+by name: the server imports no model code (``miqa_worker``) at all, and learns which model the
+workers run from their reports (``models/worker_models.py``).
 """
 
 import datetime
@@ -22,9 +24,10 @@ from girder_plugin_worker.constants import PluginSettings
 from girder_plugin_worker.status import CustomJobStatus
 from pymongo.errors import DuplicateKeyError
 
+from . import settings
 from .constants import (
+    ASSESS_TASK_NAME,
     ASSESSMENT_WRITE_SCOPE,
-    DEFAULT_MODEL,
     ITEM_FIELD,
     JOB_TYPE,
     AssessmentStatus,
@@ -32,6 +35,7 @@ from .constants import (
 )
 from .models import review_state
 from .models.project import Project
+from .models.worker_models import WorkerModels, ask_workers
 
 logger = logging.getLogger(__name__)
 
@@ -41,27 +45,43 @@ PENDING_STATUSES = (JobStatus.INACTIVE, JobStatus.QUEUED, JobStatus.RUNNING,
                     CustomJobStatus.CONVERTING_OUTPUT, CustomJobStatus.PUSHING_OUTPUT)
 
 
-def current_model(name: str | None) -> dict:
-    """Name, version and weights sha256 of the model the workers will use (from its model.json
-    and weights file in the package or ``MIQA_MODEL_DIR``; no torch). Only the name is known
-    when this server has no copy of the model (workers on other hosts)."""
-    from miqa_worker import model_store
+def current_model(name: str | None, ask: bool = True) -> dict:
+    """Name, version and weights sha256 of the model the workers run under ``name`` (None or
+    '': the ``miqa.default_model`` setting, else the workers' own default), as they reported it.
 
-    name = name or DEFAULT_MODEL
-    try:  # a plain installed name only: a setting is never opened as a path
-        info = model_store.read_info(model_store.find_installed(name))
-    except Exception:
+    With ``ask`` a worker is asked first (a few seconds at most; see ``ask_workers``), so that
+    new weights on the workers count at once; when none answers, the latest stored report
+    stands. Without any report only the name is known (``{"name": ...}``, None for an unknown
+    default), and then no scan counts as assessed by it (see ``assessed_by``)."""
+    name = name or settings.default_model() or None
+    if ask:
+        ask_workers()
+    report = WorkerModels().reported(name)
+    if report is None:
         return {'name': name}
-    return {'name': info.get('name', name), 'version': info.get('version'),
-            'sha256': info.get('sha256')}
+    return {'name': report['name'], 'version': report.get('version'),
+            'sha256': report['sha256']}
 
 
 def assessed_by(assessment: dict, model: dict) -> bool:
-    """Whether a finished assessment came from this model (the same weights when known)."""
+    """Whether a finished assessment came from this model: the same name and the same weights
+    (sha256). A model no worker has reported (no sha256 known) has assessed nothing yet, so
+    the scan is assessed again rather than wrongly skipped."""
     used = assessment.get('model') or {}
-    if not isinstance(used, dict) or used.get('name') != model['name']:
+    if not isinstance(used, dict) or not model.get('sha256'):
         return False
-    return model.get('sha256') is None or used.get('sha256') == model['sha256']
+    return used.get('name') == model['name'] and used.get('sha256') == model['sha256']
+
+
+def record_assessment_model(assessment: dict) -> None:
+    """Keep the model a worker reports with a finished assessment (name, version, sha256) as
+    the workers' latest report of that name. Never raises: the assessment is stored already."""
+    if not isinstance(assessment, dict) or assessment.get('status') != AssessmentStatus.DONE:
+        return
+    try:
+        WorkerModels().record(assessment.get('model'), 'assessment')
+    except Exception:
+        logger.exception('Could not record the model of an assessment')
 
 
 def image_file(item: dict) -> dict | None:
@@ -79,9 +99,11 @@ def _claims():
 
 
 def ensure_indices() -> None:
-    """The index that finds a scan's pending assessment job, and the claims' expiry."""
+    """The index that finds a scan's pending assessment job, the claims' expiry, and the
+    workers' model reports."""
     Job().collection.create_index([('meta.itemId', 1), ('status', 1)])
     _claims().create_index('at', expireAfterSeconds=CLAIM_SECONDS)
+    WorkerModels()
 
 
 def _claim(key: str) -> bool:
@@ -97,9 +119,10 @@ def _claim(key: str) -> bool:
                                     {'$set': {'at': now}}).modified_count == 1
 
 
-def project_model(project: dict) -> str:
-    """The model name a project's assessments use."""
-    return project['settings'].get('model') or DEFAULT_MODEL
+def project_model(project: dict) -> str | None:
+    """The model name a project's assessments ask for: its ``model`` setting, else the
+    ``miqa.default_model`` setting; None leaves the choice to the workers (their default)."""
+    return project['settings'].get('model') or settings.default_model() or None
 
 
 def pending_job(item: dict, model: str) -> dict | None:
@@ -173,13 +196,22 @@ def on_job_update(event) -> None:
             logger.exception('Could not delete the token of MIQA job %s', job.get('_id'))
 
 
+def on_assessment_stored(event) -> None:
+    """``rest.put.item/:id/miqa/assessment.after``: keep the model a worker reports with the
+    assessment it has just stored (see ``record_assessment_model``)."""
+    stored = event.info.get('returnVal') or {}
+    record_assessment_model(stored.get('assessment') if isinstance(stored, dict) else None)
+
+
 def schedule_assessment(item: dict, file: dict, user: dict | None, project: dict) -> dict:
     """Queue the worker task for one scan as a Girder job, and return the job.
 
+    The task is sent by name (the server has no copy of the worker's code); girder-worker's
+    publish hook makes the Girder job from the ``girder_*`` headers, as for a task object.
     The job gets a token that can read this one file and write this item's assessment, nothing
     else, for at most JOB_TOKEN_HOURS; it is deleted when the job ends (on_job_update).
     """
-    from miqa_worker import tasks  # the task module imports no torch at import time
+    from girder_worker.app import app
 
     if user is None and item.get('creatorId'):
         user = User().load(item['creatorId'], force=True)
@@ -192,22 +224,27 @@ def schedule_assessment(item: dict, file: dict, user: dict | None, project: dict
             directPath = File().getLocalFilePath(file)
         except Exception:
             directPath = None
-    result = tasks.assess_scan.apply_async(kwargs={
+    model = project_model(project)
+    result = app.send_task(ASSESS_TASK_NAME, serializer='girder_io', kwargs={
         'item_id': str(item['_id']),
         'file_id': str(file['_id']),
         'file_name': file['name'],
-        'model_name': project['settings'].get('model'),
+        'model_name': model,
         'direct_path': directPath,
+        'max_voxels': settings.max_voxels(),
+    }, headers={
         'girder_job_title': f'MIQA assessment: {item["name"]}',
         'girder_job_type': JOB_TYPE,
+        'girder_job_public': False,
+        'girder_job_handler': 'celery_handler',
         'girder_user': user,
         'girder_client_token': str(token['_id']),
         'girder_job_other_fields': {'meta': {
             'creator': 'miqa', 'itemId': str(item['_id']), 'fileId': str(file['_id']),
-            'model': project_model(project)},
+            'model': model},
             'miqaTokenId': str(token['_id'])},
     })
-    job = result.job
+    job = Job().findOne({'celeryTaskId': result.id})
     review_state.set_assessment_status(item, AssessmentStatus.QUEUED, jobId=job['_id'])
     return job
 

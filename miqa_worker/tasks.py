@@ -1,13 +1,18 @@
-"""Celery tasks of the MIQA worker: thin wrappers around ``miqa_worker.assessment``.
+"""Celery tasks of the MIQA worker: thin wrappers around ``miqa_worker.assessment`` and
+``miqa_worker.model_store``.
 
-The Girder server imports this module to schedule tasks, so nothing here imports torch or ITK
-at import time; the worker process loads them once, when it starts (``worker_process_init``).
+The Girder server never imports this module: it sends the tasks by name
+(``miqa_worker.tasks.assess_scan``, ``miqa_worker.tasks.describe_models``). Nothing here imports
+torch or ITK at import time; the worker process loads them once, when it starts
+(``worker_process_init``).
 """
 
 import logging
 import os
 import shutil
+import socket
 import tempfile
+import time
 
 from celery.signals import worker_process_init
 from girder_worker.app import app
@@ -48,11 +53,16 @@ def _fetch_input(gc, file_id: str, file_name: str, direct_path: str | None, work
 @girder_job(title='MIQA assessment', type='miqa.assessment')
 @app.task(bind=True)
 def assess_scan(self, item_id: str, file_id: str, file_name: str,
-                model_name: str | None = None, direct_path: str | None = None) -> dict:
-    """Assess one scan and write the result to ``PUT /item/{id}/miqa/assessment``.
+                model_name: str | None = None, direct_path: str | None = None,
+                max_voxels: int | None = None) -> dict:
+    """Assess one scan and write the result to ``PUT /item/{id}/miqa/assessment``; the result
+    names the model that made it (``model``: name, version, sha256), which is how the server
+    learns what the workers run.
 
-    A scan that cannot be assessed gets a failed assessment with the reason, and the job ends
-    in error; the worker goes on with the next task.
+    ``model_name`` None is this worker's default model. ``max_voxels`` is the server's
+    ``miqa.max_voxels`` setting; the worker's ``MIQA_MAX_VOXELS`` may lower it further. A scan
+    that cannot be assessed gets a failed assessment with the reason, and the job ends in
+    error; the worker goes on with the next task.
     """
     gc = self.girder_client
     jm = self.job_manager
@@ -66,12 +76,18 @@ def assess_scan(self, item_id: str, file_id: str, file_name: str,
     gc.put(endpoint, json={'status': 'running'})
     workdir = tempfile.mkdtemp(prefix='miqa-')
     try:
-        from .assessment import get_assessor
+        from .assessment import PROGRESS_TOTAL, get_assessor
+        from .image_io import read_volume
         from .model_store import find_installed
 
         find_installed(model_name)  # a plain installed name, never a path (else the job fails)
         path = _fetch_input(gc, file_id, file_name, direct_path, workdir)
-        result = get_assessor(model_name).assess_file(path, progress=progress)
+        assessor = get_assessor(model_name)
+        progress(1, PROGRESS_TOTAL, 'reading the image')
+        started = time.perf_counter()
+        volume = read_volume(path, max_voxels=max_voxels)
+        result = assessor.assess_volume(volume, progress, _timings={
+            'read': time.perf_counter() - started})
     except Exception as exc:
         # An unreadable scan says why in one line; anything else names the exception type.
         bad_input = type(exc).__name__ in ('ImageError', 'ModelNotFoundError')
@@ -85,3 +101,22 @@ def assess_scan(self, item_id: str, file_id: str, file_name: str,
         jm.write(f'quality {result["quality"]:.2f}/10 with {result["model"]["name"]} '
                  f'{result["model"]["version"]} in {result["timings"]["total"]:.2f} s\n')
     return {'itemId': item_id, 'quality': result['quality']}
+
+
+@app.task(name='miqa_worker.tasks.describe_models')
+def describe_models() -> dict:
+    """The models installed on this worker, for the server's "already assessed" check and
+    model settings: ``{"worker", "default", "models": [{name, version, sha256, default}]}``.
+    Reads each model.json and hashes each weights file (cached); runs no network."""
+    from .model_store import find_installed, installed_models, read_info
+
+    models = []
+    for name in installed_models():
+        try:
+            info = read_info(find_installed(name))
+        except Exception as exc:  # an unreadable model.json: not usable, so not reported
+            logger.warning('MIQA model %s not reported: %s', name, exc)
+            continue
+        models.append({'name': name, 'version': str(info.get('version')),
+                       'sha256': str(info['sha256']), 'default': name == DEFAULT_MODEL})
+    return {'worker': socket.gethostname(), 'default': DEFAULT_MODEL, 'models': models}

@@ -23,10 +23,10 @@ from .project import Project
 logger = logging.getLogger(__name__)
 
 
-def on_copy_prepare(event) -> None:
-    """``model.item.copy.prepare``: the copy keeps none of the original's review state."""
+def clear_copied_state(new: dict) -> None:
+    """A copy was saved (its files not yet): it keeps none of the original's review state.
+    Never raises."""
     try:
-        _src, new = event.info
         Item().collection.update_one(
             {'_id': new['_id']}, {'$unset': {ITEM_FIELD: '', review_state.DETACHED_FIELD: ''}})
         new.pop(ITEM_FIELD, None)
@@ -54,23 +54,19 @@ def assess_new_scan(item: dict, project: dict, user: dict | None) -> None:
             reason='internal error while scheduling the assessment (see the server log)')
 
 
-def on_copy_after(event) -> None:
-    """``model.item.copy.after``: register the copy as a new scan of the project it is in."""
-    item = event.info
+def register_copy(item: dict, user: dict | None) -> dict | None:
+    """A copy's files are copied: an image item in a project becomes a new scan of it (assessed
+    as an upload would be, by ``user``); the stored item, or None if it is no scan. Never
+    raises."""
     try:
         project = Project().findForItem(item)
         file = review_state.current_image_file(item['_id'])
         if project is None or file is None:
-            return
+            return None
         item = review_state.ensure_scan(item, project)
         review_state.image_changed(item['_id'], file)
-        from girder.api.rest import getCurrentUser
-
-        try:
-            user = getCurrentUser()
-        except Exception:
-            user = None
         assess_new_scan(Item().load(item['_id'], force=True), project, user)
-        event.info.update(Item().load(item['_id'], force=True))  # the REST copy returns this
+        return Item().load(item['_id'], force=True)
     except Exception:
         logger.exception('MIQA could not register the copied item %s', item.get('_id'))
+        return None

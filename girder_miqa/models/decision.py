@@ -44,6 +44,7 @@ from girder.models.item import Item
 from girder.models.model_base import Model
 
 from ..constants import DECISION_COLLECTION, ITEM_FIELD, ReviewState
+from ..exceptions import ConflictException
 from . import review_state
 from .project import finite
 
@@ -56,13 +57,6 @@ NOT_STATED_VALUES = (None, '', 'not_stated', 'unstated', 'not stated')
 BAD_RULE = ('A scan can be marked bad only if at least one artifact is marked present or a '
             'comment explains a problem the artifact vocabulary does not cover.')
 MAX_RETRIES = 50
-
-
-class ConflictException(RestException):
-    """HTTP 409: the scan is locked by someone else, or its state forbids the request."""
-
-    def __init__(self, message: str):
-        super().__init__(message, code=409)
 
 
 def _now() -> datetime.datetime:

@@ -26,6 +26,7 @@ from girder.utility.filesystem_assetstore_adapter import FilesystemAssetstoreAda
 
 from miqa_worker.constants import ARTIFACT_KEYS
 
+from .. import access
 from ..constants import ITEM_FIELD, ReviewState, is_image_name
 from . import review_state
 from .decision import Decision, derive_state, validate_fields
@@ -495,9 +496,9 @@ class Importer:
         only when a site admin imports (or it is the importer's own); else no account, and the
         claimed name marked as unverified so it is never counted as an account's work."""
         account = self.account(claimed)
-        if account and (self.user.get('admin') or account['_id'] == self.user['_id']):
+        if access.may_attribute_import(self.user, account):
             return account, account['login']
-        if not claimed or self.user.get('admin'):
+        if not claimed or access.is_site_admin(self.user):
             return None, claimed
         return None, f'{claimed} {UNVERIFIED}'
 
@@ -535,7 +536,7 @@ class Importer:
         path = path.strip()
         if not os.path.isabs(path):
             return _resolve_relative(self.project, path, self._unreadable), None
-        if not self.user.get('admin'):
+        if not access.may_import_server_files(self.user):
             raise RowError('only admins may import files from the server\'s filesystem.')
         if not os.path.isfile(path):
             raise RowError(f'no file at {_short(path)} on the server.')

@@ -7,8 +7,9 @@ one conditional update, so two reviewers racing for a scan cannot both get it.
 from girder.models.item import Item
 
 from ..constants import ITEM_FIELD
+from ..exceptions import ConflictException
 from . import review_state
-from .decision import ConflictException, lock_free_clause, lock_holder, user_display
+from .decision import lock_free_clause, lock_holder, user_display
 
 
 def _holder_message(holder: dict) -> str:

@@ -23,7 +23,7 @@ import threading
 from girder.models.folder import Folder
 from girder.models.item import Item
 
-from ..constants import ITEM_FIELD, AssessmentStatus
+from ..constants import ITEM_FIELD, AssessmentStatus, is_image_name
 from . import review_state
 from .project import Project, attach_items, detach_items, folders_below
 from .review_state import DETACHED_FIELD
@@ -47,10 +47,10 @@ def _moved(key: tuple) -> bool:
         return _moving.pop(key, False)
 
 
-def on_item_save(event) -> None:
-    """``model.item.save``: note a change of folder; keep the stored review state."""
-    item = event.info
-    if not isinstance(item, dict) or '_id' not in item:
+def item_saving(item: dict) -> None:
+    """An item is about to be saved: note a change of folder; keep the stored review state in
+    the document being saved."""
+    if '_id' not in item:
         return  # a new item: uploads register through data.process
     stored = Item().collection.find_one(
         {'_id': item['_id']}, {'folderId': 1, ITEM_FIELD: 1, DETACHED_FIELD: 1})
@@ -64,10 +64,10 @@ def on_item_save(event) -> None:
     _remember(('item', item['_id']), stored.get('folderId') != item.get('folderId'))
 
 
-def on_item_saved(event) -> None:
-    """``model.item.save.after``: re-home a moved item (see the module notes)."""
-    item = event.info
-    if not isinstance(item, dict) or not _moved(('item', item.get('_id'))):
+def item_saved(item: dict) -> None:
+    """An item was saved: re-home it if it moved (see the module notes); ``item`` gets the
+    stored review state."""
+    if not _moved(('item', item.get('_id'))):
         return
     project = Project().findForItem(item)
     if project is None:
@@ -82,10 +82,9 @@ def on_item_saved(event) -> None:
             item.pop(field, None)
 
 
-def on_folder_save(event) -> None:
-    """``model.folder.save``: note a change of parent."""
-    folder = event.info
-    if not isinstance(folder, dict) or '_id' not in folder:
+def folder_saving(folder: dict) -> None:
+    """A folder is about to be saved: note a change of parent."""
+    if '_id' not in folder:
         return
     stored = Folder().collection.find_one(
         {'_id': folder['_id']}, {'parentId': 1, 'parentCollection': 1})
@@ -94,11 +93,10 @@ def on_folder_save(event) -> None:
     _remember(('folder', folder['_id']), moved)
 
 
-def on_folder_saved(event) -> None:
-    """``model.folder.save.after``: re-home the scans below a moved folder (nested projects
-    keep theirs)."""
-    folder = event.info
-    if not isinstance(folder, dict) or not _moved(('folder', folder.get('_id'))):
+def folder_saved(folder: dict) -> None:
+    """A folder was saved: if it moved, re-home the scans below it (nested projects keep
+    theirs)."""
+    if not _moved(('folder', folder.get('_id'))):
         return
     project = Project().findForFolder(folder)
     folderIds = folders_below(folder['_id'])
@@ -130,14 +128,11 @@ def _attach(project: dict, query: dict) -> None:
         review_state.restart(itemId, 'moved', keep_file=True, keep_assessment=True)
 
 
-def on_file_remove(event) -> None:
-    """``model.file.remove``: removing the image file a scan's review is about starts the review
-    over, about the item's next image file (assessed when auto-assessment is on) or none."""
-    from ..constants import is_image_name
-
-    file = event.info
-    if not isinstance(file, dict) or not file.get('itemId') or not is_image_name(
-            file.get('name', '')):
+def file_removing(file: dict) -> None:
+    """A file is being removed: if it is the image file a scan's review is about, the review
+    starts over, about the item's next image file (assessed when auto-assessment is on) or
+    none. Never raises (the removal goes on)."""
+    if not file.get('itemId') or not is_image_name(file.get('name', '')):
         return
     try:
         stored = Item().collection.find_one({'_id': file['itemId']}, {ITEM_FIELD: 1})

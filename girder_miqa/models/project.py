@@ -176,13 +176,6 @@ def load_root(project: dict) -> dict | None:
     return ROOT_MODELS[rootType]().load(rootId, force=True)
 
 
-def root_access(project: dict, user: dict | None, level: int) -> bool:
-    """Whether a user has ``level`` access on the project's folder or collection."""
-    rootType, _rootId = root_of(project)
-    root = load_root(project)
-    return bool(root) and ROOT_MODELS[rootType]().hasAccess(root, user, level)
-
-
 class Project(Model):
     """One document per enabled folder or collection, in its own collection (``_id`` = root)."""
 
@@ -199,6 +192,9 @@ class Project(Model):
         self.collection.update_many(
             {'rootId': {'$exists': False}, 'folderId': {'$type': 'objectId'}},
             [{'$set': {'rootType': 'folder', 'rootId': '$folderId'}}])
+        # Projects from before counts were kept get them here, so no read has to store them.
+        for doc in self.collection.find({'counts': {'$exists': False}}, {'_id': 1}):
+            review_state.recount(doc['_id'], scans_changed=False)
 
     def validate(self, doc):
         if doc.get('rootType') not in ROOT_TYPES:
@@ -257,36 +253,6 @@ class Project(Model):
         """The project a scan belongs to, or None."""
         folder = Folder().load(item['folderId'], force=True)
         return self.findForFolder(folder) if folder else None
-
-
-def user_tiers(project: dict, user: dict | None) -> list[int]:
-    """The tiers a user may decide at in a project (admins: both)."""
-    if not user:
-        return []
-    if user.get('admin'):
-        return [1, 2]
-    groups = set(user.get('groups') or [])
-    settings = project['settings']
-    return [tier for tier, key in ((1, 'tier1GroupId'), (2, 'tier2GroupId'))
-            if settings.get(key) is not None and settings[key] in groups]
-
-
-def can_admin(project: dict, user: dict | None) -> bool:
-    """Whether a user may change a project's settings (admins and owners of its root)."""
-    if not user:
-        return False
-    if user.get('admin'):
-        return True
-    return root_access(project, user, AccessType.ADMIN)
-
-
-def readable_folder_ids(user: dict | None, folderIds) -> set:
-    """Those of ``folderIds`` the user can read, in one query (admins: all)."""
-    folderIds = list(folderIds)
-    if user and user.get('admin'):
-        return set(folderIds)
-    query = {'_id': {'$in': folderIds}, **Folder().permissionClauses(user, AccessType.READ)}
-    return {doc['_id'] for doc in Folder().find(query, fields=['_id'])}
 
 
 def subtree_folder_ids(project: dict) -> list:

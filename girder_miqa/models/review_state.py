@@ -49,6 +49,7 @@ from .. import settings
 from ..constants import (
     DECISION_COLLECTION,
     ITEM_FIELD,
+    PROJECT_COLLECTION,
     AssessmentStatus,
     ReviewState,
     is_image_name,
@@ -235,9 +236,8 @@ def initial_state(item: dict, project: dict) -> dict:
 
 
 def _projects():
-    from .project import Project
-
-    return Project().collection
+    """The projects' collection, by name (``Project`` itself imports this module)."""
+    return Item().collection.database[PROJECT_COLLECTION]
 
 
 def count_transition(projectId, old: str | None, new: str | None) -> None:
@@ -258,22 +258,27 @@ def count_transition(projectId, old: str | None, new: str | None) -> None:
     _projects().update_one({'_id': projectId}, {'$inc': inc})
 
 
-def recount(projectId, scans_changed: bool = True) -> dict:
-    """Recompute a project's per-state counts from its scans (self-healing; one aggregation)."""
+def count_states(projectId) -> dict:
+    """A project's per-state counts computed from its scans (one aggregation; stores nothing)."""
     counts = dict.fromkeys(ReviewState.ALL, 0)
     for row in Item().collection.aggregate([
             {'$match': {f'{ITEM_FIELD}.projectId': projectId}},
             {'$group': {'_id': f'${ITEM_FIELD}.state', 'n': {'$sum': 1}}}]):
         counts[row['_id']] = row['n']
+    return counts
+
+
+def recount(projectId, scans_changed: bool = True) -> dict:
+    """Recompute and store a project's per-state counts from its scans (self-healing)."""
+    counts = count_states(projectId)
     inc = {'rev': 1, 'scanRev': 1} if scans_changed else {'rev': 1}
     _projects().update_one({'_id': projectId}, {'$set': {'counts': counts}, '$inc': inc})
     return counts
 
 
-def on_item_remove(event) -> None:
-    """``model.item.remove`` handler: a deleted scan leaves its project's counts."""
-    item = event.info
-    state = item.get(ITEM_FIELD) if isinstance(item, dict) else None
+def scan_removed(item: dict) -> None:
+    """A deleted item that was a scan leaves its project's counts."""
+    state = item.get(ITEM_FIELD)
     if state and state.get('projectId'):
         count_transition(state['projectId'], state.get('state'), None)
 
@@ -316,6 +321,19 @@ def detach(itemId, old: dict) -> bool:
             f'${ITEM_FIELD}', {'lock': None, 'detached': now, 'updated': now,
                                'detachedFrom': f'${ITEM_FIELD}.projectId'}]}}},
          {'$unset': ITEM_FIELD}]).modified_count)
+
+
+def pending_state(item: dict, project: dict) -> dict:
+    """The review state ``ensure_scan`` would give an item, computed without storing it (what a
+    GET answers for an image not registered yet): its kept state if it was detached, else that
+    of a new, unreviewed scan."""
+    if item.get(ITEM_FIELD):
+        return item[ITEM_FIELD]
+    kept = item.get(DETACHED_FIELD)
+    if kept:
+        state = {k: v for k, v in kept.items() if k not in ('detached', 'detachedFrom')}
+        return {**state, 'projectId': project['_id'], 'lock': None}
+    return initial_state(item, project)
 
 
 def ensure_scan(item: dict, project: dict) -> dict:

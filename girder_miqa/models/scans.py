@@ -25,9 +25,11 @@ from girder.models.folder import Folder
 from girder.models.item import Item
 
 from .. import settings
+from ..access import readable_folder_ids
 from ..constants import ITEM_FIELD, AssessmentStatus, ReviewState
+from . import review_state
 from .decision import Decision
-from .project import readable_folder_ids
+from .lock import public_state
 
 P = ITEM_FIELD
 QUEUE_SORT = [(f'{P}.sort.rank', 1), (f'{P}.sort.quality', 1), (f'{P}.sort.artifact', 1),
@@ -144,8 +146,6 @@ def relative_paths(project: dict, folderIds) -> dict:
 
 def scan_json(item: dict, folderPaths: dict) -> dict:
     """A scan as the queue and export return it: the item's basics, path and miqa state."""
-    from .lock import public_state
-
     folderPath = folderPaths.get(item['folderId'], '')
     return {
         '_id': item['_id'], 'name': item['name'], 'folderId': item['folderId'],
@@ -178,11 +178,9 @@ def queue(project: dict, user: dict | None, tier: int, limit: int = 50,
 def state_counts(project: dict, user: dict | None, cached: bool = False) -> dict:
     """How many visible scans are in each state, and in all (``cached``: may lag, see
     ``unreadable_folders``)."""
-    from . import review_state
-
     counts = project.get('counts')
-    if counts is None:  # a project from before counts were kept
-        counts = review_state.recount(project['_id'], scans_changed=False)
+    if counts is None:  # a project from before counts were kept (reads store nothing)
+        counts = review_state.count_states(project['_id'])
     counts = {state: max(0, counts.get(state, 0)) for state in ReviewState.ALL}
     unreadable = unreadable_folders(project, user, cached=cached)
     if unreadable:

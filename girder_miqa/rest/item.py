@@ -4,22 +4,37 @@ from girder.api import access
 from girder.api.describe import Description, autoDescribeRoute
 from girder.api.rest import boundHandler, getCurrentToken, getCurrentUser
 from girder.constants import AccessType
-from girder.exceptions import AccessException, RestException
+from girder.exceptions import RestException
 from girder.models.item import Item
-from girder.models.token import Token
 
+from .. import access as rules
 from .. import scheduling
 from ..constants import ITEM_FIELD, AssessmentStatus
 from ..models import lock, review_state
 from ..models.decision import BAD_RULE, MAX_COMMENT, Decision, validate_fields
-from ..models.project import Project, can_admin, user_tiers
+from ..models.project import Project
 from ..scheduling import assessment_scope
 
 SCAN_ERROR = 'This item is not a scan of a MIQA project.'
 
 
+def find_scan(item: dict) -> tuple[dict, dict]:
+    """(the item's review state, its project), or 400 if it is no scan. An image in a project
+    that is not registered yet gets the state it would have, computed and not stored (a GET
+    writes nothing)."""
+    state = item.get(ITEM_FIELD)
+    project = Project().load(state['projectId']) if state else None
+    if project is None:
+        project = Project().findForItem(item)
+        if project is None or scheduling.image_file(item) is None:
+            raise RestException(SCAN_ERROR)
+        state = review_state.pending_state(item, project)
+    return state, project
+
+
 def scan_and_project(item: dict) -> tuple[dict, dict]:
-    """The scan (registered on the fly if it is an image in a project) and its project, or 400."""
+    """The scan (registered on the fly if it is an image in a project) and its project, or 400;
+    for the requests that change a scan."""
     state = item.get(ITEM_FIELD)
     project = Project().load(state['projectId']) if state else None
     if project is None:
@@ -28,18 +43,6 @@ def scan_and_project(item: dict) -> tuple[dict, dict]:
             raise RestException(SCAN_ERROR)
         item = review_state.ensure_scan(item, project)
     return item, project
-
-
-def require_reviewer(project: dict, user: dict, tier: int | None = None) -> list[int]:
-    """The user's tiers in the project; 403 unless they have one (or the requested one)."""
-    tiers = user_tiers(project, user)
-    if not tiers:
-        raise AccessException(
-            'Only members of this project\'s tier-1 or tier-2 reviewer group (or admins) may '
-            'review its scans.')
-    if tier is not None and tier not in tiers:
-        raise AccessException(f'You are not a tier-{tier} reviewer in this project.')
-    return tiers
 
 
 @access.public
@@ -53,8 +56,8 @@ def require_reviewer(project: dict, user: dict, tier: int | None = None) -> list
     .errorResponse('The item is not a scan of a MIQA project.', 400)
 )
 def getState(self, item):
-    item, _project = scan_and_project(item)
-    return lock.public_state(item[ITEM_FIELD])
+    state, _project = find_scan(item)
+    return lock.public_state(state)
 
 
 @access.user
@@ -88,7 +91,7 @@ def postDecision(self, item, body):
     if tier is not None and (isinstance(tier, bool) or tier not in (1, 2, '1', '2')):
         raise RestException('tier must be 1 or 2.')
     tier = int(tier) if tier is not None else None
-    tiers = require_reviewer(project, user, tier)
+    tiers = rules.require_reviewer(project, user, tier)
     tier = tier or max(tiers)
     if not isinstance(body.get('decision'), str):
         raise RestException('decision is required: good, questionable (tier 1) or bad (tier 2).')
@@ -110,7 +113,7 @@ def postDecision(self, item, body):
     .errorResponse('The item is not a scan of a MIQA project.', 400)
 )
 def getHistory(self, item):
-    item, _project = scan_and_project(item)
+    find_scan(item)
     return Decision().history(item)
 
 
@@ -153,10 +156,10 @@ def _lock_request(item: dict, force: bool) -> tuple[dict, dict, bool]:
     """The scan, the reviewer, and whether they may break someone else's lock (tier 2)."""
     user = getCurrentUser()
     item, project = scan_and_project(item)
-    tiers = require_reviewer(project, user)
-    if force and 2 not in tiers:
-        raise AccessException('Only tier-2 reviewers and admins may break a lock.')
-    return item, user, 2 in tiers
+    tiers = rules.require_reviewer(project, user)
+    if force:
+        rules.require_lock_breaker(tiers)
+    return item, user, rules.may_break_locks(tiers)
 
 
 @access.user
@@ -174,8 +177,7 @@ def _lock_request(item: dict, force: bool) -> tuple[dict, dict, bool]:
 def postAssess(self, item):
     user = getCurrentUser()
     item, project = scan_and_project(item)
-    if not can_admin(project, user):
-        require_reviewer(project, user)
+    rules.require_assessor(project, user)
     job = scheduling.request_assessment(item, user, project)
     already = bool(job and job.get('alreadyQueued'))
     state = Item().collection.find_one({'_id': item['_id']}, {ITEM_FIELD: 1})[ITEM_FIELD]
@@ -198,14 +200,11 @@ ASSESSMENT_STATUSES = (AssessmentStatus.RUNNING, AssessmentStatus.DONE, Assessme
 def putAssessment(self, item, assessment):
     user = getCurrentUser()
     token = getCurrentToken()
-    allowed = bool(user and user.get('admin')) or bool(
-        token and Token().hasScope(token, assessment_scope(item['_id'])))
-    if not allowed:
-        raise AccessException('Only the job that assesses this scan, or an admin, may write it.')
+    rules.require_assessment_writer(user, token, assessment_scope(item['_id']))
     if not item.get(ITEM_FIELD):
         raise RestException('This item is not a scan of a MIQA project.')
     current = (item[ITEM_FIELD].get('file') or {}).get('_id')
-    if not (user and user.get('admin')) and current is not None and scheduling.file_scope(
+    if not rules.is_site_admin(user) and current is not None and scheduling.file_scope(
             current) not in (token.get('scope') or ()):
         # a job about an earlier image file (replaced while it ran): its result is not this
         # file's assessment

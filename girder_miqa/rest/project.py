@@ -10,7 +10,7 @@ from girder.api import access
 from girder.api.describe import Description, autoDescribeRoute
 from girder.api.rest import Resource, setResponseHeader
 from girder.constants import AccessType
-from girder.exceptions import AccessException, RestException
+from girder.exceptions import RestException
 from girder.models.collection import Collection
 from girder.models.folder import Folder
 from girder.models.group import Group
@@ -18,17 +18,10 @@ from girder.models.item import Item
 from girder.utility import path as path_util
 
 from .. import scheduling
+from ..access import can_admin, require_project_admin, require_read, root_access, user_tiers
 from ..constants import ITEM_FIELD, AssessmentStatus
 from ..models import exchange, scans
-from ..models.project import (
-    Project,
-    can_admin,
-    load_root,
-    register_scans,
-    root_access,
-    root_of,
-    user_tiers,
-)
+from ..models.project import Project, load_root, register_scans, root_of
 
 MAX_IMPORT_BYTES = exchange.MAX_IMPORT_BYTES  # the import's size limit (HTTP 413 above)
 
@@ -43,16 +36,8 @@ def load_project(id: str, user: dict | None) -> dict:
     project = Project().load(projectId)
     if project is None:
         raise RestException(f'No MIQA project has the id {id}.')
-    if not root_access(project, user, AccessType.READ):
-        raise AccessException('You do not have read access to this project.')
+    require_read(project, user)
     return project
-
-
-def require_project_admin(project: dict, user: dict | None) -> None:
-    """403 unless the user is an admin or an owner (ADMIN access) of the project's root."""
-    if not can_admin(project, user):
-        raise AccessException('Only admins and the project\'s owners (admin access on its '
-                              'folder or collection) may do this.')
 
 
 def _group(groupId, user: dict | None = None) -> dict | None:
@@ -108,6 +93,7 @@ class MiqaResource(Resource):
         self.route('GET', ('project', ':id', 'export'), self.export)
         self.route('POST', ('project', ':id', 'import'), self.importScans)
         self.route('POST', ('project', ':id', 'assess'), self.assess)
+        self.route('POST', ('project', ':id', 'register'), self.registerScans)
 
     @access.public
     @autoDescribeRoute(
@@ -212,18 +198,17 @@ class MiqaResource(Resource):
     @autoDescribeRoute(
         Description('Progress of a project: counts per state, reviewer and artifact, and the '
                     'agreement between tier-1 decisions and the model.')
-        .notes('Registers image items not yet known as scans first. Counts cover only the scans '
-               'the user can read. Agreement: the model calls a scan suspicious when its '
-               'quality < 5 or any artifact probability > 0.5; tier 1 when it marks it '
-               'questionable; reported as a 2x2 table, percent agreement and Cohen\'s kappa.')
+        .notes('Counts cover only the scans the user can read (image items not registered yet '
+               'are not counted: see POST /miqa/project/{id}/register). Agreement: the model '
+               'calls a scan suspicious when its quality < 5 or any artifact probability > 0.5 '
+               '(the miqa.suspicion_thresholds setting); tier 1 when it marks it questionable; '
+               'reported as a 2x2 table, percent agreement and Cohen\'s kappa.')
         .param('id', 'The project (= its folder\'s or collection\'s) id.', paramType='path')
         .errorResponse('Invalid or unknown project id.', 400)
     )
     def getSummary(self, id):
         user = self.getCurrentUser()
-        project = load_project(id, user)
-        register_scans(project)
-        return scans.summary(Project().load(project['_id']), user)
+        return scans.summary(load_project(id, user), user)
 
     @access.public
     @autoDescribeRoute(
@@ -365,3 +350,20 @@ class MiqaResource(Resource):
                         'reason') or 'unknown'
                 counts['reasons'][reason] = counts['reasons'].get(reason, 0) + 1
         return counts
+
+    @access.user
+    @autoDescribeRoute(
+        Description('Register the image items under a project that are not yet its scans.')
+        .notes('For admins and the project\'s owners. Uploads, moves and copies register scans '
+               'as they happen, and so does enabling the project; this covers items that '
+               'arrived some other way (e.g. an assetstore import). Returns {"registered": how '
+               'many became scans}.')
+        .param('id', 'The project (= its folder\'s or collection\'s) id.', paramType='path')
+        .errorResponse('Invalid or unknown project id.', 400)
+        .errorResponse('Not an admin or owner of the project.', 403)
+    )
+    def registerScans(self, id):
+        user = self.getCurrentUser()
+        project = load_project(id, user)
+        require_project_admin(project, user)
+        return {'registered': register_scans(project)}

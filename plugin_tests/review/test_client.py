@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from girder_miqa.cli import main
 from girder_miqa.client import MiqaClient
 
-from .util import nifti_bytes
+from .util import nifti_bytes, report_worker_model
 
 pytestmark = pytest.mark.plugin('miqa')
 
@@ -109,6 +109,7 @@ def test_cli(bound_study, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert 'uploaded 3 scans' in result.output
 
+    report_worker_model()  # a worker reported miqa-default installed
     result = miqa('project', 'configure', s.id, '--model', 'miqa-default',
                   '--tier1-group', 'Tier 1')
     assert result.exit_code == 0, result.output

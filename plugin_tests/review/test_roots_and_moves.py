@@ -7,7 +7,7 @@ import json
 import pytest
 from pytest_girder.assertions import assertStatus, assertStatusOk
 
-from .util import decide, make_scan, state
+from .util import decide, make_scan, report_worker_model, state
 
 pytestmark = pytest.mark.plugin('miqa')
 
@@ -136,6 +136,7 @@ def test_collection_project_workflow(cohort):
     assert exact_counts(c.id) == {'unreviewed': 1, 'questionable': 0, 'good': 1, 'bad': 1}
 
     # permissions come from the collection (project) and the folders (scans)
+    report_worker_model()  # a worker reported miqa-default installed
     body = json.dumps({'model': 'miqa-default'})
     resp = s.server.request(f'/miqa/project/{c.id}/settings', method='PUT', user=s.tier2,
                             body=body, type='application/json')

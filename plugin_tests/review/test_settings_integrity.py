@@ -6,7 +6,7 @@ import json
 import pytest
 from pytest_girder.assertions import assertStatus, assertStatusOk
 
-from .util import make_scan, state
+from .util import make_scan, report_worker_model, state
 
 pytestmark = pytest.mark.plugin('miqa')
 
@@ -19,25 +19,57 @@ def _put(s, user, body):
 @pytest.mark.parametrize('model', ['../../etc', '/etc/passwd', '..', 'miqa-default/../x',
                                    'not-installed', '', 7])
 def test_model_setting_is_an_installed_name(study, model):
+    """The project's model is the plain name of a model a worker reported installed."""
     s = study
+    report_worker_model()  # as a worker's describe_models answer stores it
+    before = s.server.request(f'/miqa/project/{s.id}/settings', user=s.owner).json['model']
     resp = _put(s, s.owner, {'model': model})
     assertStatus(resp, 400)
     assert 'installed model' in resp.json['message'] and 'miqa-default' in resp.json['message']
     assert s.server.request(f'/miqa/project/{s.id}/settings', user=s.owner).json['model'] == \
-        'miqa-default'
+        before
     resp = _put(s, s.owner, {'model': 'miqa-default'})
     assertStatusOk(resp)
+    assert resp.json['model'] == 'miqa-default'
+    resp = _put(s, s.owner, {'model': None})  # back to the default (the workers' own)
+    assertStatusOk(resp)
+    assert resp.json['model'] is None
+
+
+def test_model_setting_without_any_worker_report_is_a_clear_400(study, test_stack,
+                                                                 purged_broker):
+    """With no report stored and no worker answering, the setting cannot be checked: a 400
+    that says so, after asking for at most a few seconds."""
+    import time
+
+    from girder_miqa.models.worker_models import ASK_SECONDS
+
+    s = study
+    if test_stack.running_pid('worker-1'):
+        pytest.skip('a worker of this test session is running and would answer')
+    started = time.monotonic()
+    resp = _put(s, s.owner, {'model': 'miqa-default'})
+    assertStatus(resp, 400)
+    assert 'No worker has reported its models' in resp.json['message']
+    assert time.monotonic() - started < ASK_SECONDS + 5
+    assert s.server.request(f'/miqa/project/{s.id}/settings', user=s.owner).json['model'] is None
 
 
 def test_model_listing_imports_no_torch():
+    """The server's model listing, scheduling and plugin import no model code: at most the
+    girder-worker plugin class (``miqa_worker.plugin``, found by girder_worker's entry points)
+    and the package's empty ``__init__``; never torch, ITK or the model store."""
     import subprocess
     import sys
 
-    code = ('import sys; from girder_miqa.models.project import installed_models; '
-            'print(installed_models(), "torch" in sys.modules)')
+    code = ('import json, sys, girder_miqa, girder_miqa.scheduling, girder_miqa.models.project, '
+            'girder_worker.app; '
+            'print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in '
+            '("miqa_worker", "torch", "monai", "itk"))))')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                          check=True).stdout
-    assert "['miqa-default'] False" in out
+    loaded = set(json.loads(out.strip().splitlines()[-1]))
+    assert loaded <= {'miqa_worker', 'miqa_worker.plugin'}, loaded
 
 
 def test_tier_group_needs_read_access(study):

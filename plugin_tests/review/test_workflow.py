@@ -5,7 +5,7 @@ import json
 import pytest
 from pytest_girder.assertions import assertStatus, assertStatusOk
 
-from .util import decide, make_scan, set_assessment, state
+from .util import decide, make_scan, report_worker_model, set_assessment, state
 
 pytestmark = pytest.mark.plugin('miqa')
 
@@ -209,6 +209,7 @@ def test_non_members_get_403_and_unreadable_scans_are_invisible(study):
 
 def test_settings_owner_only_and_validated(study):
     s = study
+    report_worker_model()  # a worker reported miqa-default installed
     url = f'/miqa/project/{s.id}/settings'
     body = json.dumps({'autoAssess': True, 'model': 'miqa-default'})
     for user in (s.tier1, s.tier2, s.outsider):
@@ -316,6 +317,7 @@ def test_assess_endpoints_schedule_through_the_lead_hook(study, purged_broker):
     s = study
     a = make_scan(s.folder, 'a.nii.gz', s.admin, seed=1)
     b = make_scan(s.folder, 'b.nii.gz', s.admin, seed=2)
+    report_worker_model()  # the workers' model, as they reported it (no worker runs here)
     set_assessment(b, 6.0, {'lesion': 0.1})  # already assessed by the current model
     old = make_scan(s.folder, 'old.nii.gz', s.admin, seed=3)
     set_assessment(old, 6.0, {'lesion': 0.1}, model={  # same name, older weights

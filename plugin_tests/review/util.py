@@ -41,12 +41,26 @@ def state(item) -> dict:
     return Item().load(item['_id'], force=True)['miqa']
 
 
+# A model as a worker reports it (describe_models, or the ``model`` of an assessment).
+WORKER_MODEL = {'name': 'miqa-default', 'version': '0.6.0', 'sha256': 'a1' * 32}
+
+
+def report_worker_model(model: dict | None = None, default: bool = True) -> dict:
+    """Store a worker's report of a model (by default ``WORKER_MODEL``, the workers' default),
+    as a ``describe_models`` answer does: what tests without a worker process rely on."""
+    from girder_miqa.models.worker_models import WorkerModels
+
+    model = model or WORKER_MODEL
+    WorkerModels().record(model, 'worker', default=default)
+    return model
+
+
 def set_assessment(item, quality: float, probs: dict | None = None, model: dict | None = None):
     """Store a finished assessment on a scan, as the worker's PUT would (by default from the
-    model installed now)."""
+    model the workers last reported, without asking them)."""
     from girder_miqa import scheduling
     from girder_miqa.models import review_state
 
     review_state.set_assessment_result(item, {
         'status': 'done', 'quality': quality, 'artifacts': probs or {},
-        'model': model or scheduling.current_model('miqa-default')})
+        'model': model or scheduling.current_model('miqa-default', ask=False)})
