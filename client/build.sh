@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the MIQA web client into girder_miqa/web_client/dist (what registerPluginStaticContent
 # serves): the UMD bundle, style.css, and the itk-wasm reader pipelines the viewer loads from
-# there for formats other than NIfTI. Run from anywhere; needs node >= 20 and npm.
+# there for formats other than NIfTI. Run from anywhere; needs node >= 18.18 (Debian 12's 18.20
+# builds it: Vite 6) and npm.
 set -euo pipefail
 cd "$(dirname "$0")"
 DIST=../girder_miqa/web_client/dist

@@ -21,7 +21,7 @@ command -v redis-server >/dev/null || apt_pkgs+=(redis-server)
 if [[ ! -x .venv/bin/python ]] && ! "$PY" -c 'import ensurepip, venv' 2>/dev/null; then
   apt_pkgs+=(python3-venv)
 fi
-# the web client needs node >= 20 to build (Debian 12's nodejs is 18: then it is not built)
+# the web client builds with node >= 18.18 (Debian 12's nodejs is 18.20) and npm
 command -v npm >/dev/null || apt_pkgs+=(nodejs npm)
 if [[ $want_browser == 1 ]]; then
   command -v chromium >/dev/null || apt_pkgs+=(chromium)
@@ -61,11 +61,15 @@ fi
 if [[ ! -f client/build.sh ]]; then
   :  # no web client in this checkout
 elif command -v npm >/dev/null; then
+  # `up` must end with a working web client: a client that does not build fails the bootstrap.
+  if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 18 || (a === 18 && b >= 18) ? 0 : 1)'; then
+    say "the web client needs node >= 18.18 (found $(node --version 2>/dev/null)); install a newer nodejs and re-run"; exit 1
+  fi
   if [[ ! -f girder_miqa/web_client/dist/girder-plugin-miqa.umd.cjs \
         || -n "$(find client -path client/node_modules -prune -o -newer girder_miqa/web_client/dist/girder-plugin-miqa.umd.cjs -type f -print -quit)" ]]; then
     say "building the web client"
-    bash client/build.sh >&2 || say "the web client did not build (node $(node --version 2>/dev/null)); the API works without it"
+    bash client/build.sh >&2 || { say "the web client did not build (node $(node --version)); see the output above"; exit 1; }
   fi
 else
-  say "npm not found: the web client is not built (the API works without it)"
+  say "npm not found: cannot build the web client; install nodejs and npm and re-run"; exit 1
 fi
