@@ -38,7 +38,7 @@ setup(
     include_package_data=True,
     package_data={
         'girder_miqa': ['web_client/dist/**/*'],
-        'miqa_worker': ['models/**/*'],
+        'miqa_worker': ['models/**/*', 'training/data/*.json'],
     },
     cmdclass={'build_py': BuildPy},
     install_requires=[
