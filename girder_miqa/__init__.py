@@ -66,6 +66,9 @@ class MiqaPlugin(GirderPlugin):
         events.bind('rest.get.file/:id.before', 'miqa', scheduling.on_file_get)
         events.bind('rest.get.file/:id/download.before', 'miqa', scheduling.on_file_download)
         events.bind('jobs.job.update.after', 'miqa', scheduling.on_job_update)
+        # The model a worker names in each assessment it stores: the server's model report.
+        events.bind('rest.put.item/:id/miqa/assessment.after', 'miqa',
+                    scheduling.on_assessment_stored)
         bind_model_handlers()
 
         if (WEB_CLIENT_DIST / 'girder-plugin-miqa.umd.cjs').exists():

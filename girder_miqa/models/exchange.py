@@ -24,10 +24,8 @@ from girder.utility import JsonEncoder
 from girder.utility.assetstore_utilities import getAssetstoreAdapter
 from girder.utility.filesystem_assetstore_adapter import FilesystemAssetstoreAdapter
 
-from miqa_worker.constants import ARTIFACT_KEYS
-
 from .. import access
-from ..constants import ITEM_FIELD, ReviewState, is_image_name
+from ..constants import ARTIFACT_KEYS, ITEM_FIELD, ReviewState, is_image_name
 from . import review_state
 from .decision import Decision, derive_state, validate_fields
 from .project import Project, finite, load_root, root_of

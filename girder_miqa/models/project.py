@@ -8,11 +8,8 @@ the nearest root above it.
 """
 
 import datetime
-import importlib.util
 import math
-import os
 import re
-from pathlib import Path
 
 from bson import ObjectId
 from bson.errors import InvalidId
@@ -28,13 +25,13 @@ from pymongo import UpdateOne
 
 from ..constants import (
     ARTIFACTS,
-    DEFAULT_MODEL,
     ITEM_FIELD,
     PROJECT_COLLECTION,
     ReviewState,
     is_image_name,
 )
 from . import review_state
+from .worker_models import ASK_SECONDS, WorkerModels, ask_workers
 
 ARTIFACT_KEY_RE = re.compile(r'^[a-z][a-z0-9_]{0,63}$')
 MAX_ARTIFACTS = 100
@@ -51,46 +48,43 @@ def default_settings() -> dict:
         'tier2GroupId': None,
         'artifacts': [{'key': key, 'label': label} for key, label in ARTIFACTS],
         'autoAssess': True,
-        'model': DEFAULT_MODEL,
+        'model': None,  # the miqa.default_model setting, else the workers' default
         'restartOnMove': True,  # a reviewed scan moved in from another project starts over
     }
 
 
-MODEL_NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$')  # as miqa_worker.model_store
+MODEL_NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$')  # the names workers accept
 
 
-def model_dirs() -> list[Path]:
-    """Where the workers' models are installed: ``MIQA_MODEL_DIR`` and the ``models`` folder of
-    the miqa_worker package (found without importing it, so never torch)."""
-    dirs = [Path(p).expanduser() for p in os.environ.get('MIQA_MODEL_DIR', '').split(os.pathsep)
-            if p.strip()]
-    spec = importlib.util.find_spec('miqa_worker')
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        dirs.append(Path(location) / 'models')
-    return dirs
+def installed_models(ask: bool = False) -> list[str]:
+    """The names of the models the workers reported installed (``models/worker_models.py``),
+    sorted; with ``ask`` a worker is asked first (a few seconds at most). The server has no
+    model files of its own to look at."""
+    if ask:
+        ask_workers()
+    return WorkerModels().names()
 
 
-def installed_models() -> list[str]:
-    """The names of the installed models (folders with a model.json), sorted."""
-    names = set()
-    for base in model_dirs():
-        try:
-            entries = list(base.iterdir())
-        except OSError:
-            continue
-        names.update(entry.name for entry in entries
-                     if MODEL_NAME_RE.match(entry.name) and (entry / 'model.json').is_file())
-    return sorted(names)
-
-
-def _model_name(value) -> str:
-    """A model setting: the plain name of an installed model (never a path)."""
+def _model_name(value) -> str | None:
+    """A model setting: None (the ``miqa.default_model`` setting, else the workers' default),
+    or the plain name of a model a worker reported installed (never a path). A name not among
+    the stored reports makes the server ask a worker once; with no report at all the 400 says
+    that no worker has reported its models."""
+    if value is None:
+        return None
+    name = value.strip() if isinstance(value, str) else None
     installed = installed_models()
-    if not isinstance(value, str) or value.strip() not in installed:
+    if not installed or (name and MODEL_NAME_RE.match(name) and name not in installed):
+        installed = installed_models(ask=True)
+    if not installed:
         raise ValidationException(
-            'model must be the name of an installed model: '
-            f'{", ".join(installed) or "none is installed"}.', 'model')
-    return value.strip()
+            'No worker has reported its models yet (none answered within '
+            f'{ASK_SECONDS:g} s), so the model setting cannot be checked: start a worker, then '
+            'set the model again.', 'model')
+    if name not in installed:
+        raise ValidationException(
+            f'model must be the name of an installed model: {", ".join(installed)}.', 'model')
+    return name
 
 
 def _group_id(value, field: str, user: dict | None = None):
