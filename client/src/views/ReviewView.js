@@ -2,13 +2,14 @@
 // the assessment panel, the decision form and the keymap. It opens the next scan of the
 // reviewer's tier queue, shows it, records the decision and moves on.
 import { alertMessage, currentUser, escapeHtml, listOf, loadRules, rest, restJson, reviewApi } from '../api';
-import { artifactLabel, fmt, fmtDate } from '../format';
+import { artifactLabel, fmt } from '../format';
 import { SHORTCUTS, artifactKeys, isTyping, keyAction } from '../review/keymap';
 import { ReviewSession } from '../review/session';
 import SliceViewer, { PRESETS } from '../viewer/SliceViewer';
 import { loadScan } from '../volume/load';
 import { AssessmentPanel, tileLayers } from '../widgets/AssessmentPanel';
 import { DecisionForm } from '../widgets/DecisionForm';
+import { HistoryList } from '../widgets/HistoryList';
 
 // Timings of this page, for people and for the browser tests.
 window.miqaTimings = window.miqaTimings || {};
@@ -61,7 +62,7 @@ const ReviewView = girder.views.View.extend({
     if (!tiers.includes(this.tier)) {
       throw new Error(`You are not a tier-${this.tier || '?'} reviewer in ${this.project.name}.`);
     }
-    this.vocabulary = this.project.settings.artifacts || [];
+    this.vocabulary = this.project.settings.artifacts || this.rules.artifacts;
     this.session = new ReviewSession({
       api: reviewApi,
       loadScan,
@@ -134,6 +135,7 @@ const ReviewView = girder.views.View.extend({
         </div>
       </div>`);
     this.assessment = new AssessmentPanel(this.$('.miqa-assessment')[0], { vocabulary: this.vocabulary });
+    this.history = new HistoryList(this.$('.miqa-history-list')[0], { vocabulary: this.vocabulary });
     if (this.form) this.form.destroy();
     this.form = new DecisionForm(this.$('.miqa-decision-form')[0], {
       rules: this.rules,
@@ -334,26 +336,12 @@ const ReviewView = girder.views.View.extend({
   },
 
   async loadHistory(itemId) {
-    const el = this.$('.miqa-history-list');
     try {
       const history = listOf(await rest({ url: `item/${itemId}/miqa/history` }));
       if (!this.session.current || this.session.current.item._id !== itemId) return;
-      if (!history.length) {
-        el.html('<p class="miqa-muted">No decisions yet.</p>');
-        return;
-      }
-      el.html(history.slice().reverse().map((d) => {
-        const present = Object.entries(d.artifacts || {}).filter(([, v]) => v === 'present').map(([k]) => this.label(k));
-        return `<div class="miqa-history-entry">
-          <span class="miqa-badge miqa-badge-${escapeHtml(d.decision)}">${escapeHtml(d.decision)}</span>
-          tier ${escapeHtml(d.tier)} · ${escapeHtml(d.userName || d.login || '')} · ${fmtDate(d.created)}
-          ${present.length ? `<div>Artifacts: ${present.map(escapeHtml).join(', ')}</div>` : ''}
-          ${d.comment ? `<div class="miqa-history-comment">“${escapeHtml(d.comment)}”</div>` : ''}
-          <div class="miqa-muted">${d.confidence ? `confidence ${escapeHtml(d.confidence)} · ` : ''}${typeof d.seconds === 'number' ? `${fmt(d.seconds, 1)} s` : ''}${d.location && d.location.ijk ? ` · at [${d.location.ijk.join(', ')}]` : ''}</div>
-        </div>`;
-      }).join(''));
+      this.history.render(history);
     } catch (err) {
-      el.text(`History unavailable: ${err.message}`);
+      this.history.showError(err.message);
     }
   },
 

@@ -1,0 +1,25 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+
+import { historyEntry } from './HistoryList.js';
+
+const VOCAB = [{ key: 'ghosting_motion', label: 'ghosting/motion' }];
+
+describe('historyEntry', () => {
+  it('names the artifacts marked present by their labels, and the reviewer', () => {
+    const e = historyEntry({
+      decision: 'bad', tier: 2, userName: 'Tier Two', login: 'tiertwo', created: '2026-01-01T00:00:00Z',
+      artifacts: { ghosting_motion: 'present', lesion: 'absent', incomplete_coverage: 'present' },
+      comment: 'spike', confidence: 4, seconds: 12.5, location: { ijk: [1, 2, 3], world: [0, 0, 0] },
+    }, VOCAB);
+    assert.deepEqual(e.present, ['ghosting/motion', 'incomplete coverage']);
+    assert.equal(e.who, 'Tier Two');
+    assert.deepEqual(e.ijk, [1, 2, 3]);
+    assert.equal(e.seconds, 12.5);
+  });
+
+  it('leaves out what a decision does not have', () => {
+    const e = historyEntry({ decision: 'good', tier: 1, login: 'tierone' }, VOCAB);
+    assert.deepEqual([e.who, e.present, e.comment, e.confidence, e.seconds, e.ijk], ['tierone', [], '', null, null, null]);
+  });
+});
