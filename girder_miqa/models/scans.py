@@ -54,19 +54,19 @@ _cache_lock = threading.Lock()
 
 def _cached(key: tuple, compute):
     """A value from the in-process cache, computed when absent or older than the
-    ``miqa.visibility_cache_seconds`` setting (0: always computed)."""
+    ``miqa.visibility_cache_seconds`` setting (0: always computed; a change of the setting
+    applies to the values already cached)."""
     lifetime = settings.visibility_cache_seconds()
     now = time.monotonic()
     with _cache_lock:
         hit = _cache.get(key)
-        if hit and hit[0] > now:
+        if hit and now - hit[0] < lifetime:
             return hit[1]
     value = compute()
     with _cache_lock:
         if len(_cache) > 10_000:
             _cache.clear()
-        if lifetime > 0:
-            _cache[key] = (now + lifetime, value)
+        _cache[key] = (now, value)
     return value
 
 
