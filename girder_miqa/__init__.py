@@ -15,7 +15,6 @@ from .models.project import Project
 from .rest import item as item_rest
 from .rest import rules as rules_rest
 from .rest.project import MiqaResource
-from .scheduling import on_data_process
 
 WEB_CLIENT_DIST = Path(__file__).parent / 'web_client' / 'dist'
 
@@ -61,14 +60,14 @@ class MiqaPlugin(GirderPlugin):
         info['apiRoot'].miqa = MiqaResource()
         item_rest.register(info['apiRoot'].item)
         rules_rest.register(info['apiRoot'].miqa)
-        events.bind('data.process', 'miqa', on_data_process)
+        events.bind('data.process', 'miqa', handlers.on_data_process)
         # Job tokens: read only their own file, and are deleted when the job ends.
-        events.bind('rest.get.file/:id.before', 'miqa', scheduling.on_file_get)
-        events.bind('rest.get.file/:id/download.before', 'miqa', scheduling.on_file_download)
-        events.bind('jobs.job.update.after', 'miqa', scheduling.on_job_update)
+        events.bind('rest.get.file/:id.before', 'miqa', handlers.on_file_get)
+        events.bind('rest.get.file/:id/download.before', 'miqa', handlers.on_file_download)
+        events.bind('jobs.job.update.after', 'miqa', handlers.on_job_update)
         # The model a worker names in each assessment it stores: the server's model report.
         events.bind('rest.put.item/:id/miqa/assessment.after', 'miqa',
-                    scheduling.on_assessment_stored)
+                    handlers.on_assessment_stored)
         bind_model_handlers()
 
         if (WEB_CLIENT_DIST / 'girder-plugin-miqa.umd.cjs').exists():

@@ -4,8 +4,10 @@ A handler only unpacks its event and calls the model function that owns the chan
 ``models/``), so every state change stays with its model and can be called without an event.
 """
 
+from girder.api import access
 from girder.api.rest import getCurrentUser
 
+from . import scheduling
 from .models import copies, moves, review_state
 
 # --------------------------------------------------------------------- Items, folders and files
@@ -67,3 +69,42 @@ def on_copy_after(event) -> None:
     stored = copies.register_copy(event.info, user)
     if stored is not None:
         event.info.update(stored)
+
+
+# ----------------------------------------------------------- Uploads, job tokens and job updates
+
+
+def on_data_process(event) -> None:
+    """``data.process``: an image upload into a project becomes a scan and is assessed (never
+    failing the upload; see ``scheduling.image_uploaded``)."""
+    scheduling.image_uploaded(event.info.get('file') or {}, event.info.get('currentUser'))
+
+
+@access.public
+def on_file_get(event) -> None:
+    """``rest.get.file/:id.before``: a job token for this file may read its document."""
+    document = scheduling.job_file_document(event.info.get('id'))
+    if document is not None:
+        event.preventDefault().addResponse(document)
+
+
+@access.public
+def on_file_download(event) -> None:
+    """``rest.get.file/:id/download.before``: a job token for this file may download it (and
+    no other file: it holds no data-read scope)."""
+    download = scheduling.job_file_download(event.info.get('id'), event.info.get('params') or {})
+    if download is not None:
+        event.preventDefault().addResponse(download)
+
+
+def on_job_update(event) -> None:
+    """``jobs.job.update.after``: delete an assessment job's token once the job has ended."""
+    scheduling.job_updated(event.info.get('job') or {})
+
+
+def on_assessment_stored(event) -> None:
+    """``rest.put.item/:id/miqa/assessment.after``: keep the model the worker names in the
+    assessment it has just stored, as the workers' report of that model."""
+    stored = event.info.get('returnVal')
+    scheduling.record_assessment_model(stored.get('assessment') if isinstance(stored, dict)
+                                       else None)

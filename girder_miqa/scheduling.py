@@ -10,7 +10,6 @@ import datetime
 import logging
 import time
 
-from girder.api import access
 from girder.api.rest import getCurrentToken
 from girder.constants import AccessType
 from girder.models.file import File
@@ -158,34 +157,37 @@ def _file_token_user(fileId) -> dict | None:
     return User().load(token['userId'], force=True) if token.get('userId') else None
 
 
-@access.public
-def on_file_get(event) -> None:
-    """``rest.get.file/:id.before``: a job token for this file may read its document."""
-    user = _file_token_user(event.info.get('id'))
-    if user is not None:
-        file = File().load(event.info['id'], user=user, level=AccessType.READ)
-        event.preventDefault().addResponse(File().filter(file, user))
+def job_file(fileId) -> tuple[dict, dict] | None:
+    """``(file, user)`` when the request's token is a job token for this file (the file loaded
+    with its user's read access), else None: such a token reads this one file and no other."""
+    user = _file_token_user(fileId)
+    if user is None:
+        return None
+    return File().load(fileId, user=user, level=AccessType.READ), user
 
 
-@access.public
-def on_file_download(event) -> None:
-    """``rest.get.file/:id/download.before``: a job token for this file may download it (and
-    no other file: it holds no data-read scope)."""
-    user = _file_token_user(event.info.get('id'))
-    if user is not None:
-        file = File().load(event.info['id'], user=user, level=AccessType.READ)
-        params = event.info.get('params') or {}
-        try:
-            offset = int(params.get('offset') or 0)
-            endByte = int(params['endByte']) if params.get('endByte') else None
-        except ValueError:
-            offset, endByte = 0, None
-        event.preventDefault().addResponse(File().download(file, offset, endByte=endByte))
+def job_file_document(fileId) -> dict | None:
+    """The file's document for a job token for this file (as ``GET /file/{id}``), else None."""
+    found = job_file(fileId)
+    return File().filter(found[0], found[1]) if found else None
 
 
-def on_job_update(event) -> None:
-    """``jobs.job.update.after``: delete an assessment job's token once the job has ended."""
-    job = event.info.get('job') or {}
+def job_file_download(fileId, params: dict):
+    """The file's download (as ``GET /file/{id}/download``, ``offset``/``endByte`` honoured)
+    for a job token for this file, else None."""
+    found = job_file(fileId)
+    if found is None:
+        return None
+    try:
+        offset = int(params.get('offset') or 0)
+        endByte = int(params['endByte']) if params.get('endByte') else None
+    except ValueError:
+        offset, endByte = 0, None
+    return File().download(found[0], offset, endByte=endByte)
+
+
+def job_updated(job: dict) -> None:
+    """Delete an assessment job's token once the job has ended."""
     if job.get('type') != JOB_TYPE or job.get('status') not in FINAL_STATUSES:
         return
     tokenId = job.get('miqaTokenId')
@@ -196,20 +198,13 @@ def on_job_update(event) -> None:
             logger.exception('Could not delete the token of MIQA job %s', job.get('_id'))
 
 
-def on_assessment_stored(event) -> None:
-    """``rest.put.item/:id/miqa/assessment.after``: keep the model a worker reports with the
-    assessment it has just stored (see ``record_assessment_model``)."""
-    stored = event.info.get('returnVal') or {}
-    record_assessment_model(stored.get('assessment') if isinstance(stored, dict) else None)
-
-
 def schedule_assessment(item: dict, file: dict, user: dict | None, project: dict) -> dict:
     """Queue the worker task for one scan as a Girder job, and return the job.
 
     The task is sent by name (the server has no copy of the worker's code); girder-worker's
     publish hook makes the Girder job from the ``girder_*`` headers, as for a task object.
     The job gets a token that can read this one file and write this item's assessment, nothing
-    else, for at most JOB_TOKEN_HOURS; it is deleted when the job ends (on_job_update).
+    else, for at most JOB_TOKEN_HOURS; it is deleted when the job ends (job_updated).
     """
     from girder_worker.app import app
 
@@ -293,9 +288,10 @@ def request_assessment(item: dict, user: dict | None, project: dict | None = Non
         _claims().delete_one({'_id': key})
 
 
-def on_data_process(event) -> None:
-    """``data.process`` handler: make image uploads into a project scans, and assess them."""
-    file = event.info.get('file') or {}
+def image_uploaded(file: dict, user: dict | None) -> None:
+    """An image file finished uploading (``data.process``): its item becomes (or restarts as)
+    a scan of the project it is in, and is assessed when the project assesses automatically.
+    Never raises: a failure is recorded on the scan and the upload still succeeds."""
     if not file.get('itemId') or not is_image_name(file.get('name', '')):
         return
     try:
@@ -310,7 +306,7 @@ def on_data_process(event) -> None:
                 item, AssessmentStatus.NOT_SCHEDULED,
                 reason='auto-assessment is off for this project')
             return
-        request_assessment(item, event.info.get('currentUser'), project)
+        request_assessment(item, user, project)
     except Exception:
         logger.exception('MIQA data.process handler failed for file %s', file.get('_id'))
         if file.get('itemId'):
@@ -319,4 +315,4 @@ def on_data_process(event) -> None:
                 reason='internal error while scheduling the assessment (see the server log)')
 
 
-__all__ = ['ITEM_FIELD', 'on_data_process', 'request_assessment', 'schedule_assessment']
+__all__ = ['ITEM_FIELD', 'image_uploaded', 'request_assessment', 'schedule_assessment']
