@@ -1,17 +1,26 @@
-"""Assess one scan with the MIQA network: read, normalise, tile, one batched forward pass.
+"""Assess one scan with a MIQA model, in four stages that take the model's spec
+(:mod:`miqa_worker.model_spec`) and that training evaluation reuses:
+
+1. tiles (:class:`Tiles`, :func:`run_tiles`): normalise by the volume's percentile range, cover
+   it with 64^3 tiles, run the main network on them in batches;
+2. view (:func:`whole_view`, :func:`run_view`): the whole volume as one 64^3 view, run as
+   ``view.flips`` mirror images in the main network and every member, averaged;
+3. blend (:func:`blend`): mean over tiles mixed with the view at its share per output;
+4. post-processing (:func:`postprocess`): quality clipped, the penalty families' points, the
+   fused indicator (``fusion``).
 
 Result of :meth:`Assessor.assess_file` / :meth:`Assessor.assess_volume` (JSON-serialisable)::
 
     quality    float 0..10: mean over tiles of output 0, blended with the whole-volume view's
-               output at the model's share for it (:func:`view_weights`: model.json's
-               ``view_weights``, else ``global_view_weight``; 0 = tiles only), clamped
+               output at the model's share for it (``spec.view.shares()``: model.json's
+               ``view.weights``, else ``view.weight``; 0 = tiles only), clamped
     artifacts  {key: probability}: mean over tiles of sigmoid(output 1..10), each blended
                at its own share, keys in the order of constants.ARTIFACT_KEYS
     globalView {weight (the quality's share), weights {output: share}, flips, networks,
                quality, artifacts}: the whole volume seen as one 64^3 view (isotropic voxels,
                tiling.global_view), its raw outputs averaged over ``flips`` mirror images
-               (:func:`view_flips`) in each of ``networks`` networks (model.json
-               ``view_members`` adds networks of other seeds); absent when the model does not
+               (model.json ``view.flips``) in each of ``networks`` networks (model.json
+               ``members`` adds networks of other seeds); absent when the model does not
                use it
     tileMap    {grid [nx, ny, nz], starts [[i, j, k], ...], tileSize 64,
                 shape [X, Y, Z] (the padded volume), quality [per tile],
@@ -22,14 +31,14 @@ Result of :meth:`Assessor.assess_file` / :meth:`Assessor.assess_volume` (JSON-se
     metrics    {name: float} from quality_metrics.compute_quality_metrics
     model      {name, version, sha256}
     volume     {shape, spacing, orientation (of the file, e.g. 'LAS'), note, format}
-    fusion     {indicator, network, probability, metrics}: present when the model folder has
-               ``fusion.json`` (:mod:`miqa_worker.fusion`): the indicator's probability from
+    fusion     {indicator, network, probability, metrics}: present when model.json names a
+               ``fusion`` (its file, :mod:`miqa_worker.fusion`): the indicator's probability from
                the network alone, the fused one (also in ``artifacts``), and the background
                metrics it used; the tile map keeps the network's per-tile probabilities
     penalties  {family: points}: the quality points each simulated artifact family is
                estimated to cost (0..its penalty), blended at the quality's share; present
-               when the model has ``penalty_families`` (extra outputs after the 11)
-    timings    {read, preprocess, inference, fusion (with fusion.json), metrics, total} seconds
+               when model.json has ``postprocessing.penalty_families`` (outputs after the 11)
+    timings    {read, preprocess, inference, fusion (with a fusion), metrics, total} seconds
 """
 
 from __future__ import annotations
@@ -38,7 +47,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,8 +62,17 @@ from .constants import (
     QUALITY_MIN,
     TILE_SIZE,
 )
-from .fusion import FUSION_FILE, Fusion, FusionError, load_fusion
+from .fusion import Fusion, FusionError, load_fusion_file
 from .image_io import ScanVolume, read_volume, usable_cores, warm_up_itk
+from .model_spec import (
+    OUTPUT_NAMES,
+    FusionSpec,
+    ModelSpec,
+    ModelSpecError,
+    Postprocessing,
+    TileSpec,
+    ViewSpec,
+)
 from .preprocessing import intensity_range, rescale_into, usable_range
 from .quality_metrics import compute_quality_metrics, subsample
 from .tiling import global_view, pad_to_tile, tile_grid
@@ -154,20 +174,14 @@ def blend_outputs(tile_outputs: np.ndarray, view_output: np.ndarray | None = Non
     return result
 
 
-OUTPUT_NAMES: tuple[str, ...] = ('quality', *ARTIFACT_KEYS)
-
-#: The mirror images of the whole-volume view, in the order ``view_flips`` takes them: the
+#: The mirror images of the whole-volume view, in the order ``view.flips`` takes them: the
 #: view itself, then flipped along one, two and all three axes (training flips views too).
 FLIPS: tuple[tuple[int, ...], ...] = ((), (0,), (1,), (2,), (0, 1), (0, 2), (1, 2), (0, 1, 2))
 
 
 def view_flips(info: dict[str, Any]) -> int:
-    """How many mirror images of the whole-volume view a model averages (``model.json``
-    ``view_flips``, 1..8; absent: 1, the view alone). ValueError with the reason otherwise.
-
-    The view is one 64^3 input, so its mirror images cost a few tiles' time, and averaging
-    them steadies the outputs the view decides (bias field, cut coverage, wraparound).
-    """
+    """How many mirror images of the view an older-format dict asks for (``view_flips``,
+    1..8; absent: 1). ValueError with the reason otherwise. New code reads ``spec.view``."""
     value = info.get('view_flips', 1)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= len(FLIPS):
         raise ValueError(f'view_flips must be an integer from 1 to {len(FLIPS)}, got {value!r}')
@@ -180,26 +194,150 @@ def mirrored(view: np.ndarray, count: int) -> np.ndarray:
 
 
 def view_weights(info: dict[str, Any]) -> np.ndarray:
-    """The whole-volume view's share in each of the 11 outputs, from a model's ``model.json``.
-
-    ``view_weights`` ({output name: share}, chosen by cross-validation when training) wins;
-    outputs it does not name take ``global_view_weight`` (absent: 0, tiles only). Raises
-    ValueError, with the reason, for a share outside 0..1 or an unknown output name.
-    """
-    default = info.get('global_view_weight') or 0.0
-    per_output = info.get('view_weights') or {}
-    if not isinstance(per_output, dict):
-        raise ValueError('view_weights must map output names to shares')
-    unknown = sorted(set(per_output) - set(OUTPUT_NAMES))
-    if unknown:
-        raise ValueError(f'view_weights names unknown outputs: {", ".join(unknown)}')
+    """The view's share in each of the 11 outputs from an older-format dict
+    (``view_weights`` per output, the rest ``global_view_weight``); ValueError with the reason.
+    New code reads ``spec.view.shares()``."""
     try:
-        shares = np.array([float(per_output.get(name, default)) for name in OUTPUT_NAMES])
-    except (TypeError, ValueError):
-        raise ValueError('view weights must be numbers') from None
-    if not np.all((shares >= 0) & (shares <= 1)):
-        raise ValueError('view weights must lie within 0..1')
-    return shares
+        view = ViewSpec.parse({'weight': info.get('global_view_weight') or 0.0,
+                               'weights': info.get('view_weights') or {}, 'flips': 1},
+                              'view weights')
+    except ModelSpecError as exc:
+        raise ValueError(str(exc)) from None
+    return np.array(view.shares())
+
+
+# ---- the stages: tiles, view, blend, post-processing ----
+
+
+class Networks:
+    """The model's networks on their device, run in batches: the main network (tiles and
+    view) and the view members (the same network trained with other seeds; view only).
+
+    Args:
+        main: the main network (eval mode).
+        members: networks whose view outputs are averaged with the main network's.
+        batch_size: inputs per forward pass (bounds memory).
+        threads: torch threads to run with.
+    """
+
+    def __init__(self, main, members: list | tuple = (), batch_size: int = DEFAULT_BATCH_SIZE,
+                 threads: int | None = None):
+        import torch
+
+        # Channels-last 3D convolutions run about 1.6x faster on CPU (measured in
+        # benchmarks/bench_inference.py); the outputs are the same.
+        self.main = main.to(memory_format=torch.channels_last_3d)
+        self.device = next(self.main.parameters()).device
+        self.members = [m.to(self.device, memory_format=torch.channels_last_3d)
+                        for m in members]
+        self.batch_size = max(1, int(batch_size))
+        self.threads = threads or torch.get_num_threads()
+        self._lock = threading.Lock()
+
+    def predict(self, inputs: np.ndarray, network=None) -> np.ndarray:
+        """Outputs ``[N, 11 + penalty outputs]`` (float32) of normalised inputs
+        ``[N, 64, 64, 64]`` (of ``network``: default the main one)."""
+        import torch
+
+        network = network if network is not None else self.main
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+        batch = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)).unsqueeze(1)
+        outputs = []
+        with self._lock, torch.inference_mode():
+            for start in range(0, batch.shape[0], self.batch_size):
+                chunk = batch[start:start + self.batch_size].to(
+                    self.device, memory_format=torch.channels_last_3d)
+                outputs.append(network(chunk).float().cpu())
+        return torch.cat(outputs).numpy()
+
+
+@dataclass(frozen=True)
+class Tiles:
+    """A volume's normalised tiles (stage 1 input) and where they lie."""
+
+    images: np.ndarray  # [N, t, t, t] float32, 0..1
+    starts: np.ndarray  # [N, 3] voxel indices, C order of the grid
+    grid: tuple[int, int, int]
+    shape: tuple[int, int, int]  # the padded volume
+
+    @classmethod
+    def of(cls, array: np.ndarray, value_range: tuple[float, float],
+           spec: TileSpec = TileSpec()) -> Tiles:
+        """Preprocess and tile as the spec says (``make_tiles``)."""
+        return cls(*make_tiles(array, spec.size, value_range))
+
+
+def run_tiles(networks: Networks, images: np.ndarray) -> np.ndarray:
+    """Stage 1, tiles: the main network's raw outputs of each tile ``[N, 11+]`` (float64)."""
+    return networks.predict(images).astype(np.float64)
+
+
+def run_view(networks: Networks, view: np.ndarray, spec: ViewSpec) -> np.ndarray:
+    """Stage 2, view: the raw outputs ``[11+]`` (float64) of a whole-volume view, averaged over
+    its ``spec.flips`` mirror images in the main network and every member."""
+    images = mirrored(view, spec.flips)
+    outputs = [networks.predict(images)] + [networks.predict(images, m)
+                                            for m in networks.members]
+    return np.concatenate(outputs).mean(axis=0, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Blend:
+    """Stage 3's result: tiles and view blended per output (quality not yet clipped)."""
+
+    scan: np.ndarray  # [11]: quality, then the ten probabilities
+    tile_quality: np.ndarray  # [N], clipped to 0..10
+    tile_probabilities: np.ndarray  # [N, 10]
+    view: np.ndarray | None  # [11] the view's raw outputs (None: tiles only)
+    points: np.ndarray | None  # [families] the penalty outputs blended (None: no families)
+    shares: np.ndarray  # [11] the view's share in each output
+
+
+def blend(tile_outputs: np.ndarray, view_output: np.ndarray | None, shares: np.ndarray,
+          penalty_outputs: int = 0) -> Blend:
+    """Stage 3, blend: the mean over tiles of quality and of each probability, mixed with the
+    view's at its share per output; penalty outputs (after the 11) at the quality's share."""
+    tiles = np.asarray(tile_outputs, dtype=np.float64)
+    points = None
+    if penalty_outputs:
+        points = tiles[:, NUM_OUTPUTS:].mean(axis=0)
+        if view_output is not None:
+            points = mix(points, view_output[NUM_OUTPUTS:], shares[0])
+        tiles = tiles[:, :NUM_OUTPUTS]
+    view = view_output[:NUM_OUTPUTS] if view_output is not None else None
+    return Blend(scan=blend_outputs(tiles, view, shares),
+                 tile_quality=np.clip(tiles[:, 0], QUALITY_MIN, QUALITY_MAX),
+                 tile_probabilities=_sigmoid(tiles[:, 1:]), view=view, points=points,
+                 shares=np.asarray(shares, dtype=np.float64))
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Stage 4's result: what the scan's assessment reports."""
+
+    quality: float
+    artifacts: dict[str, float]
+    penalties: dict[str, float] | None
+    fusion: dict[str, Any] | None
+
+
+def postprocess(blended: Blend, families: Sequence[str], fusion: Fusion | None = None,
+                array: np.ndarray | None = None,
+                value_range: tuple[float, float] | None = None) -> Scores:
+    """Stage 4, post-processing: quality clipped to 0..10, each family's quality points
+    (at least 0), and the fused indicator decided with the background metrics of ``array``."""
+    quality = float(np.clip(blended.scan[0], QUALITY_MIN, QUALITY_MAX))
+    artifacts = {key: float(p) for key, p in zip(ARTIFACT_KEYS, blended.scan[1:], strict=True)}
+    penalties = None
+    if blended.points is not None:
+        penalties = {family: float(max(p, 0.0))
+                     for family, p in zip(families, blended.points, strict=True)}
+    fused = None
+    if fusion is not None:
+        fused = fused_indicator(fusion, array, value_range, artifacts[fusion.indicator])
+        artifacts[fusion.indicator] = fused['probability']
+    return Scores(quality, artifacts, penalties, fused)
 
 
 def fused_indicator(fusion: Fusion, array: np.ndarray, value_range: tuple[float, float],
@@ -218,38 +356,76 @@ def fused_indicator(fusion: Fusion, array: np.ndarray, value_range: tuple[float,
             'metrics': features}
 
 
+def _view_report(blended: Blend, flips: int, networks: int) -> dict[str, Any]:
+    """The result's ``globalView``."""
+    view = blended.view
+    return {'weight': float(blended.shares[0]),
+            'weights': dict(zip(OUTPUT_NAMES, map(float, blended.shares), strict=True)),
+            'flips': flips, 'networks': networks,
+            'quality': float(np.clip(view[0], QUALITY_MIN, QUALITY_MAX)),
+            'artifacts': {key: float(p) for key, p in zip(ARTIFACT_KEYS, _sigmoid(view[1:]),
+                                                           strict=True)}}
+
+
+def _tile_map(tiles: Tiles, blended: Blend) -> dict[str, Any]:
+    """The result's ``tileMap``."""
+    return {'grid': [int(g) for g in tiles.grid], 'starts': tiles.starts.tolist(),
+            'tileSize': int(tiles.images.shape[1]),
+            'shape': list(tiles.shape),
+            'quality': [float(q) for q in blended.tile_quality],
+            'artifacts': {key: [float(p) for p in blended.tile_probabilities[:, i]]
+                          for i, key in enumerate(ARTIFACT_KEYS)}}
+
+
+def _volume_report(volume: ScanVolume) -> dict[str, Any]:
+    """The result's ``volume``."""
+    return {'shape': list(volume.shape), 'spacing': [float(s) for s in volume.spacing],
+            'orientation': volume.original_orientation, 'note': volume.note,
+            'format': volume.source_format}
+
+
 class Assessor:
-    """A loaded model that assesses scans; create once per process (see :func:`get_assessor`)."""
+    """A loaded model that assesses scans; create once per process (see :func:`get_assessor`).
+
+    Args:
+        model: a model name (searched as ``model_store.find_model`` does) or folder.
+        batch_size: inputs per forward pass.
+        threads: torch threads (default :func:`available_cores`).
+        max_voxels: the largest volume read (``image_io.read_volume``).
+    """
 
     def __init__(self, model: str | os.PathLike = DEFAULT_MODEL, batch_size: int =
                  DEFAULT_BATCH_SIZE, threads: int | None = None, max_voxels: int | None = None,
-                 _loaded: tuple[Any, dict[str, Any]] | None = None):
+                 _loaded: tuple[Any, ModelSpec, dict[str, Any]] | None = None):
         import torch
 
-        from .model_store import ModelError, load_members, load_model, penalty_families
+        from .model_store import (
+            ModelError,
+            find_model,
+            load_members,
+            load_network,
+            model_info,
+            read_spec,
+        )
 
         self.threads = threads or available_cores()
         torch.set_num_threads(self.threads)
-        self.network, self.info = _loaded or load_model(model)
-        # Channels-last 3D convolutions run about 1.6x faster on CPU (measured in
-        # benchmarks/bench_inference.py); the outputs are the same.
-        self.network = self.network.to(memory_format=torch.channels_last_3d)
-        self.device = next(self.network.parameters()).device
-        self.batch_size = max(1, int(batch_size))
-        try:
-            self.view_weights = view_weights(self.info)
-            self.view_flips = view_flips(self.info)
-            self.fusion = load_fusion(self.info.get('path'))
-            self.penalty_families = penalty_families(self.info)
-        except FusionError as exc:
-            raise ModelError(f"model {self.info.get('name')}: {FUSION_FILE}: {exc}") from None
-        except ValueError as exc:
-            raise ModelError(f"model {self.info.get('name')}: {exc}") from None
-        self.members = [m.to(self.device, memory_format=torch.channels_last_3d)
-                        for m in load_members(self.info, self.network)]
-        self.uses_view = bool(self.view_weights.any())
+        if _loaded is None:
+            model_dir = find_model(model)
+            self.spec = read_spec(model_dir)
+            self.info = model_info(self.spec, model_dir)
+            network = load_network(model_dir, self.spec)
+            try:
+                self.fusion = load_spec_fusion(self.spec, model_dir)
+            except FusionError as exc:
+                raise ModelError(f'model {self.spec.name}: {self.spec.fusion.file}: '
+                                 f'{exc}') from None
+            members = load_members(self.spec, model_dir, network)
+        else:
+            network, self.spec, self.info = _loaded
+            self.fusion, members = None, []
+        self.networks = Networks(network, members, batch_size, self.threads)
         self.max_voxels = max_voxels
-        self._lock = threading.Lock()
 
     @classmethod
     def from_network(cls, network, global_view_weight: float = 0.0, threads: int | None = None,
@@ -260,15 +436,65 @@ class Assessor:
         ``members``: more networks whose view outputs are averaged with its own."""
         import torch
 
-        info = {'name': 'in-memory', 'version': '-', 'sha256': '-',
-                'global_view_weight': global_view_weight, 'view_weights': weights,
-                'view_flips': flips, 'penalty_families': penalty_families}
+        from .model_store import ModelError
+
+        try:
+            spec = ModelSpec(
+                name='in-memory', version='-', description='a network in memory',
+                created='1970-01-01T00:00:00+00:00',
+                view=ViewSpec(global_view_weight or 0.0, dict(weights or {}), flips),
+                postprocessing=Postprocessing(tuple(penalty_families or ())),
+                fusion=FusionSpec(fusion.indicator) if fusion is not None else None).checked()
+        except ModelSpecError as exc:
+            raise ModelError(f'model in-memory: {exc}') from None
+        info = {'name': spec.name, 'version': spec.version, 'sha256': '-'}
         assessor = cls(batch_size=kwargs.pop('batch_size', DEFAULT_BATCH_SIZE),
-                       threads=threads or torch.get_num_threads(), _loaded=(network, info),
-                       **kwargs)
+                       threads=threads or torch.get_num_threads(),
+                       _loaded=(network, spec, info), **kwargs)
         assessor.fusion = fusion
         assessor.members = list(members)
         return assessor
+
+    # what the model's spec says, as the worker uses it
+
+    @property
+    def network(self):
+        """The main network."""
+        return self.networks.main
+
+    @property
+    def members(self) -> list:
+        """The view members' networks."""
+        return self.networks.members
+
+    @members.setter
+    def members(self, networks: list) -> None:
+        self.networks.members = list(networks)
+
+    @property
+    def device(self):
+        return self.networks.device
+
+    @property
+    def batch_size(self) -> int:
+        return self.networks.batch_size
+
+    @property
+    def view_weights(self) -> np.ndarray:
+        """The view's share in each of the 11 outputs (``spec.view.shares()``)."""
+        return np.array(self.spec.view.shares(), dtype=np.float64)
+
+    @property
+    def view_flips(self) -> int:
+        return self.spec.view.flips
+
+    @property
+    def uses_view(self) -> bool:
+        return self.spec.view.used
+
+    @property
+    def penalty_families(self) -> list[str]:
+        return list(self.spec.postprocessing.penalty_families)
 
     @property
     def model(self) -> dict[str, str]:
@@ -279,112 +505,58 @@ class Assessor:
     def predict_tiles(self, tiles: np.ndarray, network=None) -> np.ndarray:
         """Network outputs ``[N, 11 + penalty outputs]`` (float32) for normalised tiles
         ``[N, 64, 64, 64]`` (of ``network``: default the model's own)."""
-        import torch
-
-        network = network if network is not None else self.network
-        if torch.get_num_threads() != self.threads:
-            torch.set_num_threads(self.threads)
-        batch = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).unsqueeze(1)
-        outputs = []
-        with self._lock, torch.inference_mode():
-            for start in range(0, batch.shape[0], self.batch_size):
-                chunk = batch[start:start + self.batch_size].to(
-                    self.device, memory_format=torch.channels_last_3d)
-                outputs.append(network(chunk).float().cpu())
-        return torch.cat(outputs).numpy()
+        return self.networks.predict(tiles, network)
 
     def predict_with_view(self, tiles: np.ndarray, view: np.ndarray | None
                           ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Raw outputs of normalised tiles ``[N, 11+]`` and of a whole-volume view ``[11+]``:
-        the view's mirror images (:func:`view_flips`) run in the same batches, then averaged
-        with those of the view members. ``view`` None: tiles only."""
-        count = len(tiles)
+        """Raw outputs of normalised tiles ``[N, 11+]`` and of a whole-volume view ``[11+]``
+        (stages 1 and 2: :func:`run_tiles`, :func:`run_view`). ``view`` None: tiles only."""
+        outputs = self.networks.predict(tiles)
         if view is None:
-            return self.predict_tiles(tiles), None
-        images = mirrored(view, self.view_flips)
-        out = self.predict_tiles(np.concatenate([tiles, images]))
-        views = [out[count:]] + [self.predict_tiles(images, m) for m in self.members]
-        return out[:count], np.concatenate(views).mean(axis=0, dtype=np.float64)
+            return outputs, None
+        return outputs, run_view(self.networks, view, self.spec.view)
 
     def assess_volume(self, volume: ScanVolume, progress: Progress | None = None,
                       metrics: bool = True, _timings: dict[str, float] | None = None
                       ) -> dict[str, Any]:
         """Assess a volume already read (see the module docstring for the result)."""
-        timings = dict(_timings or {})
         report = progress or (lambda current, total, message: None)
         t0 = time.perf_counter()
         report(2, PROGRESS_TOTAL, 'normalising and tiling')
         value_range = intensity_range(volume.array)
-        tiles, starts, grid, padded = make_tiles(volume.array, value_range=value_range)
+        tiles = Tiles.of(volume.array, value_range, self.spec.tiles)
         view = whole_view(volume, value_range) if self.uses_view else None
         t1 = time.perf_counter()
-        report(3, PROGRESS_TOTAL, f'running the model on {len(tiles)} tiles')
-        out, view_out = self.predict_with_view(tiles, view)
+        report(3, PROGRESS_TOTAL, f'running the model on {len(tiles.images)} tiles')
+        tile_outputs = run_tiles(self.networks, tiles.images)
+        view_output = run_view(self.networks, view, self.spec.view) if view is not None else None
         t2 = time.perf_counter()
-        del tiles
-        out = out.astype(np.float64)
-        extra: dict[str, Any] = {}
-        if self.penalty_families:
-            points = out[:, NUM_OUTPUTS:].mean(axis=0)
-            if view_out is not None:
-                points = mix(points, view_out[NUM_OUTPUTS:], self.view_weights[0])
-            extra['penalties'] = {family: float(max(p, 0.0)) for family, p in zip(
-                self.penalty_families, points, strict=True)}
-            out = out[:, :NUM_OUTPUTS]
-            view_out = view_out[:NUM_OUTPUTS] if view_out is not None else None
-        quality_tiles = np.clip(out[:, 0], QUALITY_MIN, QUALITY_MAX)
-        probs = _sigmoid(out[:, 1:])
-        scan = blend_outputs(out, view_out, self.view_weights)
-        quality = float(np.clip(scan[0], QUALITY_MIN, QUALITY_MAX))
-        artifacts = {key: float(p) for key, p in zip(ARTIFACT_KEYS, scan[1:], strict=True)}
-        if view_out is not None:
-            extra['globalView'] = {
-                'weight': float(self.view_weights[0]),
-                'weights': dict(zip(OUTPUT_NAMES, map(float, self.view_weights), strict=True)),
-                'flips': self.view_flips,
-                'networks': 1 + len(self.members),
-                'quality': float(np.clip(view_out[0], QUALITY_MIN, QUALITY_MAX)),
-                'artifacts': {key: float(p) for key, p in zip(ARTIFACT_KEYS,
-                                                               _sigmoid(view_out[1:]),
-                                                               strict=True)}}
-        if self.fusion is not None:
-            extra['fusion'] = fused_indicator(self.fusion, volume.array, value_range,
-                                              artifacts[self.fusion.indicator])
-            artifacts[self.fusion.indicator] = extra['fusion']['probability']
+        blended = blend(tile_outputs, view_output, self.view_weights,
+                        len(self.penalty_families))
+        scores = postprocess(blended, self.penalty_families, self.fusion, volume.array,
+                             value_range)
         t3 = time.perf_counter()
         report(4, PROGRESS_TOTAL, 'image quality metrics')
         iqms = compute_quality_metrics(volume.array, volume.spacing) if metrics else {}
         t4 = time.perf_counter()
-        timings.update(preprocess=t1 - t0, inference=t2 - t1, metrics=t4 - t3)
-        if self.fusion is not None:
+        timings = {'read': 0.0, **(_timings or {}), 'preprocess': t1 - t0,
+                   'inference': t2 - t1, 'metrics': t4 - t3}
+        if scores.fusion is not None:
             timings['fusion'] = t3 - t2
-        timings.setdefault('read', 0.0)
         timings['total'] = timings['read'] + (t4 - t0)
-        report(PROGRESS_TOTAL, PROGRESS_TOTAL, f'quality {quality:.2f}/10')
-        return {
-            'quality': quality,
-            'artifacts': artifacts,
-            'tileMap': {
-                'grid': [int(g) for g in grid],
-                'starts': starts.tolist(),
-                'tileSize': TILE_SIZE,
-                'shape': list(padded),
-                'quality': [float(q) for q in quality_tiles],
-                'artifacts': {key: [float(p) for p in probs[:, i]]
-                              for i, key in enumerate(ARTIFACT_KEYS)},
-            },
-            **extra,
-            'metrics': iqms,
-            'model': self.model,
-            'volume': {
-                'shape': list(volume.shape),
-                'spacing': [float(s) for s in volume.spacing],
-                'orientation': volume.original_orientation,
-                'note': volume.note,
-                'format': volume.source_format,
-            },
-            'timings': {key: float(value) for key, value in timings.items()},
-        }
+        report(PROGRESS_TOTAL, PROGRESS_TOTAL, f'quality {scores.quality:.2f}/10')
+        extra: dict[str, Any] = {}
+        if scores.penalties is not None:
+            extra['penalties'] = scores.penalties
+        if blended.view is not None:
+            extra['globalView'] = _view_report(blended, self.view_flips,
+                                               1 + len(self.members))
+        if scores.fusion is not None:
+            extra['fusion'] = scores.fusion
+        return {'quality': scores.quality, 'artifacts': scores.artifacts,
+                'tileMap': _tile_map(tiles, blended), **extra, 'metrics': iqms,
+                'model': self.model, 'volume': _volume_report(volume),
+                'timings': {key: float(value) for key, value in timings.items()}}
 
     def assess_file(self, path: str | os.PathLike, progress: Progress | None = None,
                     metrics: bool = True) -> dict[str, Any]:
@@ -395,6 +567,21 @@ class Assessor:
         volume = read_volume(path, max_voxels=self.max_voxels)
         read = time.perf_counter() - t0
         return self.assess_volume(volume, progress, metrics=metrics, _timings={'read': read})
+
+
+def load_spec_fusion(spec: ModelSpec, model_dir: str | os.PathLike) -> Fusion | None:
+    """The fused indicator a spec names, read from its file in the model folder (None when the
+    spec has none); FusionError when the file is missing, bad, or about another indicator."""
+    if spec.fusion is None:
+        return None
+    path = Path(model_dir) / spec.fusion.file
+    if not path.is_file():
+        raise FusionError(f'missing in {model_dir}')
+    fusion = load_fusion_file(path)
+    if fusion.indicator != spec.fusion.indicator:
+        raise FusionError(f'decides {fusion.indicator!r}, model.json names '
+                          f'{spec.fusion.indicator!r}')
+    return fusion
 
 
 _assessors: dict[str, Assessor] = {}

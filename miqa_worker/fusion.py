@@ -188,6 +188,12 @@ def load_fusion(model_dir: Path | str | None) -> Fusion | None:
     path = Path(model_dir) / FUSION_FILE
     if not path.is_file():
         return None
+    return load_fusion_file(path)
+
+
+def load_fusion_file(path: Path | str) -> Fusion:
+    """A validated fusion read from its JSON file; FusionError naming the problem."""
+    path = Path(path)
     try:
         spec = json.loads(path.read_text(encoding='utf-8'))
     except (OSError, ValueError) as exc:

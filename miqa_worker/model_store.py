@@ -1,4 +1,5 @@
-"""Find and load MIQA models: ``<dir>/<name>/weights.pt`` (a state_dict) + ``model.json``.
+"""Find and load MIQA models: ``<dir>/<name>/weights.pt`` (a state_dict) + ``model.json``
+(:mod:`miqa_worker.model_spec`, read by :func:`read_spec`).
 
 Search order for a name: ``MIQA_MODEL_DIR`` (``os.pathsep``-separated directories), then the
 package's ``miqa_worker/models/``. A path to a model directory (or to its ``weights.pt``) is
@@ -8,18 +9,26 @@ used as is. Nothing is ever downloaded.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
 from pathlib import Path
 from typing import Any
 
+from .model_spec import (
+    SPEC_FILE,
+    WEIGHTS_FILE,
+    ModelSpec,
+    ModelSpecError,
+    load_spec,
+    save_spec,
+    upgrade_v1,
+)
+
 logger = logging.getLogger(__name__)
 
 PACKAGE_MODEL_DIR = Path(__file__).resolve().parent / 'models'
-WEIGHTS_FILE = 'weights.pt'
-INFO_FILE = 'model.json'
+INFO_FILE = SPEC_FILE
 
 
 class ModelError(RuntimeError):
@@ -114,22 +123,25 @@ def sha256_file(path: Path) -> str:
     return _sha_cache[key]
 
 
+def read_spec(model_dir: Path) -> ModelSpec:
+    """The model folder's validated ``model.json``; ModelError (one line naming the field)."""
+    try:
+        return load_spec(Path(model_dir) / INFO_FILE)
+    except ModelSpecError as exc:
+        raise ModelError(f'{Path(model_dir)}{os.sep}{exc}') from None
+
+
 def read_info(model_dir: Path) -> dict[str, Any]:
-    """The model's ``model.json`` plus ``sha256``/``path`` (name from the directory if absent)."""
-    info: dict[str, Any] = {}
-    info_path = model_dir / INFO_FILE
-    if info_path.is_file():
-        try:
-            info = json.loads(info_path.read_text(encoding='utf-8'))
-        except (OSError, ValueError) as exc:
-            raise ModelError(f'unreadable {info_path}: {exc}') from None
-        if not isinstance(info, dict):
-            raise ModelError(f'{info_path} is not a JSON object')
-    info.setdefault('name', model_dir.name)
-    info.setdefault('version', 'unversioned')
-    info['sha256'] = sha256_file(model_dir / WEIGHTS_FILE)
-    info['path'] = str(model_dir)
-    return info
+    """``{name, version, description, created, format_version, sha256, path}`` of a model
+    folder: its validated ``model.json`` and the SHA-256 of its ``weights.pt``."""
+    return model_info(read_spec(model_dir), Path(model_dir))
+
+
+def model_info(spec: ModelSpec, model_dir: Path) -> dict[str, Any]:
+    """What :func:`read_info` gives, for a spec already read."""
+    return {'name': spec.name, 'version': spec.version, 'description': spec.description,
+            'created': spec.created, 'format_version': spec.format_version,
+            'sha256': sha256_file(model_dir / WEIGHTS_FILE), 'path': str(model_dir)}
 
 
 def _first_line(exc: Exception) -> str:
@@ -138,90 +150,90 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def penalty_families(info: dict[str, Any]) -> list[str]:
-    """The families whose quality points a model's extra outputs estimate (``model.json``
-    ``penalty_families``, in output order; absent: none). ValueError with the reason otherwise.
-    """
-    families = info.get('penalty_families') or []
-    if not isinstance(families, list) or not all(isinstance(f, str) and f for f in families):
-        raise ValueError('penalty_families must be a list of artifact family names')
-    if len(set(families)) != len(families):
-        raise ValueError('penalty_families names a family twice')
-    return families
-
-
-def load_model(name_or_path: str | os.PathLike):
-    """Load a model: ``(network in eval mode on CPU, info dict with sha256 of weights.pt)``."""
+def load_network(model_dir: Path, spec: ModelSpec):
+    """The network of a model folder's ``weights.pt``, built as its spec says, in eval mode on
+    the CPU with gradients off; ModelError with the reason when the weights do not fit."""
     import torch
 
     from .network import build_network
 
-    model_dir = find_model(name_or_path)
-    info = read_info(model_dir)
-    weights = model_dir / WEIGHTS_FILE
+    weights = Path(model_dir) / WEIGHTS_FILE
     try:
         state = torch.load(weights, map_location='cpu', weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
         raise ModelError(f'cannot load {weights}: {type(exc).__name__}: {exc}') from None
     if isinstance(state, dict) and isinstance(state.get('state_dict'), dict):
         state = state['state_dict']
-    try:
-        network = build_network(info.get('channels'), len(penalty_families(info)))
-    except ValueError as exc:
-        raise ModelError(f'{model_dir / INFO_FILE}: {exc}') from None
+    network = build_network(spec.network.channels, len(spec.postprocessing.penalty_families))
     try:
         network.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as exc:
         raise ModelError(f'{weights} does not fit the MIQA network: {_first_line(exc)}') from None
+    return _frozen(network)
+
+
+def _frozen(network):
     network.eval()
     for parameter in network.parameters():
         parameter.requires_grad_(False)
-    return network, info
+    return network
 
 
-def load_members(info: dict[str, Any], like) -> list:
-    """The networks of ``model.json`` ``view_members`` (weight files in the model folder, the
-    same network as ``weights.pt``, trained with other seeds): their whole-volume-view outputs
-    are averaged with the main network's. ModelError with the reason for a bad entry."""
+def load_model(name_or_path: str | os.PathLike):
+    """Load a model: ``(network in eval mode on CPU, info)`` (:func:`read_info`)."""
+    model_dir = find_model(name_or_path)
+    spec = read_spec(model_dir)
+    return load_network(model_dir, spec), model_info(spec, model_dir)
+
+
+def load_members(spec: ModelSpec, model_dir: Path | None, like) -> list:
+    """The networks of the spec's ``members`` (weight files in the model folder, the same
+    network as ``weights.pt``, trained with other seeds): their whole-volume-view outputs are
+    averaged with the main network's. ModelError with the reason for a bad entry."""
     import copy
 
     import torch
 
-    names = info.get('view_members') or []
-    if not names:
-        return []  # also for a network in memory, which has no folder
-    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
-        raise ModelError(f'{info.get("name")}: view_members must be a list of weight files')
-    model_dir = Path(info['path'])
+    if not spec.members or model_dir is None:
+        return []  # a network in memory has no folder
     members = []
-    for name in names:
-        path = model_dir / name
-        if Path(name).name != name or not path.is_file():
-            raise ModelError(f'{info.get("name")}: view member {name!r} is not a file in '
-                             f'{model_dir}')
+    for name in spec.members:
+        path = Path(model_dir) / name
+        if not path.is_file():
+            raise ModelError(f'{spec.name}: member {name!r} is not a file in {model_dir}')
         network = copy.deepcopy(like)
         try:
             network.load_state_dict(torch.load(path, map_location='cpu', weights_only=True))
         except Exception as exc:  # torch raises many types for a bad file
             raise ModelError(f'{path} does not fit the network of {WEIGHTS_FILE}: '
                              f'{_first_line(exc)}') from None
-        network.eval()
-        members.append(network)
+        members.append(_frozen(network))
     return members
 
 
 def save_model(network, model_dir: str | os.PathLike, name: str, version: str,
-               description: str, **extra: Any) -> Path:
-    """Write ``weights.pt`` and ``model.json`` (used by tests and training)."""
+               description: str, spec: ModelSpec | None = None, **legacy: Any) -> Path:
+    """Write ``weights.pt`` and ``model.json`` (tests, benchmarks, training).
+
+    ``spec`` is written as given but for name, version and description; without it, the
+    older format's keywords (``channels``, ``global_view_weight``, ``view_weights``,
+    ``view_flips``, ``view_members``, ``penalty_families``, ...) are converted by
+    :func:`model_spec.upgrade_v1`.
+    """
+    import dataclasses
     import datetime
 
     import torch
 
+    created = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    if spec is None:
+        spec = upgrade_v1({'name': name, 'version': version, 'created': created,
+                           'description': description, **legacy})
+    elif legacy:
+        raise TypeError(f'save_model: spec given, so {sorted(legacy)[0]} is not used')
+    spec = dataclasses.replace(spec, name=name, version=version, description=description)
     path = Path(model_dir)
     path.mkdir(parents=True, exist_ok=True)
     torch.save(network.state_dict(), path / WEIGHTS_FILE)
-    info = {'name': name, 'version': version,
-            'created': datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            'description': description, **extra}
-    (path / INFO_FILE).write_text(json.dumps(info, indent=2) + '\n', encoding='utf-8')
+    save_spec(spec, path / INFO_FILE)
     return path

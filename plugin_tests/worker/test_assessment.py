@@ -64,19 +64,34 @@ def test_quality_is_the_mean_of_the_tile_outputs(assessor):
     assert result['metrics'] == {}
 
 
+def _respec(folder, **changes):
+    """Rewrite a model folder's model.json with some of its spec's fields changed."""
+    import dataclasses
+
+    from miqa_worker.model_spec import load_spec, save_spec
+
+    save_spec(dataclasses.replace(load_spec(folder), **changes), folder)
+
+
+def _write_raw(folder, section, key, value):
+    """Write a model.json with one raw field set (save_spec would refuse a bad one)."""
+    raw = json.loads((folder / 'model.json').read_text(encoding='utf-8'))
+    raw[section][key] = value
+    (folder / 'model.json').write_text(json.dumps(raw), encoding='utf-8')
+
+
 def test_the_whole_volume_view_is_blended_in_at_the_model_weight(model_dir, tmp_path):
-    """A model whose model.json says global_view_weight also runs the whole-volume view."""
+    """A model whose model.json gives the view a share (view.weight) also runs the view."""
     import shutil
 
     from miqa_worker.assessment import make_tiles
+    from miqa_worker.model_spec import ViewSpec
     from miqa_worker.preprocessing import rescale_intensity
     from miqa_worker.tiling import global_view
 
     target = tmp_path / 'with-view'
     shutil.copytree(model_dir / TEST_MODEL, target)
-    info = json.loads((target / 'model.json').read_text(encoding='utf-8'))
-    (target / 'model.json').write_text(json.dumps({**info, 'global_view_weight': 0.3}),
-                                       encoding='utf-8')
+    _respec(target, view=ViewSpec(weight=0.3))
     with_view = Assessor(target)
     volume = read_volume_from_array(head_phantom((90, 80, 70)))
     volume.spacing = (1.0, 1.2, 1.5)
@@ -99,18 +114,17 @@ def test_the_whole_volume_view_is_blended_in_at_the_model_weight(model_dir, tmp_
 
 
 def test_per_output_view_weights_from_model_json(model_dir, tmp_path):
-    """model.json's view_weights give each output its own share; the rest take the default."""
+    """model.json's view.weights give each output its own share; the rest take view.weight."""
     import shutil
 
     from miqa_worker.assessment import OUTPUT_NAMES, blend_outputs
+    from miqa_worker.model_spec import ViewSpec
     from miqa_worker.model_store import ModelError
 
     target = tmp_path / 'per-output'
     shutil.copytree(model_dir / TEST_MODEL, target)
-    info = json.loads((target / 'model.json').read_text(encoding='utf-8'))
     shares = {'quality': 0.75, 'incomplete_coverage': 1.0, 'ghosting_motion': 0.0}
-    (target / 'model.json').write_text(json.dumps(
-        {**info, 'global_view_weight': 0.5, 'view_weights': shares}), encoding='utf-8')
+    _respec(target, view=ViewSpec(0.5, shares))
     assessor = Assessor(target)
     expected = [shares.get(name, 0.5) for name in OUTPUT_NAMES]
     assert assessor.view_weights.tolist() == expected
@@ -131,26 +145,26 @@ def test_per_output_view_weights_from_model_json(model_dir, tmp_path):
     both = blend_outputs(outs, view_out, np.array(expected))
     assert both[0] == pytest.approx(1.5) and both[1:].tolist() == pytest.approx(
         [0.5 * (1 - w) + w / (1 + math.exp(-2.0)) for w in expected[1:]])
-    for bad, reason in (({'quality': 1.5}, 'within 0..1'), ({'wobble': 0.2}, 'unknown outputs'),
-                        ({'quality': 'x'}, 'must be numbers')):
-        (target / 'model.json').write_text(json.dumps({**info, 'view_weights': bad}),
-                                           encoding='utf-8')
+    for bad, reason in (
+            ({'quality': 1.5}, 'view.weights.quality must be a number in 0..1, got 1.5'),
+            ({'wobble': 0.2}, 'unknown field view.weights.wobble'),
+            ({'quality': 'x'}, 'view.weights.quality must be a number in 0..1, got "x"')):
+        _write_raw(target, 'view', 'weights', bad)
         with pytest.raises(ModelError, match=reason):
             Assessor(target)
 
 
 def test_view_flips_average_the_mirrored_whole_volume_view(model_dir, tmp_path):
-    """model.json's view_flips runs the view as that many mirror images and averages them."""
+    """model.json's view.flips runs the view as that many mirror images and averages them."""
     import shutil
 
     from miqa_worker.assessment import FLIPS, mirrored, whole_view
+    from miqa_worker.model_spec import ViewSpec
     from miqa_worker.model_store import ModelError
 
     target = tmp_path / 'flips'
     shutil.copytree(model_dir / TEST_MODEL, target)
-    info = json.loads((target / 'model.json').read_text(encoding='utf-8'))
-    (target / 'model.json').write_text(json.dumps(
-        {**info, 'global_view_weight': 1.0, 'view_flips': 8}), encoding='utf-8')
+    _respec(target, view=ViewSpec(1.0, {}, 8))
     assessor = Assessor(target)
     volume = read_volume_from_array(head_phantom((90, 80, 70)))
     result = assessor.assess_volume(volume, metrics=False)
@@ -167,9 +181,8 @@ def test_view_flips_average_the_mirrored_whole_volume_view(model_dir, tmp_path):
     single = assessor.predict_tiles(view[None]).astype(np.float64)[0]
     assert not np.allclose(out, single)  # the mirror images do change the result
     for bad in (0, 9, 2.5, '4', True):
-        (target / 'model.json').write_text(json.dumps(
-            {**info, 'global_view_weight': 1.0, 'view_flips': bad}), encoding='utf-8')
-        with pytest.raises(ModelError, match='view_flips must be an integer from 1 to 8'):
+        _write_raw(target, 'view', 'flips', bad)
+        with pytest.raises(ModelError, match='view.flips must be an integer in 1..8, got'):
             Assessor(target)
 
 

@@ -108,14 +108,23 @@ def test_bad_fusion_files_are_refused(change, message):
 
 
 def test_the_worker_reports_the_fused_indicator(model_path, tmp_path):
+    """model.json's ``fusion`` names the indicator and its trees' file; the worker reports
+    the network's probability and the fused one, and refuses a file that does not fit."""
+    import dataclasses
+
     from miqa_worker.assessment import Assessor
     from miqa_worker.image_io import ScanVolume
+    from miqa_worker.model_spec import FusionSpec, load_spec, save_spec
     from miqa_worker.model_store import ModelError
 
     folder = tmp_path / 'fused-model'
     shutil.copytree(model_path, folder)
     fusion, _, _ = _toy_fusion()
     (folder / FUSION_FILE).write_text(json.dumps(fusion.to_dict()), encoding='utf-8')
+    assert 'fusion' not in Assessor(folder, threads=1).assess_volume(
+        ScanVolume(head_phantom(), (1.0, 1.0, 1.0), 'RAS', 'array'), metrics=False)
+    spec = load_spec(folder)
+    save_spec(dataclasses.replace(spec, fusion=FusionSpec('ghosting_motion')), folder)
     loaded = load_fusion(folder)
     assert loaded is not None and loaded.indicator == 'ghosting_motion'
 
@@ -135,6 +144,15 @@ def test_the_worker_reports_the_fused_indicator(model_path, tmp_path):
         k: v for k, v in plain['artifacts'].items() if k != 'ghosting_motion'}
     assert result['timings']['fusion'] > 0
 
+    save_spec(dataclasses.replace(spec, fusion=FusionSpec('wraparound')), folder)
+    with pytest.raises(ModelError, match="fusion.json: decides 'ghosting_motion', model.json "
+                                         "names 'wraparound'"):
+        Assessor(folder, threads=1)
+    save_spec(dataclasses.replace(spec, fusion=FusionSpec('ghosting_motion', 'trees.json')),
+              folder)
+    with pytest.raises(ModelError, match='trees.json: missing in'):
+        Assessor(folder, threads=1)
+    save_spec(dataclasses.replace(spec, fusion=FusionSpec('ghosting_motion')), folder)
     (folder / FUSION_FILE).write_text('{"format": "pickle"}', encoding='utf-8')
     with pytest.raises(ModelError, match='fusion.json: unknown format'):
         Assessor(folder, threads=1)

@@ -48,9 +48,20 @@ def test_missing_model_names_where_it_looked(tmp_path, monkeypatch):
         load_model(tmp_path / 'nowhere')
 
 
+def _raw_spec(path):
+    return json.loads((path / 'model.json').read_text())
+
+
+def _write_spec(path, raw):
+    (path / 'model.json').write_text(json.dumps(raw))
+
+
 def test_incompatible_or_corrupt_weights_are_model_errors(tmp_path):
+    from miqa_worker.model_spec import ModelSpec, save_spec
+
     bad = tmp_path / 'bad'
     bad.mkdir()
+    save_spec(ModelSpec('bad', '1', 'test', '2026-01-01T00:00:00+00:00'), bad)
     torch.save({'layer.weight': torch.zeros(3)}, bad / 'weights.pt')
     with pytest.raises(ModelError, match='does not fit the MIQA network'):
         load_model(bad)
@@ -59,14 +70,27 @@ def test_incompatible_or_corrupt_weights_are_model_errors(tmp_path):
         load_model(bad)
 
 
-def test_model_json_is_optional(model_path, tmp_path):
+def test_model_json_is_required_and_an_older_one_is_refused_until_converted(model_path,
+                                                                            tmp_path):
+    """Weights without model.json, or with an older (unversioned) model.json, are refused in
+    one line that says what to do; the converter makes the older file load."""
+    from miqa_worker.model_spec import FORMAT_VERSION, upgrade_folder
+
     bare = tmp_path / 'bare-model'
     bare.mkdir()
     (bare / 'weights.pt').write_bytes((model_path / 'weights.pt').read_bytes())
+    with pytest.raises(ModelError, match=r'model.json: missing in .*bare-model') as info:
+        load_model(bare)
+    assert '\n' not in str(info.value)
+    (bare / 'model.json').write_text(json.dumps({'name': 'x', 'version': '2',
+                                                 'view_flips': 2}))
+    with pytest.raises(ModelError, match='an older model.json; convert it with') as info:
+        load_model(bare)
+    assert '\n' not in str(info.value)
+    spec = upgrade_folder(bare)
+    assert spec.view.flips == 2 and spec.format_version == FORMAT_VERSION
     info = load_model(bare)[1]
-    assert info['name'] == 'bare-model' and info['version'] == 'unversioned'
-    (bare / 'model.json').write_text(json.dumps({'name': 'x', 'version': '2'}))
-    assert load_model(bare)[1]['version'] == '2'
+    assert (info['name'], info['version'], info['format_version']) == ('x', '2', FORMAT_VERSION)
 
 
 def test_shipped_default_model_loads_when_present():
@@ -89,15 +113,19 @@ def test_model_json_channels_pick_the_network_width(tmp_path):
     assert network(torch.zeros(1, 1, 64, 64, 64)).shape == (1, 11)
     assert sum(p.numel() for p in network.parameters()) == sum(
         p.numel() for p in build_network(wide).parameters())
-    # without the entry the default widths are tried, which these weights do not fit
-    info = json.loads((path / 'model.json').read_text())
-    del info['channels']
-    (path / 'model.json').write_text(json.dumps(info))
+    # with the default widths named, these weights do not fit; a missing entry is refused
+    info = _raw_spec(path)
+    info['network']['channels'] = [4, 8, 16, 32, 64]
+    _write_spec(path, info)
     with pytest.raises(ModelError, match='does not fit the MIQA network'):
         load_model(path)
-    info['channels'] = [8, 16, 32]
-    (path / 'model.json').write_text(json.dumps(info))
-    with pytest.raises(ModelError, match='channels must be 5 positive integers'):
+    info['network']['channels'] = [8, 16, 32]
+    _write_spec(path, info)
+    with pytest.raises(ModelError, match=r'network.channels must be 5 integers in 1..4096'):
+        load_model(path)
+    del info['network']['channels']
+    _write_spec(path, info)
+    with pytest.raises(ModelError, match='network.channels is missing'):
         load_model(path)
 
 
@@ -127,14 +155,16 @@ def test_penalty_outputs_are_named_in_model_json_and_reported(tmp_path):
     expected = 0.5 * tiles_out[:, 11:].astype(np.float64).mean(axis=0) + 0.5 * view_out[11:]
     assert np.allclose(list(result['penalties'].values()), np.maximum(expected, 0), atol=1e-5)
 
-    for bad, reason in (('motion', 'must be a list'), (['motion', 'motion'], 'twice')):
-        info = json.loads((path / 'model.json').read_text())
-        info['penalty_families'] = bad
-        (path / 'model.json').write_text(json.dumps(info))
+    info = _raw_spec(path)
+    assert info['postprocessing'] == {'penalty_families': ['motion', 'noise']}
+    for bad, reason in (('motion', 'postprocessing.penalty_families must be a list of names'),
+                        (['motion', 'motion'], 'more than once')):
+        info['postprocessing']['penalty_families'] = bad
+        _write_spec(path, info)
         with pytest.raises(ModelError, match=reason):
             load_model(path)
-    del info['penalty_families']  # then the weights do not fit the 11-output network
-    (path / 'model.json').write_text(json.dumps(info))
+    info['postprocessing']['penalty_families'] = []  # the weights do not fit 11 outputs
+    _write_spec(path, info)
     with pytest.raises(ModelError, match='does not fit the MIQA network'):
         load_model(path)
 
@@ -179,13 +209,16 @@ def test_view_members_average_their_whole_volume_views(tmp_path):
                                     metrics=False)
     assert result['globalView']['networks'] == 2 and result['globalView']['flips'] == 2
 
-    info = json.loads((path / 'model.json').read_text())
-    for members, reason in ((['missing.pt'], 'is not a file'), (['../x.pt'], 'is not a file'),
-                            ('member-1.pt', 'must be a list')):
-        (path / 'model.json').write_text(json.dumps({**info, 'view_members': members}))
+    info = _raw_spec(path)
+    assert info['members'] == ['member-1.pt']
+    for members, reason in ((['missing.pt'], 'is not a file'),
+                            (['../x.pt'], 'members must hold plain file names'),
+                            ('member-1.pt', 'members must be a list of file names'),
+                            (['weights.pt'], 'must not name weights.pt')):
+        _write_spec(path, {**info, 'members': members})
         with pytest.raises(ModelError, match=reason):
             Assessor(path, threads=1)
     torch.save(build_network((2, 2, 2, 2, 2)).state_dict(), path / 'member-1.pt')
-    (path / 'model.json').write_text(json.dumps(info))
+    _write_spec(path, info)
     with pytest.raises(ModelError, match='does not fit the network of weights.pt'):
         Assessor(path, threads=1)
