@@ -164,15 +164,15 @@ def test_upload_succeeds_when_scheduling_fails(server, admin, fsAssetstore, monk
     from girder.models.folder import Folder
     from girder.models.item import Item
     from girder.models.upload import Upload
+    from girder_worker.app import app
     from kombu.exceptions import OperationalError
 
     from girder_miqa.models.project import Project
-    from miqa_worker import tasks
 
     def refuse(*args, **kwargs):
         raise OperationalError('Error 111 connecting to 127.0.0.1:6379. Connection refused.')
 
-    monkeypatch.setattr(tasks.assess_scan, 'apply_async', refuse)
+    monkeypatch.setattr(app, 'send_task', refuse)  # the server sends tasks by name
     parent = Folder().findOne({'parentId': admin['_id'], 'name': 'Public'})
     folder = Folder().createFolder(parent, 'Study', creator=admin)
     Project().createProject(folder, admin)
