@@ -1,6 +1,6 @@
 // Project settings for admins and owners: tier groups, artifact vocabulary, auto-assessment on or
 // off, and re-assessing every scan.
-import { escapeHtml, listOf, rest, restJson } from '../api';
+import { escapeHtml, listOf, loadRules, rest, restJson } from '../api';
 
 const SettingsView = girder.views.View.extend({
   events: {
@@ -30,11 +30,13 @@ const SettingsView = girder.views.View.extend({
 
   async load() {
     try {
-      const [project, groups] = await Promise.all([
+      const [project, groups, rules] = await Promise.all([
         rest({ url: `miqa/project/${this.projectId}` }),
         rest({ url: 'group', data: { limit: 0, sort: 'name' } }),
+        loadRules(),
       ]);
       this.project = project;
+      this.rules = rules;
       this.settings = JSON.parse(JSON.stringify(project.settings));
       this.groups = listOf(groups);
     } catch (err) {
@@ -98,6 +100,7 @@ const SettingsView = girder.views.View.extend({
       return this;
     }
     const s = this.settings;
+    const tier = (n) => this.rules.tiers[String(n)];
     const groupSelect = (cls, value) => `<select class="form-control ${cls}">
       <option value="">— nobody —</option>
       ${this.groups.map((g) => `<option value="${g._id}" ${String(value) === String(g._id) ? 'selected' : ''}>${escapeHtml(g.name)}</option>`).join('')}
@@ -106,9 +109,9 @@ const SettingsView = girder.views.View.extend({
       <h2><a href="#miqa">MIQA projects</a> / ${escapeHtml(this.project.name)} / settings</h2>
       <form class="miqa-settings-form">
         <div class="form-group"><label>Tier-1 reviewers (group)</label>${groupSelect('miqa-tier1-group', s.tier1GroupId)}
-          <p class="help-block">Tier 1 marks scans good or questionable.</p></div>
+          <p class="help-block">Tier 1 marks scans ${tier(1).decisions.map(escapeHtml).join(' or ')}.</p></div>
         <div class="form-group"><label>Tier-2 reviewers (group)</label>${groupSelect('miqa-tier2-group', s.tier2GroupId)}
-          <p class="help-block">Tier 2 decides questionable scans: good or bad.</p></div>
+          <p class="help-block">Tier 2 decides ${escapeHtml(tier(2).reviews)} scans: ${tier(2).decisions.map(escapeHtml).join(' or ')}.</p></div>
         <div class="checkbox"><label><input type="checkbox" class="miqa-auto-assess" ${s.autoAssess ? 'checked' : ''}> Assess new scans automatically (model <code>${escapeHtml(s.model || '')}</code>)</label></div>
         <h4>Artifact vocabulary</h4>
         <table class="table table-condensed miqa-artifact-table">
