@@ -3,6 +3,7 @@
 import './style.css';
 
 import { escapeHtml } from './api';
+import PluginConfigView from './views/PluginConfigView';
 import ProjectsView from './views/ProjectsView';
 import ReviewView from './views/ReviewView';
 import SettingsView from './views/SettingsView';
@@ -11,6 +12,12 @@ import { loadScan } from './volume/load';
 
 const { router, events } = girder;
 const { wrap } = girder.utilities.PluginUtils;
+
+// The site-wide settings, linked from Girder's plugin list.
+girder.utilities.PluginUtils.exposePluginConfig('miqa', 'plugins/miqa/config');
+router.route('plugins/miqa/config', 'miqaConfig', () => {
+  events.trigger('g:navigateTo', PluginConfigView, {});
+});
 
 router.route('miqa', 'miqaProjects', () => {
   events.trigger('g:navigateTo', ProjectsView, {});
