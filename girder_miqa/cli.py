@@ -300,5 +300,14 @@ def assess(ctx: Context, project_id, force):
     _echo_json(ctx.client.assess_project(project_id, force=force))
 
 
+@main.command()
+@click.argument('project_id')
+@click.pass_obj
+def register(ctx: Context, project_id):
+    """Make the project's image items that are not yet scans (e.g. imported into an assetstore)
+    its scans; uploads, moves and copies need not."""
+    _echo_json(ctx.client.register_scans(project_id))
+
+
 if __name__ == '__main__':  # pragma: no cover
     main()

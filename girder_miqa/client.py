@@ -110,6 +110,10 @@ class MiqaClient(GirderClient):
         return self.post(f'miqa/project/{_id(project)}/assess',
                          parameters={'force': json.dumps(force)})
 
+    def register_scans(self, project) -> dict:
+        """Make the project's image items that are not yet scans its scans: {"registered": n}."""
+        return self.post(f'miqa/project/{_id(project)}/register')
+
     # scans
     def scan_state(self, item) -> dict:
         return self.get(f'item/{_id(item)}/miqa')

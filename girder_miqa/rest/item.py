@@ -121,9 +121,10 @@ def getHistory(self, item):
 @boundHandler
 @autoDescribeRoute(
     Description('Open a scan for review: take (or renew) its lock.')
-    .notes('The lock expires 5 minutes after it was taken or last renewed; renew it by posting '
-           'again. Another reviewer gets 409 naming the holder; tier-2 reviewers and admins may '
-           'break it with force=true. Locks never block reading. Returns the scan\'s state.')
+    .notes('The lock expires 5 minutes (the miqa.lock_seconds setting) after it was taken or '
+           'last renewed; renew it by posting again. Another reviewer gets 409 naming the '
+           'holder; tier-2 reviewers and admins may break it with force=true. Locks never block '
+           'reading. Returns the scan\'s state.')
     .modelParam('id', model=Item, level=AccessType.READ)
     .param('force', 'Break a lock someone else holds (tier 2 and admins).', dataType='boolean',
            default=False, required=False)

@@ -149,3 +149,5 @@ def test_cli(bound_study, tmp_path, monkeypatch):
     assert result.exit_code == 0 and 'bad 1' in result.output
     result = miqa('summary', s.id)
     assert json.loads(result.output)['counts']['bad'] == 1
+    result = miqa('register', s.id)  # every image is a scan already
+    assert result.exit_code == 0 and json.loads(result.output) == {'registered': 0}
