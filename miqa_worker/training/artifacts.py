@@ -1,8 +1,11 @@
 """Simulated MRI artifacts as TorchIO transforms that also update the labels of the subject.
 
-Every transform draws a severity ``s`` in its configured range (default 0.25..1), corrupts the
-image, sets its indicator to true (where it has one), stores ``s`` under its family name and
-lowers the overall quality by ``max_penalty * s`` (quality starts at 10, never below 0).
+As in TorchIO's ``Random*`` transforms, every random draw of a transform happens in its
+``get_params`` (the severity ``s`` in its range, default 0.25..1, then the family's own draws);
+``apply_params`` then corrupts the image deterministically, sets its indicator (where it has
+one), stores ``s`` under its family name, lowers the overall quality by ``max_penalty * s``
+(quality starts at 10, never below 0) and appends the drawn parameters to the labels
+(``labels['artifacts']``), so that :func:`replay` remakes the same volume bit for bit.
 
 Family -> indicator (``constants.ARTIFACT_KEYS``) and quality penalty at severity 1:
 
@@ -16,30 +19,30 @@ spike         ghosting_motion       5        ``tio.Spike``: 1-3 k-space spikes (
 noise         (none)                5        Rician noise; no indicator fits: quality only
 wraparound    wraparound            4        phase FOV smaller than the head, folded over
 coverage      incomplete_coverage   5        FOV cut through the head at one end
-truncation    truncation            4        zero-filled central k-space (Gibbs ringing)
 ============  ====================  =======  ==============================================
 
 Spike maps to ``ghosting_motion``: like ghosts and motion it is corrupt k-space data that puts a
 structured pattern (herringbone stripes) over the whole field of view, and reviewers flag it
-under the same heading; it is not truncation (that is a resolution limit at sharp edges).
-Indicators no transform can set (normal_variant, lesion, misalignment, susceptibility_metal,
-flow_artifact) stay unknown and are masked out of the loss.
+under the same heading. Indicators no transform can set (normal_variant, lesion, misalignment,
+susceptibility_metal, flow_artifact, truncation) stay unknown and are masked out of the loss; a
+truncation transform was tried and not kept (docs/experiments.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torchio as tio
 
 from ..constants import ARTIFACT_KEYS, QUALITY_MAX, QUALITY_MIN
+from .config import DEFAULT_PROBABILITY, DEFAULT_SEVERITY
+from .config import FAMILIES as FAMILY_ORDER
 
 LABELS_KEY = 'miqa_labels'
 IMAGE_KEY = 'image'
-DEFAULT_SEVERITY = (0.25, 1.0)
-DEFAULT_PROBABILITY = 0.2
 
 
 @dataclass(frozen=True)
@@ -59,14 +62,12 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family('noise', None, 5.0),
     Family('wraparound', 'wraparound', 4.0),
     Family('coverage', 'incomplete_coverage', 5.0),
-    Family('truncation', 'truncation', 4.0),
 )}
 FAMILY_NAMES: tuple[str, ...] = tuple(FAMILIES)
-# What ``miqa-train generate`` simulates unless told otherwise. Truncation is left out: zero-
-# filled k-space looks like the thick-slice and low-resolution acquisitions the generator
-# already makes (unlabelled, as they are normal), so its label contradicts them; the shipped
-# model 0.2.0 reached only ROC AUC 0.52 on it while its penalty blurred the quality target.
-DEFAULT_FAMILIES: tuple[str, ...] = tuple(f for f in FAMILY_NAMES if f != 'truncation')
+if FAMILY_NAMES != FAMILY_ORDER:  # config.FAMILIES names them for code without torch
+    raise ImportError('config.FAMILIES and artifacts.FAMILIES disagree')
+#: What ``miqa-train generate`` simulates unless told otherwise: every family.
+DEFAULT_FAMILIES: tuple[str, ...] = FAMILY_NAMES
 
 
 def new_labels(families: tuple[str, ...] | list[str] = FAMILY_NAMES) -> dict:
@@ -76,7 +77,7 @@ def new_labels(families: tuple[str, ...] | list[str] = FAMILY_NAMES) -> dict:
         if FAMILIES[name].indicator is not None:
             indicators[FAMILIES[name].indicator] = False
     return {'quality': QUALITY_MAX, 'indicators': indicators,
-            'severity': {name: 0.0 for name in families}, 'local': {}}
+            'severity': {name: 0.0 for name in families}, 'local': {}, 'artifacts': []}
 
 
 def _rng() -> np.random.Generator:
@@ -109,13 +110,22 @@ def _shift_affine(affine: np.ndarray, axis: int, start: int) -> np.ndarray:
     return out
 
 
+Params = dict[str, Any]
+Corrupted = tuple[np.ndarray, np.ndarray, dict | None]
+
+
 class ArtifactTransform(tio.Transform):
-    """Base: probability ``p`` (0.1..0.5), severity range, and the label bookkeeping."""
+    """Base: probability and severity range, the draws (:meth:`get_params`) and the labels.
+
+    Args:
+        p: probability that the transform is applied (0.1..0.5).
+        severity: range of the severity ``s`` drawn uniformly, within (0, 1].
+    """
 
     family: str = ''
 
     def __init__(self, p: float = DEFAULT_PROBABILITY,
-                 severity: tuple[float, float] = DEFAULT_SEVERITY, **kwargs):
+                 severity: tuple[float, float] = DEFAULT_SEVERITY, **kwargs: Any):
         if not 0.1 <= p <= 0.5:
             raise ValueError(f'probability must be within 0.1..0.5, got {p}')
         low, high = severity
@@ -125,24 +135,35 @@ class ArtifactTransform(tio.Transform):
         self.severity_range = (float(low), float(high))
         self.args_names = ['severity_range']
 
-    def corrupt(self, data: np.ndarray, affine: np.ndarray, severity: float,
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Return the corrupted volume and its (possibly new) affine."""
+    def get_params(self, rng: np.random.Generator) -> Params:
+        """Every random draw of one application: the severity, then the family's own."""
+        low, high = self.severity_range
+        return {'family': self.family, 'severity': float(rng.uniform(low, high)),
+                **self.draw(rng)}
+
+    def draw(self, rng: np.random.Generator) -> Params:
+        """The family's own draws (JSON-ready); none by default."""
+        return {}
+
+    def corrupt(self, data: np.ndarray, affine: np.ndarray, params: Params) -> Corrupted:
+        """The corrupted volume, its (possibly new) affine and where a local artifact is."""
         raise NotImplementedError
 
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
-        rng = _rng()
-        low, high = self.severity_range
-        severity = float(rng.uniform(low, high))
+        return self.apply_params(subject, self.get_params(_rng()))
+
+    def apply_params(self, subject: tio.Subject, params: Params) -> tio.Subject:
+        """Corrupt the image with drawn ``params`` and update the labels: deterministic."""
         image = subject[IMAGE_KEY]
         data = image.data[0].numpy().astype(np.float32)
-        self._local: dict | None = None
-        out, affine = self.corrupt(data, np.asarray(image.affine), severity, rng)
+        out, affine, local = self.corrupt(data, np.asarray(image.affine), params)
         image.set_data(torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))[None])
         image.affine = affine
-        record_artifact(subject, self.family, severity)
-        if self._local is not None:
-            subject[LABELS_KEY].setdefault('local', {})[self.family] = self._local
+        record_artifact(subject, self.family, params['severity'])
+        labels = subject[LABELS_KEY]
+        if local is not None:
+            labels.setdefault('local', {})[self.family] = local
+        labels.setdefault('artifacts', []).append(params)
         return subject
 
 
@@ -166,14 +187,17 @@ def _torchio_apply(transform: tio.Transform, data: np.ndarray, affine: np.ndarra
 
 
 class RandomGhostingArtifact(ArtifactTransform):
-    """Ghosts along a phase-encoding axis; intensity 0.2 + 0.7 s."""
+    """Ghosts along a phase-encoding axis: 2-8 ghosts, intensity 0.2 + 0.7 s."""
 
     family = 'ghosting'
 
-    def corrupt(self, data, affine, severity, rng):
-        transform = tio.Ghosting(num_ghosts=int(rng.integers(2, 9)), axis=int(rng.integers(0, 3)),
-                                 intensity=0.2 + 0.7 * severity, restore=0.02)
-        return _torchio_apply(transform, data, affine), affine
+    def draw(self, rng):
+        return {'num_ghosts': int(rng.integers(2, 9)), 'axis': int(rng.integers(0, 3))}
+
+    def corrupt(self, data, affine, params):
+        transform = tio.Ghosting(num_ghosts=params['num_ghosts'], axis=params['axis'],
+                                 intensity=0.2 + 0.7 * params['severity'], restore=0.02)
+        return _torchio_apply(transform, data, affine), affine, None
 
 
 class RandomMotionArtifact(ArtifactTransform):
@@ -181,15 +205,26 @@ class RandomMotionArtifact(ArtifactTransform):
 
     family = 'motion'
 
-    def corrupt(self, data, affine, severity, rng):
+    def get_params(self, rng):
+        params = super().get_params(rng)
         moves = int(rng.integers(2, 5))
-        limit = 1.5 + 8.5 * severity
-        degrees = rng.uniform(-limit, limit, (moves, 3))
-        translation = rng.uniform(-limit, limit, (moves, 3))
-        times = np.sort(rng.uniform(0.15, 0.85, moves))
-        transform = tio.Motion(degrees=degrees, translation=translation, times=times,
+        limit = 1.5 + 8.5 * params['severity']
+        params['degrees'] = rng.uniform(-limit, limit, (moves, 3)).tolist()
+        params['translation'] = rng.uniform(-limit, limit, (moves, 3)).tolist()
+        params['times'] = np.sort(rng.uniform(0.15, 0.85, moves)).tolist()
+        return params
+
+    def corrupt(self, data, affine, params):
+        transform = tio.Motion(degrees=np.asarray(params['degrees']),
+                               translation=np.asarray(params['translation']),
+                               times=np.asarray(params['times']),
                                image_interpolation='linear')
-        return np.abs(_torchio_apply(transform, data, affine)), affine
+        return np.abs(_torchio_apply(transform, data, affine)), affine, None
+
+
+#: The (i, j, k) powers of the bias polynomial's terms, in the order their weights are drawn.
+BIAS_TERMS: tuple[tuple[int, int, int], ...] = tuple(
+    (i, j, k) for i in range(4) for j in range(4 - i) for k in range(4 - i - j) if i + j + k)
 
 
 class RandomBiasFieldArtifact(ArtifactTransform):
@@ -202,23 +237,23 @@ class RandomBiasFieldArtifact(ArtifactTransform):
 
     family = 'bias'
 
-    def corrupt(self, data, affine, severity, rng):
-        half_span = 0.25 + 0.35 * severity
+    def draw(self, rng):
+        return {'coefficients': [float(rng.uniform(-1, 1)) for _ in BIAS_TERMS]}
+
+    def corrupt(self, data, affine, params):
+        half_span = 0.25 + 0.35 * params['severity']
         axes = [np.linspace(-1, 1, n, dtype=np.float32) for n in data.shape]
         x, y, z = np.meshgrid(*axes, indexing='ij', sparse=True)
         field = np.zeros(data.shape, dtype=np.float32)
-        for i in range(4):
-            for j in range(4 - i):
-                for k in range(4 - i - j):
-                    if i + j + k:  # a degree-d term gets weight 1/d: a smooth, broad shading
-                        weight = float(rng.uniform(-1, 1)) / (i + j + k)
-                        field = field + weight * x**i * y**j * z**k
+        for (i, j, k), value in zip(BIAS_TERMS, params['coefficients'], strict=True):
+            weight = value / (i + j + k)  # degree d weighs 1/d: a smooth, broad shading
+            field = field + weight * x**i * y**j * z**k
         head = data > foreground_threshold(data)
         inside = field[head] if head.sum() > 100 else field.ravel()
         low, high = np.percentile(inside, [2, 98])
         field = (field - float(low + high) / 2) * (2 * half_span / max(float(high - low), 1e-6))
         field = np.clip(field, -2 * half_span, 2 * half_span)  # no runaway gain in the air
-        return data * np.exp(field), affine
+        return data * np.exp(field), affine, None
 
 
 class RandomSpikeArtifact(ArtifactTransform):
@@ -226,11 +261,14 @@ class RandomSpikeArtifact(ArtifactTransform):
 
     family = 'spike'
 
-    def corrupt(self, data, affine, severity, rng):
+    def draw(self, rng):
         count = int(rng.integers(1, 4))
-        positions = rng.uniform(0.1, 0.9, (count, 3))
-        transform = tio.Spike(spikes_positions=positions, intensity=0.15 + 0.85 * severity)
-        return np.abs(_torchio_apply(transform, data, affine)), affine
+        return {'positions': rng.uniform(0.1, 0.9, (count, 3)).tolist()}
+
+    def corrupt(self, data, affine, params):
+        transform = tio.Spike(spikes_positions=np.asarray(params['positions']),
+                              intensity=0.15 + 0.85 * params['severity'])
+        return np.abs(_torchio_apply(transform, data, affine)), affine, None
 
 
 def add_rician_noise(data: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
@@ -241,14 +279,23 @@ def add_rician_noise(data: np.ndarray, sigma: float, rng: np.random.Generator) -
 
 
 class RandomNoiseArtifact(ArtifactTransform):
-    """Rician noise, sigma = (0.025 + 0.075 s) * the 99.5th percentile; no indicator."""
+    """Rician noise, sigma = (0.025 + 0.075 s) * the 99.5th percentile; no indicator.
+
+    The noise field is one draw per voxel: its parameters are the generator state it is
+    drawn from (``noise_state``), not the field itself.
+    """
 
     family = 'noise'
 
-    def corrupt(self, data, affine, severity, rng):
+    def draw(self, rng):
+        return {'noise_state': rng.bit_generator.state}
+
+    def corrupt(self, data, affine, params):
+        rng = np.random.Generator(getattr(np.random, params['noise_state']['bit_generator'])())
+        rng.bit_generator.state = params['noise_state']
         reference = float(np.percentile(data, 99.5)) or 1.0
-        sigma = (0.025 + 0.075 * severity) * reference
-        return add_rician_noise(data, sigma, rng), affine
+        sigma = (0.025 + 0.075 * params['severity']) * reference
+        return add_rician_noise(data, sigma, rng), affine, None
 
 
 class RandomWraparoundArtifact(ArtifactTransform):
@@ -259,11 +306,14 @@ class RandomWraparoundArtifact(ArtifactTransform):
 
     family = 'wraparound'
 
-    def corrupt(self, data, affine, severity, rng):
-        axis = int(rng.integers(0, 2))
+    def draw(self, rng):
+        return {'axis': int(rng.integers(0, 2))}
+
+    def corrupt(self, data, affine, params):
+        axis = params['axis']
         first, last = foreground_extent(data, axis)
         extent = last - first + 1
-        cut = max(2, int(round((0.06 + 0.16 * severity) * extent)))
+        cut = max(2, int(round((0.06 + 0.16 * params['severity']) * extent)))
         fov = max(8, extent - 2 * cut)
         start = first + cut
         index = (np.arange(data.shape[axis]) - start) % fov
@@ -276,8 +326,15 @@ class RandomWraparoundArtifact(ArtifactTransform):
         inside[:stop - start] = moved[start:stop]
         folded = (out - inside).reshape(fov, -1)
         profile = (folded > foreground_threshold(data)).mean(axis=1) > 0.002
-        self._local = {'axis': axis, 'profile': profile.tolist()}
-        return np.moveaxis(out, 0, axis), _shift_affine(affine, axis, start)
+        return (np.moveaxis(out, 0, axis), _shift_affine(affine, axis, start),
+                {'axis': axis, 'profile': profile.tolist()})
+
+
+#: The faces a cut field of view may end at, (axis, high end), and how often: left, right,
+#: front, back or the vertex; never the bottom (whole-head scans end in the neck anyway, so
+#: a cut there need not miss any brain).
+COVERAGE_FACES = ((0, False), (0, True), (1, False), (1, True), (2, True))
+COVERAGE_ODDS = (0.1, 0.1, 0.15, 0.15, 0.5)
 
 
 class RandomCoverageArtifact(ArtifactTransform):
@@ -286,56 +343,35 @@ class RandomCoverageArtifact(ArtifactTransform):
 
     family = 'coverage'
 
-    def corrupt(self, data, affine, severity, rng):
-        # left, right, front, back or the vertex; never the bottom (whole-head scans end in
-        # the neck anyway, so a cut there need not miss any brain)
-        axis, high = [(0, False), (0, True), (1, False), (1, True), (2, True)][
-            int(rng.choice(5, p=[0.1, 0.1, 0.15, 0.15, 0.5]))]
-        first, last = foreground_extent(data, axis)
-        extent = last - first + 1
-        cut = max(2, int(round((0.08 + 0.27 * severity) * extent)))
-        moved = np.moveaxis(data, axis, 0)
-        if high:
-            out = moved[:last + 1 - cut]
-            start = 0
-        else:
-            start = first + cut
-            out = moved[start:]
-        self._local = {'axis': axis, 'side': 'high' if high else 'low'}
-        self._crop = (axis, start, start + out.shape[0])
-        return np.moveaxis(out, 0, axis).copy(), _shift_affine(affine, axis, start)
+    def draw(self, rng):
+        return {'face': int(rng.choice(len(COVERAGE_FACES), p=list(COVERAGE_ODDS)))}
 
-    def apply_transform(self, subject: tio.Subject) -> tio.Subject:
+    @staticmethod
+    def crop(data: np.ndarray, params: Params) -> tuple[int, int, int]:
+        """The axis and the [start, stop) range of the slices the cut keeps."""
+        axis, high = COVERAGE_FACES[params['face']]
+        first, last = foreground_extent(data, axis)
+        cut = max(2, int(round((0.08 + 0.27 * params['severity']) * (last - first + 1))))
+        if high:
+            return axis, 0, last + 1 - cut
+        return axis, first + cut, data.shape[axis]
+
+    def corrupt(self, data, affine, params):
+        axis, start, stop = self.crop(data, params)
+        out = np.moveaxis(data, axis, 0)[start:stop]
+        side = 'high' if COVERAGE_FACES[params['face']][1] else 'low'
+        return (np.moveaxis(out, 0, axis).copy(), _shift_affine(affine, axis, start),
+                {'axis': axis, 'side': side})
+
+    def apply_params(self, subject, params):
         before = subject[LABELS_KEY].get('local', {}).get('wraparound') if (
             LABELS_KEY in subject) else None
-        self._crop = None
-        subject = super().apply_transform(subject)
-        if before is not None and self._crop is not None and before['axis'] == self._crop[0]:
-            _, lo, hi = self._crop  # the wrap profile follows the crop
+        axis, lo, hi = self.crop(subject[IMAGE_KEY].data[0].numpy().astype(np.float32), params)
+        subject = super().apply_params(subject, params)
+        if before is not None and before['axis'] == axis:  # the wrap profile follows the crop
             subject[LABELS_KEY]['local']['wraparound'] = {
                 'axis': before['axis'], 'profile': before['profile'][lo:hi]}
         return subject
-
-
-class RandomTruncationArtifact(ArtifactTransform):
-    """Keep the central 0.55 - 0.35 s of k-space along 1-2 axes, zero-filled: Gibbs rings."""
-
-    family = 'truncation'
-
-    def corrupt(self, data, affine, severity, rng):
-        keep = 0.55 - 0.35 * severity
-        axes = rng.choice(3, size=int(rng.integers(1, 3)), replace=False)
-        spectrum = np.fft.fftshift(np.fft.fftn(data))
-        for axis in axes:
-            n = data.shape[axis]
-            half = max(1, int(round(keep * n / 2)))
-            mask = np.zeros(n, dtype=bool)
-            mask[n // 2 - half:n // 2 + half] = True
-            shape = [1, 1, 1]
-            shape[axis] = n
-            spectrum = spectrum * mask.reshape(shape)
-        out = np.abs(np.fft.ifftn(np.fft.ifftshift(spectrum))).astype(np.float32)
-        return out, affine
 
 
 TRANSFORMS: dict[str, type[ArtifactTransform]] = {
@@ -343,7 +379,6 @@ TRANSFORMS: dict[str, type[ArtifactTransform]] = {
     'motion': RandomMotionArtifact,
     'ghosting': RandomGhostingArtifact,
     'spike': RandomSpikeArtifact,
-    'truncation': RandomTruncationArtifact,
     'wraparound': RandomWraparoundArtifact,
     'coverage': RandomCoverageArtifact,
     'noise': RandomNoiseArtifact,
@@ -371,4 +406,14 @@ def apply_artifacts(subject: tio.Subject, transforms: list[ArtifactTransform],
     subject[LABELS_KEY] = new_labels(families)
     for transform in transforms:
         subject = transform(subject)
+    return subject
+
+
+def replay(subject: tio.Subject, params: list[Params],
+           families: tuple[str, ...] | list[str] = FAMILY_NAMES) -> tio.Subject:
+    """Apply recorded draws (``labels['artifacts']`` of an earlier run) to a clean subject:
+    the same volume and labels, bit for bit, without drawing anything."""
+    subject[LABELS_KEY] = new_labels(families)
+    for entry in params:
+        subject = TRANSFORMS[entry['family']]().apply_params(subject, entry)
     return subject

@@ -1,18 +1,30 @@
-"""``miqa-train``: generate training data, ingest a label CSV, train, evaluate and ship."""
+"""``miqa-train``: generate training data, ingest a label CSV, train, evaluate and ship.
+
+``miqa-train run --recipe FILE`` runs every stage of a recipe (see ``recipe.py``); ``--plan``
+prints them without running any. Without ``--recipe`` the training settings are the shipped
+recipe's (``miqa_worker/models/miqa-default/recipe.json``); options given on the command line
+override a recipe's values.
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import click
+from click.core import ParameterSource
 
-from .artifacts import DEFAULT_FAMILIES, DEFAULT_PROBABILITY, DEFAULT_SEVERITY, FAMILY_NAMES
-from .synthetic import DEFAULT_TEST_SUBJECTS, SHARED_MRI, default_cache_dir
-from .train import TrainConfig
+from .config import DEFAULT_PROBABILITY, DEFAULT_SEVERITY, RunConfig
+from .config import FAMILIES as FAMILY_NAMES
+from .manifest import DEFAULT_MANIFEST, default_shared_dir, load_manifest
+from .recipe import RecipeError, format_plan, load_recipe, shipped_config
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / 'models'
+SHIPPED = shipped_config()
+_TRAIN = SHIPPED.train
 
 
 def _threads(threads: int | None) -> None:
@@ -20,6 +32,13 @@ def _threads(threads: int | None) -> None:
         import torch
 
         torch.set_num_threads(threads)
+
+
+def default_cache_dir() -> Path:
+    """``$MIQA_TRAINING_CACHE`` or ``.state/training-cache`` of the checkout (git-ignored)."""
+    from .synthetic import default_cache_dir as cache_dir
+
+    return cache_dir()
 
 
 @click.group()
@@ -30,8 +49,11 @@ def main() -> None:
 @main.command()
 @click.option('--cache-dir', type=click.Path(path_type=Path), default=None,
               help='Output folder (default $MIQA_TRAINING_CACHE or .state/training-cache).')
-@click.option('--shared-dir', type=click.Path(path_type=Path), default=SHARED_MRI,
-              show_default=True, help='Real scans to use as bases (templates only if absent).')
+@click.option('--shared-dir', type=click.Path(path_type=Path), default=None,
+              help='Real scans to use as bases (default $MIQA_SHARED_MRI or '
+                   '../shared/data/mri; templates only if absent).')
+@click.option('--manifest', type=click.Path(path_type=Path, dir_okay=False),
+              default=DEFAULT_MANIFEST, help='Data manifest naming the real bases.')
 @click.option('--templates-only', is_flag=True, help='Ignore the real scans.')
 @click.option('--anatomies', default=30, show_default=True, help='Anatomies per subject.')
 @click.option('--variants', default=4, show_default=True, help='Artifact variants per anatomy.')
@@ -39,7 +61,7 @@ def main() -> None:
               help='Probability of each artifact (0.1-0.5).')
 @click.option('--severity', nargs=2, type=float, default=DEFAULT_SEVERITY, show_default=True,
               help='Severity range of every artifact (0-1].')
-@click.option('--families', default=','.join(DEFAULT_FAMILIES), show_default=True,
+@click.option('--families', default=','.join(FAMILY_NAMES), show_default=True,
               help=f'Comma-separated artifact families to simulate, of {",".join(FAMILY_NAMES)}.')
 @click.option('--spacing', nargs=2, type=float, default=(1.0, 2.0), show_default=True,
               help='Range of the isotropic voxel size (mm) of generated volumes.')
@@ -48,8 +70,9 @@ def main() -> None:
 @click.option('--save-nifti', is_flag=True, help='Also write NIfTI volumes and labels.csv.')
 @click.option('--seed', default=0, show_default=True)
 @click.option('--workers', default=1, show_default=True, help='Generator processes.')
-def generate(cache_dir, shared_dir, templates_only, anatomies, variants, probability, severity,
-             families, spacing, templates_only_subjects, save_nifti, seed, workers) -> None:
+def generate(cache_dir, shared_dir, manifest, templates_only, anatomies, variants, probability,
+             severity, families, spacing, templates_only_subjects, save_nifti, seed,
+             workers) -> None:
     """Generate labelled volumes (cached, resumable) from real scans and the MNI152 template."""
     from .synthetic import generate as run
 
@@ -57,10 +80,15 @@ def generate(cache_dir, shared_dir, templates_only, anatomies, variants, probabi
     if unknown:
         raise click.BadParameter(f'unknown families {", ".join(unknown)}; choose from '
                                  f'{",".join(FAMILY_NAMES)}', param_hint='--families')
+    try:
+        data_manifest = load_manifest(manifest)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint='--manifest') from None
     index = run(cache_dir or default_cache_dir(), anatomies, variants, seed,
-                None if templates_only else shared_dir, tuple(families.split(',')),
-                probability, tuple(severity), templates_only_subjects, save_nifti,
-                tuple(spacing), workers=workers)
+                None if templates_only else (shared_dir or default_shared_dir()),
+                tuple(families.split(',')), probability, tuple(severity),
+                templates_only_subjects, save_nifti, tuple(spacing), workers=workers,
+                manifest=data_manifest)
     click.echo(f'wrote {index}')
 
 
@@ -74,54 +102,118 @@ def ingest(csv_path, cache_dir) -> None:
     click.echo(f'wrote {cache_from_csv(csv_path, cache_dir)}')
 
 
+#: ``run`` options that set a TrainConfig field: option name -> field.
+TRAIN_OPTIONS = {'epochs': 'epochs', 'tiles_per_volume': 'tiles_per_volume',
+                 'batch_size': 'batch_size', 'lr': 'learning_rate', 'lr_decay': 'lr_decay',
+                 'weight_decay': 'weight_decay', 'indicator_weight': 'indicator_weight',
+                 'global_view_weight': 'global_view_weight',
+                 'views_per_volume': 'views_per_volume', 'augment': 'augment',
+                 'penalty_outputs': 'penalty_outputs', 'seed': 'seed'}
+#: ``run`` options that set a RunConfig field: option name -> field.
+RUN_OPTIONS = {'cache_dir': 'cache', 'out_dir': 'out', 'folds': 'folds',
+               'final_epochs': 'final_epochs', 'final_members': 'final_members',
+               'view_flips': 'view_flips', 'eval_tiles': 'grid_tiles',
+               'test_subjects': 'test_subjects', 'resume': 'resume', 'device': 'device',
+               'threads': 'threads', 'baseline': 'baseline', 'fusion': 'fusion',
+               'fusion_caches': 'fusion_caches', 'ship_to': 'ship_to', 'version': 'version',
+               'shared_dir': 'shared_dir', 'manifest': 'manifest'}
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE,
+                                              ParameterSource.ENVIRONMENT)
+
+
+def run_config(ctx: click.Context, recipe: Path | None, options: dict[str, Any]) -> RunConfig:
+    """The recipe (or, without one, the shipped recipe's settings on the given data), with
+    every option given on the command line applied over it."""
+    if recipe is not None:
+        base = load_recipe(recipe)
+    else:  # the shipped settings, none of its data, generation, shipping or run folder
+        base = replace(SHIPPED, generate=(), cache=default_cache_dir(), out=Path(),
+                       fusion_caches=(), ship_to=None, version='0.1.0', threads=None,
+                       final_threads=None, resume=False, description=RunConfig.description)
+    values = {name: options[name] for name in options if _given(ctx, name)}
+    if 'test_subjects' in values:
+        values['test_subjects'] = tuple(s for s in values['test_subjects'].split(',') if s)
+    if 'fusion_caches' in values:
+        values['fusion_caches'] = tuple(values['fusion_caches'])
+    elif values.get('fusion') is False:  # --no-fusion drops the recipe's fusion caches
+        values['fusion_caches'] = ()
+    if 'manifest' in values and 'test_subjects' not in values:
+        values['test_subjects'] = load_manifest(values['manifest']).held_out_subjects
+    train = replace(base.train, **{TRAIN_OPTIONS[k]: v for k, v in values.items()
+                                   if k in TRAIN_OPTIONS})
+    config = replace(base, train=train, **{RUN_OPTIONS[k]: v for k, v in values.items()
+                                           if k in RUN_OPTIONS})
+    if options['quiet']:
+        config = replace(config, progress=False)
+    if recipe is None and not _given(ctx, 'out_dir'):
+        raise click.UsageError('--out is required without --recipe')
+    if config.fusion_caches and not config.fusion:
+        raise click.BadParameter('needs the fused indicator (drop --no-fusion)',
+                                 param_hint='--fusion-cache')
+    return replace(config, command='miqa-train ' + ' '.join(sys.argv[1:]), recipe=recipe)
+
+
 @main.command()
+@click.option('--recipe', type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help='Run every stage of this recipe (e.g. '
+                   'miqa_worker/models/miqa-default/recipe.json).')
+@click.option('--plan', 'show_plan', is_flag=True,
+              help='Print the stages and their parameters; run nothing.')
 @click.option('--cache-dir', type=click.Path(path_type=Path), default=None,
-              help='A cache from "generate" or "ingest".')
-@click.option('--out', 'out_dir', type=click.Path(path_type=Path), required=True,
+              help='A cache from "generate" or "ingest" (default $MIQA_TRAINING_CACHE or '
+                   '.state/training-cache).')
+@click.option('--out', 'out_dir', type=click.Path(path_type=Path), default=None,
               help='Run folder: checkpoints, metrics.json, PNGs, MODEL_CARD.md.')
-@click.option('--folds', default=5, show_default=True, help='Subject folds (0: none).')
-@click.option('--epochs', default=TrainConfig.epochs, show_default=True,
+@click.option('--folds', default=SHIPPED.folds, show_default=True,
+              type=click.IntRange(0), help='Subject folds (0: none).')
+@click.option('--epochs', default=_TRAIN.epochs, show_default=True, type=click.IntRange(1),
               help='Epochs per fold model.')
-@click.option('--final-epochs', default=None, type=int,
-              help='Epochs of the final model (default: --epochs).')
-@click.option('--tiles-per-volume', default=TrainConfig.tiles_per_volume, show_default=True)
-@click.option('--batch-size', default=TrainConfig.batch_size, show_default=True)
-@click.option('--lr', default=TrainConfig.learning_rate, show_default=True)
-@click.option('--lr-decay', default=TrainConfig.lr_decay, show_default=True,
+@click.option('--final-epochs', default=SHIPPED.final_epochs, show_default=True,
+              type=click.IntRange(1), help='Epochs of the final networks.')
+@click.option('--tiles-per-volume', default=_TRAIN.tiles_per_volume, show_default=True,
+              type=click.IntRange(1))
+@click.option('--batch-size', default=_TRAIN.batch_size, show_default=True,
+              type=click.IntRange(1))
+@click.option('--lr', default=_TRAIN.learning_rate, show_default=True)
+@click.option('--lr-decay', default=_TRAIN.lr_decay, show_default=True,
               help='ExponentialLR gamma per epoch.')
-@click.option('--weight-decay', default=TrainConfig.weight_decay, show_default=True)
-@click.option('--indicator-weight', default=TrainConfig.indicator_weight, show_default=True)
-@click.option('--global-view-weight', default=TrainConfig.global_view_weight, show_default=True,
-              help="Share of the whole-volume view in a scan's result (0: tiles only).")
-@click.option('--views-per-volume', default=TrainConfig.views_per_volume, show_default=True,
-              help='Whole-volume views per volume per epoch (with a view weight > 0).')
-@click.option('--no-augment', is_flag=True, help='No random flips / axis orders of tiles.')
-@click.option('--average-last', default=TrainConfig.average_last, show_default=True,
+@click.option('--weight-decay', default=_TRAIN.weight_decay, show_default=True)
+@click.option('--indicator-weight', default=_TRAIN.indicator_weight, show_default=True)
+@click.option('--global-view-weight', default=_TRAIN.global_view_weight, show_default=True,
               type=click.FloatRange(0, 1),
-              help='Share of each model\'s last epochs whose weights are averaged into its '
-                   'finished weights (stochastic weight averaging; 0: off).')
-@click.option('--final-members', default=1, show_default=True, type=click.IntRange(1, 8),
+              help="Share of the whole-volume view in a scan's result (0: tiles only).")
+@click.option('--views-per-volume', default=_TRAIN.views_per_volume, show_default=True,
+              help='Whole-volume views per volume per epoch (with a view weight > 0).')
+@click.option('--augment/--no-augment', default=_TRAIN.augment, show_default=True,
+              help='Random flips / axis orders of tiles.')
+@click.option('--final-members', default=SHIPPED.final_members, show_default=True,
+              type=click.IntRange(1, 8),
               help='Final networks trained with seeds seed, seed+1, ...: the first is the '
                    'model, the others add their whole-volume views to its (model.json '
                    'view_members).')
-@click.option('--penalty-outputs', is_flag=True,
+@click.option('--penalty-outputs/--no-penalty-outputs', default=_TRAIN.penalty_outputs,
+              show_default=True,
               help='Also train outputs for the quality points each simulated artifact family '
                    'costs (model.json penalty_families; the worker reports them).')
-@click.option('--channels', default=','.join(map(str, TrainConfig.channels)), show_default=True,
-              help='Widths of the five convolution stages (stored in model.json).')
-@click.option('--view-flips', default=8, show_default=True, type=click.IntRange(1, 8),
+@click.option('--view-flips', default=SHIPPED.view_flips, show_default=True,
+              type=click.IntRange(1, 8),
               help='Mirror images of the whole-volume view averaged at inference '
                    '(stored in model.json; every evaluation uses them).')
-@click.option('--eval-tiles', default=27, show_default=True,
-              help='Most grid tiles per volume when evaluating.')
-@click.option('--test-subjects', default=','.join(DEFAULT_TEST_SUBJECTS), show_default=True,
-              help='Comma-separated held-out subjects (never trained on); "" for none.')
-@click.option('--seed', default=TrainConfig.seed, show_default=True)
+@click.option('--eval-tiles', default=SHIPPED.grid_tiles, show_default=True,
+              type=click.IntRange(1), help='Most grid tiles per volume when evaluating.')
+@click.option('--test-subjects', default=','.join(SHIPPED.test_subjects), show_default=True,
+              help='Comma-separated held-out subjects (never trained on); "" for none '
+                   '(default: the manifest\'s held-out subjects).')
+@click.option('--seed', default=_TRAIN.seed, show_default=True)
 @click.option('--resume', is_flag=True, help='Continue from the checkpoints in --out.')
 @click.option('--device', default=None, help='torch device (default: cuda if present).')
-@click.option('--threads', default=None, type=int, help='CPU threads for torch.')
-@click.option('--no-baseline', is_flag=True, help='Skip the IQM baseline.')
-@click.option('--fusion/--no-fusion', default=True, show_default=True,
+@click.option('--threads', default=None, type=click.IntRange(1), help='CPU threads for torch.')
+@click.option('--baseline/--no-baseline', default=SHIPPED.baseline, show_default=True,
+              help='The IQM baseline.')
+@click.option('--fusion/--no-fusion', default=SHIPPED.fusion, show_default=True,
               help='Fuse the ghosting_motion output with background metrics (fusion.json).')
 @click.option('--fusion-cache', 'fusion_caches', multiple=True,
               type=click.Path(path_type=Path, file_okay=False),
@@ -130,60 +222,66 @@ def ingest(csv_path, cache_dir) -> None:
                    'never trained on; held-out subjects are left out. Repeatable.')
 @click.option('--ship-to', type=click.Path(path_type=Path), default=None,
               help='Copy the final model here (e.g. miqa_worker/models/miqa-default).')
-@click.option('--version', 'version', default='0.1.0', show_default=True)
-@click.option('--preliminary', is_flag=True, help='Mark the model card as a preliminary run.')
-@click.option('--shared-dir', type=click.Path(path_type=Path), default=SHARED_MRI,
-              show_default=True, help='Real scans to run the final model on (a sanity look).')
+@click.option('--version', 'version', default='0.1.0', show_default=True,
+              help='Version of the shipped model (a recipe gives its own).')
+@click.option('--shared-dir', type=click.Path(path_type=Path), default=None,
+              help='Real scans to run the final model on (a sanity look; default '
+                   '$MIQA_SHARED_MRI or ../shared/data/mri).')
+@click.option('--manifest', type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help='Data manifest naming the real bases and the held-out subjects.')
 @click.option('--quiet', is_flag=True, help='No progress bars.')
-def run(cache_dir, out_dir, folds, epochs, final_epochs, tiles_per_volume, batch_size, lr,
-        lr_decay, weight_decay, indicator_weight, global_view_weight, views_per_volume,
-        no_augment, average_last, final_members, penalty_outputs, channels, view_flips, eval_tiles,
-        test_subjects, seed, resume, device, threads, no_baseline, fusion, fusion_caches, ship_to,
-        version, preliminary, shared_dir, quiet) -> None:
-    """Cross-validate by subject, train the final model, evaluate, report (and ship)."""
-    from ..network import network_channels
-    from .dataset import load_cache
-    from .pipeline import check_fusion_caches, run_pipeline, ship
-    from .report import write_report
+@click.pass_context
+def run(ctx: click.Context, recipe: Path | None, show_plan: bool, **options: Any) -> None:
+    """Run a recipe: generate, train the final networks and the subject folds, evaluate,
+    fuse, report (and ship)."""
+    try:
+        config = run_config(ctx, recipe, options)
+    except ValueError as exc:  # a RecipeError, or a bad data manifest
+        raise click.UsageError(f'recipe: {exc}' if isinstance(exc, RecipeError)
+                               else str(exc)) from None
+    if show_plan:
+        click.echo(format_plan(config))
+        return
+    if not config.generate:  # caches a recipe generates are checked once they exist
+        from .pipeline import check_fusion_caches
 
-    try:
-        widths = network_channels(channels)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint='--channels') from None
-    if fusion_caches and not fusion:
-        raise click.BadParameter('needs the fused indicator (drop --no-fusion)',
-                                 param_hint='--fusion-cache')
-    try:
-        check_fusion_caches(cache_dir or default_cache_dir(), tuple(fusion_caches))
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint='--fusion-cache') from None
-    _threads(threads)
-    config = TrainConfig(channels=widths, epochs=epochs,
-                         tiles_per_volume=tiles_per_volume,
-                         batch_size=batch_size, learning_rate=lr, lr_decay=lr_decay,
-                         weight_decay=weight_decay, indicator_weight=indicator_weight,
-                         global_view_weight=global_view_weight,
-                         views_per_volume=views_per_volume, augment=not no_augment,
-                         average_last=average_last, penalty_outputs=penalty_outputs,
-                         seed=seed)
-    cache_dir = cache_dir or default_cache_dir()
-    subjects = tuple(s for s in test_subjects.split(',') if s)
-    results = run_pipeline(cache_dir, out_dir, config, folds, subjects, resume, device,
-                           eval_tiles, final_epochs, not quiet, not no_baseline,
-                           shared_dir if shared_dir and Path(shared_dir).is_dir() else None,
-                           'miqa-train ' + ' '.join(sys.argv[1:]), view_flips, fusion,
-                           final_members, tuple(fusion_caches))
-    if preliminary:
-        write_report(results, load_cache(cache_dir), out_dir, preliminary=True)
-    metrics = json.loads((out_dir / 'metrics.json').read_text(encoding='utf-8'))
+        try:
+            check_fusion_caches(config.cache, config.fusion_caches)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint='--fusion-cache') from None
+    _threads(config.threads)
+    run_recipe(config, recipe)
+
+
+def run_recipe(config: RunConfig, recipe: Path | None = None) -> None:
+    """Every stage of ``config`` in order: generation, training to report, shipping."""
+    from .pipeline import check_fusion_caches, run_training, ship
+    from .report import PLOTS
+
+    for step in config.generate:
+        from .synthetic import generate
+
+        click.echo(f'generate {step.name} -> {step.cache}')
+        generate(step.cache, step.anatomies, step.variants, step.seed, config.shared_dir,
+                 step.families, step.probability, step.severity,
+                 step.templates_only_subjects, spacing_range=step.spacing,
+                 progress=config.progress, workers=step.workers,
+                 manifest=load_manifest(config.manifest))
+    if config.generate:
+        try:
+            check_fusion_caches(config.cache, config.fusion_caches)
+        except ValueError as exc:
+            raise click.UsageError(f'recipe: {exc}') from None
+    run_training(config)
+    metrics = json.loads((config.out / 'metrics.json').read_text(encoding='utf-8'))
     click.echo(json.dumps(metrics.get('held_out_summary') or metrics.get('cross_validation'),
                           indent=1))
-    if ship_to:
-        kind = 'preliminary short run' if preliminary else 'full run'
-        ship(out_dir, ship_to, version,
-             f'MIQA quality network trained on simulated artifacts ({kind}); see MODEL_CARD.md',
-             ('quality_scatter.png', 'confusion.png', 'roc.png', 'training_curves.png'))
-        click.echo(f'shipped to {ship_to}')
+    if config.ship_to:
+        ship(config.out, config.ship_to, config.version, config.description, PLOTS)
+        if recipe is not None and (config.ship_to / 'recipe.json').resolve() != Path(
+                recipe).resolve():
+            shutil.copyfile(recipe, config.ship_to / 'recipe.json')
+        click.echo(f'shipped to {config.ship_to}')
 
 
 if __name__ == '__main__':

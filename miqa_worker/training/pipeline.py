@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,7 +17,17 @@ import torch
 from ..assessment import view_weights
 from ..constants import ARTIFACT_KEYS
 from ..fusion import FUSION_FILE, load_fusion
+from ..model_spec import (
+    FusionSpec,
+    ModelSpec,
+    NetworkSpec,
+    Outputs,
+    Postprocessing,
+    ViewSpec,
+    save_spec,
+)
 from ..network import CHANNELS, build_network
+from .config import RunConfig
 from .dataset import (
     VolumeSet,
     generator_settings,
@@ -24,7 +36,8 @@ from .dataset import (
     subject_folds,
 )
 from .evaluate import blend_parts, choose_view_weights, metrics, predict, predict_parts, summarise
-from .train import TrainConfig, pick_device, train_model
+from .manifest import load_manifest
+from .train import pick_device, train_model
 
 TRAIN_EVAL_VOLUMES = 120  # training-fit metrics use at most this many training volumes
 
@@ -86,138 +99,246 @@ def _load_weights(path: Path, device: torch.device, channels: tuple[int, ...] | 
     return model
 
 
-def run_pipeline(cache_dir: Path, out_dir: Path, config: TrainConfig, n_folds: int = 5,
-                 test_subjects: tuple[str, ...] = (), resume: bool = False,
-                 device: str | None = None, eval_tiles: int = 27, final_epochs: int | None = None,
-                 progress: bool = True, baseline: bool = True,
-                 shared_dir: Path | None = None, command: str | None = None,
-                 view_flips: int = 1, fusion: bool = True, final_members: int = 1,
-                 fusion_caches: tuple[Path, ...] = ()) -> dict:
-    """Cross-validate over subject folds, train the final model, evaluate, write the report.
+@dataclass(frozen=True)
+class RunData:
+    """What every stage reads: the loaded cache, its split, the device and the points outputs."""
 
-    Every evaluation runs the whole-volume view as ``view_flips`` mirror images, as the
-    shipped model will (``model.json`` ``view_flips``). With ``fusion``, the final model's
-    ``ghosting_motion`` is fused with background metrics (``fusion.json``, see :func:`_fuse`).
-    ``final_members`` > 1 trains that many final networks (seeds ``seed``, ``seed + 1``, ...,
-    folders ``final``, ``final-1``, ...): the first is the model, the others its view members
-    (their whole-volume views are averaged with its own, ``view_flips`` images each).
-    ``fusion_caches`` are more generated volumes that only the fusion trees learn from.
-    """
-    check_fusion_caches(cache_dir, fusion_caches)
+    config: RunConfig
+    data: VolumeSet
+    dev_index: np.ndarray
+    test_index: np.ndarray
+    device: torch.device
+    families: tuple[str, ...]
+
+
+@dataclass
+class FinalResult:
+    """The final model: its history and metrics on its training volumes and the held-out ones
+    (fused, with ``test_network_only`` the network's alone after the fusion stage)."""
+
+    history: list[dict]
+    train: dict
+    test: dict | None = None
+    test_network_only: dict | None = None
+    predictions: dict | None = None  # held-out predictions, for the report's plots
+
+
+@dataclass
+class RunResults:
+    """Every stage's result; :meth:`to_dict` is ``results.json`` (the report reads it)."""
+
+    created: str
+    config: RunConfig
+    device: str
+    test_subjects: list[str]
+    development_subjects: list[str]
+    volumes: dict[str, int]
+    generator: dict | None = None
+    penalty_families: list[str] = field(default_factory=list)
+    folds: list[dict] = field(default_factory=list)
+    cross_validation: dict | None = None
+    view_weights: dict | None = None
+    view_members: list[str] = field(default_factory=list)
+    final: FinalResult | None = None
+    fusion: dict | None = None
+    real_scans: list[dict] | None = None
+    baseline: dict | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        """The JSON layout the report and ``metrics.json`` have always used."""
+        cfg = self.config
+        out: dict = {'created': self.created, 'cache': str(cfg.cache),
+                     'config': asdict(cfg.train), 'n_folds': cfg.folds,
+                     'final_epochs': cfg.final_epochs, 'device': self.device,
+                     'test_subjects': self.test_subjects,
+                     'development_subjects': self.development_subjects,
+                     'volumes': self.volumes, 'folds': self.folds, 'predictions': {},
+                     'command': cfg.command, 'view_flips': cfg.view_flips}
+        if cfg.recipe is not None:
+            out['recipe'] = str(cfg.recipe)
+        optional = {'generator': self.generator, 'penalty_families': self.penalty_families,
+                    'cross_validation': self.cross_validation,
+                    'view_weights': self.view_weights, 'view_members': self.view_members,
+                    'fusion': self.fusion, 'real_scans': self.real_scans,
+                    'baseline': self.baseline}
+        out.update({k: v for k, v in optional.items() if v})
+        if cfg.folds:
+            out['cross_validation'] = self.cross_validation
+        if self.final is not None:
+            final = {'history': self.final.history, 'train': self.final.train}
+            if self.final.test is not None:
+                final['test'] = self.final.test
+            if self.final.test_network_only is not None:
+                final['test_network_only'] = self.final.test_network_only
+            out['final'] = final
+            if self.final.predictions is not None:
+                out['predictions']['test'] = self.final.predictions
+        out['seconds'] = self.seconds
+        return out
+
+
+def load_run_data(config: RunConfig) -> RunData:
+    """Stage 0: the training cache in memory, split into development and held-out volumes."""
+    data = load_cache(config.cache)
+    dev_index, test_index = _split(data, config.test_subjects)
+    families = penalty_targets(data)[0] if config.train.penalty_outputs else []
+    return RunData(config, data, dev_index, test_index, pick_device(config.device),
+                   tuple(families))
+
+
+def train_finals(run: RunData) -> list[tuple[torch.nn.Module, list[dict]]]:
+    """The final networks on every development volume: seeds ``seed``, ``seed + 1``, ...
+    (folders ``final``, ``final-1``, ...); the first is the model, the others view members.
+    A finished one is loaded with ``resume``. Runs with ``final_threads`` torch threads."""
+    cfg = run.config
+    final_config = replace(cfg.train, epochs=cfg.final_epochs)
+    networks = []
+    with _threads(cfg.final_threads):
+        for member in range(max(1, cfg.final_members)):
+            member_config = replace(final_config, seed=cfg.train.seed + member)
+            final_dir = cfg.out / ('final' if member == 0 else f'final-{member}')
+            weights = final_dir / 'weights.pt'
+            history_path = final_dir / 'history.json'
+            if cfg.resume and weights.is_file() and history_path.is_file() and len(
+                    json.loads(history_path.read_text(encoding='utf-8'))) >= member_config.epochs:
+                network = _load_weights(weights, run.device, cfg.train.channels,
+                                        len(run.families))
+                history = json.loads(history_path.read_text(encoding='utf-8'))
+            else:
+                network, history = train_model(run.data, run.dev_index, None, member_config,
+                                               final_dir, cfg.resume, run.device,
+                                               final_dir.name, cfg.progress)
+            networks.append((network, history))
+    return networks
+
+
+def run_folds(run: RunData) -> list[dict]:
+    """One model per subject fold of the development volumes, its validation (tile and view
+    halves kept for the blend) and held-out metrics; a finished fold is read back on resume."""
+    cfg, data, dev = run.config, run.data, run.device
+    gw, flips = cfg.train.global_view_weight, cfg.view_flips
+    entries: list[dict] = []
+    fold_of = subject_folds(data.subjects[run.dev_index], cfg.folds, cfg.train.seed)
+    for fold in range(cfg.folds):
+        val = run.dev_index[fold_of == fold]
+        train = run.dev_index[fold_of != fold]
+        run_dir = cfg.out / f'fold-{fold}'
+        done = run_dir / 'fold-metrics.json'
+        if cfg.resume and done.is_file():
+            entry = json.loads(done.read_text(encoding='utf-8'))
+            if len(entry['history']) >= cfg.train.epochs:
+                parts = entry.get('val_parts')
+                if (parts is None or parts.get('flips', 1) != flips) and (
+                        run_dir / 'weights.pt').is_file():
+                    # a run from before the blend was chosen, or with other view flips:
+                    # its validation metrics, predictions and halves again, once
+                    fold_model = _load_weights(run_dir / 'weights.pt', dev, cfg.train.channels,
+                                               len(run.families))
+                    entry.update(_validation(fold_model, data, val, cfg.grid_tiles, gw, flips))
+                    done.write_text(json.dumps(entry, indent=1), encoding='utf-8')
+                entries.append(entry)
+                continue
+        model, history = train_model(data, train, val, cfg.train, run_dir, cfg.resume, dev,
+                                     f'fold {fold}', cfg.progress)
+        m_train, _ = _evaluate(model, data, train, 8, TRAIN_EVAL_VOLUMES, fold, gw, flips)
+        entry = {'fold': fold, 'train_subjects': sorted(set(data.subjects[train])),
+                 'val_subjects': sorted(set(data.subjects[val])), 'train': m_train,
+                 'history': history, **_validation(model, data, val, cfg.grid_tiles, gw, flips)}
+        if len(run.test_index):
+            entry['test'], _ = _evaluate(model, data, run.test_index, cfg.grid_tiles,
+                                         global_weight=gw, flips=flips)
+        done.write_text(json.dumps(entry, indent=1), encoding='utf-8')
+        entries.append(entry)
+    return entries
+
+
+def evaluate_final(run: RunData, model: torch.nn.Module, history: list[dict],
+                   members: list[torch.nn.Module], weight: float | np.ndarray) -> FinalResult:
+    """The final model (with its view members) on its training volumes and the held-out ones,
+    at the blend ``weight`` it ships with."""
+    flips = run.config.view_flips
+    train, _ = _evaluate(model, run.data, run.dev_index, 8, TRAIN_EVAL_VOLUMES,
+                         global_weight=weight, flips=flips, members=members)
+    result = FinalResult(history, train)
+    if len(run.test_index):
+        result.test, result.predictions = _evaluate(
+            model, run.data, run.test_index, None, global_weight=weight, flips=flips,
+            members=members)
+    return result
+
+
+def real_scans(run: RunData, model: torch.nn.Module, members: list[torch.nn.Module],
+               chosen: dict | None) -> list[dict] | None:
+    """The final model on the unmodified scans of the shared folder (a sanity look)."""
+    cfg = run.config
+    if not cfg.real_scans or cfg.shared_dir is None or not Path(cfg.shared_dir).is_dir():
+        return None
+    from .evaluate import real_scan_check
+
+    roles = load_manifest(cfg.manifest).roles(cfg.test_subjects)
+    return real_scan_check(model, cfg.shared_dir, roles, cfg.train.global_view_weight, chosen,
+                           cfg.view_flips, load_fusion(cfg.out), list(run.families), members)
+
+
+def run_training(config: RunConfig) -> RunResults:
+    """Every stage after generation, in order: final networks, folds, view shares, held-out
+    evaluation, fusion, real scans, baseline; writes ``results.json`` and the report."""
+    check_fusion_caches(config.cache, config.fusion_caches)
     started = time.time()
-    dev = pick_device(device)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    data = load_cache(cache_dir)
-    dev_index, test_index = _split(data, test_subjects)
-    results: dict = {'created': datetime.now(timezone.utc).isoformat(timespec='seconds'),
-                     'cache': str(cache_dir), 'config': asdict(config), 'n_folds': n_folds,
-                     'final_epochs': final_epochs or config.epochs, 'device': str(dev),
-                     'test_subjects': sorted(set(data.subjects[test_index])),
-                     'development_subjects': sorted(set(data.subjects[dev_index])),
-                     'volumes': {'development': int(len(dev_index)), 'test': int(len(test_index))},
-                     'folds': [], 'predictions': {}, 'command': command,
-                     'view_flips': view_flips}
-    generator = generator_settings(cache_dir)
-    if generator is not None:
-        results['generator'] = generator
-    gw = config.global_view_weight
-    families = penalty_targets(data)[0] if config.penalty_outputs else []
-    if families:
-        results['penalty_families'] = families
-    if n_folds:
-        fold_of = subject_folds(data.subjects[dev_index], n_folds, config.seed)
-        for fold in range(n_folds):
-            val = dev_index[fold_of == fold]
-            train = dev_index[fold_of != fold]
-            run_dir = out_dir / f'fold-{fold}'
-            done = run_dir / 'fold-metrics.json'
-            if resume and done.is_file():
-                entry = json.loads(done.read_text(encoding='utf-8'))
-                if len(entry['history']) >= config.epochs:
-                    parts = entry.get('val_parts')
-                    if (parts is None or parts.get('flips', 1) != view_flips) and (
-                            run_dir / 'weights.pt').is_file():
-                        # a run from before the blend was chosen, or with other view flips:
-                        # its validation metrics, predictions and halves again, once
-                        fold_model = _load_weights(run_dir / 'weights.pt', dev, config.channels,
-                                                   len(families))
-                        entry.update(_validation(fold_model, data, val, eval_tiles, gw,
-                                                 view_flips))
-                        done.write_text(json.dumps(entry, indent=1), encoding='utf-8')
-                    results['folds'].append(entry)
-                    continue
-            model, history = train_model(data, train, val, config, run_dir, resume, dev,
-                                         f'fold {fold}', progress)
-            m_train, _ = _evaluate(model, data, train, 8, TRAIN_EVAL_VOLUMES, fold, gw,
-                                   view_flips)
-            entry = {'fold': fold, 'train_subjects': sorted(set(data.subjects[train])),
-                     'val_subjects': sorted(set(data.subjects[val])), 'train': m_train,
-                     'history': history,
-                     **_validation(model, data, val, eval_tiles, gw, view_flips)}
-            if len(test_index):
-                entry['test'], _ = _evaluate(model, data, test_index, eval_tiles,
-                                             global_weight=gw, flips=view_flips)
-            done.write_text(json.dumps(entry, indent=1), encoding='utf-8')
-            results['folds'].append(entry)
-        results['cross_validation'] = cv_summary(results['folds'])
+    config.out.mkdir(parents=True, exist_ok=True)
+    run = load_run_data(config)
+    data = run.data
+    results = RunResults(
+        created=datetime.now(timezone.utc).isoformat(timespec='seconds'), config=config,
+        device=str(run.device), test_subjects=sorted(set(data.subjects[run.test_index])),
+        development_subjects=sorted(set(data.subjects[run.dev_index])),
+        volumes={'development': int(len(run.dev_index)), 'test': int(len(run.test_index))},
+        generator=generator_settings(config.cache), penalty_families=list(run.families))
+    networks = train_finals(run)
+    gw = config.train.global_view_weight
+    if config.folds:
+        results.folds = run_folds(run)
+        results.cross_validation = cv_summary(results.folds)
         if gw > 0:
-            results['view_weights'] = _choose_weights(data, results['folds'], gw)
-    chosen = (results.get('view_weights') or {}).get('weights')
+            results.view_weights = _choose_weights(data, results.folds, gw)
+    chosen = (results.view_weights or {}).get('weights')
     if chosen:  # the final model is evaluated, and shipped, with the chosen blend
         gw = view_weights({'view_weights': chosen, 'global_view_weight': gw})
-    final_config = TrainConfig(**{**asdict(config), 'epochs': final_epochs or config.epochs})
-    networks = []
-    for member in range(max(1, final_members)):
-        member_config = TrainConfig(**{**asdict(final_config), 'seed': config.seed + member})
-        final_dir = out_dir / ('final' if member == 0 else f'final-{member}')
-        weights = final_dir / 'weights.pt'
-        history_path = final_dir / 'history.json'
-        if resume and weights.is_file() and history_path.is_file() and len(
-                json.loads(history_path.read_text(encoding='utf-8'))) >= member_config.epochs:
-            network = _load_weights(weights, dev, config.channels, len(families))
-            history = json.loads(history_path.read_text(encoding='utf-8'))
-        else:
-            network, history = train_model(data, dev_index, None, member_config, final_dir,
-                                           resume, dev, final_dir.name, progress)
-        networks.append((network, history))
     model, history = networks[0]
     members = [network.eval() for network, _ in networks[1:]]
-    if members:
-        results['view_members'] = [f'final-{m}' for m in range(1, len(networks))]
-    final: dict = {'history': history}
-    final['train'], _ = _evaluate(model, data, dev_index, 8, TRAIN_EVAL_VOLUMES,
-                                  global_weight=gw, flips=view_flips, members=members)
-    if len(test_index):
-        final['test'], results['predictions']['test'] = _evaluate(
-            model, data, test_index, None, global_weight=gw, flips=view_flips, members=members)
-    results['final'] = final
-    (out_dir / FUSION_FILE).unlink(missing_ok=True)  # an earlier run's: never for this model
-    if fusion:
-        results['fusion'] = _fuse(model, data, dev_index, test_index, results, gw, view_flips,
-                                  eval_tiles, cache_dir, out_dir, n_folds, config.seed, progress,
-                                  members, fusion_caches)
-    if shared_dir is not None:
-        from .evaluate import real_scan_check
-        from .synthetic import REAL_SOURCES
-
-        test = set(results['test_subjects'])
-        roles = {name: f'{subject} ({"held-out test" if subject in test else "training"})'
-                 for name, subject, _ in REAL_SOURCES}
-        results['real_scans'] = real_scan_check(model, shared_dir, roles,
-                                                config.global_view_weight, chosen,
-                                                view_flips, load_fusion(out_dir), families,
-                                                members)
-    if baseline:
+    results.view_members = [f'final-{m}' for m in range(1, len(networks))]
+    results.final = evaluate_final(run, model, history, members, gw)
+    (config.out / FUSION_FILE).unlink(missing_ok=True)  # an earlier run's: never for this model
+    if config.fusion:
+        results.fusion = _fuse(model, run, results.final, gw, members)
+    results.real_scans = real_scans(run, model, members, chosen)
+    if config.baseline:
         from .baseline import run_baseline
 
-        results['baseline'] = run_baseline(data, dev_index, test_index, n_folds, config.seed,
-                                           cache_dir, progress)
-    results['seconds'] = time.time() - started
-    (out_dir / 'results.json').write_text(json.dumps(results, indent=1), encoding='utf-8')
+        results.baseline = run_baseline(data, run.dev_index, run.test_index, config.folds,
+                                        config.train.seed, config.cache, config.progress)
+    results.seconds = time.time() - started
+    as_dict = results.to_dict()
+    (config.out / 'results.json').write_text(json.dumps(as_dict, indent=1), encoding='utf-8')
     from .report import write_report
 
-    write_report(results, data, out_dir)
+    write_report(as_dict, data, config.out)
     return results
+
+
+@contextmanager
+def _threads(count: int | None) -> Iterator[None]:
+    """Torch's CPU threads set to ``count`` inside the block (unchanged when None)."""
+    if not count:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def check_fusion_caches(cache_dir: Path, fusion_caches: tuple[Path, ...]) -> None:
@@ -234,11 +355,8 @@ def check_fusion_caches(cache_dir: Path, fusion_caches: tuple[Path, ...]) -> Non
                              'generate it with another --seed')
 
 
-def _fuse(model: torch.nn.Module, data: VolumeSet, dev_index: np.ndarray,
-          test_index: np.ndarray, results: dict, weight: float | np.ndarray, flips: int,
-          eval_tiles: int | None, cache_dir: Path, out_dir: Path, n_folds: int, seed: int,
-          progress: bool, members: list | tuple = (),
-          fusion_caches: tuple[Path, ...] = ()) -> dict:
+def _fuse(model: torch.nn.Module, run: RunData, final: FinalResult,
+          weight: float | np.ndarray, members: list | tuple = ()) -> dict:
     """Fit the fusion trees on the development volumes and write ``fusion.json``.
 
     Their network input is the final model's own output on the development volumes (it fits
@@ -257,6 +375,10 @@ def _fuse(model: torch.nn.Module, data: VolumeSet, dev_index: np.ndarray,
         run_fusion,
     )
 
+    cfg = run.config
+    data, dev_index, test_index = run.data, run.dev_index, run.test_index
+    flips, eval_tiles, progress = cfg.view_flips, cfg.grid_tiles, cfg.progress
+    cache_dir, out_dir, fusion_caches = cfg.cache, cfg.out, cfg.fusion_caches
     k = ARTIFACT_KEYS.index(FUSED_INDICATOR)
 
     def source(name: str, volumes: VolumeSet, index: np.ndarray,
@@ -274,22 +396,21 @@ def _fuse(model: torch.nn.Module, data: VolumeSet, dev_index: np.ndarray,
         index = np.flatnonzero(~np.isin(extra.subjects, test_subjects))
         sources.append(source(f'fresh volumes of {Path(folder).name}', extra, index,
                               background_features(extra, folder, progress=progress)))
-    fused, summary = run_fusion(sources, n_folds, seed)
+    fused, summary = run_fusion(sources, cfg.folds, cfg.train.seed)
     if fusion_caches:  # for the model card's "Reproduce"
         summary['fresh_caches'] = [{'cache': str(folder), 'generator': generator_settings(folder)}
                                    for folder in fusion_caches]
     if fused is None:
         return summary
     (out_dir / FUSION_FILE).write_text(json.dumps(fused.to_dict()) + '\n', encoding='utf-8')
-    preds = results['predictions'].get('test')
+    preds = final.predictions
     if preds:
         test_probs = np.asarray(preds['logits'], dtype=np.float64)
         z = fused.trees.logit(np.c_[network_logit(test_probs[:, k]), features[test_index]])
         probs = test_probs.copy()
         probs[:, k] = 1.0 / (1.0 + np.exp(-z))
-        final = results['final']
-        final['test_network_only'] = final['test']
-        final['test'] = metrics(data, test_index, np.asarray(preds['quality']), probs)
+        final.test_network_only = final.test
+        final.test = metrics(data, test_index, np.asarray(preds['quality']), probs)
         preds['network_' + FUSED_INDICATOR] = test_probs[:, k].tolist()
         preds['logits'] = probs.tolist()
     return summary
@@ -334,17 +455,41 @@ def ship(out_dir: Path, model_dir: Path, version: str, description: str,
         shutil.copyfile(out_dir / FUSION_FILE, model_dir / FUSION_FILE)
     elif (model_dir / FUSION_FILE).is_file():
         (model_dir / FUSION_FILE).unlink()  # an earlier model's fusion would not fit these
-    meta = {'name': model_dir.name, 'version': version,
-            'created': datetime.now(timezone.utc).isoformat(timespec='seconds'),
-            'description': description, 'network': 'miqa_worker.network.build_network',
-            'trained_on': 'simulated artifacts on generated volumes (see MODEL_CARD.md)',
-            'test_subjects': results.get('test_subjects', []),
-            'global_view_weight': results.get('config', {}).get('global_view_weight', 0.0),
-            'channels': list(results.get('config', {}).get('channels') or CHANNELS),
-            'view_weights': (results.get('view_weights') or {}).get('weights'),
-            'view_flips': int(results.get('view_flips') or 1),
-            **({'penalty_families': results['penalty_families']}
-               if results.get('penalty_families') else {}),
-            **({'view_members': member_files} if member_files else {}),
-            'held_out': results.get('held_out_summary', {})}
-    (model_dir / 'model.json').write_text(json.dumps(meta, indent=1) + '\n', encoding='utf-8')
+    save_spec(model_spec(results, model_dir.name, version, description, member_files,
+                         (model_dir / FUSION_FILE).is_file()), model_dir)
+
+
+def _trained_outputs(results: dict) -> tuple[str, ...]:
+    """Quality and the indicators trained with labels: those the held-out test could score,
+    else those the generator's families set, else every output."""
+    from .artifacts import FAMILIES
+
+    auc = (results.get('held_out_summary') or {}).get('indicator_auc')
+    if auc:
+        return ('quality', *(key for key in ARTIFACT_KEYS if auc.get(key) is not None))
+    families = (results.get('generator') or {}).get('families')
+    if families:
+        set_by = {FAMILIES[f].indicator for f in families if f in FAMILIES}
+        return ('quality', *(key for key in ARTIFACT_KEYS if key in set_by))
+    return ('quality', *ARTIFACT_KEYS)
+
+
+def model_spec(results: dict, name: str, version: str, description: str,
+               members: list[str], fused: bool) -> ModelSpec:
+    """The ``model.json`` of a run's final model (``results``: its ``metrics.json``)."""
+    from .fusion import FUSED_INDICATOR
+
+    config = results.get('config', {})
+    return ModelSpec(
+        name=name, version=version, description=description,
+        created=datetime.now(timezone.utc).isoformat(timespec='seconds'),
+        outputs=Outputs(_trained_outputs(results)),
+        network=NetworkSpec(tuple(config.get('channels') or CHANNELS)),
+        view=ViewSpec(float(config.get('global_view_weight', 0.0)),
+                      dict((results.get('view_weights') or {}).get('weights') or {}),
+                      int(results.get('view_flips') or 1)),
+        members=tuple(members), fusion=FusionSpec(FUSED_INDICATOR) if fused else None,
+        postprocessing=Postprocessing(tuple(results.get('penalty_families') or ())),
+        evaluation={'trained_on': 'simulated artifacts on generated volumes (see MODEL_CARD.md)',
+                    'test_subjects': results.get('test_subjects', []),
+                    'held_out': results.get('held_out_summary', {})})

@@ -43,7 +43,7 @@ def build_metrics(results: dict) -> dict:
                                    'device',
                                    'test_subjects', 'development_subjects', 'volumes',
                                    'seconds', 'command', 'generator', 'view_weights',
-                                   'view_flips', 'penalty_families', 'view_members')
+                                   'view_flips', 'penalty_families', 'view_members', 'recipe')
            if k in results}
     out['held_out_summary'] = held_out_summary(results)
     out['cross_validation'] = results.get('cross_validation')
@@ -242,20 +242,23 @@ def _fusion_section(metrics: dict) -> list[str]:
     return lines + ['']
 
 
-def model_card(metrics: dict, preliminary: bool = False) -> str:
-    """MODEL_CARD.md text from the metrics."""
-    held = metrics.get('held_out_summary') or {}
-    cfg = metrics.get('config', {})
+def _families(metrics: dict) -> list:
+    """The simulated families of the run's generator (every family without one)."""
     gen = metrics.get('generator') or {}
+    return [FAMILIES[name] for name in gen.get('families', FAMILIES) if name in FAMILIES]
+
+
+def _untrained(metrics: dict) -> list[str]:
+    """The indicators no simulated family sets: never trained."""
+    return [key for key in ARTIFACT_KEYS
+            if key not in {f.indicator for f in _families(metrics)}]
+
+
+def _what_it_is(metrics: dict) -> list[str]:
+    """The network, its tiles, the whole-volume view and its blend."""
+    cfg = metrics.get('config', {})
     gw = float(cfg.get('global_view_weight') or 0.0)
-    families = [FAMILIES[name] for name in gen.get('families', FAMILIES) if name in FAMILIES]
-    omitted = [name for name in FAMILIES if name not in {f.name for f in families}]
-    untrained = [key for key in ARTIFACT_KEYS if key not in {f.indicator for f in families}]
-    lines = ['# MIQA default model' + (' (preliminary short run)' if preliminary else ''), '']
-    if preliminary:
-        lines += ['**This is a preliminary short training run** so that the system has real '
-                  'weights; it is replaced by the full run. Its numbers are low and not final.', '']
-    lines += [
+    return [
         '## What it is',
         '',
         'A MONAI `Classifier` (`miqa_worker.network.build_network`: five strided stages of '
@@ -287,6 +290,16 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
            if (metrics.get('fusion') or {}).get('out_of_fold_auc') is not None
            and (metrics.get('final') or {}).get('test_network_only') else ''),
         '',
+    ]
+
+
+def _simulated_section(metrics: dict) -> list[str]:
+    """How the labels were simulated: the families and their penalties."""
+    gen = metrics.get('generator') or {}
+    families = _families(metrics)
+    omitted = [name for name in FAMILIES if name not in {f.name for f in families}]
+    untrained = _untrained(metrics)
+    return [
         '## Trained on simulated artifacts',
         '',
         '**All labels are simulated.** Training volumes are generated from a few real scans '
@@ -319,6 +332,12 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
         'automatically; fine-tune on a project\'s own review decisions (a label CSV) when '
         'there are enough.',
         '',
+    ]
+
+
+def _data_section(metrics: dict) -> list[str]:
+    """Development and held-out subjects, volume counts."""
+    return [
         '## Data',
         '',
         f'- development subjects (folds): {", ".join(metrics.get("development_subjects", []))}',
@@ -326,6 +345,14 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
         f'{", ".join(metrics.get("test_subjects", [])) or "none"}',
         f'- volumes: {metrics.get("volumes")}',
         '',
+    ]
+
+
+def _training_section(metrics: dict) -> list[str]:
+    """Loss, optimiser, epochs, tiles and augmentation."""
+    cfg = metrics.get('config', {})
+    gw = float(cfg.get('global_view_weight') or 0.0)
+    return [
         '## Training',
         '',
         f'Loss: Huber on quality + {cfg.get("indicator_weight")} × focal loss '
@@ -338,9 +365,6 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
         + (', each randomly flipped along every axis and with its axes in random order'
            if cfg.get('augment') else '')
         + f', batch {cfg.get("batch_size")}, seed {cfg.get("seed")}.'
-        + (' Each model\'s weights are the mean of its end-of-epoch weights over the last '
-           f'{cfg["average_last"]:.0%} of its epochs (stochastic weight averaging).'
-           if cfg.get('average_last') else '')
         + (' Beside the 11 outputs the network regresses the quality points each simulated '
            f'family costs ({", ".join(metrics.get("penalty_families") or [])}: penalty × '
            'severity, Huber, weight 1; local families from whole-volume views only); the '
@@ -351,9 +375,14 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
         'so their mean-over-tiles probabilities at inference are lower than the other '
         'indicators\' (rank or threshold them accordingly).',
         '',
-        '## Held-out metrics (test subjects, final model)',
-        '',
     ]
+
+
+def _held_out_section(metrics: dict) -> list[str]:
+    """The held-out figures against the bar."""
+    held = metrics.get('held_out_summary') or {}
+    lines: list[str] = []
+    lines += ['## Held-out metrics (test subjects, final model)', '']
     if held:
         lines += [f'- quality R² {_fmt(held.get("r2"))} (bar {R2_BAR}), MAE '
                   f'{_fmt(held.get("mae"), 2)}; {held.get("volumes")} volumes',
@@ -370,7 +399,13 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
                 'held-out simulated data, let alone real scans.', '']
     else:
         lines += ['No held-out subjects in this run.', '']
-    lines += _fusion_section(metrics)
+    return lines
+
+
+def _blend_section(metrics: dict) -> list[str]:
+    """The view's share per output and the out-of-fold scores that chose it."""
+    gw = float(metrics.get('config', {}).get('global_view_weight') or 0.0)
+    lines: list[str] = []
     chosen = metrics.get('view_weights')
     if chosen and chosen.get('weights'):
         oof_c, oof_d = chosen.get('out_of_fold_chosen', {}), chosen.get('out_of_fold_default', {})
@@ -390,6 +425,13 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
         lines += ['', f'Out of fold, quality R² {_fmt(oof_d.get("r2"))} at the training share '
                   f'and {_fmt(oof_c.get("r2"))} with the chosen blend (the same volumes chose '
                   'it, so this gain is optimistic; the held-out figures above are not).', '']
+    return lines
+
+
+def _cv_section(metrics: dict) -> list[str]:
+    """One row per subject fold."""
+    families = _families(metrics)
+    lines: list[str] = []
     cv = metrics.get('cross_validation')
     if cv:
         lines += ['## Cross-validation (validation folds = unseen subjects)', '',
@@ -405,6 +447,13 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
                          + ' |')
         lines += ['', f'Mean validation R² {_fmt(cv["val_r2"]["mean"])} '
                   f'± {_fmt(cv["val_r2"]["std"])}.', '']
+    return lines
+
+
+def _baseline_section(metrics: dict) -> list[str]:
+    """The CNN next to the IQM baseline on the held-out volumes."""
+    held = metrics.get('held_out_summary') or {}
+    lines: list[str] = []
     base = metrics.get('baseline')
     if base and base.get('test'):
         lines += ['## CNN against the IQM baseline (held-out test)', '',
@@ -414,6 +463,13 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
             b = ((base['test'].get('family_auc') or {}).get(k) or {}).get('auc')
             lines.append(f'| {k} AUC | {_fmt(v)} | {_fmt(b)} |')
         lines += ['', f'Baseline: {base.get("description", "")}', '']
+    return lines
+
+
+def _real_scans_section(metrics: dict) -> list[str]:
+    """The final model on the unmodified real scans."""
+    untrained = _untrained(metrics)
+    lines: list[str] = []
     real = metrics.get('real_scans')
     if real:
         shown = [k for k in ('ghosting_motion', 'inhomogeneity', 'wraparound',
@@ -433,6 +489,18 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
             lines.append(f'| {r["file"]} | {r["subject"]} | {r["quality"]:.1f} | '
                          + ' | '.join(f'{a[k]:.2f}' for k in shown) + ' |')
         lines.append('')
+    return lines
+
+
+def _reproduce_section(metrics: dict) -> list[str]:
+    """The commands (or the recipe) that make this model again."""
+    gen = metrics.get('generator') or {}
+    lines: list[str] = []
+    if metrics.get('recipe'):
+        return ['## Reproduce', '', '```', f'miqa-train run --recipe {metrics["recipe"]}', '```',
+                '', 'The recipe (shipped beside the model as `recipe.json`) generates the '
+                'caches and runs every stage in order; `--plan` prints them. This run: '
+                f'`{metrics.get("command")}`.', '']
     if gen or metrics.get('command'):
         lines += ['## Reproduce', '', '```']
         caches = [(metrics.get('cache', 'CACHE'), gen)] + [
@@ -445,26 +513,45 @@ def model_card(metrics: dict, preliminary: bool = False) -> str:
             lines.append(metrics['command'])
         lines += ['```', '', 'Real bases are read from ../shared/data/mri when present '
                   f'({len(gen.get("sources", [])) if gen else "?"} bases in this run).', '']
+    return lines
+
+
+def _limits_section(metrics: dict) -> list[str]:
+    """What the figures do not show."""
+    cfg = metrics.get('config', {})
+    lines: list[str] = []
     lines += ['## Limits', '',
               '- Few real anatomies (a handful of subjects); each fold holds out one subject.',
               f'- Fold models are trained for {cfg.get("epochs")} epochs and the final model '
               f'for {metrics.get("final_epochs")} (CPU budget), so cross-validation '
               'understates the final model; the held-out test is the figure to quote.',
               '- Synthetic labels only; no real-scan ratings were used for training or testing.',
-              '- The held-out subjects are fixed (`synthetic.DEFAULT_TEST_SUBJECTS`) and earlier '
-              'model versions were evaluated on them too; design changes made after seeing '
+              '- The held-out subjects are fixed (role `held-out` in the data manifest) and '
+              'earlier model versions were evaluated on them too; design changes made after seeing '
               'those figures make the held-out test less than fully blind.',
               '- Noise has no indicator: its AUC is measured with the quality score on '
               'noise-only against clean volumes.',
               '- Plots: ' + ', '.join(PLOTS) + ' in the report folder.', '']
+    return lines
+
+
+SECTIONS = (_what_it_is, _simulated_section, _data_section, _training_section,
+            _held_out_section, _fusion_section, _blend_section, _cv_section, _baseline_section,
+            _real_scans_section, _reproduce_section, _limits_section)
+
+
+def model_card(metrics: dict) -> str:
+    """MODEL_CARD.md text from the metrics: the title, then each of :data:`SECTIONS`."""
+    lines = ['# MIQA default model', '']
+    for section in SECTIONS:
+        lines += section(metrics)
     return '\n'.join(lines)
 
 
-def write_report(results: dict, data: VolumeSet, out_dir: Path, preliminary: bool = False
-                 ) -> dict:
+def write_report(results: dict, data: VolumeSet, out_dir: Path) -> dict:
     """Write metrics.json, the PNG plots and MODEL_CARD.md into ``out_dir``."""
     metrics = build_metrics(results)
     (out_dir / 'metrics.json').write_text(json.dumps(metrics, indent=1) + '\n', encoding='utf-8')
     _plots(results, data, out_dir)
-    (out_dir / 'MODEL_CARD.md').write_text(model_card(metrics, preliminary), encoding='utf-8')
+    (out_dir / 'MODEL_CARD.md').write_text(model_card(metrics), encoding='utf-8')
     return metrics

@@ -7,9 +7,10 @@ changes. Each anatomy then gives several *variants* with random simulated artifa
 (``artifacts.py``) and the labels those imply. Volumes are stored preprocessed (the shared
 ``rescale_intensity``, as uint8) in a cache folder with an ``index.csv``.
 
-Subjects: every real scan belongs to the subject (person) it shows; the template is the subject
-``mni152``. With templates only (no ../shared), each anatomy is its own nominal subject
-``mni152-aNNN`` so that folds can still be formed; they share the template anatomy, which the
+Subjects: every real scan belongs to the subject (person) it shows (the data manifest,
+``manifest.py``); the template is the subject ``mni152``. With templates only (no shared
+folder), each anatomy is its own nominal subject ``mni152-aNNN`` so that folds can still be
+formed; they share the template anatomy, which the
 model card states.
 """
 
@@ -31,8 +32,7 @@ from tqdm import tqdm
 from ..preprocessing import rescale_intensity
 from . import artifacts as art
 from .labels import write_index
-
-SHARED_MRI = Path(__file__).resolve().parents[3] / 'shared' / 'data' / 'mri'
+from .manifest import DataManifest, load_manifest
 
 
 @dataclass(frozen=True)
@@ -45,36 +45,21 @@ class Source:
     path: str | None = None  # None: a nilearn template
 
 
-# Real scans of ../shared/data/mri used as bases (see its SOURCES.md for origin and licence).
-# 4D series, EPI with burned-in markers and the 6.5 mm clinical stack are not used as bases
-# (the stack as a sixth person lifted cross-validation, not the final model: training README).
-REAL_SOURCES: tuple[tuple[str, str, str], ...] = (
-    ('fnndsc-sag-anon_child3y_T1w.nii.gz', 'fnndsc-child3y', 'T1w'),
-    ('ixi-nichart_IXI012-HH-1211_T1w-2mm.nii.gz', 'ixi-IXI012', 'T1w'),
-    ('niivue-register_head-ext_T1w-1p6mm.nii.gz', 'niivue-head', 'T1w'),
-    ('niivue-register_head_T2w.nii.gz', 'niivue-head', 'T2w'),  # maybe the same volunteer
-    ('openneuro-ds002748_sub-01_T1w-skullstripped.nii.gz', 'ds002748-sub-01', 'T1w'),
-    ('cstar-stroke_patient_T1w-brain.nii.gz', 'cstar-stroke', 'T1w'),
-    ('cstar-stroke_patient_T2w-brain.nii.gz', 'cstar-stroke', 'T2w'),
-    ('cstar-stroke_patient_FLAIR-brain.nii.gz', 'cstar-stroke', 'FLAIR'),
-    ('ixi-miqa_IXI002-Guys-0828_dwi-vol00.nii.gz', 'ixi-IXI002', 'b0'),
-)
 TEMPLATE_SOURCES: tuple[Source, ...] = (
     Source('mni152-t1', 'mni152', 'T1w'),
     Source('mni152-tissue', 'mni152', 'tissue'),  # random contrast from the GM/WM/CSF maps
 )
-# Subjects never used for training the shipped model (every scan of them is held out).
-DEFAULT_TEST_SUBJECTS: tuple[str, ...] = ('ixi-IXI012', 'cstar-stroke')
 
 
-def discover_sources(shared_dir: Path | None = SHARED_MRI) -> list[Source]:
-    """The template bases plus every real base present in ``shared_dir``."""
+def discover_sources(shared_dir: Path | None,
+                     manifest: DataManifest | None = None) -> list[Source]:
+    """The template bases plus every real base of the manifest present in ``shared_dir``."""
     sources = list(TEMPLATE_SOURCES)
     if shared_dir is not None and Path(shared_dir).is_dir():
-        for name, subject, contrast in REAL_SOURCES:
-            path = Path(shared_dir) / name
+        for entry in (manifest or load_manifest()).entries:
+            path = Path(shared_dir) / entry.file
             if path.is_file():
-                sources.append(Source(name, subject, contrast, str(path)))
+                sources.append(Source(entry.file, entry.subject, entry.contrast, str(path)))
     return sources
 
 
@@ -198,22 +183,25 @@ def _seed(*parts: object) -> int:
 
 
 def generate(cache_dir: Path, anatomies_per_subject: int = 12, variants: int = 5,
-             seed: int = 0, shared_dir: Path | None = SHARED_MRI,
+             seed: int = 0, shared_dir: Path | None = None,
              families: tuple[str, ...] = art.DEFAULT_FAMILIES,
              probability: float = art.DEFAULT_PROBABILITY,
              severity: tuple[float, float] = art.DEFAULT_SEVERITY,
              templates_only_subjects: int = 10, save_nifti: bool = False,
              spacing_range: tuple[float, float] = (1.0, 2.0), progress: bool = True,
-             workers: int = 1) -> Path:
+             workers: int = 1, manifest: DataManifest | None = None) -> Path:
     """Write ``cache_dir/volumes/*.npz`` and ``cache_dir/index.csv``; returns the index path.
 
-    Resumable: volumes already in the cache are kept (generation is deterministic per id).
+    The real bases are the ``manifest``'s files found in ``shared_dir`` (templates only when
+    it is None). Resumable: volumes already in the cache are kept (generation is
+    deterministic per id). Each row records its artifacts' drawn parameters
+    (``artifacts``, JSON) for :func:`replay_volume`.
     """
     cache_dir = Path(cache_dir)
     (cache_dir / 'volumes').mkdir(parents=True, exist_ok=True)
     if save_nifti:
         (cache_dir / 'nifti').mkdir(exist_ok=True)
-    sources = discover_sources(shared_dir)
+    sources = discover_sources(shared_dir, manifest)
     subjects = sorted({s.subject_id for s in sources})
     templates_only = subjects == ['mni152']
     jobs: list[tuple[Source, int, str]] = []
@@ -258,6 +246,40 @@ def generate(cache_dir: Path, anatomies_per_subject: int = 12, variants: int = 5
     return index
 
 
+def build_anatomy(source: Source, a: int, seed: int,
+                  spacing_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Anatomy number ``a`` of a base: deterministic in (seed, base, a)."""
+    rng = np.random.default_rng(_seed(seed, source.name, a))
+    torch.manual_seed(_seed(seed, source.name, a, 'torch'))
+    data, affine = load_base(source, rng)
+    return make_anatomy(data, affine, rng, spacing_range)
+
+
+def replay_volume(cache_dir: Path, volume_id: str, shared_dir: Path | None = None,
+                  manifest: DataManifest | None = None) -> tuple[np.ndarray, dict]:
+    """A cached volume made again from its anatomy and recorded draws, without drawing any
+    artifact: ``(uint8 volume, labels)``, equal to the cache's bit for bit."""
+    from .dataset import generator_settings
+
+    cache_dir = Path(cache_dir)
+    settings = generator_settings(cache_dir) or {}
+    row = json.loads((cache_dir / 'volumes' / f'{volume_id}.json').read_text(encoding='utf-8'))
+    if 'artifacts' not in row:
+        raise ValueError(f'{volume_id} was generated before draws were recorded')
+    source = next((s for s in discover_sources(shared_dir, manifest)
+                   if s.name == row['source']), None)
+    if source is None:
+        raise ValueError(f'base {row["source"]} of {volume_id} is not in the shared folder')
+    a = int(volume_id.rsplit('-a', 1)[1].split('-v', 1)[0])
+    anatomy, affine = build_anatomy(source, a, settings.get('seed', 0),
+                                    tuple(settings.get('spacing_range', (1.0, 2.0))))
+    subject = tio.Subject(**{art.IMAGE_KEY: tio.ScalarImage(
+        tensor=torch.from_numpy(anatomy.copy())[None], affine=affine)})
+    subject = art.replay(subject, json.loads(row['artifacts']),
+                         tuple(settings.get('families', art.DEFAULT_FAMILIES)))
+    return to_uint8(subject[art.IMAGE_KEY].data[0].numpy()), subject[art.LABELS_KEY]
+
+
 def _worker_init() -> None:
     """One torch thread per generator process."""
     torch.set_num_threads(1)
@@ -272,10 +294,7 @@ def _anatomy_job(args: tuple) -> list[dict]:
     if all(p.is_file() for p in meta_paths):
         return [json.loads(p.read_text(encoding='utf-8')) for p in meta_paths]
     transforms = art.artifact_pipeline(families, probability, severity)
-    rng = np.random.default_rng(_seed(seed, source.name, a))
-    torch.manual_seed(_seed(seed, source.name, a, 'torch'))
-    data, affine = load_base(source, rng)
-    anatomy, anat_affine = make_anatomy(data, affine, rng, spacing_range)
+    anatomy, anat_affine = build_anatomy(source, a, seed, spacing_range)
     rows = []
     for meta_path, vid in zip(meta_paths, ids, strict=True):
         torch.manual_seed(_seed(seed, vid))
@@ -290,7 +309,8 @@ def _anatomy_job(args: tuple) -> list[dict]:
                'quality': labels['quality'], **labels['indicators'],
                **{f'severity_{name}': value for name, value in labels['severity'].items()},
                'shape': 'x'.join(map(str, u8.shape)),
-               'spacing': 'x'.join(f'{s:.3f}' for s in spacing)}
+               'spacing': 'x'.join(f'{s:.3f}' for s in spacing),
+               'artifacts': json.dumps(labels['artifacts'])}
         if save_nifti:
             nib.save(nib.Nifti1Image(volume.astype(np.float32), vol_affine),
                      str(cache_dir / 'nifti' / f'{vid}.nii.gz'))

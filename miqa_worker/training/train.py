@@ -1,12 +1,11 @@
-"""Train one network: AdamW, exponential learning-rate decay, optional weight averaging over the
-last epochs, checkpoints every epoch, resume."""
+"""Train one network: AdamW, exponential learning-rate decay, checkpoints every epoch, resume."""
 
 from __future__ import annotations
 
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -14,46 +13,13 @@ import torch
 from tqdm import tqdm
 
 from ..network import CHANNELS, build_network
+from .config import TrainConfig
 from .dataset import VolumeSet, penalty_targets, tile_batches
 from .evaluate import metrics, predict
 from .losses import miqa_loss
 
-
-@dataclass
-class TrainConfig:
-    """Every setting that changes the trained weights."""
-
-    epochs: int = 12
-    tiles_per_volume: int = 4
-    batch_size: int = 16
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-4
-    lr_decay: float = 0.8  # ExponentialLR gamma, per epoch
-    focal_gamma: float = 2.0
-    quality_weight: float = 1.0
-    indicator_weight: float = 5.0
-    eval_tiles: int = 12  # grid tiles per volume for the per-epoch validation (all at the end)
-    seed: int = 0
-    # Share of the whole-volume view in a scan's result (the tiles' mean has the rest); the
-    # view is trained alongside the tiles when > 0.
-    global_view_weight: float = 0.5
-    views_per_volume: int = 2  # whole-volume views per volume per epoch (they carry exact labels)
-    augment: bool = True  # random flips and axis orders of every training tile
-    channels: tuple[int, ...] = CHANNELS  # widths of the network's five stages
-    # Share of the epochs, counted from the end, whose end-of-epoch weights are averaged into
-    # the finished weights (stochastic weight averaging, Izmailov et al. 2018); 0: the last
-    # epoch's weights as they are.
-    average_last: float = 0.0
-    # More outputs after the 11: the quality points each simulated family costs (penalty x
-    # severity, known for generated volumes), a richer target than their sum alone.
-    penalty_outputs: bool = False
-
-
-def averaging_start(config: TrainConfig) -> int | None:
-    """The first (0-based) epoch averaged into the finished weights; None without averaging."""
-    if config.average_last <= 0:
-        return None
-    return config.epochs - max(1, round(config.average_last * config.epochs))
+#: Settings of checkpoints written before they were removed, and the value that means "off".
+RETIRED_SETTINGS = {'average_last': 0.0}
 
 
 def pick_device(name: str | None = None) -> torch.device:
@@ -118,18 +84,16 @@ def train_model(data: VolumeSet, train_index: np.ndarray, val_index: np.ndarray 
     init_output_bias(model, data, train_index)
     history: list[dict] = []
     start = 0
-    first_averaged = averaging_start(config)
-    # the running mean of the end-of-epoch weights (instance norm: no statistics to refresh)
-    averaged = (torch.optim.swa_utils.AveragedModel(model) if first_averaged is not None
-                else None)
     checkpoint = run_dir / 'checkpoint.pt'
     if resume and checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         # older runs: the defaults of settings added since
-        saved = {'channels': CHANNELS, 'average_last': 0.0, 'penalty_outputs': False,
-                 **state.get('config', {})}
+        saved = {'channels': CHANNELS, 'penalty_outputs': False, **state.get('config', {})}
         saved['channels'] = tuple(saved['channels'])
         saved.pop('epochs', None)
+        for key, off in RETIRED_SETTINGS.items():  # a retired setting left off is no change
+            if saved.get(key, off) == off:
+                saved.pop(key, None)
         if saved != {k: v for k, v in asdict(config).items() if k != 'epochs'}:
             raise ValueError(f'{checkpoint} was written with other settings; remove it or '
                              'run without --resume')
@@ -138,13 +102,6 @@ def train_model(data: VolumeSet, train_index: np.ndarray, val_index: np.ndarray 
         scheduler.load_state_dict(state['scheduler'])
         history = state['history']
         start = state['epoch'] + 1
-        if averaged is not None and state.get('averaged') and state.get(
-                'averaging_start') == first_averaged:
-            averaged.load_state_dict(state['averaged'])
-        elif averaged is not None and start > first_averaged:
-            # resumed to more epochs, which moved the averaging start back past this point
-            tqdm.write(f'{desc}: weights averaged from epoch {start + 1} only (the checkpoint '
-                       f'holds no average from epoch {first_averaged + 1})')
     for epoch in range(start, config.epochs):
         rng = np.random.default_rng([config.seed, epoch])
         torch.manual_seed(config.seed * 1000 + epoch)
@@ -188,9 +145,6 @@ def train_model(data: VolumeSet, train_index: np.ndarray, val_index: np.ndarray 
             entry.update({'val_r2': m.get('r2'), 'val_quality_loss': parts['quality'],
                           'val_indicator_loss': parts['indicators']})
         scheduler.step()
-        if averaged is not None and epoch >= first_averaged:
-            averaged.update_parameters(model)
-            entry['averaged_epochs'] = int(averaged.n_averaged)
         history.append(entry)
         if progress:
             tqdm.write(f'{desc} epoch {epoch + 1}: ' + ', '.join(
@@ -198,11 +152,7 @@ def train_model(data: VolumeSet, train_index: np.ndarray, val_index: np.ndarray 
                 if isinstance(v, float) and k != 'lr'))
         _save_atomic({'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
                       'scheduler': scheduler.state_dict(), 'epoch': epoch, 'history': history,
-                      'config': asdict(config), 'averaging_start': first_averaged,
-                      'averaged': None if averaged is None else averaged.state_dict()},
-                     checkpoint)
-    if averaged is not None and int(averaged.n_averaged):
-        model.load_state_dict(averaged.module.state_dict())
+                      'config': asdict(config)}, checkpoint)
     torch.save(plain_state_dict(model), run_dir / 'weights.pt')
     (run_dir / 'history.json').write_text(json.dumps(history, indent=1), encoding='utf-8')
     return model, history

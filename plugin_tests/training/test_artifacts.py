@@ -85,9 +85,51 @@ def test_bias_field_shades_the_head_by_the_documented_ratio(severity):
     data = _phantom()
     head = data > 0
     for seed in range(3):
-        out, _ = art.RandomBiasFieldArtifact().corrupt(data, np.eye(4), severity,
-                                                       np.random.default_rng(seed))
+        transform = art.RandomBiasFieldArtifact()
+        params = {**transform.get_params(np.random.default_rng(seed)), 'severity': severity}
+        out, _, _ = transform.corrupt(data, np.eye(4), params)
         gain = out[head] / data[head]
         low, high = np.percentile(np.log(gain), [2, 98])
         assert high - low == pytest.approx(2 * (0.25 + 0.35 * severity), rel=0.02)
         assert np.all(out[~head] == 0)
+
+
+def _draws(seed: int) -> tuple[np.ndarray, dict]:
+    """Every family at probability 0.5 on the phantom: the volume and its labels."""
+    torch.manual_seed(seed)
+    subject = tio.Subject(image=tio.ScalarImage(tensor=torch.from_numpy(_phantom())[None]))
+    subject = art.apply_artifacts(subject, art.artifact_pipeline(probability=0.5))
+    return subject['image'].data[0].numpy(), subject[art.LABELS_KEY]
+
+
+def test_every_draw_is_recorded_and_replays_bit_for_bit():
+    import json
+
+    seen = set()
+    for seed in range(12):
+        volume, labels = _draws(seed)
+        params = json.loads(json.dumps(labels['artifacts']))  # as the cache index stores them
+        assert [p['family'] for p in params] == [f for f in art.TRANSFORMS
+                                                 if labels['severity'][f] > 0]
+        seen |= {p['family'] for p in params}
+        subject = tio.Subject(image=tio.ScalarImage(tensor=torch.from_numpy(_phantom())[None]))
+        torch.manual_seed(seed + 1000)  # replay draws nothing: torch's state does not matter
+        again = art.replay(subject, params)
+        assert np.array_equal(again['image'].data[0].numpy(), volume), seed
+        assert again[art.LABELS_KEY] == {**labels, 'artifacts': params}, seed
+    assert seen == set(art.FAMILY_NAMES)  # every family was drawn and replayed
+
+
+def test_changed_parameters_change_the_volume():
+    """The recorded parameters are what makes the volume: edit one and the result moves."""
+    for seed in range(12):
+        volume, labels = _draws(seed)
+        ghosting = [p for p in labels['artifacts'] if p['family'] == 'ghosting']
+        if ghosting:
+            break
+    params = [dict(p) for p in labels['artifacts']]
+    for p in params:
+        if p['family'] == 'ghosting':
+            p['num_ghosts'] = 9 if p['num_ghosts'] != 9 else 3
+    subject = tio.Subject(image=tio.ScalarImage(tensor=torch.from_numpy(_phantom())[None]))
+    assert not np.array_equal(art.replay(subject, params)['image'].data[0].numpy(), volume)

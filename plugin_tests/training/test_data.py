@@ -177,3 +177,72 @@ def test_view_weights_are_chosen_per_output_on_out_of_fold_predictions():
     q, p = blend_parts(tiles, view, np.array(list(weights.values())))
     assert q.tolist() == pytest.approx(tiles[:, 0].tolist(), rel=1e-5)
     assert p[:, cover].tolist() == pytest.approx(view[:, 1 + cover].tolist(), rel=1e-5)
+
+
+def test_the_shipped_manifest_names_the_bases_and_the_held_out_people(tmp_path):
+    import json
+
+    from miqa_worker.training.manifest import DEFAULT_MANIFEST, load_manifest
+    from miqa_worker.training.synthetic import discover_sources
+
+    manifest = load_manifest(DEFAULT_MANIFEST)
+    assert manifest.held_out_subjects == ('ixi-IXI012', 'cstar-stroke')
+    assert len(manifest.entries) == 9 and len({e.subject for e in manifest.entries}) == 6
+    # the bases of the shipped model's cache, in the generator's order
+    metrics = json.loads((DEFAULT_MANIFEST.parents[2] / 'models' / 'miqa-default'
+                          / 'metrics.json').read_text())
+    assert metrics['generator']['sources'] == ['mni152-t1', 'mni152-tissue'] + [
+        e.file for e in manifest.entries]
+    assert sorted(manifest.held_out_subjects) == metrics['test_subjects']
+    assert manifest.roles()['cstar-stroke_patient_T2w-brain.nii.gz'] == (
+        'cstar-stroke (held-out test)')
+    # only the manifest's files that are present in the shared folder become bases
+    (tmp_path / 'niivue-register_head_T2w.nii.gz').write_bytes(b'')
+    (tmp_path / 'unlisted.nii.gz').write_bytes(b'')
+    sources = discover_sources(tmp_path, manifest)
+    assert [(s.name, s.subject_id, s.contrast) for s in sources] == [
+        ('mni152-t1', 'mni152', 'T1w'), ('mni152-tissue', 'mni152', 'tissue'),
+        ('niivue-register_head_T2w.nii.gz', 'niivue-head', 'T2w')]
+    assert [s.name for s in discover_sources(None, manifest)] == ['mni152-t1', 'mni152-tissue']
+
+
+@pytest.mark.parametrize('change, message', [
+    ({'format': 'other'}, "format must be 'miqa-data-manifest/1'"),
+    ({'extra': 1}, "unknown key 'extra'"),
+    ({'sources': [{'file': 'a.nii', 'subject': 's', 'contrast': 'T1w', 'role': 'test'}]},
+     'sources[0].role must be one of train, held-out'),
+    ({'sources': [{'file': 'a.nii', 'contrast': 'T1w'}]},
+     'sources[0].subject must be a non-empty string'),
+])
+def test_a_bad_manifest_is_refused_in_one_line(tmp_path, change, message):
+    import json
+
+    from miqa_worker.training.manifest import load_manifest
+
+    path = tmp_path / 'manifest.json'
+    path.write_text(json.dumps({'format': 'miqa-data-manifest/1', 'sources': [], **change}))
+    with pytest.raises(ValueError, match=None) as info:
+        load_manifest(path)
+    assert message in str(info.value) and '\n' not in str(info.value)
+
+
+def test_a_generated_volume_replays_from_its_recorded_draws(tmp_path):
+    """Every cached volume is made again, bit for bit, from its anatomy and its index row."""
+    import csv
+    import json
+
+    from miqa_worker.training.synthetic import generate, replay_volume
+
+    torch.set_num_threads(1)
+    generate(tmp_path, anatomies_per_subject=1, variants=3, seed=4, shared_dir=None,
+             probability=0.5, templates_only_subjects=2, spacing_range=(4.0, 4.5),
+             progress=False)
+    with (tmp_path / 'index.csv').open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 6
+    drawn = [json.loads(r['artifacts']) for r in rows]
+    assert any(drawn) and all(p['family'] for params in drawn for p in params)
+    for row in rows:
+        volume, labels = replay_volume(tmp_path, row['volume_id'])
+        assert np.array_equal(volume, np.load(tmp_path / row['file'])['volume']), row
+        assert labels['quality'] == pytest.approx(float(row['quality']), abs=1e-3)

@@ -1,4 +1,4 @@
-"""``train_model`` on a few small random volumes: weight averaging over the last epochs."""
+"""``train_model`` on a few small random volumes: resume, penalty outputs."""
 
 from pathlib import Path
 
@@ -8,7 +8,7 @@ import torch
 
 from miqa_worker.constants import ARTIFACT_KEYS
 from miqa_worker.training.dataset import VolumeSet
-from miqa_worker.training.train import TrainConfig, averaging_start, train_model
+from miqa_worker.training.train import TrainConfig, train_model
 
 NARROW = (2, 2, 4, 4, 8)
 
@@ -27,7 +27,7 @@ def volumes() -> VolumeSet:
 
 def _config(**changes) -> TrainConfig:
     return TrainConfig(**{'epochs': 4, 'batch_size': 4, 'tiles_per_volume': 1,
-                          'channels': NARROW, **changes})
+                          'channels': NARROW, 'penalty_outputs': False, **changes})
 
 
 def _train(data: VolumeSet, config: TrainConfig, run_dir: Path, resume: bool = False):
@@ -40,41 +40,37 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, weights_only=True)
 
 
-def test_averaging_start():
-    assert averaging_start(_config()) is None
-    assert averaging_start(_config(average_last=0.5)) == 2  # epochs 3 and 4 of 4
-    assert averaging_start(_config(epochs=40, average_last=0.5)) == 20
-    assert averaging_start(_config(epochs=3, average_last=0.01)) == 2  # at least the last one
+def test_resume_continues_the_same_run(volumes, tmp_path):
+    """Two epochs, then resumed to three: the weights of one three-epoch run, bit for bit."""
+    _train(volumes, _config(epochs=2), tmp_path / 'resumed')
+    _, history = _train(volumes, _config(epochs=3), tmp_path / 'resumed', resume=True)
+    _train(volumes, _config(epochs=3), tmp_path / 'straight')
+    resumed = _weights(tmp_path / 'resumed' / 'weights.pt')
+    straight = _weights(tmp_path / 'straight' / 'weights.pt')
+    assert [h['epoch'] for h in history] == [1, 2, 3]
+    for name, value in straight.items():
+        assert torch.equal(value, resumed[name]), name
 
 
-def test_weights_are_the_mean_of_the_last_epochs(volumes, tmp_path):
-    # the plain run, epoch by epoch (resume keeps it the same run)
-    plain = []
-    for epochs in (3, 4):
-        _train(volumes, _config(epochs=epochs), tmp_path / 'plain', resume=True)
-        plain.append(_weights(tmp_path / 'plain' / 'weights.pt'))
-    model, history = _train(volumes, _config(average_last=0.5), tmp_path / 'avg')
-    averaged = _weights(tmp_path / 'avg' / 'weights.pt')
-    assert [h.get('averaged_epochs') for h in history] == [None, None, 1, 2]
-    for name, value in averaged.items():
-        expected = (plain[0][name] + plain[1][name]) / 2
-        assert torch.allclose(value, expected, atol=1e-6), name
-        assert torch.allclose(model.state_dict()[name], value)
-    # the checkpoint keeps the last epoch's own weights (training resumes from them)
-    state = torch.load(tmp_path / 'avg' / 'checkpoint.pt', weights_only=False)
-    for name, value in state['model'].items():
-        assert torch.allclose(value, plain[1][name], atol=1e-6), name
-    assert any(not torch.allclose(averaged[n], plain[1][n]) for n in averaged)
-    # resuming a finished run gives the same averaged weights again
-    model, _ = _train(volumes, _config(average_last=0.5), tmp_path / 'avg', resume=True)
-    for name, value in model.state_dict().items():
-        assert torch.equal(value.cpu(), averaged[name]), name
-
-
-def test_resume_refuses_another_averaging_share(volumes, tmp_path):
+def test_resume_refuses_other_settings(volumes, tmp_path):
     _train(volumes, _config(epochs=1), tmp_path / 'run')
     with pytest.raises(ValueError, match='other settings'):
-        _train(volumes, _config(average_last=0.5), tmp_path / 'run', resume=True)
+        _train(volumes, _config(lr_decay=0.8), tmp_path / 'run', resume=True)
+
+
+def test_resume_reads_checkpoints_of_retired_settings(volumes, tmp_path):
+    """A checkpoint written while weight averaging was an option (off) resumes as before."""
+    _train(volumes, _config(epochs=1), tmp_path / 'run')
+    checkpoint = tmp_path / 'run' / 'checkpoint.pt'
+    state = torch.load(checkpoint, weights_only=False)
+    state['config']['average_last'] = 0.0
+    torch.save(state, checkpoint)
+    _, history = _train(volumes, _config(epochs=2), tmp_path / 'run', resume=True)
+    assert len(history) == 2
+    state['config']['average_last'] = 0.5  # averaged weights: another run
+    torch.save(state, checkpoint)
+    with pytest.raises(ValueError, match='other settings'):
+        _train(volumes, _config(epochs=3), tmp_path / 'run', resume=True)
 
 
 def _with_severities(data: VolumeSet) -> VolumeSet:
