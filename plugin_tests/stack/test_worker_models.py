@@ -43,7 +43,7 @@ def _answered_once(timeout: float = 180) -> None:
     result.forget()
 
 
-@pytest.fixture
+@pytest.fixture(scope='module')
 def new_weights_worker(test_stack, tmp_path_factory):
     """The session's worker restarted with ``MIQA_MODEL_DIR`` pointing at new weights (and put
     back as it was afterwards); the new and the shipped weights' sha256."""
@@ -160,3 +160,40 @@ def test_model_setting_is_checked_against_a_live_worker(
                                body='{"model": "miqa-default"}')
     assertStatusOk(resp)
     assert resp.json['model'] == 'miqa-default'
+
+
+@pytest.mark.stack
+@pytest.mark.plugin('miqa')
+def test_voxel_limit_setting_reaches_the_worker(
+        boundServer, admin, fsAssetstore, new_weights_worker, purged_broker, wait, tmp_path):
+    """``miqa.max_voxels`` travels with the task: the worker refuses a larger scan, says why,
+    and the job records the limit it was given."""
+    import girder_client
+    from girder.models.folder import Folder
+    from girder.models.item import Item
+    from girder.models.setting import Setting
+    from girder_jobs.models.job import Job
+
+    from girder_miqa.constants import PluginSettings
+    from girder_miqa.models.project import Project
+
+    api = f'http://127.0.0.1:{boundServer.boundPort}/api/v1'
+    Setting().set('worker.api_url', api)
+    Setting().set(PluginSettings.MAX_VOXELS, 100_000)
+    parent = Folder().findOne({'parentId': admin['_id'], 'name': 'Public'})
+    folder = Folder().createFolder(parent, 'Study', creator=admin)
+    Project().createProject(folder, admin)
+    gc = girder_client.GirderClient(apiUrl=api)
+    gc.authenticate('admin', 'password')
+    gc.uploadFileToFolder(str(folder['_id']), str(write_nifti(tmp_path / 'big.nii.gz')))
+    item = next(gc.listItem(str(folder['_id'])))
+
+    def finished():
+        assessment = Item().load(item['_id'], force=True)['miqa']['assessment']
+        return assessment if assessment['status'] in ('done', 'failed') else None
+
+    assessment = wait(finished, timeout=180)
+    assert assessment and assessment['status'] == 'failed', assessment
+    assert 'over the limit of 100,000' in assessment['reason']  # 96 x 112 x 80 = 860,160
+    job = Job().load(assessment['jobId'], force=True)
+    assert job['kwargs']['max_voxels'] == 100_000
