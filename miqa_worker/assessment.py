@@ -49,7 +49,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,7 +61,7 @@ from .constants import (
     QUALITY_MIN,
     TILE_SIZE,
 )
-from .fusion import Fusion, FusionError, load_fusion_file
+from .fusion import Fusion
 from .image_io import ScanVolume, read_volume, usable_cores, warm_up_itk
 from .model_spec import (
     OUTPUT_NAMES,
@@ -356,6 +355,40 @@ def fused_indicator(fusion: Fusion, array: np.ndarray, value_range: tuple[float,
             'metrics': features}
 
 
+class Stopwatch:
+    """Seconds spent per step of an assessment (the result's ``timings``)."""
+
+    def __init__(self, earlier: dict[str, float] | None = None):
+        self.laps = {'read': 0.0, **(earlier or {})}
+        self.start = self.last = time.perf_counter()
+
+    def lap(self, step: str) -> None:
+        now = time.perf_counter()
+        self.laps[step] = now - self.last
+        self.last = now
+
+    def timings(self, without: Sequence[str] = ()) -> dict[str, float]:
+        """The laps (but ``without``) and their ``total`` with the read."""
+        out = {step: float(t) for step, t in self.laps.items() if step not in without}
+        out['total'] = float(self.laps['read'] + (self.last - self.start))
+        return out
+
+
+def assessment_result(volume: ScanVolume, tiles: Tiles, blended: Blend, scores: Scores,
+                      view: ViewSpec, networks: int) -> dict[str, Any]:
+    """The result of one scan (the module docstring), less ``metrics``, ``model`` and
+    ``timings``, in the order the worker has always reported its keys."""
+    result: dict[str, Any] = {'quality': scores.quality, 'artifacts': scores.artifacts,
+                              'tileMap': _tile_map(tiles, blended)}
+    if scores.penalties is not None:
+        result['penalties'] = scores.penalties
+    if blended.view is not None:
+        result['globalView'] = _view_report(blended, view.flips, networks)
+    if scores.fusion is not None:
+        result['fusion'] = scores.fusion
+    return result
+
+
 def _view_report(blended: Blend, flips: int, networks: int) -> dict[str, Any]:
     """The result's ``globalView``."""
     view = blended.view
@@ -370,8 +403,7 @@ def _view_report(blended: Blend, flips: int, networks: int) -> dict[str, Any]:
 def _tile_map(tiles: Tiles, blended: Blend) -> dict[str, Any]:
     """The result's ``tileMap``."""
     return {'grid': [int(g) for g in tiles.grid], 'starts': tiles.starts.tolist(),
-            'tileSize': int(tiles.images.shape[1]),
-            'shape': list(tiles.shape),
+            'tileSize': int(tiles.images.shape[1]), 'shape': list(tiles.shape),
             'quality': [float(q) for q in blended.tile_quality],
             'artifacts': {key: [float(p) for p in blended.tile_probabilities[:, i]]
                           for i, key in enumerate(ARTIFACT_KEYS)}}
@@ -382,6 +414,22 @@ def _volume_report(volume: ScanVolume) -> dict[str, Any]:
     return {'shape': list(volume.shape), 'spacing': [float(s) for s in volume.spacing],
             'orientation': volume.original_orientation, 'note': volume.note,
             'format': volume.source_format}
+
+
+def in_memory_spec(global_view_weight: float = 0.0, weights: dict[str, float] | None = None,
+                   flips: int = 1, fusion: Fusion | None = None,
+                   penalty_families: Sequence[str] | None = None) -> ModelSpec:
+    """The spec of a network in memory (training evaluation), validated as a file would be."""
+    return ModelSpec(
+        name='in-memory', version='-', description='a network in memory',
+        created='1970-01-01T00:00:00+00:00',
+        view=ViewSpec(global_view_weight or 0.0, dict(weights or {}), flips),
+        postprocessing=Postprocessing(tuple(penalty_families or ())),
+        fusion=FusionSpec(fusion.indicator) if fusion is not None else None).checked()
+
+
+def _silent(current: int, total: int, message: str) -> None:
+    """A progress callback that reports nothing."""
 
 
 class Assessor:
@@ -399,31 +447,12 @@ class Assessor:
                  _loaded: tuple[Any, ModelSpec, dict[str, Any]] | None = None):
         import torch
 
-        from .model_store import (
-            ModelError,
-            find_model,
-            load_members,
-            load_network,
-            model_info,
-            read_spec,
-        )
+        from .model_store import load_folder
 
         self.threads = threads or available_cores()
         torch.set_num_threads(self.threads)
-        if _loaded is None:
-            model_dir = find_model(model)
-            self.spec = read_spec(model_dir)
-            self.info = model_info(self.spec, model_dir)
-            network = load_network(model_dir, self.spec)
-            try:
-                self.fusion = load_spec_fusion(self.spec, model_dir)
-            except FusionError as exc:
-                raise ModelError(f'model {self.spec.name}: {self.spec.fusion.file}: '
-                                 f'{exc}') from None
-            members = load_members(self.spec, model_dir, network)
-        else:
-            network, self.spec, self.info = _loaded
-            self.fusion, members = None, []
+        network, self.spec, self.info, self.fusion, members = (
+            load_folder(model) if _loaded is None else (*_loaded, None, []))
         self.networks = Networks(network, members, batch_size, self.threads)
         self.max_voxels = max_voxels
 
@@ -439,12 +468,7 @@ class Assessor:
         from .model_store import ModelError
 
         try:
-            spec = ModelSpec(
-                name='in-memory', version='-', description='a network in memory',
-                created='1970-01-01T00:00:00+00:00',
-                view=ViewSpec(global_view_weight or 0.0, dict(weights or {}), flips),
-                postprocessing=Postprocessing(tuple(penalty_families or ())),
-                fusion=FusionSpec(fusion.indicator) if fusion is not None else None).checked()
+            spec = in_memory_spec(global_view_weight, weights, flips, fusion, penalty_families)
         except ModelSpecError as exc:
             raise ModelError(f'model in-memory: {exc}') from None
         info = {'name': spec.name, 'version': spec.version, 'sha256': '-'}
@@ -455,12 +479,15 @@ class Assessor:
         assessor.members = list(members)
         return assessor
 
-    # what the model's spec says, as the worker uses it
-
-    @property
-    def network(self):
-        """The main network."""
-        return self.networks.main
+    # the networks, and what the spec says, under the names the worker has always used
+    network = property(lambda self: self.networks.main, doc='The main network.')
+    device = property(lambda self: self.networks.device)
+    batch_size = property(lambda self: self.networks.batch_size)
+    view_flips = property(lambda self: self.spec.view.flips)
+    uses_view = property(lambda self: self.spec.view.used)
+    penalty_families = property(lambda self: list(self.spec.postprocessing.penalty_families))
+    view_weights = property(lambda self: np.array(self.spec.view.shares(), dtype=np.float64),
+                            doc="The view's share in each of the 11 outputs.")
 
     @property
     def members(self) -> list:
@@ -470,31 +497,6 @@ class Assessor:
     @members.setter
     def members(self, networks: list) -> None:
         self.networks.members = list(networks)
-
-    @property
-    def device(self):
-        return self.networks.device
-
-    @property
-    def batch_size(self) -> int:
-        return self.networks.batch_size
-
-    @property
-    def view_weights(self) -> np.ndarray:
-        """The view's share in each of the 11 outputs (``spec.view.shares()``)."""
-        return np.array(self.spec.view.shares(), dtype=np.float64)
-
-    @property
-    def view_flips(self) -> int:
-        return self.spec.view.flips
-
-    @property
-    def uses_view(self) -> bool:
-        return self.spec.view.used
-
-    @property
-    def penalty_families(self) -> list[str]:
-        return list(self.spec.postprocessing.penalty_families)
 
     @property
     def model(self) -> dict[str, str]:
@@ -512,51 +514,35 @@ class Assessor:
         """Raw outputs of normalised tiles ``[N, 11+]`` and of a whole-volume view ``[11+]``
         (stages 1 and 2: :func:`run_tiles`, :func:`run_view`). ``view`` None: tiles only."""
         outputs = self.networks.predict(tiles)
-        if view is None:
-            return outputs, None
-        return outputs, run_view(self.networks, view, self.spec.view)
+        return outputs, None if view is None else run_view(self.networks, view, self.spec.view)
 
     def assess_volume(self, volume: ScanVolume, progress: Progress | None = None,
                       metrics: bool = True, _timings: dict[str, float] | None = None
                       ) -> dict[str, Any]:
         """Assess a volume already read (see the module docstring for the result)."""
-        report = progress or (lambda current, total, message: None)
-        t0 = time.perf_counter()
+        report, clock = progress or _silent, Stopwatch(_timings)
         report(2, PROGRESS_TOTAL, 'normalising and tiling')
         value_range = intensity_range(volume.array)
         tiles = Tiles.of(volume.array, value_range, self.spec.tiles)
         view = whole_view(volume, value_range) if self.uses_view else None
-        t1 = time.perf_counter()
+        clock.lap('preprocess')
         report(3, PROGRESS_TOTAL, f'running the model on {len(tiles.images)} tiles')
         tile_outputs = run_tiles(self.networks, tiles.images)
-        view_output = run_view(self.networks, view, self.spec.view) if view is not None else None
-        t2 = time.perf_counter()
+        view_output = None if view is None else run_view(self.networks, view, self.spec.view)
+        clock.lap('inference')
         blended = blend(tile_outputs, view_output, self.view_weights,
                         len(self.penalty_families))
         scores = postprocess(blended, self.penalty_families, self.fusion, volume.array,
                              value_range)
-        t3 = time.perf_counter()
+        clock.lap('fusion')
         report(4, PROGRESS_TOTAL, 'image quality metrics')
         iqms = compute_quality_metrics(volume.array, volume.spacing) if metrics else {}
-        t4 = time.perf_counter()
-        timings = {'read': 0.0, **(_timings or {}), 'preprocess': t1 - t0,
-                   'inference': t2 - t1, 'metrics': t4 - t3}
-        if scores.fusion is not None:
-            timings['fusion'] = t3 - t2
-        timings['total'] = timings['read'] + (t4 - t0)
+        clock.lap('metrics')
         report(PROGRESS_TOTAL, PROGRESS_TOTAL, f'quality {scores.quality:.2f}/10')
-        extra: dict[str, Any] = {}
-        if scores.penalties is not None:
-            extra['penalties'] = scores.penalties
-        if blended.view is not None:
-            extra['globalView'] = _view_report(blended, self.view_flips,
-                                               1 + len(self.members))
-        if scores.fusion is not None:
-            extra['fusion'] = scores.fusion
-        return {'quality': scores.quality, 'artifacts': scores.artifacts,
-                'tileMap': _tile_map(tiles, blended), **extra, 'metrics': iqms,
-                'model': self.model, 'volume': _volume_report(volume),
-                'timings': {key: float(value) for key, value in timings.items()}}
+        return {**assessment_result(volume, tiles, blended, scores, self.spec.view,
+                                    1 + len(self.members)),
+                'metrics': iqms, 'model': self.model, 'volume': _volume_report(volume),
+                'timings': clock.timings(without=() if scores.fusion else ('fusion',))}
 
     def assess_file(self, path: str | os.PathLike, progress: Progress | None = None,
                     metrics: bool = True) -> dict[str, Any]:
@@ -567,21 +553,6 @@ class Assessor:
         volume = read_volume(path, max_voxels=self.max_voxels)
         read = time.perf_counter() - t0
         return self.assess_volume(volume, progress, metrics=metrics, _timings={'read': read})
-
-
-def load_spec_fusion(spec: ModelSpec, model_dir: str | os.PathLike) -> Fusion | None:
-    """The fused indicator a spec names, read from its file in the model folder (None when the
-    spec has none); FusionError when the file is missing, bad, or about another indicator."""
-    if spec.fusion is None:
-        return None
-    path = Path(model_dir) / spec.fusion.file
-    if not path.is_file():
-        raise FusionError(f'missing in {model_dir}')
-    fusion = load_fusion_file(path)
-    if fusion.indicator != spec.fusion.indicator:
-        raise FusionError(f'decides {fusion.indicator!r}, model.json names '
-                          f'{spec.fusion.indicator!r}')
-    return fusion
 
 
 _assessors: dict[str, Assessor] = {}

@@ -211,6 +211,37 @@ def load_members(spec: ModelSpec, model_dir: Path | None, like) -> list:
     return members
 
 
+def load_fusion(spec: ModelSpec, model_dir: Path):
+    """The fused indicator a spec names, read from its file in the model folder (None when the
+    spec has none); ModelError when the file is missing, bad, or about another indicator."""
+    from .fusion import FusionError, load_fusion_file
+
+    if spec.fusion is None:
+        return None
+    path = Path(model_dir) / spec.fusion.file
+    try:
+        if not path.is_file():
+            raise FusionError(f'missing in {model_dir}')
+        fusion = load_fusion_file(path)
+        if fusion.indicator != spec.fusion.indicator:
+            raise FusionError(f'decides {fusion.indicator!r}, model.json names '
+                              f'{spec.fusion.indicator!r}')
+    except FusionError as exc:
+        raise ModelError(f'model {spec.name}: {spec.fusion.file}: {exc}') from None
+    return fusion
+
+
+def load_folder(name_or_path: str | os.PathLike):
+    """Everything the assessor runs of a model, as its ``model.json`` says:
+    ``(network, spec, info, fusion or None, member networks)``; ModelError naming the
+    problem."""
+    model_dir = find_model(name_or_path)
+    spec = read_spec(model_dir)
+    network = load_network(model_dir, spec)
+    return (network, spec, model_info(spec, model_dir), load_fusion(spec, model_dir),
+            load_members(spec, model_dir, network))
+
+
 def save_model(network, model_dir: str | os.PathLike, name: str, version: str,
                description: str, spec: ModelSpec | None = None, **legacy: Any) -> Path:
     """Write ``weights.pt`` and ``model.json`` (tests, benchmarks, training).
