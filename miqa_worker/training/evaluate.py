@@ -9,9 +9,18 @@ import numpy as np
 import torch
 from sklearn.metrics import confusion_matrix, r2_score, roc_auc_score, roc_curve
 
-from ..assessment import OUTPUT_NAMES, Assessor, blend_outputs, mix
+from ..assessment import (
+    OUTPUT_NAMES,
+    Assessor,
+    Networks,
+    blend_outputs,
+    mix,
+    run_tiles,
+    run_view,
+)
 from ..constants import ARTIFACT_KEYS, NUM_OUTPUTS
 from ..image_io import ScanVolume
+from ..model_spec import ViewSpec
 from .artifacts import FAMILIES
 from .dataset import VolumeSet, grid_tiles
 
@@ -32,17 +41,16 @@ def predict_parts(model: torch.nn.Module, data: VolumeSet, index: np.ndarray | N
     ``members``) as at inference.
     """
     model.eval()
-    assessor = Assessor.from_network(model, batch_size=batch_size, flips=flips,
-                                     members=members)
+    networks = Networks(model, members, batch_size)  # the worker's stages 1 and 2
+    view_spec = ViewSpec(flips=flips)
     index = np.asarray(index if index is not None else np.arange(len(data)), dtype=int)
     tiles_out, view_out = [], []
     for v in index:
         tiles = grid_tiles(data.volumes[v], max_tiles).astype(np.float32) / np.float32(255.0)
-        view = (data.views[v].astype(np.float32) / np.float32(255.0)
-                if data.views is not None else None)
-        outs, view_raw = assessor.predict_with_view(tiles, view)
-        if view_raw is not None:
-            view_out.append(blend_outputs(view_raw[None, :NUM_OUTPUTS]))
+        outs = run_tiles(networks, tiles)
+        if data.views is not None:
+            view = data.views[v].astype(np.float32) / np.float32(255.0)
+            view_out.append(blend_outputs(run_view(networks, view, view_spec)[None, :NUM_OUTPUTS]))
         tiles_out.append(blend_outputs(outs[:, :NUM_OUTPUTS]))
     width = 1 + len(ARTIFACT_KEYS)
     tiles_arr = np.asarray(tiles_out, dtype=np.float64).reshape(len(index), width)
