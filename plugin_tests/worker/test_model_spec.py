@@ -231,3 +231,23 @@ def test_get_assessor_loads_through_the_spec(model_path, tmp_path):
         clear_cache()
     with pytest.raises(ModelError, match='model in-memory: model.json: view.flips must be'):
         Assessor.from_network(shipped.network, 0.5, flips=9)
+
+
+def test_miqa_assess_refuses_an_older_model_json_in_one_line(model_path, tmp_path):
+    """The command line stops with exit code 2 and one line saying how to convert."""
+    from click.testing import CliRunner
+
+    from miqa_worker.cli import EXIT_NO_MODEL
+    from miqa_worker.cli import main as assess
+
+    folder = tmp_path / 'old-model'
+    folder.mkdir()
+    shutil.copy(model_path / 'weights.pt', folder / 'weights.pt')
+    (folder / 'model.json').write_text(json.dumps({'name': 'old', 'version': '1',
+                                                   'global_view_weight': 0.5}))
+    outcome = CliRunner().invoke(assess, ['--model', str(folder), str(tmp_path / 'x.nii')])
+    assert outcome.exit_code == EXIT_NO_MODEL
+    lines = [line for line in outcome.output.splitlines() if line]
+    assert lines == [f'miqa-assess: {folder}/model.json: no format_version \'miqa-model/2\': '
+                     'an older model.json; convert it with `python -m miqa_worker.model_spec '
+                     'upgrade MODEL_DIR`']
