@@ -179,7 +179,7 @@ def test_girder_serve_from_the_venv_serves_the_plugin_static_files(venv, test_st
         with urllib.request.urlopen(f'{root}api/v1/system/plugin_static_files', timeout=10) as r:
             static = json.load(r)
         scripts = [url for url in static['js'] if url.startswith('plugin_static/miqa/')]
-        assert len(scripts) == 1, static
+        assert len(scripts) == 1, (static, (tmp_path / 'girder.log').read_text()[-3000:])
         with urllib.request.urlopen(root + scripts[0], timeout=30) as resp:
             assert resp.status == 200
             assert 'javascript' in resp.headers.get('Content-Type', ''), resp.headers
