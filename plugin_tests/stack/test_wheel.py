@@ -100,6 +100,29 @@ def test_wheel_holds_the_web_client_and_the_shipped_model(wheel):
     assert shipped <= names, sorted(shipped - names)
 
 
+def test_a_wheel_without_the_built_client_is_refused(tmp_path):
+    """From a checkout whose client is not built (a fresh clone), the wheel build stops and says
+    why, instead of making a plugin with no review page."""
+    pytest.importorskip('build')
+    import shutil
+
+    tree = tmp_path / 'checkout'
+    tree.mkdir()
+    for name in ('setup.py', 'MANIFEST.in', 'pyproject.toml', 'README.md'):
+        shutil.copy(ROOT / name, tree / name)
+    skip = shutil.ignore_patterns('__pycache__', 'dist', '*.pt', '*.png')  # no client, light
+    for package in ('girder_miqa', 'miqa_worker'):
+        shutil.copytree(ROOT / package, tree / package, ignore=skip)
+    result = subprocess.run(
+        [sys.executable, '-m', 'build', '--no-isolation', '--wheel', '--outdir',
+         str(tmp_path / 'out'), str(tree)],
+        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL, env=_env())
+    assert result.returncode != 0
+    assert 'web_client/dist/girder-plugin-miqa.umd.cjs is missing: run `bash client/build.sh`' \
+        in result.stdout + result.stderr
+    assert not list((tmp_path / 'out').glob('*.whl'))
+
+
 def test_package_resolves_inside_the_venv_not_the_repository(venv):
     found = _venv_json(venv, (
         'import json, os, sys, girder_miqa, miqa_worker\n'
