@@ -74,11 +74,15 @@ def assessed_by(assessment: dict, model: dict) -> bool:
 
 def record_assessment_model(assessment: dict) -> None:
     """Keep the model a worker reports with a finished assessment (name, version, sha256) as
-    the workers' latest report of that name. Never raises: the assessment is stored already."""
+    the workers' latest report of that name; when its job asked for no model, that model is
+    the workers' default. Never raises: the assessment is stored already."""
     if not isinstance(assessment, dict) or assessment.get('status') != AssessmentStatus.DONE:
         return
     try:
-        WorkerModels().record(assessment.get('model'), 'assessment')
+        job = Job().load(assessment['jobId'], force=True) if assessment.get('jobId') else None
+        meta = (job or {}).get('meta') or {}
+        default = True if 'model' in meta and meta['model'] is None else None
+        WorkerModels().record(assessment.get('model'), 'assessment', default=default)
     except Exception:
         logger.exception('Could not record the model of an assessment')
 

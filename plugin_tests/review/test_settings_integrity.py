@@ -55,6 +55,36 @@ def test_model_setting_without_any_worker_report_is_a_clear_400(study, test_stac
     assert s.server.request(f'/miqa/project/{s.id}/settings', user=s.owner).json['model'] is None
 
 
+def test_stored_assessments_report_the_workers_model(study, purged_broker):
+    """Each finished assessment a job writes reports its model (name, version, sha256); a job
+    that asked for no model reports the workers' default. Malformed ones report nothing."""
+    from girder_miqa import scheduling
+    from girder_miqa.models.worker_models import WorkerModels
+
+    s = study
+    scan = make_scan(s.folder, 'a.nii.gz', s.admin, seed=1)
+    assertStatusOk(s.server.request(f'/item/{scan["_id"]}/miqa/assess', method='POST',
+                                    user=s.owner))  # the project names no model
+    model = {'name': 'miqa-default', 'version': '0.7.0', 'sha256': 'b2' * 32}
+    for bad in ({'name': '../x', 'version': '1', 'sha256': 'b2' * 32},
+                {'name': 'miqa-default', 'version': '1', 'sha256': 'short'}):
+        resp = s.server.request(f'/item/{scan["_id"]}/miqa/assessment', method='PUT',
+                                user=s.admin, type='application/json', body=json.dumps({
+                                    'status': 'done', 'quality': 5.0, 'artifacts': {},
+                                    'model': bad}))
+        assertStatusOk(resp)
+        assert WorkerModels().names() == []
+    resp = s.server.request(f'/item/{scan["_id"]}/miqa/assessment', method='PUT',
+                            user=s.admin, type='application/json', body=json.dumps({
+                                'status': 'done', 'quality': 5.0, 'artifacts': {},
+                                'model': model}))
+    assertStatusOk(resp)
+    report = WorkerModels().reported(None)
+    assert report['source'] == 'assessment' and report['default'] is True
+    assert scheduling.current_model(None, ask=False) == model
+    assert scheduling.assessed_by(state(scan)['assessment'], model)
+
+
 def test_model_listing_imports_no_torch():
     """The server's model listing, scheduling and plugin import no model code: at most the
     girder-worker plugin class (``miqa_worker.plugin``, found by girder_worker's entry points)
