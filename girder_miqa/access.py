@@ -9,6 +9,7 @@ The ``require_*`` functions raise ``AccessException`` (HTTP 403) with the rule i
 from girder.constants import AccessType
 from girder.exceptions import AccessException
 from girder.models.folder import Folder
+from girder.models.group import Group
 from girder.models.token import Token
 
 from .models.project import ROOT_MODELS, load_root, root_of
@@ -24,6 +25,11 @@ def root_access(project: dict, user: dict | None, level: int) -> bool:
     rootType, _rootId = root_of(project)
     root = load_root(project)
     return bool(root) and ROOT_MODELS[rootType]().hasAccess(root, user, level)
+
+
+def can_read(project: dict, user: dict | None) -> bool:
+    """Whether the user can read the project (its folder or collection)."""
+    return root_access(project, user, AccessType.READ)
 
 
 def user_tiers(project: dict, user: dict | None) -> list[int]:
@@ -56,9 +62,14 @@ def readable_folder_ids(user: dict | None, folderIds) -> set:
     return {doc['_id'] for doc in Folder().find(query, fields=['_id'])}
 
 
+def can_read_group(group: dict, user: dict | None) -> bool:
+    """Whether the user may see a tier group's name (READ access on the group)."""
+    return Group().hasAccess(group, user, AccessType.READ)
+
+
 def require_read(project: dict, user: dict | None) -> None:
     """403 unless the user can read the project's folder or collection."""
-    if not root_access(project, user, AccessType.READ):
+    if not can_read(project, user):
         raise AccessException('You do not have read access to this project.')
 
 

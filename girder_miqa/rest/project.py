@@ -18,7 +18,14 @@ from girder.models.item import Item
 from girder.utility import path as path_util
 
 from .. import scheduling
-from ..access import can_admin, require_project_admin, require_read, root_access, user_tiers
+from ..access import (
+    can_admin,
+    can_read,
+    can_read_group,
+    require_project_admin,
+    require_read,
+    user_tiers,
+)
 from ..constants import ITEM_FIELD, AssessmentStatus
 from ..models import exchange, scans
 from ..models.project import Project, load_root, register_scans, root_of
@@ -45,7 +52,7 @@ def _group(groupId, user: dict | None = None) -> dict | None:
     group = Group().load(groupId, force=True) if groupId else None
     if not group:
         return None
-    readable = Group().hasAccess(group, user, AccessType.READ)
+    readable = can_read_group(group, user)
     return {'_id': group['_id'], 'name': group['name'] if readable else None}
 
 
@@ -105,7 +112,7 @@ class MiqaResource(Resource):
         user = self.getCurrentUser()
         projects = []
         for project in Project().find({}, sort=[('name', 1)]):
-            if root_access(project, user, AccessType.READ):
+            if can_read(project, user):
                 projects.append({'_id': project['_id'], 'name': project['name'],
                                  'myTiers': user_tiers(project, user),
                                  'canAdmin': can_admin(project, user)})
@@ -154,7 +161,7 @@ class MiqaResource(Resource):
         user = self.getCurrentUser()
         out = []
         for project in Project().find({}, sort=[('name', 1)]):
-            if root_access(project, user, AccessType.READ):
+            if can_read(project, user):
                 out.append(project_json(project, user))
         return out
 

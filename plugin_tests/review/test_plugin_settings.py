@@ -156,3 +156,20 @@ def test_suspicion_thresholds_decide_what_is_suspicious(study):
     assertStatusOk(put_setting(s, 'miqa.suspicion_thresholds',
                                {'quality': 5, 'probability': 0.25}))
     assert agreement()['both'] == 1  # 0.3 > 0.25
+
+
+def test_voxel_limit_and_default_model_reach_the_job(study, purged_broker):
+    """The scheduled task gets the ``miqa.max_voxels`` setting; a project without a model of its
+    own is assessed by ``miqa.default_model``."""
+    from girder_jobs.models.job import Job
+
+    s = study
+    item = make_scan(s.folder, 'a.nii.gz', s.admin)
+    assertStatusOk(put_setting(s, 'miqa.max_voxels', 8192))
+    assertStatusOk(put_setting(s, 'miqa.default_model', 'some-model'))
+    resp = s.server.request(f'/item/{item["_id"]}/miqa/assess', method='POST', user=s.admin)
+    assertStatusOk(resp)
+    assert resp.json['scheduled'] is True
+    job = Job().load(resp.json['jobId'], force=True)
+    assert job['kwargs']['max_voxels'] == 8192
+    assert job['kwargs']['model_name'] == job['meta']['model'] == 'some-model'
