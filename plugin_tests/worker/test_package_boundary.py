@@ -17,9 +17,12 @@ CORE_MODULES = ('constants', 'image_io', 'preprocessing', 'tiling', 'network', '
 WORKER_GLUE = ('plugin.py', 'tasks.py')
 REFUSED = ('girder', 'girder_worker', 'girder_client', 'girder_jobs', 'girder_plugin_worker',
            'celery')
+# What only the ``train`` extra installs: assessment needs none of it (the ``worker`` extra).
+TRAIN_ONLY = ('torchio', 'sklearn', 'pandas', 'matplotlib', 'nilearn')
 
-# Runs in a fresh interpreter: a finder refuses every Girder / girder-worker / Celery import,
-# then the core is imported and assesses a generated volume with the shipped model.
+# Runs in a fresh interpreter: a finder refuses every Girder / girder-worker / Celery import
+# and every training-only package, then the core is imported and assesses a generated volume
+# with the shipped model.
 CORE_WITHOUT_GIRDER = '''
 import importlib.abc, json, sys
 
@@ -61,16 +64,17 @@ print(json.dumps({{
     'quality': result['quality'],
     'artifacts': sorted(result['artifacts']),
     'model': result['model'],
-    'girder': sorted(m for m in sys.modules if m.split('.')[0] in REFUSED),
+    'refused': sorted(m for m in sys.modules if m.split('.')[0] in REFUSED),
     'training': sorted(m for m in sys.modules if m.startswith('miqa_worker.training')),
 }}))
 '''
 
 
 def test_core_imports_and_assesses_without_girder(tmp_path):
-    """With every Girder, girder-worker and Celery import refused, the core modules import and
-    assess a generated volume with the shipped model, and load no training code."""
-    code = CORE_WITHOUT_GIRDER.format(refused=REFUSED, modules=CORE_MODULES,
+    """With every Girder, girder-worker, Celery and training-only import refused, the core
+    modules import and assess a generated volume with the shipped model, and load no training
+    code."""
+    code = CORE_WITHOUT_GIRDER.format(refused=REFUSED + TRAIN_ONLY, modules=CORE_MODULES,
                                       scan=str(tmp_path / 'phantom.nii.gz'))
     proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                           cwd=ROOT, timeout=600, env={'MIQA_WORKER_NO_WARMUP': '1',
@@ -79,7 +83,7 @@ def test_core_imports_and_assesses_without_girder(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert set(out['loaded']) >= set(CORE_MODULES) - {'model_spec'}, out['loaded']
-    assert out['girder'] == [] and out['training'] == []
+    assert out['refused'] == [] and out['training'] == []
     assert 0.0 <= out['quality'] <= 10.0
     from girder_miqa.constants import ARTIFACT_KEYS
 
