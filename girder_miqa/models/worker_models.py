@@ -9,6 +9,10 @@ run from two reports, both stored here, one document per model name (the latest 
 - ``miqa_worker.tasks.describe_models`` answers (every installed model, and the default), asked
   for by :func:`ask_workers` only in requests that need the current truth (the project-wide
   assess and the validation of a model setting), never inside an upload.
+
+One worker answers each ask (whichever takes the task): the workers of a deployment are
+expected to carry the same models. A worker busy with an assessment answers late, and the
+stored reports stand meanwhile.
 """
 
 import datetime
