@@ -162,8 +162,8 @@ def blend_outputs(tile_outputs: np.ndarray, view_output: np.ndarray | None = Non
     """A scan's ``[quality, probabilities...]`` (quality not clipped) from raw network outputs.
 
     Mean tile quality and mean sigmoid probability, blended with the whole-volume view's
-    output at ``weight``: one share for all eleven outputs, or one per output (see
-    :func:`view_weights`). Training evaluation calls this too, so its figures are the worker's.
+    output at ``weight``: one share for all eleven outputs, or one per output
+    (``ViewSpec.shares()``). Training evaluation calls this too, so its figures are the worker's.
     """
     tiles = np.asarray(tile_outputs, dtype=np.float64)
     result = np.concatenate([tiles[:, :1], _sigmoid(tiles[:, 1:])], axis=1).mean(axis=0)
@@ -178,15 +178,6 @@ def blend_outputs(tile_outputs: np.ndarray, view_output: np.ndarray | None = Non
 FLIPS: tuple[tuple[int, ...], ...] = ((), (0,), (1,), (2,), (0, 1), (0, 2), (1, 2), (0, 1, 2))
 
 
-def view_flips(info: dict[str, Any]) -> int:
-    """How many mirror images of the view an older-format dict asks for (``view_flips``,
-    1..8; absent: 1). ValueError with the reason otherwise. New code reads ``spec.view``."""
-    value = info.get('view_flips', 1)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= len(FLIPS):
-        raise ValueError(f'view_flips must be an integer from 1 to {len(FLIPS)}, got {value!r}')
-    return value
-
-
 def mirrored(view: np.ndarray, count: int) -> np.ndarray:
     """The first ``count`` of :data:`FLIPS` applied to a 3D view: ``[count, *view.shape]``."""
     return np.stack([np.flip(view, axes) if axes else view for axes in FLIPS[:count]])
@@ -195,7 +186,7 @@ def mirrored(view: np.ndarray, count: int) -> np.ndarray:
 def view_weights(info: dict[str, Any]) -> np.ndarray:
     """The view's share in each of the 11 outputs from an older-format dict
     (``view_weights`` per output, the rest ``global_view_weight``); ValueError with the reason.
-    New code reads ``spec.view.shares()``."""
+    Kept for the training pipeline until it builds a ``ViewSpec``: ``spec.view.shares()``."""
     try:
         view = ViewSpec.parse({'weight': info.get('global_view_weight') or 0.0,
                                'weights': info.get('view_weights') or {}, 'flips': 1},
