@@ -272,12 +272,12 @@ def run_recipe(config: RunConfig, recipe: Path | None = None) -> None:
             check_fusion_caches(config.cache, config.fusion_caches)
         except ValueError as exc:
             raise click.UsageError(f'recipe: {exc}') from None
-    run_training(config)
+    results = run_training(config)
     metrics = json.loads((config.out / 'metrics.json').read_text(encoding='utf-8'))
     click.echo(json.dumps(metrics.get('held_out_summary') or metrics.get('cross_validation'),
                           indent=1))
     if config.ship_to:
-        ship(config.out, config.ship_to, config.version, config.description, PLOTS)
+        ship(results, config.ship_to, PLOTS)
         if recipe is not None and (config.ship_to / 'recipe.json').resolve() != Path(
                 recipe).resolve():
             shutil.copyfile(recipe, config.ship_to / 'recipe.json')

@@ -7,7 +7,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -75,9 +75,9 @@ def _validation(model: torch.nn.Module, data: VolumeSet, val: np.ndarray, max_ti
                           'view': None if view is None else view.tolist(), 'flips': flips}}
 
 
-def _choose_weights(data: VolumeSet, folds: list[dict], default: float) -> dict | None:
+def _choose_weights(data: VolumeSet, folds: list[FoldResult], default: float) -> dict | None:
     """The view's share per output, chosen on the pooled out-of-fold predictions."""
-    parts = [f.get('val_parts') for f in folds]
+    parts = [f.val_parts for f in folds]
     if not parts or any(p is None or p.get('view') is None for p in parts):
         return None
     index = np.concatenate([p['index'] for p in parts]).astype(int)
@@ -112,6 +112,35 @@ class RunData:
 
 
 @dataclass
+class FoldResult:
+    """One subject fold's model (``fold-N/fold-metrics.json``): its people, its metrics on
+    its training volumes, its validation volumes (with their predictions, and the tile and
+    view halves the blend is chosen on) and the held-out ones."""
+
+    fold: int
+    train_subjects: list[str]
+    val_subjects: list[str]
+    train: dict
+    history: list[dict]
+    validation: dict
+    val_predictions: dict | None = None
+    val_parts: dict | None = None  # None: written before the blend was chosen
+    test: dict | None = None
+
+    @classmethod
+    def from_json(cls, raw: dict) -> FoldResult:
+        """A fold read back from its ``fold-metrics.json``."""
+        return cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})
+
+    def to_json(self) -> dict:
+        """The ``fold-metrics.json`` layout (no ``test`` without held-out volumes)."""
+        out = asdict(self)
+        if out['test'] is None:
+            del out['test']
+        return out
+
+
+@dataclass
 class FinalResult:
     """The final model: its history and metrics on its training volumes and the held-out ones
     (fused, with ``test_network_only`` the network's alone after the fusion stage)."""
@@ -135,7 +164,7 @@ class RunResults:
     volumes: dict[str, int]
     generator: dict | None = None
     penalty_families: list[str] = field(default_factory=list)
-    folds: list[dict] = field(default_factory=list)
+    folds: list[FoldResult] = field(default_factory=list)
     cross_validation: dict | None = None
     view_weights: dict | None = None
     view_members: list[str] = field(default_factory=list)
@@ -153,7 +182,8 @@ class RunResults:
                      'final_epochs': cfg.final_epochs, 'device': self.device,
                      'test_subjects': self.test_subjects,
                      'development_subjects': self.development_subjects,
-                     'volumes': self.volumes, 'folds': self.folds, 'predictions': {},
+                     'volumes': self.volumes, 'folds': [f.to_json() for f in self.folds],
+                     'predictions': {},
                      'command': cfg.command, 'view_flips': cfg.view_flips}
         if cfg.recipe is not None:
             out['recipe'] = str(cfg.recipe)
@@ -213,12 +243,12 @@ def train_finals(run: RunData) -> list[tuple[torch.nn.Module, list[dict]]]:
     return networks
 
 
-def run_folds(run: RunData) -> list[dict]:
+def run_folds(run: RunData) -> list[FoldResult]:
     """One model per subject fold of the development volumes, its validation (tile and view
     halves kept for the blend) and held-out metrics; a finished fold is read back on resume."""
     cfg, data, dev = run.config, run.data, run.device
     gw, flips = cfg.train.global_view_weight, cfg.view_flips
-    entries: list[dict] = []
+    entries: list[FoldResult] = []
     fold_of = subject_folds(data.subjects[run.dev_index], cfg.folds, cfg.train.seed)
     for fold in range(cfg.folds):
         val = run.dev_index[fold_of == fold]
@@ -226,29 +256,30 @@ def run_folds(run: RunData) -> list[dict]:
         run_dir = cfg.out / f'fold-{fold}'
         done = run_dir / 'fold-metrics.json'
         if cfg.resume and done.is_file():
-            entry = json.loads(done.read_text(encoding='utf-8'))
-            if len(entry['history']) >= cfg.train.epochs:
-                parts = entry.get('val_parts')
+            entry = FoldResult.from_json(json.loads(done.read_text(encoding='utf-8')))
+            if len(entry.history) >= cfg.train.epochs:
+                parts = entry.val_parts
                 if (parts is None or parts.get('flips', 1) != flips) and (
                         run_dir / 'weights.pt').is_file():
                     # a run from before the blend was chosen, or with other view flips:
                     # its validation metrics, predictions and halves again, once
                     fold_model = _load_weights(run_dir / 'weights.pt', dev, cfg.train.channels,
                                                len(run.families))
-                    entry.update(_validation(fold_model, data, val, cfg.grid_tiles, gw, flips))
-                    done.write_text(json.dumps(entry, indent=1), encoding='utf-8')
+                    entry = replace(entry, **_validation(fold_model, data, val, cfg.grid_tiles,
+                                                         gw, flips))
+                    done.write_text(json.dumps(entry.to_json(), indent=1), encoding='utf-8')
                 entries.append(entry)
                 continue
         model, history = train_model(data, train, val, cfg.train, run_dir, cfg.resume, dev,
                                      f'fold {fold}', cfg.progress)
         m_train, _ = _evaluate(model, data, train, 8, TRAIN_EVAL_VOLUMES, fold, gw, flips)
-        entry = {'fold': fold, 'train_subjects': sorted(set(data.subjects[train])),
-                 'val_subjects': sorted(set(data.subjects[val])), 'train': m_train,
-                 'history': history, **_validation(model, data, val, cfg.grid_tiles, gw, flips)}
+        entry = FoldResult(fold, sorted(set(data.subjects[train])),
+                           sorted(set(data.subjects[val])), m_train, history,
+                           **_validation(model, data, val, cfg.grid_tiles, gw, flips))
         if len(run.test_index):
-            entry['test'], _ = _evaluate(model, data, run.test_index, cfg.grid_tiles,
-                                         global_weight=gw, flips=flips)
-        done.write_text(json.dumps(entry, indent=1), encoding='utf-8')
+            entry.test, _ = _evaluate(model, data, run.test_index, cfg.grid_tiles,
+                                      global_weight=gw, flips=flips)
+        done.write_text(json.dumps(entry.to_json(), indent=1), encoding='utf-8')
         entries.append(entry)
     return entries
 
@@ -416,47 +447,47 @@ def _fuse(model: torch.nn.Module, run: RunData, final: FinalResult,
     return summary
 
 
-def cv_summary(folds: list[dict]) -> dict:
+def cv_summary(folds: list[FoldResult]) -> dict:
     """Mean and spread over folds of the headline validation metrics."""
-    out: dict = {'val_r2': summarise([f['validation'].get('r2') for f in folds]),
-                 'train_r2': summarise([f['train'].get('r2') for f in folds])}
+    out: dict = {'val_r2': summarise([f.validation.get('r2') for f in folds]),
+                 'train_r2': summarise([f.train.get('r2') for f in folds])}
     keys = set()
     for f in folds:
-        keys |= set(f['validation'].get('family_auc', {}))
-    out['family_auc'] = {k: summarise([(f['validation']['family_auc'].get(k) or {}).get('auc')
+        keys |= set(f.validation.get('family_auc', {}))
+    out['family_auc'] = {k: summarise([(f.validation['family_auc'].get(k) or {}).get('auc')
                                        for f in folds]) for k in sorted(keys)}
     ind = set()
     for f in folds:
-        ind |= set(f['validation'].get('indicator_auc', {}))
-    out['indicator_auc'] = {k: summarise([f['validation']['indicator_auc'].get(k)
+        ind |= set(f.validation.get('indicator_auc', {}))
+    out['indicator_auc'] = {k: summarise([f.validation['indicator_auc'].get(k)
                                           for f in folds]) for k in sorted(ind)}
     return out
 
 
-def ship(out_dir: Path, model_dir: Path, version: str, description: str,
-         extra_files: tuple[str, ...] = ()) -> None:
-    """Copy the final weights, model card and metrics into a packaged model folder."""
+def ship(results: RunResults, model_dir: Path, extra_files: tuple[str, ...] = ()) -> None:
+    """Copy a run's final weights, view members, fused trees, card, metrics and ``extra_files``
+    into a model folder and write its ``model.json`` (the run's name, version, description)."""
+    config = results.config
+    out_dir = config.out
     model_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(out_dir / 'final' / 'weights.pt', model_dir / 'weights.pt')
-    results = json.loads((out_dir / 'metrics.json').read_text(encoding='utf-8'))
     for stale in model_dir.glob('member-*.pt'):
         stale.unlink()  # an earlier model's members would not fit these weights
     member_files = []
-    for member in results.get('view_members') or []:
+    for member in results.view_members:
         name = f'member-{member.rsplit("-", 1)[-1]}.pt'
         shutil.copyfile(out_dir / member / 'weights.pt', model_dir / name)
         member_files.append(name)
-    shutil.copyfile(out_dir / 'MODEL_CARD.md', model_dir / 'MODEL_CARD.md')
-    shutil.copyfile(out_dir / 'metrics.json', model_dir / 'metrics.json')
-    for name in extra_files:
+    for name in ('MODEL_CARD.md', 'metrics.json', *extra_files):
         if (out_dir / name).is_file():
             shutil.copyfile(out_dir / name, model_dir / name)
     if (out_dir / FUSION_FILE).is_file():
         shutil.copyfile(out_dir / FUSION_FILE, model_dir / FUSION_FILE)
     elif (model_dir / FUSION_FILE).is_file():
         (model_dir / FUSION_FILE).unlink()  # an earlier model's fusion would not fit these
-    save_spec(model_spec(results, model_dir.name, version, description, member_files,
-                         (model_dir / FUSION_FILE).is_file()), model_dir)
+    metrics = json.loads((out_dir / 'metrics.json').read_text(encoding='utf-8'))
+    save_spec(model_spec(metrics, model_dir.name, config.version, config.description,
+                         member_files, (model_dir / FUSION_FILE).is_file()), model_dir)
 
 
 def _trained_outputs(results: dict) -> tuple[str, ...]:

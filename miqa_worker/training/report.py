@@ -549,7 +549,8 @@ def model_card(metrics: dict) -> str:
 
 
 def write_report(results: dict, data: VolumeSet, out_dir: Path) -> dict:
-    """Write metrics.json, the PNG plots and MODEL_CARD.md into ``out_dir``."""
+    """Write metrics.json, the PNG plots and MODEL_CARD.md into ``out_dir`` from a run's
+    ``results.json`` (``RunResults.to_dict``): a report can be made again from the file."""
     metrics = build_metrics(results)
     (out_dir / 'metrics.json').write_text(json.dumps(metrics, indent=1) + '\n', encoding='utf-8')
     _plots(results, data, out_dir)
