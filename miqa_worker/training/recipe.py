@@ -20,6 +20,7 @@ from .config import GenerateStep, RunConfig, TrainConfig
 from .manifest import DEFAULT_MANIFEST, SHARED_ENV, default_shared_dir, load_manifest
 
 RECIPE_FORMAT = 'miqa-recipe/1'
+_ANNOTATIONS = {'int': int, 'float': float, 'bool': bool, 'tuple[int, ...]': [int]}
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding miqa_worker/
 SHIPPED_RECIPE = PACKAGE_ROOT / 'miqa_worker' / 'models' / 'miqa-default' / 'recipe.json'
 
@@ -28,7 +29,8 @@ class RecipeError(ValueError):
     """A recipe that cannot be run; the message is one line naming the field."""
 
 
-# The keys of each recipe section and their types (a tuple type: a JSON list of that type).
+# The keys of each recipe section and their JSON types: a type, a tuple of alternatives, or
+# [type] for a list of that type (TrainConfig's fields by their annotations).
 _SECTIONS: dict[str, dict[str, Any]] = {
     'model': {'name': str, 'version': str, 'description': str},
     'data': {'manifest': str, 'shared_dir': (str, type(None)), 'held_out_subjects': [str]},
@@ -37,7 +39,7 @@ _SECTIONS: dict[str, dict[str, Any]] = {
                  'templates_only_subjects': int, 'caches': list},
     'train': {'cache': str, 'folds': int, 'final_epochs': int, 'final_members': int,
               'final_threads': (int, type(None)),
-              **{f.name: f.type for f in fields(TrainConfig)}},
+              **{f.name: _ANNOTATIONS[f.type] for f in fields(TrainConfig)}},
     'evaluate': {'view_flips': int, 'grid_tiles': int, 'baseline': bool, 'real_scans': bool},
     'fusion': {'enabled': bool, 'caches': [str]},
     'run': {'out': str, 'threads': (int, type(None)), 'device': (str, type(None)),
@@ -45,13 +47,41 @@ _SECTIONS: dict[str, dict[str, Any]] = {
     'ship': {'to': (str, type(None))},
 }
 _TOP = {'format', 'notes', *_SECTIONS}
-_TRAIN_TYPES = {'int': int, 'float': float, 'bool': bool, 'tuple[int, ...]': [int]}
 _CACHE_KEYS = {'name': str, 'dir': str, 'seed': int}
+# Numeric ranges: (low, high, low excluded); None is unbounded.
+_BOUNDS: dict[str, tuple[float | None, float | None, bool]] = {
+    'generate.anatomies': (1, None, False), 'generate.variants': (1, None, False),
+    'generate.workers': (1, None, False), 'generate.templates_only_subjects': (1, None, False),
+    'generate.probability': (0.1, 0.5, False),
+    'train.folds': (0, None, False), 'train.epochs': (1, None, False),
+    'train.final_epochs': (1, None, False), 'train.final_members': (1, 8, False),
+    'train.final_threads': (1, None, False), 'train.tiles_per_volume': (1, None, False),
+    'train.batch_size': (1, None, False), 'train.learning_rate': (0, None, True),
+    'train.weight_decay': (0, None, False), 'train.lr_decay': (0, 1, True),
+    'train.focal_gamma': (0, None, False), 'train.quality_weight': (0, None, False),
+    'train.indicator_weight': (0, None, False), 'train.eval_tiles': (1, None, False),
+    'train.seed': (0, None, False), 'train.global_view_weight': (0, 1, False),
+    'train.views_per_volume': (0, None, False), 'evaluate.view_flips': (1, 8, False),
+    'evaluate.grid_tiles': (1, None, False), 'run.threads': (1, None, False),
+}
+
+
+def _in_range(where: str, value: Any) -> None:
+    """RecipeError unless a number lies within its :data:`_BOUNDS`."""
+    if where not in _BOUNDS or value is None:
+        return
+    low, high, open_low = _BOUNDS[where]
+    if (low is not None and (value <= low if open_low else value < low)) or (
+            high is not None and value > high):
+        if high is None:
+            span = f'{"above" if open_low else "at least"} {low:g}'
+        else:
+            span = f'within ({low:g}, {high:g}]' if open_low else f'within {low:g}..{high:g}'
+        raise RecipeError(f'{where} must be {span}, not {value!r}')
 
 
 def _check(where: str, value: Any, kind: Any) -> Any:
     """``value`` if it has the JSON type ``kind``, else a RecipeError naming ``where``."""
-    kind = _TRAIN_TYPES.get(kind, kind) if isinstance(kind, str) else kind
     if isinstance(kind, list):
         if not isinstance(value, list):
             raise RecipeError(f'{where} must be a list')
@@ -73,13 +103,11 @@ def _section(raw: dict, name: str) -> dict:
     for key in section:
         if key not in _SECTIONS[name]:
             raise RecipeError(f'unknown key {name}.{key}')
-    return {key: _check(f'{name}.{key}', value, _SECTIONS[name][key])
-            for key, value in section.items()}
-
-
-def _positive(where: str, value: int | float, low: float = 1) -> None:
-    if value < low:
-        raise RecipeError(f'{where} must be at least {low:g}, not {value!r}')
+    out = {key: _check(f'{name}.{key}', value, _SECTIONS[name][key])
+           for key, value in section.items()}
+    for key, value in out.items():
+        _in_range(f'{name}.{key}', value)
+    return out
 
 
 def load_recipe(path: Path | str) -> RunConfig:
@@ -114,14 +142,8 @@ def _generate_steps(gen: dict) -> tuple[GenerateStep, ...]:
             if len(common[key]) != 2 or common[key][0] > common[key][1]:
                 raise RecipeError(f'generate.{key} must be [low, high]')
             common[key] = tuple(common[key])
-    if 'probability' in common and not 0.1 <= common['probability'] <= 0.5:
-        raise RecipeError(f'generate.probability must be within 0.1..0.5, not '
-                          f'{common["probability"]!r}')
     if 'severity' in common and not 0 < common['severity'][0] <= common['severity'][1] <= 1:
         raise RecipeError('generate.severity must lie within (0, 1]')
-    for key in ('anatomies', 'variants', 'workers', 'templates_only_subjects'):
-        if key in common:
-            _positive(f'generate.{key}', common[key])
     steps = []
     for n, cache in enumerate(gen.get('caches', [])):
         where = f'generate.caches[{n}]'
@@ -170,17 +192,8 @@ def recipe_config(raw: dict) -> RunConfig:
         raise RecipeError('train.cache is missing')
     if 'out' not in run:
         raise RecipeError('run.out is missing')
-    for key in ('epochs', 'final_epochs', 'final_members', 'tiles_per_volume', 'batch_size'):
-        if key in train:
-            _positive(f'train.{key}', train[key])
-    _positive('train.folds', train.get('folds', 5), 0)
-    if train.get('folds', 5) == 1:
-        raise RecipeError('train.folds must be 0 (none) or at least 2')
-    if not 1 <= evaluate.get('view_flips', 4) <= 8:
-        raise RecipeError(f'evaluate.view_flips must be within 1..8, not '
-                          f'{evaluate["view_flips"]!r}')
-    if not 0 <= train.get('global_view_weight', 0.5) <= 1:
-        raise RecipeError('train.global_view_weight must be within 0..1')
+    if train.get('folds') == 1:
+        raise RecipeError('train.folds must be 0 (none) or at least 2, not 1')
     if 'channels' in train:
         if len(train['channels']) != 5 or min(train['channels']) < 1:
             raise RecipeError('train.channels must be 5 positive integers')
