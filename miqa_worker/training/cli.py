@@ -58,7 +58,7 @@ def main() -> None:
 @click.option('--anatomies', default=30, show_default=True, help='Anatomies per subject.')
 @click.option('--variants', default=4, show_default=True, help='Artifact variants per anatomy.')
 @click.option('--probability', default=DEFAULT_PROBABILITY, show_default=True,
-              help='Probability of each artifact (0.1-0.5).')
+              type=click.FloatRange(0.1, 0.5), help='Probability of each artifact.')
 @click.option('--severity', nargs=2, type=float, default=DEFAULT_SEVERITY, show_default=True,
               help='Severity range of every artifact (0-1].')
 @click.option('--families', default=','.join(FAMILY_NAMES), show_default=True,
@@ -177,15 +177,19 @@ def run_config(ctx: click.Context, recipe: Path | None, options: dict[str, Any])
               type=click.IntRange(1))
 @click.option('--batch-size', default=_TRAIN.batch_size, show_default=True,
               type=click.IntRange(1))
-@click.option('--lr', default=_TRAIN.learning_rate, show_default=True)
+@click.option('--lr', default=_TRAIN.learning_rate, show_default=True,
+              type=click.FloatRange(0, min_open=True))
 @click.option('--lr-decay', default=_TRAIN.lr_decay, show_default=True,
-              help='ExponentialLR gamma per epoch.')
-@click.option('--weight-decay', default=_TRAIN.weight_decay, show_default=True)
-@click.option('--indicator-weight', default=_TRAIN.indicator_weight, show_default=True)
+              type=click.FloatRange(0, 1, min_open=True), help='ExponentialLR gamma per epoch.')
+@click.option('--weight-decay', default=_TRAIN.weight_decay, show_default=True,
+              type=click.FloatRange(0))
+@click.option('--indicator-weight', default=_TRAIN.indicator_weight, show_default=True,
+              type=click.FloatRange(0))
 @click.option('--global-view-weight', default=_TRAIN.global_view_weight, show_default=True,
               type=click.FloatRange(0, 1),
               help="Share of the whole-volume view in a scan's result (0: tiles only).")
 @click.option('--views-per-volume', default=_TRAIN.views_per_volume, show_default=True,
+              type=click.IntRange(0),
               help='Whole-volume views per volume per epoch (with a view weight > 0).')
 @click.option('--augment/--no-augment', default=_TRAIN.augment, show_default=True,
               help='Random flips / axis orders of tiles.')
