@@ -1,6 +1,7 @@
 // The plugin's configuration page (#plugins/miqa/config, linked from Girder's plugin list): the
 // site-wide MIQA settings, read and written through GET/PUT /system/setting (admins). Each
-// setting is saved on its own, so the server's validator message shows beside the field it names.
+// setting is saved on its own, so the server's validator message shows beside the field it names
+// (the form does not validate in the browser: the server's rules are the only ones).
 import { escapeHtml, rest } from '../api';
 
 // [key, label, help, input attributes]; the server's validators give the ranges.
@@ -113,10 +114,10 @@ const PluginConfigView = girder.views.View.extend({
     }
     const errorOf = (key) => this.errors[key] || this.errors[key.replace(/\.(quality|probability)$/, '')];
     this.$el.html(`<div class="miqa-page miqa-plugin-config">
-      <h2><a href="#plugins">Plugins</a> / MIQA settings</h2>
-      <p>Site-wide settings of MIQA. Each project's own settings (tier groups, artifacts, model)
+      <div class="g-config-breadcrumb-container"></div>
+      <p>Site-wide settings of MIQA. Leave a number empty for its default. Each project's own settings (tier groups, artifacts, model)
         are on its settings page under <a href="#miqa">MIQA projects</a>.</p>
-      <form class="miqa-config-form">
+      <form class="miqa-config-form" novalidate>
         ${FIELDS.map(([key, label, help, attrs]) => `<div class="form-group ${errorOf(key) ? 'has-error' : ''}">
           <label>${escapeHtml(label)}</label>
           <input class="form-control miqa-config-input" data-key="${key}" ${attrs} value="${escapeHtml(this.formValue(key))}">
@@ -126,6 +127,12 @@ const PluginConfigView = girder.views.View.extend({
         <button type="submit" class="btn btn-primary miqa-save-config">Save</button>
         <span class="miqa-config-message miqa-${this.messageKind || 'ok'}">${escapeHtml(this.message)}</span>
       </form></div>`);
+    if (girder.views.widgets && girder.views.widgets.PluginConfigBreadcrumbWidget) {
+      this.breadcrumb = new girder.views.widgets.PluginConfigBreadcrumbWidget({
+        pluginName: 'MIQA', el: this.$('.g-config-breadcrumb-container'), parentView: this,
+      });
+      this.breadcrumb.render();
+    }
     return this;
   },
 });
