@@ -247,19 +247,28 @@ def run(ctx: click.Context, recipe: Path | None, show_plan: bool, **options: Any
         click.echo(format_plan(config))
         return
     if not config.generate:  # caches a recipe generates are checked once they exist
-        from .pipeline import check_fusion_caches
-
-        try:
-            check_fusion_caches(config.cache, config.fusion_caches)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint='--fusion-cache') from None
+        check_caches(config)
     _threads(config.threads)
     run_recipe(config, recipe)
 
 
+def check_caches(config: RunConfig) -> None:
+    """A one-line usage error unless the training and fusion caches can serve the run."""
+    from .pipeline import CacheError, check_cache, check_fusion_caches
+
+    try:
+        check_cache(config)
+    except CacheError as exc:
+        raise click.BadParameter(str(exc), param_hint='--cache-dir') from None
+    try:
+        check_fusion_caches(config.cache, config.fusion_caches)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint='--fusion-cache') from None
+
+
 def run_recipe(config: RunConfig, recipe: Path | None = None) -> None:
     """Every stage of ``config`` in order: generation, training to report, shipping."""
-    from .pipeline import check_fusion_caches, run_training, ship
+    from .pipeline import run_training, ship
     from .report import PLOTS
 
     for step in config.generate:
@@ -272,10 +281,7 @@ def run_recipe(config: RunConfig, recipe: Path | None = None) -> None:
                  progress=config.progress, workers=step.workers,
                  manifest=load_manifest(config.manifest))
     if config.generate:
-        try:
-            check_fusion_caches(config.cache, config.fusion_caches)
-        except ValueError as exc:
-            raise click.UsageError(f'recipe: {exc}') from None
+        check_caches(config)
     results = run_training(config)
     metrics = json.loads((config.out / 'metrics.json').read_text(encoding='utf-8'))
     click.echo(json.dumps(metrics.get('held_out_summary') or metrics.get('cross_validation'),

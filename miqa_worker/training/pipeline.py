@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import time
@@ -370,6 +371,25 @@ def _threads(count: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+class CacheError(ValueError):
+    """The training cache cannot serve this run; the message is one line."""
+
+
+def check_cache(config: RunConfig) -> None:
+    """CacheError unless the training cache exists and has what the run needs (its header
+    only: no volume is read): severities for the points outputs."""
+    index = Path(config.cache) / 'index.csv'
+    if not index.is_file():
+        raise CacheError(f'no index.csv in the cache {config.cache} (make it with '
+                         '"miqa-train generate" or "miqa-train ingest")')
+    with index.open(newline='', encoding='utf-8') as handle:
+        header = next(csv.reader(handle), [])
+    if config.train.penalty_outputs and not any(c.startswith('severity_') for c in header):
+        raise CacheError(f'the cache {config.cache} has no artifact severities (an ingested '
+                         'label CSV?): the points outputs need generated volumes; run with '
+                         '--no-penalty-outputs')
 
 
 def check_fusion_caches(cache_dir: Path, fusion_caches: tuple[Path, ...]) -> None:

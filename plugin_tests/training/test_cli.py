@@ -185,7 +185,7 @@ def test_generate_refuses_unknown_families(tmp_path):
 def test_run_refuses_fusion_caches_without_fresh_volumes(tmp_path):
     cache = tmp_path / 'cache'
     cache.mkdir()
-    (cache / 'index.csv').write_text('volume_id\n')
+    (cache / 'index.csv').write_text('volume_id,severity_ghosting\n')
     (cache / 'settings.json').write_text('{"seed": 0}')
     twin = tmp_path / 'twin'
     shutil.copytree(cache, twin)
@@ -200,6 +200,20 @@ def test_run_refuses_fusion_caches_without_fresh_volumes(tmp_path):
         assert result.exit_code == 2, result.output
         assert message in result.output
         assert not (tmp_path / 'out').exists()
+
+
+def test_run_refuses_a_cache_it_cannot_train_on(tmp_path):
+    ingested = tmp_path / 'ingested'
+    ingested.mkdir()
+    (ingested / 'index.csv').write_text('volume_id,file,subject_id,quality\n')
+    cases = [(tmp_path / 'absent', 'no index.csv in the cache'),
+             (ingested, 'has no artifact severities')]
+    for cache, message in cases:
+        result = CliRunner().invoke(main, ['run', '--cache-dir', str(cache), '--out',
+                                           str(tmp_path / 'out')])
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert 'Traceback' not in result.output and not (tmp_path / 'out').exists()
+    assert '--no-penalty-outputs' in result.output  # the way out
 
 
 def test_training_writes_the_shipped_model_json():
