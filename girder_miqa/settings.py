@@ -8,6 +8,7 @@ on the next request. ``GIRDER_SETTING_MIQA_LOCK_SECONDS`` (and so on) override t
 Girder setting.
 """
 
+import logging
 import math
 import re
 
@@ -25,6 +26,7 @@ PROBABILITY_RANGE = (0.0, 1.0)
 # the smallest volume a model's fusion statistics accept.
 MAX_VOXELS_RANGE = (4096, 1024 ** 3)
 MODEL_NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$')  # as miqa_worker.model_store
+logger = logging.getLogger(__name__)
 
 
 def _number(doc: dict, low: float, high: float, unit: str) -> float:
@@ -129,32 +131,44 @@ def _validate_default_model(doc: dict) -> None:
     doc['value'] = value.strip()
 
 
+def _read(key: str):
+    """A setting's value, validated: a ``GIRDER_SETTING_*`` environment override is never
+    checked by Girder, so a bad one is logged and the default used instead."""
+    doc = {'key': key, 'value': Setting().get(key)}
+    try:
+        setting_utilities.getValidator(key)(doc)
+    except ValidationException as exc:
+        logger.warning('Ignoring the value of %s: %s', key, exc)
+        return setting_utilities.getDefaultFunction(key)()
+    return doc['value']
+
+
 def lock_seconds() -> float:
     """How long a review lock lasts unless renewed (``miqa.lock_seconds``)."""
-    return float(Setting().get(PluginSettings.LOCK_SECONDS))
+    return _read(PluginSettings.LOCK_SECONDS)
 
 
 def visibility_cache_seconds() -> float:
     """How long the queue may reuse a user's unreadable folders
     (``miqa.visibility_cache_seconds``)."""
-    return float(Setting().get(PluginSettings.VISIBILITY_CACHE_SECONDS))
+    return _read(PluginSettings.VISIBILITY_CACHE_SECONDS)
 
 
 def suspicion_thresholds() -> tuple[float, float]:
     """(quality, probability): the model calls a scan suspicious below the quality or above the
     probability of any artifact (``miqa.suspicion_thresholds``)."""
-    value = Setting().get(PluginSettings.SUSPICION_THRESHOLDS)
-    return float(value['quality']), float(value['probability'])
+    value = _read(PluginSettings.SUSPICION_THRESHOLDS)
+    return value['quality'], value['probability']
 
 
 def max_voxels() -> int:
     """The most voxels a worker reads of one image (``miqa.max_voxels``)."""
-    return int(Setting().get(PluginSettings.MAX_VOXELS))
+    return _read(PluginSettings.MAX_VOXELS)
 
 
 def default_model() -> str:
     """The model new projects use; '' means the workers' default (``miqa.default_model``)."""
-    return Setting().get(PluginSettings.DEFAULT_MODEL) or ''
+    return _read(PluginSettings.DEFAULT_MODEL)
 
 
 SETTINGS = (PluginSettings.LOCK_SECONDS, PluginSettings.SUSPICION_THRESHOLDS,

@@ -576,9 +576,7 @@ class Importer:
             if plan is not None:
                 item = self.import_file(plan)
             elif not item.get(ITEM_FIELD):
-                from ..scheduling import image_file
-
-                if image_file(item) is None:
+                if review_state.current_image_file(item['_id']) is None:
                     raise RowError(f'item {item["_id"]} has no image file.')
             item = review_state.ensure_scan(item, self.project)
         except RowError as exc:

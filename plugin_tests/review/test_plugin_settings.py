@@ -173,3 +173,22 @@ def test_voxel_limit_and_default_model_reach_the_job(study, purged_broker):
     job = Job().load(resp.json['jobId'], force=True)
     assert job['kwargs']['max_voxels'] == 8192
     assert job['kwargs']['model_name'] == job['meta']['model'] == 'some-model'
+
+
+def test_environment_overrides_are_validated_too(study, monkeypatch, caplog):
+    """Girder reads ``GIRDER_SETTING_*`` without validating it: a good override applies, a bad
+    one is logged and the default used (never a 500)."""
+    from girder_miqa import settings
+
+    s = study
+    item = make_scan(s.folder, 'a.nii.gz', s.admin)
+    monkeypatch.setenv('GIRDER_SETTING_MIQA_LOCK_SECONDS', '45')
+    assert settings.lock_seconds() == 45.0
+    monkeypatch.setenv('GIRDER_SETTING_MIQA_LOCK_SECONDS', 'soon')
+    monkeypatch.setenv('GIRDER_SETTING_MIQA_SUSPICION_THRESHOLDS', '{"quality": 99}')
+    assert settings.lock_seconds() == 300.0
+    assert settings.suspicion_thresholds() == (5.0, 0.5)
+    assert 'Ignoring the value of miqa.lock_seconds' in caplog.text
+    lock = s.server.request(f'/item/{item["_id"]}/miqa/lock', method='POST', user=s.tier1)
+    assertStatusOk(lock)
+    assert _lifetime(lock.json['lock']) == pytest.approx(300, abs=1)
