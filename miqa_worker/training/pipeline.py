@@ -1,4 +1,8 @@
-"""The whole run: subject folds, a final model on all development subjects, held-out test."""
+"""The stages of a run after generation, one function each, over a typed :class:`RunData`:
+:func:`train_finals`, :func:`run_folds` (and the view's shares), :func:`evaluate_final`,
+:func:`fuse`, :func:`real_scans`, the baseline and the report (:func:`run_training` runs them in
+order) and :func:`ship`. Their results are typed (:class:`RunResults`, :class:`FoldResult`,
+:class:`FinalResult`); ``results.json`` is :meth:`RunResults.to_dict`."""
 
 from __future__ import annotations
 
@@ -343,7 +347,7 @@ def run_training(config: RunConfig) -> RunResults:
     results.final = evaluate_final(run, model, history, members, gw)
     (config.out / FUSION_FILE).unlink(missing_ok=True)  # an earlier run's: never for this model
     if config.fusion:
-        results.fusion = _fuse(model, run, results.final, gw, members)
+        results.fusion = fuse(model, run, results.final, gw, members)
     results.real_scans = real_scans(run, model, members, chosen)
     if config.baseline:
         from .baseline import run_baseline
@@ -406,13 +410,13 @@ def check_fusion_caches(cache_dir: Path, fusion_caches: tuple[Path, ...]) -> Non
                              'generate it with another --seed')
 
 
-def _fuse(model: torch.nn.Module, run: RunData, final: FinalResult,
+def fuse(model: torch.nn.Module, run: RunData, final: FinalResult,
           weight: float | np.ndarray, members: list | tuple = ()) -> dict:
     """Fit the fusion trees on the development volumes and write ``fusion.json``.
 
     Their network input is the final model's own output on the development volumes (it fits
     them no better than the held-out ones: compare ``final.train`` and ``final.test``). Each
-    of ``fusion_caches`` (more generated volumes, another generator seed) adds its volumes of
+    of the run's ``fusion_caches`` (more generated volumes, another seed) adds its volumes of
     every person but the held-out ones, with the final model's outputs on volumes it never
     trained on. The held-out metrics become the fused ones; the network's alone stay as
     ``test_network_only``.
