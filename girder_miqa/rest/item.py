@@ -35,14 +35,8 @@ def find_scan(item: dict) -> tuple[dict, dict]:
 def scan_and_project(item: dict) -> tuple[dict, dict]:
     """The scan (registered on the fly if it is an image in a project) and its project, or 400;
     for the requests that change a scan."""
-    state = item.get(ITEM_FIELD)
-    project = Project().load(state['projectId']) if state else None
-    if project is None:
-        project = Project().findForItem(item)
-        if project is None or scheduling.image_file(item) is None:
-            raise RestException(SCAN_ERROR)
-        item = review_state.ensure_scan(item, project)
-    return item, project
+    _state, project = find_scan(item)
+    return review_state.ensure_scan(item, project), project
 
 
 @access.public
