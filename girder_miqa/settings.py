@@ -3,9 +3,9 @@
 Girder calls a validator on every ``PUT /system/setting`` (and ``Setting().set``); a bad value
 is refused with a ``ValidationException`` (HTTP 400) naming the setting and the allowed range.
 A validator also normalizes the value it stores (numbers as floats, names stripped). The readers
-below are what the rest of the server calls; ``Setting().get`` caches, and a change takes effect
-on the next request. ``GIRDER_SETTING_MIQA_LOCK_SECONDS`` (and so on) override them, as for any
-Girder setting.
+below are what the rest of the server calls; a change takes effect on the next request.
+``GIRDER_SETTING_MIQA_LOCK_SECONDS`` (and so on) override them, as for any Girder setting; the
+readers validate an override too (Girder does not) and fall back to the default when it is bad.
 """
 
 import logging
