@@ -6,6 +6,7 @@ A handler only unpacks its event and calls the model function that owns the chan
 
 from girder.api import access
 from girder.api.rest import getCurrentUser
+from girder.models.item import Item
 
 from . import scheduling
 from .models import copies, moves, review_state
@@ -44,9 +45,10 @@ def on_folder_saved(event) -> None:
 
 
 def on_file_remove(event) -> None:
-    """``model.file.remove``: removing a scan's image file starts its review over."""
+    """``model.file.remove``: removing a scan's image file starts its review over (the next
+    image file is assessed when the project assesses automatically)."""
     if isinstance(event.info, dict):
-        moves.file_removing(event.info)
+        moves.file_removing(event.info, schedule=scheduling.schedule_assessment)
 
 
 # -------------------------------------------------------------------------------------- Copies
@@ -60,13 +62,18 @@ def on_copy_prepare(event) -> None:
 
 
 def on_copy_after(event) -> None:
-    """``model.item.copy.after``: register the copy as a new scan of the project it is in; the
-    REST copy returns ``event.info``, so it gets the stored state."""
+    """``model.item.copy.after`` (its files copied): a copy that lands in a project is a new scan
+    of it, registered and assessed as an upload of its image would be; the REST copy returns
+    ``event.info``, so it gets the stored state."""
+    file = copies.copied_image(event.info)
+    if file is None:
+        return
     try:
         user = getCurrentUser()
     except Exception:  # outside a request (a folder copy run as a local task)
         user = None
-    stored = copies.register_copy(event.info, user)
+    scheduling.image_uploaded(file, user)  # never raises
+    stored = Item().load(event.info['_id'], force=True)
     if stored is not None:
         event.info.update(stored)
 

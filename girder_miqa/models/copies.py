@@ -16,7 +16,7 @@ import logging
 
 from girder.models.item import Item
 
-from ..constants import ITEM_FIELD, AssessmentStatus
+from ..constants import ITEM_FIELD
 from . import review_state
 from .project import Project
 
@@ -35,38 +35,13 @@ def clear_copied_state(new: dict) -> None:
         logger.exception('MIQA could not clear the review state of a copied item')
 
 
-def assess_new_scan(item: dict, project: dict, user: dict | None) -> None:
-    """Schedule a new scan's assessment as an upload would (when the project's auto-assessment
-    is on; otherwise the reason is noted). Never raises."""
-    from .. import scheduling
-
+def copied_image(item: dict) -> dict | None:
+    """The image file of a copy that landed in a project (the copy becomes a new scan of it, as
+    an upload would), or None (outside every project, or no image). Never raises."""
     try:
-        if not project['settings'].get('autoAssess', True):
-            review_state.set_assessment_status(
-                item, AssessmentStatus.NOT_SCHEDULED,
-                reason='auto-assessment is off for this project')
-            return
-        scheduling.request_assessment(item, user, project)
-    except Exception:
-        logger.exception('MIQA could not schedule the assessment of item %s', item['_id'])
-        review_state.set_assessment_status(
-            item, AssessmentStatus.NOT_SCHEDULED,
-            reason='internal error while scheduling the assessment (see the server log)')
-
-
-def register_copy(item: dict, user: dict | None) -> dict | None:
-    """A copy's files are copied: an image item in a project becomes a new scan of it (assessed
-    as an upload would be, by ``user``); the stored item, or None if it is no scan. Never
-    raises."""
-    try:
-        project = Project().findForItem(item)
-        file = review_state.current_image_file(item['_id'])
-        if project is None or file is None:
+        if Project().findForItem(item) is None:
             return None
-        item = review_state.ensure_scan(item, project)
-        review_state.image_changed(item['_id'], file)
-        assess_new_scan(Item().load(item['_id'], force=True), project, user)
-        return Item().load(item['_id'], force=True)
+        return review_state.current_image_file(item['_id'])
     except Exception:
-        logger.exception('MIQA could not register the copied item %s', item.get('_id'))
+        logger.exception('MIQA could not look at the copied item %s', item.get('_id'))
         return None

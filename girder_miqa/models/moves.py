@@ -19,6 +19,7 @@ database, so a generic item save (rename, move) never writes back a stale review
 
 import logging
 import threading
+from collections.abc import Callable
 
 from girder.models.folder import Folder
 from girder.models.item import Item
@@ -128,10 +129,15 @@ def _attach(project: dict, query: dict) -> None:
         review_state.restart(itemId, 'moved', keep_file=True, keep_assessment=True)
 
 
-def file_removing(file: dict) -> None:
+def file_removing(file: dict, schedule: Callable[[dict, dict, dict | None, dict], object]) -> None:
     """A file is being removed: if it is the image file a scan's review is about, the review
-    starts over, about the item's next image file (assessed when auto-assessment is on) or
-    none. Never raises (the removal goes on)."""
+    starts over, about the item's next image file or none. Never raises (the removal goes on).
+
+    Args:
+        file: the file being removed (still stored).
+        schedule: ``scheduling.schedule_assessment``, called as ``(item, file, user, project)``
+            to assess the following image file when the project's auto-assessment is on.
+    """
     if not file.get('itemId') or not is_image_name(file.get('name', '')):
         return
     try:
@@ -155,11 +161,8 @@ def file_removing(file: dict) -> None:
             return
         project = Project().load(state['projectId'], force=True)
         if project is not None and project['settings'].get('autoAssess', True):
-            from ..scheduling import schedule_assessment
-
             try:  # the file being removed is still there: name the following one
-                schedule_assessment(Item().load(file['itemId'], force=True), following, None,
-                                    project)
+                schedule(Item().load(file['itemId'], force=True), following, None, project)
             except Exception as exc:
                 review_state.set_assessment_status(
                     {'_id': file['itemId']}, AssessmentStatus.NOT_SCHEDULED,
