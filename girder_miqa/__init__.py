@@ -12,6 +12,7 @@ from .constants import ASSESSMENT_WRITE_SCOPE, ITEM_FIELD
 from .models import scans
 from .models.decision import Decision
 from .models.project import Project
+from .models.review_state import ASSESSMENT_RESET_EVENT
 from .rest import item as item_rest
 from .rest import rules as rules_rest
 from .rest.project import MiqaResource
@@ -35,6 +36,8 @@ def bind_model_handlers() -> None:
     events.bind('model.item.copy.prepare', 'miqa', handlers.on_copy_prepare)
     events.bind('model.item.copy.after', 'miqa', handlers.on_copy_after)
     events.bind('model.file.remove', 'miqa', handlers.on_file_remove)
+    # A review restarted about another image file: its pending assessment jobs are cancelled.
+    events.bind(ASSESSMENT_RESET_EVENT, 'miqa', handlers.on_assessment_reset)
 
 
 class MiqaPlugin(GirderPlugin):

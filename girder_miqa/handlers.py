@@ -51,6 +51,12 @@ def on_file_remove(event) -> None:
         moves.file_removing(event.info, schedule=scheduling.schedule_assessment)
 
 
+def on_assessment_reset(event) -> None:
+    """``miqa.assessment.reset`` (``review_state.restart`` about another image file): cancel the
+    scan's pending assessment jobs, which assess a file it is no longer about."""
+    review_state.cancel_pending_jobs(event.info['itemId'], scheduling.PENDING_STATUSES)
+
+
 # -------------------------------------------------------------------------------------- Copies
 
 

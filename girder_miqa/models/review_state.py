@@ -43,12 +43,14 @@ into a project again it gets it back as ``item['miqa']`` with the new ``projectI
 
 import datetime
 
+from girder import events
 from girder.models.item import Item
 
 from .. import settings
 from ..constants import (
     DECISION_COLLECTION,
     ITEM_FIELD,
+    JOB_TYPE,
     PROJECT_COLLECTION,
     AssessmentStatus,
     ReviewState,
@@ -56,6 +58,9 @@ from ..constants import (
 )
 
 DETACHED_FIELD = 'miqaDetached'
+# Triggered when a scan's review restarts about another image file (its assessment reset), with
+# {'itemId'}: its pending assessment jobs no longer count (handlers.on_assessment_reset).
+ASSESSMENT_RESET_EVENT = 'miqa.assessment.reset'
 
 
 def _now() -> datetime.datetime:
@@ -169,26 +174,23 @@ def restart(itemId, reason: str, file: dict | None = None, keep_file: bool = Fal
                 {'$set': {'superseded': True, 'supersededReason': reason,
                           'supersededAt': now}})
             count_transition(old['projectId'], old.get('state'), ReviewState.UNREVIEWED)
-            if not keep_assessment:
-                cancel_pending_jobs(itemId)
+            if not keep_assessment:  # handlers.on_assessment_reset cancels its pending jobs
+                events.trigger(ASSESSMENT_RESET_EVENT, {'itemId': itemId})
             return True
     return False
 
 
-def cancel_pending_jobs(itemId) -> None:
-    """Cancel the scan's queued or running assessment jobs (they assess a file it no longer
-    is about), so the new file's assessment is not taken for one already pending. Never
-    raises."""
+def cancel_pending_jobs(itemId, statuses) -> None:
+    """Cancel the scan's assessment jobs in one of ``statuses`` (the pending ones: they assess a
+    file it no longer is about), so the new file's assessment is not taken for one already
+    pending. Never raises."""
     import logging
 
     try:
         from girder_jobs.models.job import Job
 
-        from ..constants import JOB_TYPE
-        from ..scheduling import PENDING_STATUSES
-
         for job in Job().find({'type': JOB_TYPE, 'meta.itemId': str(itemId),
-                               'status': {'$in': list(PENDING_STATUSES)}}):
+                               'status': {'$in': list(statuses)}}):
             Job().cancelJob(job)
     except Exception:
         logging.getLogger(__name__).exception(
