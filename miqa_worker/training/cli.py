@@ -18,7 +18,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from .config import DEFAULT_PROBABILITY, DEFAULT_SEVERITY, RunConfig
+from .config import DEFAULT_PROBABILITY, DEFAULT_SEVERITY, FINE_TUNE_LEARNING_RATE, RunConfig
 from .config import FAMILIES as FAMILY_NAMES
 from .manifest import DEFAULT_MANIFEST, default_shared_dir, load_manifest
 from .recipe import RecipeError, format_plan, load_recipe, shipped_config
@@ -93,13 +93,43 @@ def generate(cache_dir, shared_dir, manifest, templates_only, anatomies, variant
 
 
 @main.command()
-@click.argument('csv_path', type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option('--cache-dir', type=click.Path(path_type=Path), required=True)
-def ingest(csv_path, cache_dir) -> None:
-    """Preprocess the scans of a label CSV (see miqa_worker/training/labels.py) into a cache."""
-    from .dataset import cache_from_csv
+@click.argument('csv_path', required=False,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option('--cache-dir', type=click.Path(path_type=Path), default=None,
+              help='Output folder (required with a CSV; default for a project: '
+                   '.state/ingest-ID beside the training cache).')
+@click.option('--project', 'project_id', default=None,
+              help='A MIQA project id: download its scans labelled by tier-2 decisions '
+                   '(miqa_worker/training/ingest.py says which decisions count).')
+@click.option('--api-url', envvar='GIRDER_API_URL', default=None,
+              help='Girder API URL, e.g. http://localhost:8080/api/v1 ($GIRDER_API_URL).')
+@click.option('--api-key', envvar='GIRDER_API_KEY', default=None,
+              help='A Girder API key of a user who can read the project ($GIRDER_API_KEY).')
+@click.option('--quiet', is_flag=True, help='No progress bar.')
+def ingest(csv_path, cache_dir, project_id, api_url, api_key, quiet) -> None:
+    """Preprocess the scans of a label CSV (see miqa_worker/training/labels.py), or of a MIQA
+    project's reviews (--project), into a cache."""
+    if (csv_path is None) == (project_id is None):
+        raise click.UsageError('give a label CSV or --project ID (not both)')
+    if csv_path is not None:
+        if cache_dir is None:
+            raise click.UsageError('--cache-dir is required with a label CSV')
+        from .dataset import cache_from_csv
 
-    click.echo(f'wrote {cache_from_csv(csv_path, cache_dir)}')
+        click.echo(f'wrote {cache_from_csv(csv_path, cache_dir, progress=not quiet)}')
+        return
+    for name, value in (('--api-url', api_url), ('--api-key', api_key)):
+        if not value:
+            raise click.UsageError(f'{name} is required with --project')
+    from .ingest import IngestError, connect, ingest_project, summary_line
+
+    target = cache_dir or default_cache_dir().with_name(f'ingest-{project_id}')
+    try:
+        summary = ingest_project(connect(api_url, api_key), project_id, target,
+                                 progress=not quiet)
+    except IngestError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(summary_line(summary))
 
 
 #: ``run`` options that set a TrainConfig field: option name -> field.
@@ -116,7 +146,8 @@ RUN_OPTIONS = {'cache_dir': 'cache', 'out_dir': 'out', 'folds': 'folds',
                'test_subjects': 'test_subjects', 'resume': 'resume', 'device': 'device',
                'threads': 'threads', 'baseline': 'baseline', 'fusion': 'fusion',
                'fusion_caches': 'fusion_caches', 'ship_to': 'ship_to', 'version': 'version',
-               'shared_dir': 'shared_dir', 'manifest': 'manifest'}
+               'shared_dir': 'shared_dir', 'manifest': 'manifest',
+               'fine_tune_from': 'fine_tune_from'}
 
 
 def _given(ctx: click.Context, name: str) -> bool:
@@ -148,6 +179,9 @@ def run_config(ctx: click.Context, recipe: Path | None, options: dict[str, Any])
                                            if k in RUN_OPTIONS})
     if options['quiet']:
         config = replace(config, progress=False)
+    if config.fine_tune_from and recipe is None and 'lr' not in values:
+        config = replace(config, train=replace(config.train,
+                                               learning_rate=FINE_TUNE_LEARNING_RATE))
     if recipe is None and not _given(ctx, 'out_dir'):
         raise click.UsageError('--out is required without --recipe')
     if config.fusion_caches and not config.fusion:
@@ -233,6 +267,12 @@ def run_config(ctx: click.Context, recipe: Path | None, options: dict[str, Any])
                    '$MIQA_SHARED_MRI or ../shared/data/mri).')
 @click.option('--manifest', type=click.Path(path_type=Path, dir_okay=False), default=None,
               help='Data manifest naming the real bases and the held-out subjects.')
+@click.option('--fine-tune-from', 'fine_tune_from', default=None,
+              help='Fine-tune this model (a name such as miqa-default, or a folder) on an '
+                   'ingested project (--cache-dir from "ingest --project") for --epochs, '
+                   'and write its agreement with the tier-2 decisions before and after '
+                   f'(agreement.json, agreement.png); --lr defaults to '
+                   f'{FINE_TUNE_LEARNING_RATE:g} here.')
 @click.option('--quiet', is_flag=True, help='No progress bars.')
 @click.pass_context
 def run(ctx: click.Context, recipe: Path | None, show_plan: bool, **options: Any) -> None:
@@ -245,6 +285,9 @@ def run(ctx: click.Context, recipe: Path | None, show_plan: bool, **options: Any
                                else str(exc)) from None
     if show_plan:
         click.echo(format_plan(config))
+        return
+    if config.fine_tune_from:
+        run_fine_tune(config)
         return
     if not config.generate:  # caches a recipe generates are checked once they exist
         check_caches(config)
@@ -264,6 +307,32 @@ def check_caches(config: RunConfig) -> None:
         check_fusion_caches(config.cache, config.fusion_caches)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint='--fusion-cache') from None
+
+
+def run_fine_tune(config: RunConfig) -> None:
+    """Fine-tune on an ingested project, print the held-out agreement before and after, and
+    ship the fine-tuned model folder when asked."""
+    _threads(config.threads)
+    from .finetune import FineTuneError
+    from .finetune import run_fine_tune as fine_tune
+
+    try:
+        result = fine_tune(config)
+    except FineTuneError as exc:
+        raise click.UsageError(str(exc)) from None
+    held = {when: {k: v for k, v in figures.items() if k not in ('quality', 'tier2')}
+            for when, figures in result['held_out'].items()}
+    click.echo(json.dumps({'held_out': held, 'split': result['split']}, indent=1))
+    if config.ship_to:
+        source = Path(result['fine_tuned_model']['folder'])
+        config.ship_to.mkdir(parents=True, exist_ok=True)
+        for stale in (*config.ship_to.glob('member-*.pt'), config.ship_to / 'fusion.json'):
+            stale.unlink(missing_ok=True)  # the start model's: they do not fit these weights
+        for item in source.iterdir():
+            shutil.copyfile(item, config.ship_to / item.name)
+        for name in ('agreement.json', 'agreement.png'):
+            shutil.copyfile(config.out / name, config.ship_to / name)
+        click.echo(f'shipped to {config.ship_to}')
 
 
 def run_recipe(config: RunConfig, recipe: Path | None = None) -> None:

@@ -16,6 +16,8 @@ FAMILIES: tuple[str, ...] = ('ghosting', 'motion', 'bias', 'spike', 'noise', 'wr
 #: Probability and severity range of each artifact unless a recipe says otherwise.
 DEFAULT_PROBABILITY = 0.2
 DEFAULT_SEVERITY = (0.25, 1.0)
+#: ``miqa-train run --fine-tune-from`` learning rate unless given: a tenth of the shipped one.
+FINE_TUNE_LEARNING_RATE = 2e-4
 
 
 @dataclass
@@ -93,5 +95,8 @@ class RunConfig:
     ship_to: Path | None = None
     command: str | None = None
     recipe: Path | None = None  # the recipe file this run came from
+    # A model (name or folder) to fine-tune on an ingested project instead of training from
+    # scratch: ``finetune.run_fine_tune`` (train.epochs epochs, agreement with tier 2).
+    fine_tune_from: str | None = None
 
 

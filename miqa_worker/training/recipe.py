@@ -38,7 +38,7 @@ _SECTIONS: dict[str, dict[str, Any]] = {
                  'families': [str], 'spacing': [float], 'workers': int,
                  'templates_only_subjects': int, 'caches': list},
     'train': {'cache': str, 'folds': int, 'final_epochs': int, 'final_members': int,
-              'final_threads': (int, type(None)),
+              'final_threads': (int, type(None)), 'fine_tune_from': (str, type(None)),
               **{f.name: _ANNOTATIONS[f.type] for f in fields(TrainConfig)}},
     'evaluate': {'view_flips': int, 'grid_tiles': int, 'baseline': bool, 'real_scans': bool},
     'fusion': {'enabled': bool, 'caches': [str]},
@@ -221,7 +221,8 @@ def recipe_config(raw: dict) -> RunConfig:
         generate=steps, name=model.get('name', 'miqa-default'),
         version=model.get('version', '0.1.0'),
         description=model.get('description', RunConfig.description),
-        ship_to=Path(ship['to']) if ship.get('to') else None)
+        ship_to=Path(ship['to']) if ship.get('to') else None,
+        fine_tune_from=train.get('fine_tune_from'))
 
 
 def shipped_config() -> RunConfig:
@@ -233,6 +234,10 @@ def plan(config: RunConfig) -> list[tuple[str, dict[str, Any]]]:
     """The stages ``run`` goes through, in order, each with the parameters it uses."""
     train = {k: (list(v) if isinstance(v, tuple) else v)
              for k, v in vars(config.train).items() if k != 'epochs'}
+    if config.fine_tune_from:  # finetune.run_fine_tune: no folds, fusion, baseline
+        return [('fine-tune', {'from': config.fine_tune_from, 'cache': str(config.cache),
+                               'epochs': config.train.epochs, **train}),
+                ('agreement', {'with': 'tier-2 decisions', 'out': str(config.out)})]
     stages: list[tuple[str, dict[str, Any]]] = []
     for step in config.generate:
         stages.append((f'generate {step.name}', {

@@ -1,0 +1,276 @@
+"""Fine-tune a shipped model on an ingested project and measure its agreement with tier 2
+(``miqa-train run --fine-tune-from MODEL --cache-dir INGESTED``).
+
+The scans are split by subject (:func:`held_out_split`: the run's held-out subjects when the
+cache has them, else a seeded, class-stratified third); the model's main network is trained
+further on the rest for ``train.epochs`` epochs (tiles and whole-volume views, the recipe's
+loss, unknown labels masked), then both networks, before and after, are scored on the held-out
+scans with the model's own view blend and mirror images.
+
+The model's good/bad is ``quality >= SUSPICION_QUALITY`` (the review queue's default
+``miqa.suspicion_thresholds`` quality: below it a scan is suspicious); agreement with the tier-2
+decisions is accuracy and Cohen's kappa at that threshold and the ROC AUC of quality. The run
+folder gets ``agreement.json``, ``agreement.png``, ``history.json`` and ``model/``, a model
+folder with the fine-tuned weights (the view members and fused trees of the start model are
+left out: they were fitted to the network before fine-tuning).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..constants import ARTIFACT_KEYS, QUALITY_MAX, QUALITY_MIN
+from .config import RunConfig, TrainConfig
+from .dataset import VolumeSet, load_cache, tile_batches
+from .losses import miqa_loss
+
+#: The model calls a scan good at or above this quality (``miqa.suspicion_thresholds``).
+SUSPICION_QUALITY = 5.0
+#: Share of the subjects held out when the run names none of the cache's subjects.
+HELD_OUT_FRACTION = 1 / 3
+AGREEMENT_FILE, AGREEMENT_PLOT = 'agreement.json', 'agreement.png'
+
+
+class FineTuneError(ValueError):
+    """The cache or model cannot serve a fine-tune; one line."""
+
+
+@dataclass(frozen=True)
+class StartModel:
+    """The model a fine-tune starts from: its network, spec and folder."""
+
+    network: torch.nn.Module
+    spec: object  # model_spec.ModelSpec
+    folder: Path
+    info: dict
+
+    @classmethod
+    def load(cls, name_or_path: str) -> StartModel:
+        """A model by name (``miqa-default``) or folder; FineTuneError when it cannot load."""
+        from ..model_store import ModelError, find_model, load_network, model_info, read_spec
+
+        try:
+            folder = find_model(name_or_path)
+            spec = read_spec(folder)
+            network = load_network(folder, spec)
+        except (ModelError, FileNotFoundError, ValueError) as exc:
+            raise FineTuneError(f'--fine-tune-from {name_or_path}: {exc}') from None
+        return cls(network, spec, folder, model_info(spec, folder))
+
+    def shares(self) -> np.ndarray:
+        """The view's share in each output, as the worker blends them."""
+        return np.asarray(self.spec.view.shares(), dtype=np.float64)
+
+
+def tier2_good(data: VolumeSet) -> np.ndarray:
+    """Per volume, 1 when tier 2 decided good and 0 when bad (the ingested ``tier2_good``)."""
+    from .labels import parse_bool
+
+    try:
+        return np.array([parse_bool(r['tier2_good']) for r in data.rows], dtype=np.float64)
+    except KeyError:
+        raise FineTuneError('the cache has no tier-2 decisions (make it with '
+                            '"miqa-train ingest --project ID")') from None
+
+
+def held_out_split(data: VolumeSet, good: np.ndarray, test_subjects: tuple[str, ...],
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Training and held-out volume indices, subject-disjoint.
+
+    The run's ``test_subjects`` that the cache holds, else :data:`HELD_OUT_FRACTION` of the
+    subjects drawn with ``seed``, from the good and the bad subjects (a subject's majority
+    decision) separately, so that the held-out scans hold both decisions where they can.
+    """
+    subjects = np.unique(data.subjects)
+    named = [s for s in test_subjects if s in set(subjects)]
+    if named:
+        test = np.isin(data.subjects, named)
+    else:
+        rng = np.random.default_rng(seed)
+        majority = {s: np.nanmean(good[data.subjects == s]) >= 0.5 for s in subjects}
+        chosen: list[str] = []
+        for value in (True, False):
+            group = [s for s in subjects if majority[s] == value]
+            take = int(np.ceil(len(group) * HELD_OUT_FRACTION)) if len(group) >= 2 else 0
+            chosen += list(rng.permutation(group)[:take])
+        test = np.isin(data.subjects, chosen)
+    train_index, test_index = np.flatnonzero(~test), np.flatnonzero(test)
+    if not len(train_index) or not len(test_index):
+        raise FineTuneError(f'{len(subjects)} subjects cannot give both a training and a '
+                            'held-out split; ingest more reviewed scans')
+    return train_index, test_index
+
+
+def agreement(quality: np.ndarray, good: np.ndarray,
+              threshold: float = SUSPICION_QUALITY) -> dict:
+    """The model's good/bad (``quality >= threshold``) against tier 2's: accuracy, Cohen's
+    kappa, the ROC AUC of quality and the confusion matrix (rows tier 2 bad/good)."""
+    from sklearn.metrics import cohen_kappa_score, confusion_matrix
+
+    from .evaluate import auc_or_none
+
+    quality, good = np.asarray(quality, dtype=np.float64), np.asarray(good, dtype=int)
+    said = (quality >= threshold).astype(int)
+    kappa = None
+    if len(set(good) | set(said)) > 1:
+        value = float(cohen_kappa_score(good, said))
+        kappa = value if np.isfinite(value) else None
+    return {'volumes': int(len(good)), 'tier2_good': int(good.sum()),
+            'model_good': int(said.sum()), 'accuracy': float((said == good).mean()),
+            'kappa': kappa, 'auc': auc_or_none(good, quality),
+            'confusion': confusion_matrix(good, said, labels=[0, 1]).tolist(),
+            'quality': quality.round(3).tolist(), 'tier2': good.tolist()}
+
+
+def fine_tune(network: torch.nn.Module, data: VolumeSet, index: np.ndarray,
+              config: TrainConfig, device: torch.device,
+              progress: bool = True) -> list[dict]:
+    """Train ``network`` further on ``index`` (AdamW at ``config.learning_rate``, its decay,
+    tiles and whole-volume views as in training; no points targets: reviews have none)."""
+    from tqdm import tqdm
+
+    for parameter in network.parameters():
+        parameter.requires_grad_(True)
+    network.to(device, memory_format=torch.channels_last_3d)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate,
+                                  weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
+    views = config.views_per_volume if config.global_view_weight > 0 else 0
+    history = []
+    for epoch in range(config.epochs):
+        rng = np.random.default_rng([config.seed, epoch])
+        torch.manual_seed(config.seed * 1000 + epoch)
+        network.train()
+        began, total, batches = time.time(), 0.0, 0
+        for tiles, quality, indicators, points in tqdm(
+                tile_batches(data, index, config.tiles_per_volume, config.batch_size, rng,
+                             views, config.augment),
+                desc=f'fine-tune epoch {epoch + 1}/{config.epochs}', leave=False,
+                disable=not progress):
+            outputs = network(tiles.to(device, memory_format=torch.channels_last_3d))
+            loss, _ = miqa_loss(outputs, quality.to(device), indicators.to(device),
+                                config.quality_weight, config.indicator_weight,
+                                config.focal_gamma, points.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total, batches = total + float(loss.detach()), batches + 1
+        history.append({'epoch': epoch + 1, 'lr': scheduler.get_last_lr()[0],
+                        'train_loss': total / max(batches, 1), 'seconds': time.time() - began})
+        scheduler.step()
+    network.eval()
+    return history
+
+
+def _score(network: torch.nn.Module, data: VolumeSet, index: np.ndarray, start: StartModel,
+           grid_tiles: int) -> np.ndarray:
+    """Each volume's quality from ``network`` as the worker blends it (no members, no fusion)."""
+    from .evaluate import predict
+
+    quality, _ = predict(network, data, index, grid_tiles, global_weight=start.shares(),
+                         flips=start.spec.view.flips)
+    return np.clip(quality, QUALITY_MIN, QUALITY_MAX)  # as the worker's post-processing
+
+
+def run_fine_tune(config: RunConfig) -> dict:
+    """Fine-tune ``config.fine_tune_from`` on the ingested ``config.cache`` and write the
+    agreement before and after into ``config.out`` (see the module notes); returns it."""
+    from ..model_store import save_model
+    from .ingest import read_summary
+    from .train import pick_device
+
+    started = time.time()
+    if not (Path(config.cache) / 'index.csv').is_file():
+        raise FineTuneError(f'no index.csv in the cache {config.cache} (make it with '
+                            '"miqa-train ingest --project ID")')
+    start = StartModel.load(str(config.fine_tune_from))
+    data = load_cache(config.cache)
+    good = tier2_good(data)
+    train_index, test_index = held_out_split(data, good, config.test_subjects,
+                                             config.train.seed)
+    device = pick_device(config.device)
+    before = _score(start.network, data, test_index, start, config.grid_tiles)
+    before_fit = _score(start.network, data, train_index, start, config.grid_tiles)
+    torch.manual_seed(config.train.seed)
+    history = fine_tune(start.network, data, train_index, config.train, device,
+                        config.progress)
+    network = start.network
+    after = _score(network, data, test_index, start, config.grid_tiles)
+    after_fit = _score(network, data, train_index, start, config.grid_tiles)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / 'history.json').write_text(json.dumps(history, indent=1), encoding='utf-8')
+    version = f'{start.spec.version}+ft'
+    save_model(network.cpu(), out / 'model', start.spec.name, version,
+               f'{start.spec.name} {start.spec.version} fine-tuned on reviews of project '
+               f'{(read_summary(config.cache) or {}).get("project", {}).get("id", "?")}',
+               spec=dataclasses.replace(start.spec, members=(), fusion=None))
+    result = {
+        'start_model': {k: start.info.get(k) for k in ('name', 'version', 'sha256')},
+        'fine_tuned_model': {'folder': str(out / 'model'), 'version': version},
+        'cache': str(config.cache), 'ingest': read_summary(config.cache),
+        'threshold': SUSPICION_QUALITY,
+        'labels': 'tier-2 decisions (good/bad) of the ingested scans; the model says good '
+                  f'when its quality is >= {SUSPICION_QUALITY:g}',
+        'networks': 'the start model\'s main network, before and after fine-tuning, with its '
+                    'view blend and mirror images (view members and fused trees not used)',
+        'split': {'train': int(len(train_index)), 'held_out': int(len(test_index)),
+                  'held_out_subjects': sorted(set(data.subjects[test_index].tolist()))},
+        'train': {**dataclasses.asdict(config.train), 'device': str(device)},
+        'history': history,
+        'held_out': {'before': agreement(before, good[test_index]),
+                     'after': agreement(after, good[test_index])},
+        'training_fit': {'before': agreement(before_fit, good[train_index]),
+                         'after': agreement(after_fit, good[train_index])},
+        'indicators_labelled': {key: int((~np.isnan(data.indicators[:, k])).sum())
+                                for k, key in enumerate(ARTIFACT_KEYS)},
+    }
+    result['seconds'] = time.time() - started
+    (out / AGREEMENT_FILE).write_text(json.dumps(result, indent=1), encoding='utf-8')
+    plot_agreement(result, out / AGREEMENT_PLOT)
+    return result
+
+
+def plot_agreement(result: dict, path: Path) -> Path:
+    """Accuracy, kappa and AUC before and after on the held-out scans, and each held-out
+    scan's quality before and after by its tier-2 decision."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    held = result['held_out']
+    names = ('accuracy', 'kappa', 'auc')
+    fig, (bars, scatter) = plt.subplots(1, 2, figsize=(10, 4))
+    x = np.arange(len(names))
+    for offset, when in ((-0.2, 'before'), (0.2, 'after')):
+        values = [held[when][n] if held[when][n] is not None else np.nan for n in names]
+        bars.bar(x + offset, values, 0.4, label=when)
+    bars.set_xticks(x, names)
+    bars.set_ylim(-1, 1)
+    bars.axhline(0, color='grey', lw=0.5)
+    bars.set_title(f'agreement with tier 2 ({held["before"]["volumes"]} held-out scans)')
+    bars.legend()
+    labels = np.array(held['before']['tier2'])
+    q_before, q_after = np.array(held['before']['quality']), np.array(held['after']['quality'])
+    for value, colour, name in ((1, 'tab:green', 'tier 2 good'), (0, 'tab:red', 'tier 2 bad')):
+        mask = labels == value
+        scatter.scatter(q_before[mask], q_after[mask], c=colour, label=name)
+    scatter.axhline(result['threshold'], color='grey', ls='--', lw=0.8)
+    scatter.axvline(result['threshold'], color='grey', ls='--', lw=0.8)
+    scatter.set_xlabel('quality before')
+    scatter.set_ylabel('quality after')
+    scatter.set_xlim(-0.3, 10.3)
+    scatter.set_ylim(-0.3, 10.3)
+    scatter.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
