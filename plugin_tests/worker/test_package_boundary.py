@@ -150,3 +150,38 @@ def test_server_and_worker_agree_on_names():
     assert server.ARTIFACT_KEYS == worker.ARTIFACT_KEYS
     assert server.ARTIFACTS == worker.ARTIFACTS
     assert server.IMAGE_EXTENSIONS == worker.IMAGE_EXTENSIONS
+
+
+def test_core_imports_in_a_venv_without_girder_worker(tmp_path):
+    """A real virtual environment that has the model stack but no Girder, girder-worker or
+    Celery installed at all (its site folder links every package of this one but those):
+    ``python -c 'import miqa_worker.assessment'`` works there, the Girder side does not."""
+    import site
+    import venv
+
+    ours = Path(site.getsitepackages()[0])
+    linked = tmp_path / 'site'
+    linked.mkdir()
+    for entry in ours.iterdir():
+        name = entry.name.lower()
+        if name.startswith(('girder', 'celery', '__editable__')) or name.endswith('.pth'):
+            continue
+        (linked / entry.name).symlink_to(entry)
+    env_dir = tmp_path / 'venv'
+    venv.EnvBuilder(with_pip=False).create(env_dir)
+    python = env_dir / 'bin' / 'python'
+    env_site = subprocess.run(
+        [python, '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
+        capture_output=True, text=True, check=True).stdout.strip()
+    (Path(env_site) / 'core.pth').write_text(f'{linked}\n{ROOT}\n')
+
+    probe = ("import importlib.util as u, json; "
+             "import miqa_worker.assessment, miqa_worker.model_store, miqa_worker.image_io; "
+             "print(json.dumps({n: u.find_spec(n) is not None "
+             "for n in ('girder', 'girder_worker', 'celery')}))")
+    done = subprocess.run([python, '-c', probe], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == {'girder': False, 'girder_worker': False, 'celery': False}
+    server = subprocess.run([python, '-c', 'import girder_miqa'], capture_output=True, text=True,
+                            cwd=tmp_path)
+    assert server.returncode != 0 and 'girder' in server.stderr
