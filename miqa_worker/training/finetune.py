@@ -17,6 +17,7 @@ left out: they were fitted to the network before fine-tuning).
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import time
@@ -67,6 +68,19 @@ class StartModel:
     def shares(self) -> np.ndarray:
         """The view's share in each output, as the worker blends them."""
         return np.asarray(self.spec.view.shares(), dtype=np.float64)
+
+
+def check_ingested(cache: Path) -> None:
+    """FineTuneError unless ``cache`` is an ingested project (its ``index.csv`` header only)."""
+    index = cache / 'index.csv'
+    if not index.is_file():
+        raise FineTuneError(f'no index.csv in the cache {cache} (make it with '
+                            '"miqa-train ingest --project ID")')
+    with index.open(newline='', encoding='utf-8') as handle:
+        header = next(csv.reader(handle), [])
+    if 'tier2_good' not in header:
+        raise FineTuneError(f'the cache {cache} has no tier-2 decisions (make it with '
+                            '"miqa-train ingest --project ID")')
 
 
 def tier2_good(data: VolumeSet) -> np.ndarray:
@@ -187,9 +201,7 @@ def run_fine_tune(config: RunConfig) -> dict:
     from .train import pick_device
 
     started = time.time()
-    if not (Path(config.cache) / 'index.csv').is_file():
-        raise FineTuneError(f'no index.csv in the cache {config.cache} (make it with '
-                            '"miqa-train ingest --project ID")')
+    check_ingested(Path(config.cache))
     start = StartModel.load(str(config.fine_tune_from))
     data = load_cache(config.cache)
     good = tier2_good(data)

@@ -121,6 +121,13 @@ def test_reviews_are_ingested_and_fine_tune_reports_agreement(bound_study, tmp_p
     key = ApiKey().createApiKey(tier2, name='ingest')['key']
     cache, out = tmp_path / 'cache', tmp_path / 'run'
     runner = CliRunner()
+    refused = runner.invoke(main, ['ingest', '--project', str(study.id), '--api-url', study.url,
+                                   '--api-key', 'x' * 40, '--cache-dir', str(cache)])
+    assert refused.exit_code == 1 and 'the API key was refused' in refused.output
+    missing = runner.invoke(main, ['ingest', '--project', 'not-an-id', '--api-url', study.url,
+                                   '--api-key', key, '--cache-dir', str(cache)])
+    assert missing.exit_code == 1 and 'project not-an-id: ' in missing.output
+    assert 'HTTP 400' in missing.output and 'Traceback' not in missing.output
     result = runner.invoke(main, ['ingest', '--project', str(study.id), '--api-url', study.url,
                                   '--api-key', key, '--cache-dir', str(cache), '--quiet'])
     assert result.exit_code == 0, result.output
