@@ -149,3 +149,25 @@ def test_fine_tune_plan(tmp_path):
     lines = result.output.splitlines()
     assert lines[0].endswith(': 2 stages') and lines[1] == '1. fine-tune'
     assert '   epochs: 2' in lines and '   learning_rate: 0.0002' in lines
+
+
+def test_a_recipe_can_fine_tune(tmp_path):
+    """``train.fine_tune_from`` in a recipe is the typed config's ``fine_tune_from``; the
+    shipped recipe trains from scratch."""
+    import json
+
+    from miqa_worker.training.recipe import RecipeError, load_recipe, shipped_config
+
+    recipe = {'format': 'miqa-recipe/1', 'data': {'shared_dir': None},
+              'generate': {'caches': [{'name': 'reviews', 'dir': str(tmp_path / 'c'),
+                                       'seed': 0}]},
+              'train': {'cache': 'reviews', 'epochs': 1, 'fine_tune_from': 'miqa-default'},
+              'run': {'out': str(tmp_path / 'run')}}
+    path = tmp_path / 'recipe.json'
+    path.write_text(json.dumps(recipe))
+    assert load_recipe(path).fine_tune_from == 'miqa-default'
+    assert shipped_config().fine_tune_from is None
+    recipe['train']['fine_tune_from'] = 3
+    path.write_text(json.dumps(recipe))
+    with pytest.raises(RecipeError, match='train.fine_tune_from must be str'):
+        load_recipe(path)
