@@ -366,38 +366,49 @@ class Stopwatch:
 
 
 def assessment_result(volume: ScanVolume, tiles: Tiles, blended: Blend, scores: Scores,
-                      view: ViewSpec, networks: int) -> dict[str, Any]:
+                      view: ViewSpec, networks: int,
+                      trained: Sequence[str] = OUTPUT_NAMES) -> dict[str, Any]:
     """The result of one scan (the module docstring), less ``metrics``, ``model`` and
-    ``timings``, in the order the worker has always reported its keys."""
-    result: dict[str, Any] = {'quality': scores.quality, 'artifacts': scores.artifacts,
-                              'tileMap': _tile_map(tiles, blended)}
+    ``timings``, in the order the worker has always reported its keys.
+
+    ``trained`` (``spec.outputs.trained``): only these indicators are reported as probabilities
+    (``artifacts``, ``globalView.artifacts``, ``tileMap.artifacts``); the untrained ones are
+    meaningless and left out. ``trainedOutputs`` names the trained outputs.
+    """
+    keep = [key for key in ARTIFACT_KEYS if key in trained]
+    result: dict[str, Any] = {'quality': scores.quality,
+                              'artifacts': {k: scores.artifacts[k] for k in keep},
+                              'tileMap': _tile_map(tiles, blended, keep),
+                              'trainedOutputs': [n for n in OUTPUT_NAMES if n in trained]}
     if scores.penalties is not None:
         result['penalties'] = scores.penalties
     if blended.view is not None:
-        result['globalView'] = _view_report(blended, view.flips, networks)
+        result['globalView'] = _view_report(blended, view.flips, networks, keep)
     if scores.fusion is not None:
         result['fusion'] = scores.fusion
     return result
 
 
-def _view_report(blended: Blend, flips: int, networks: int) -> dict[str, Any]:
-    """The result's ``globalView``."""
+def _view_report(blended: Blend, flips: int, networks: int,
+                 keep: Sequence[str] = ARTIFACT_KEYS) -> dict[str, Any]:
+    """The result's ``globalView`` (the indicators in ``keep`` only)."""
     view = blended.view
     return {'weight': float(blended.shares[0]),
             'weights': dict(zip(OUTPUT_NAMES, map(float, blended.shares), strict=True)),
             'flips': flips, 'networks': networks,
             'quality': float(np.clip(view[0], QUALITY_MIN, QUALITY_MAX)),
             'artifacts': {key: float(p) for key, p in zip(ARTIFACT_KEYS, _sigmoid(view[1:]),
-                                                           strict=True)}}
+                                                           strict=True) if key in keep}}
 
 
-def _tile_map(tiles: Tiles, blended: Blend) -> dict[str, Any]:
-    """The result's ``tileMap``."""
+def _tile_map(tiles: Tiles, blended: Blend,
+              keep: Sequence[str] = ARTIFACT_KEYS) -> dict[str, Any]:
+    """The result's ``tileMap`` (the indicators in ``keep`` only)."""
     return {'grid': [int(g) for g in tiles.grid], 'starts': tiles.starts.tolist(),
             'tileSize': int(tiles.images.shape[1]), 'shape': list(tiles.shape),
             'quality': [float(q) for q in blended.tile_quality],
             'artifacts': {key: [float(p) for p in blended.tile_probabilities[:, i]]
-                          for i, key in enumerate(ARTIFACT_KEYS)}}
+                          for i, key in enumerate(ARTIFACT_KEYS) if key in keep}}
 
 
 def _volume_report(volume: ScanVolume) -> dict[str, Any]:
@@ -531,7 +542,7 @@ class Assessor:
         clock.lap('metrics')
         report(PROGRESS_TOTAL, PROGRESS_TOTAL, f'quality {scores.quality:.2f}/10')
         return {**assessment_result(volume, tiles, blended, scores, self.spec.view,
-                                    1 + len(self.members)),
+                                    1 + len(self.members), self.spec.outputs.trained),
                 'metrics': iqms, 'model': self.model, 'volume': _volume_report(volume),
                 'timings': clock.timings(without=() if scores.fusion else ('fusion',))}
 

@@ -21,7 +21,8 @@ def _row(path: str, result: dict[str, Any], seconds: float) -> dict[str, Any]:
     return {
         'file': path,
         'quality': result['quality'],
-        'artifacts': result['artifacts'],
+        'artifacts': result['artifacts'],  # the trained indicators only
+        'trainedOutputs': result.get('trainedOutputs'),
         'model': result['model'],
         'seconds': round(seconds, 4),
         'volume': result['volume'],
@@ -70,7 +71,8 @@ def _print_csv(rows: list[dict[str, Any]]) -> None:
                              row['error']])
         else:
             writer.writerow([row['file'], f'{row["quality"]:.4f}',
-                             *[f'{row["artifacts"][k]:.4f}' for k in ARTIFACT_KEYS],
+                             *[f'{row["artifacts"][k]:.4f}' if k in row['artifacts'] else ''
+                               for k in ARTIFACT_KEYS],  # untrained: blank
                              row['seconds'], row['model']['name'], row['model']['version'], ''])
 
 
