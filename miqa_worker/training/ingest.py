@@ -196,22 +196,20 @@ def ingest_project(client, project_id: str, cache_dir: Path | str,
                              'ingested': datetime.datetime.now(datetime.timezone.utc)
                              .isoformat(timespec='seconds')})
     rows = []
-    for scan in tqdm(export.get('scans') or [], desc='ingest', disable=not progress):
-        decisions = scan.get('decisions') or []
-        decision, why = label_decision(decisions)
+
+    def skip(scan: dict, why: str, detail: str = '') -> None:
         summary.counts[why] += 1
+        summary.skipped.append({'itemId': str(scan['itemId']), 'path': scan.get('path'),
+                                'reason': f'{why}: {detail}' if detail else why})
+
+    for scan in tqdm(export.get('scans') or [], desc='ingest', disable=not progress):
+        decision, why = label_decision(scan.get('decisions') or [])
         if decision is None:
-            summary.skipped.append({'itemId': str(scan['itemId']), 'path': scan.get('path'),
-                                    'reason': why})
+            skip(scan, why)
             continue
-        summary.counts['accepted_suggestions_dropped'] += len(
-            set(decision.get(ACCEPTED_FIELD) or ()) & set(ARTIFACT_KEYS))
         file = _image_file(client, scan, decision)
         if file is None:
-            summary.counts['labelled'] -= 1
-            summary.counts['no_file'] += 1
-            summary.skipped.append({'itemId': str(scan['itemId']), 'path': scan.get('path'),
-                                    'reason': 'no_file'})
+            skip(scan, 'no_file')
             continue
         source = _download(client, file, cache_dir / 'downloads' / str(scan['itemId'])
                            / Path(file['name']).name)
@@ -220,14 +218,14 @@ def ingest_project(client, project_id: str, cache_dir: Path | str,
         try:
             data, spacing = read_image_array(str(source))
         except Exception as exc:  # any reader error: the scan is skipped with its reason
-            summary.counts['labelled'] -= 1
-            summary.counts['unreadable'] += 1
-            summary.skipped.append({'itemId': str(scan['itemId']), 'path': scan.get('path'),
-                                    'reason': f'unreadable: {str(exc).splitlines()[0][:200]}'})
+            skip(scan, 'unreadable', (str(exc).splitlines() or [type(exc).__name__])[0][:200])
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(target, volume=to_uint8(data), spacing=spacing)
         quality, indicators = decision_labels(decision)
+        summary.counts['labelled'] += 1
+        summary.counts['accepted_suggestions_dropped'] += len(
+            set(decision.get(ACCEPTED_FIELD) or ()) & set(ARTIFACT_KEYS))
         rows.append({
             'volume_id': vid, 'file': f'volumes/{vid}.npz',
             'subject_id': scan.get('subject_id') or str(scan['itemId']),

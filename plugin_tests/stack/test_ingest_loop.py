@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from pytest_girder.assertions import assertStatusOk
 
 from plugin_tests.review.conftest import Study
-from plugin_tests.review.util import decide
+from plugin_tests.review.util import decide, report_worker_model, set_assessment
 from plugin_tests.worker.conftest import head_phantom
 
 pytestmark = pytest.mark.plugin('miqa')
@@ -96,12 +96,16 @@ def test_reviews_are_ingested_and_fine_tune_reports_agreement(bound_study, tmp_p
     _ok(decide(server, scans['sub-06'], tier2, 'bad', tier=2,
                artifacts={'ghosting_motion': 'present'}))
     # sub-07: bad for ghosting, with inhomogeneity taken from the model's suggestions only
+    # (the model, as a worker would have stored it, suggests both)
+    set_assessment(scans['sub-07'], 3.0, {'ghosting_motion': 0.9, 'inhomogeneity': 0.95},
+                   report_worker_model())
     accepted = {'artifacts': {'ghosting_motion': 'present', 'inhomogeneity': 'present'},
                 'acceptedSuggestions': ['inhomogeneity']}
     resp = decide(server, scans['sub-07'], tier2, 'bad', tier=2, **accepted)
     accepted_recorded = resp.status.startswith('200')
     if not accepted_recorded:  # the field is not in this server's API yet: no suggestion
-        assert resp.status.startswith('400') and 'acceptedSuggestions' in resp.json['message']
+        assert resp.status.startswith('400') and 'Unknown field(s) in the decision: ' \
+            'acceptedSuggestions' in resp.json['message']
         _ok(decide(server, scans['sub-07'], tier2, 'bad', tier=2,
                    artifacts={'ghosting_motion': 'present'}))
     _ok(decide(server, scans['sub-08'], tier2, 'bad', tier=2,
