@@ -38,7 +38,12 @@ Result of :meth:`Assessor.assess_file` / :meth:`Assessor.assess_volume` (JSON-se
     penalties  {family: points}: the quality points each simulated artifact family is
                estimated to cost (0..its penalty), blended at the quality's share; present
                when model.json has ``postprocessing.penalty_families`` (outputs after the 11)
+    scope      {in_scope, contrast, reason, source}: whether the scan is in the model's domain
+               (``spec.domain``; :mod:`miqa_worker.scope`): contrast one of T1w, T2w, FLAIR, PD,
+               dwi, bold, asl, unknown, found from the file name, the JSON sidecar, DICOM tags or
+               the image; out-of-scope scans keep their scores, flagged
     timings    {read, preprocess, inference, fusion (with a fusion), metrics, total} seconds
+               (the scope test's few ms count in the total only)
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ from .model_spec import (
 )
 from .preprocessing import intensity_range, rescale_into, usable_range
 from .quality_metrics import compute_quality_metrics, subsample
+from .scope import assess_scope
 from .tiling import global_view, pad_to_tile, tile_grid
 
 logger = logging.getLogger(__name__)
@@ -519,9 +525,14 @@ class Assessor:
         return outputs, None if view is None else run_view(self.networks, view, self.spec.view)
 
     def assess_volume(self, volume: ScanVolume, progress: Progress | None = None,
-                      metrics: bool = True, _timings: dict[str, float] | None = None
+                      metrics: bool = True, _timings: dict[str, float] | None = None,
+                      source: str | os.PathLike | None = None, sidecar: Any = None
                       ) -> dict[str, Any]:
-        """Assess a volume already read (see the module docstring for the result)."""
+        """Assess a volume already read (see the module docstring for the result).
+
+        ``source`` (the file as uploaded: its name is read) and ``sidecar`` (its JSON sidecar:
+        object, text or None) tell the scan's contrast for ``scope`` (:mod:`.scope`).
+        """
         report, clock = progress or _silent, Stopwatch(_timings)
         report(2, PROGRESS_TOTAL, 'normalising and tiling')
         value_range = intensity_range(volume.array)
@@ -540,21 +551,27 @@ class Assessor:
         report(4, PROGRESS_TOTAL, 'image quality metrics')
         iqms = compute_quality_metrics(volume.array, volume.spacing) if metrics else {}
         clock.lap('metrics')
+        scope = assess_scope(self.spec.domain, source, volume, sidecar)
+        clock.lap('scope')
+        hidden = ('scope',) if scores.fusion else ('fusion', 'scope')  # keys as they were
         report(PROGRESS_TOTAL, PROGRESS_TOTAL, f'quality {scores.quality:.2f}/10')
         return {**assessment_result(volume, tiles, blended, scores, self.spec.view,
                                     1 + len(self.members), self.spec.outputs.trained),
-                'metrics': iqms, 'model': self.model, 'volume': _volume_report(volume),
-                'timings': clock.timings(without=() if scores.fusion else ('fusion',))}
+                'scope': scope, 'metrics': iqms, 'model': self.model,
+                'volume': _volume_report(volume),
+                'timings': clock.timings(without=hidden)}
 
     def assess_file(self, path: str | os.PathLike, progress: Progress | None = None,
-                    metrics: bool = True) -> dict[str, Any]:
-        """Read and assess a scan file; ImageError (one line) when it cannot be assessed."""
+                    metrics: bool = True, sidecar: Any = None) -> dict[str, Any]:
+        """Read and assess a scan file; ImageError (one line) when it cannot be assessed.
+        ``sidecar``: its JSON sidecar (object, text or None) for ``scope``."""
         if progress:
             progress(1, PROGRESS_TOTAL, 'reading the image')
         t0 = time.perf_counter()
         volume = read_volume(path, max_voxels=self.max_voxels)
         read = time.perf_counter() - t0
-        return self.assess_volume(volume, progress, metrics=metrics, _timings={'read': read})
+        return self.assess_volume(volume, progress, metrics=metrics, _timings={'read': read},
+                                  source=path, sidecar=sidecar)
 
 
 _assessors: dict[str, Assessor] = {}

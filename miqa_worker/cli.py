@@ -28,7 +28,16 @@ def _row(path: str, result: dict[str, Any], seconds: float) -> dict[str, Any]:
         'volume': result['volume'],
         'metrics': result['metrics'],
         'timings': result['timings'],
+        'scope': result.get('scope'),
     }
+
+
+def _scope_cell(row: dict[str, Any]) -> str:
+    """The table's short scope: the contrast, marked "out" when outside the model's domain."""
+    scope = row.get('scope') or {}
+    if not scope:
+        return '-'
+    return scope['contrast'] if scope['in_scope'] else f'out: {scope["contrast"]}'
 
 
 def _one_line(exc: BaseException) -> str:
@@ -44,14 +53,14 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
 
     table = Table(title=None, show_lines=False)
     table.add_column('file', no_wrap=True)
-    for column in ('quality', 'top artifacts (probability)', 'seconds'):
+    for column in ('quality', 'scope', 'top artifacts (probability)', 'seconds'):
         table.add_column(column, overflow='fold')
     for row in rows:
         if 'error' in row:
-            table.add_row(row['file'], '-', f'error: {row["error"]}', '-')
+            table.add_row(row['file'], '-', '-', f'error: {row["error"]}', '-')
             continue
         top = sorted(row['artifacts'].items(), key=lambda kv: -kv[1])[:3]
-        table.add_row(row['file'], f'{row["quality"]:.2f}',
+        table.add_row(row['file'], f'{row["quality"]:.2f}', _scope_cell(row),
                       ', '.join(f'{key} {p:.2f}' for key, p in top), f'{row["seconds"]:.2f}')
     longest = max((len(row['file']) for row in rows), default=0)
     Console(width=max(100, longest + 75, Console().width)).print(table)
@@ -61,19 +70,22 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
 
 
 def _print_csv(rows: list[dict[str, Any]]) -> None:
-    """One CSV row per file: quality, each artifact probability, seconds, error."""
+    """One CSV row per file: quality, each artifact probability, seconds, error, then the
+    scope (in_scope, contrast; added last so that older readers' columns stay put)."""
     writer = csv.writer(sys.stdout)
     writer.writerow(['file', 'quality', *ARTIFACT_KEYS, 'seconds', 'model', 'model_version',
-                     'error'])
+                     'error', 'in_scope', 'contrast'])
     for row in rows:
         if 'error' in row:
             writer.writerow([row['file'], '', *[''] * len(ARTIFACT_KEYS), '', '', '',
-                             row['error']])
+                             row['error'], '', ''])
         else:
+            scope = row.get('scope') or {}
             writer.writerow([row['file'], f'{row["quality"]:.4f}',
                              *[f'{row["artifacts"][k]:.4f}' if k in row['artifacts'] else ''
                                for k in ARTIFACT_KEYS],  # untrained: blank
-                             row['seconds'], row['model']['name'], row['model']['version'], ''])
+                             row['seconds'], row['model']['name'], row['model']['version'], '',
+                             str(scope.get('in_scope', '')).lower(), scope.get('contrast', '')])
 
 
 @click.command(context_settings={'help_option_names': ['-h', '--help']})
@@ -84,9 +96,14 @@ def _print_csv(rows: list[dict[str, Any]]) -> None:
 @click.option('--no-metrics', is_flag=True, help='Skip the classic image quality metrics.')
 @click.argument('files', nargs=-1, required=True, type=click.Path(dir_okay=False))
 def main(fmt: str, model: str, no_metrics: bool, files: tuple[str, ...]) -> None:
-    """Assess the quality of 3D MRI scans (NIfTI, NRRD, MetaImage, MGH, zipped DICOM)."""
+    """Assess the quality of 3D MRI scans (NIfTI, NRRD, MetaImage, MGH, zipped DICOM).
+
+    Each result says whether the scan is in the model's domain (``scope``), from its name, the
+    JSON sidecar beside it (``scan.json`` for ``scan.nii.gz``, as in BIDS) or the image.
+    """
     from .image_io import ImageError
     from .model_store import ModelError
+    from .scope import read_sidecar
 
     try:
         from .assessment import Assessor
@@ -108,7 +125,8 @@ def main(fmt: str, model: str, no_metrics: bool, files: tuple[str, ...]) -> None
             bar.set_postfix_str(click.format_filename(path, shorten=True))
         start = time.perf_counter()
         try:
-            result = assessor.assess_file(path, metrics=not no_metrics)
+            result = assessor.assess_file(path, metrics=not no_metrics,
+                                          sidecar=read_sidecar(path))
             row = _row(path, result, time.perf_counter() - start)
         except ImageError as exc:
             row = {'file': path, 'error': _one_line(exc)}

@@ -7,6 +7,7 @@ torch or ITK at import time; the worker process loads them once, when it starts
 (``worker_process_init``).
 """
 
+import io
 import logging
 import os
 import shutil
@@ -50,6 +51,33 @@ def _fetch_input(gc, file_id: str, file_name: str, direct_path: str | None, work
     return target
 
 
+#: The largest JSON sidecar fetched (a BIDS sidecar is a few KiB).
+SIDECAR_MAX_BYTES = 1 << 20
+
+
+def _fetch_sidecar(gc, item_id: str, file_id: str, file_name: str) -> bytes | None:
+    """The JSON sidecar beside the scan in its item (``scan.json`` for ``scan.nii.gz``, else
+    the item's only other ``.json`` file), or None. Never raises: the scope is then judged
+    from the name and the image, and the assessment goes on."""
+    from .scope import sidecar_path
+
+    wanted = os.path.basename(sidecar_path(file_name or 'scan'))
+    try:
+        files = [f for f in gc.listFile(item_id) if str(f.get('_id')) != str(file_id)
+                 and str(f.get('name', '')).lower().endswith('.json')]
+        chosen = next((f for f in files if f.get('name') == wanted), None)
+        if chosen is None and len(files) == 1:
+            chosen = files[0]
+        if chosen is None or int(chosen.get('size') or 0) > SIDECAR_MAX_BYTES:
+            return None
+        buffer = io.BytesIO()
+        gc.downloadFile(str(chosen['_id']), buffer)
+        return buffer.getvalue()
+    except Exception as exc:  # a sidecar is optional: never fail the assessment for it
+        logger.warning('MIQA: no sidecar for item %s: %s', item_id, exc)
+        return None
+
+
 @girder_job(title='MIQA assessment', type='miqa.assessment')
 @app.task(bind=True)
 def assess_scan(self, item_id: str, file_id: str, file_name: str,
@@ -57,7 +85,9 @@ def assess_scan(self, item_id: str, file_id: str, file_name: str,
                 max_voxels: int | None = None) -> dict:
     """Assess one scan and write the result to ``PUT /item/{id}/miqa/assessment``; the result
     names the model that made it (``model``: name, version, sha256), which is how the server
-    learns what the workers run.
+    learns what the workers run. The result's ``scope`` says whether the scan is in the
+    model's domain, judged from the upload's name, the JSON sidecar in the same item and the
+    image (:mod:`miqa_worker.scope`).
 
     ``model_name`` None is this worker's default model. ``max_voxels`` is the server's
     ``miqa.max_voxels`` setting; the worker's ``MIQA_MAX_VOXELS`` may lower it further. A scan
@@ -82,12 +112,13 @@ def assess_scan(self, item_id: str, file_id: str, file_name: str,
 
         find_installed(model_name)  # a plain installed name, never a path (else the job fails)
         path = _fetch_input(gc, file_id, file_name, direct_path, workdir)
+        sidecar = _fetch_sidecar(gc, item_id, file_id, file_name)
         assessor = get_assessor(model_name)
         progress(1, PROGRESS_TOTAL, 'reading the image')
         started = time.perf_counter()
         volume = read_volume(path, max_voxels=max_voxels)
         result = assessor.assess_volume(volume, progress, _timings={
-            'read': time.perf_counter() - started})
+            'read': time.perf_counter() - started}, source=path, sidecar=sidecar)
     except Exception as exc:
         # An unreadable scan says why in one line; anything else names the exception type.
         bad_input = type(exc).__name__ in ('ImageError', 'ModelNotFoundError')
