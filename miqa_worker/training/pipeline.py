@@ -393,7 +393,8 @@ def check_cache(config: RunConfig) -> None:
     if config.train.penalty_outputs and not any(c.startswith('severity_') for c in header):
         raise CacheError(f'the cache {config.cache} has no artifact severities (an ingested '
                          'label CSV?): the points outputs need generated volumes; run with '
-                         '--no-penalty-outputs')
+                         '--no-penalty-outputs, or fine-tune a model on it with '
+                         '--fine-tune-from miqa-default')
 
 
 def check_fusion_caches(cache_dir: Path, fusion_caches: tuple[Path, ...]) -> None:

@@ -171,3 +171,24 @@ def test_a_recipe_can_fine_tune(tmp_path):
     path.write_text(json.dumps(recipe))
     with pytest.raises(RecipeError, match='train.fine_tune_from must be str'):
         load_recipe(path)
+
+
+def test_a_label_csv_still_ingests(tmp_path):
+    """The CSV form of ``ingest`` (beside ``--project``): a cache ``load_cache`` reads."""
+    import nibabel
+
+    from miqa_worker.training.dataset import load_cache
+
+    rng = np.random.default_rng(0)
+    for name in ('a', 'b'):
+        data = rng.uniform(0, 100, (20, 24, 16)).astype(np.float32)
+        nibabel.save(nibabel.Nifti1Image(data, np.eye(4)), str(tmp_path / f'{name}.nii.gz'))
+    (tmp_path / 'labels.csv').write_text('file,subject_id,quality,ghosting_motion\n'
+                                         'a.nii.gz,s1,9,false\nb.nii.gz,s2,,true\n')
+    result = CliRunner().invoke(main, ['ingest', str(tmp_path / 'labels.csv'), '--cache-dir',
+                                       str(tmp_path / 'cache'), '--quiet'])
+    assert result.exit_code == 0, result.output
+    data = load_cache(tmp_path / 'cache')
+    assert data.subjects.tolist() == ['s1', 's2'] and data.volumes[0].shape == (20, 24, 16)
+    assert data.quality[0] == 9 and np.isnan(data.quality[1])
+    assert data.indicators[:, ARTIFACT_KEYS.index('ghosting_motion')].tolist() == [0.0, 1.0]
