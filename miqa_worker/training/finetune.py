@@ -2,17 +2,18 @@
 (``miqa-train run --fine-tune-from MODEL --cache-dir INGESTED``).
 
 The scans are split by subject (:func:`held_out_split`: the run's held-out subjects when the
-cache has them, else a seeded, class-stratified third); the model's main network is trained
-further on the rest for ``train.epochs`` epochs (tiles and whole-volume views, the recipe's
-loss, unknown labels masked), then both networks, before and after, are scored on the held-out
-scans with the model's own view blend and mirror images.
+cache has them, else a seeded, class-stratified third); each network of the model (the main one
+and its view members) is trained further on the rest for ``train.epochs`` epochs (tiles and
+whole-volume views, the recipe's loss, unknown labels masked), then the model before and after
+is scored on the held-out scans as the worker scores quality: its view blend, mirror images and
+members.
 
 The model's good/bad is ``quality >= SUSPICION_QUALITY`` (the review queue's default
 ``miqa.suspicion_thresholds`` quality: below it a scan is suspicious); agreement with the tier-2
 decisions is accuracy and Cohen's kappa at that threshold and the ROC AUC of quality. The run
 folder gets ``agreement.json``, ``agreement.png``, ``history.json`` and ``model/``, a model
-folder with the fine-tuned weights (the view members and fused trees of the start model are
-left out: they were fitted to the network before fine-tuning).
+folder with the fine-tuned networks (the start model's fused trees are left out: they were
+fitted to the network's outputs before fine-tuning, and they decide ghosting_motion, not quality).
 """
 
 from __future__ import annotations
@@ -45,9 +46,10 @@ class FineTuneError(ValueError):
 
 @dataclass(frozen=True)
 class StartModel:
-    """The model a fine-tune starts from: its network, spec and folder."""
+    """The model a fine-tune starts from: its networks, spec and folder."""
 
     network: torch.nn.Module
+    members: list[torch.nn.Module]  # the view members, in ``spec.members`` order
     spec: object  # model_spec.ModelSpec
     folder: Path
     info: dict
@@ -55,15 +57,23 @@ class StartModel:
     @classmethod
     def load(cls, name_or_path: str) -> StartModel:
         """A model by name (``miqa-default``) or folder; FineTuneError when it cannot load."""
-        from ..model_store import ModelError, find_model, load_network, model_info, read_spec
+        from ..model_store import (
+            ModelError,
+            find_model,
+            load_members,
+            load_network,
+            model_info,
+            read_spec,
+        )
 
         try:
             folder = find_model(name_or_path)
             spec = read_spec(folder)
             network = load_network(folder, spec)
+            members = load_members(spec, folder, network)
         except (ModelError, FileNotFoundError, ValueError) as exc:
             raise FineTuneError(f'--fine-tune-from {name_or_path}: {exc}') from None
-        return cls(network, spec, folder, model_info(spec, folder))
+        return cls(network, members, spec, folder, model_info(spec, folder))
 
     def shares(self) -> np.ndarray:
         """The view's share in each output, as the worker blends them."""
@@ -183,13 +193,13 @@ def fine_tune(network: torch.nn.Module, data: VolumeSet, index: np.ndarray,
     return history
 
 
-def _score(network: torch.nn.Module, data: VolumeSet, index: np.ndarray, start: StartModel,
+def _score(start: StartModel, data: VolumeSet, index: np.ndarray,
            grid_tiles: int) -> np.ndarray:
-    """Each volume's quality from ``network`` as the worker blends it (no members, no fusion)."""
+    """Each volume's quality from the model's networks as the worker blends them."""
     from .evaluate import predict
 
-    quality, _ = predict(network, data, index, grid_tiles, global_weight=start.shares(),
-                         flips=start.spec.view.flips)
+    quality, _ = predict(start.network, data, index, grid_tiles, global_weight=start.shares(),
+                         flips=start.spec.view.flips, members=start.members)
     return np.clip(quality, QUALITY_MIN, QUALITY_MAX)  # as the worker's post-processing
 
 
@@ -198,7 +208,7 @@ def run_fine_tune(config: RunConfig) -> dict:
     agreement before and after into ``config.out`` (see the module notes); returns it."""
     from ..model_store import save_model
     from .ingest import read_summary
-    from .train import pick_device
+    from .train import pick_device, plain_state_dict
 
     started = time.time()
     check_ingested(Path(config.cache))
@@ -208,22 +218,27 @@ def run_fine_tune(config: RunConfig) -> dict:
     train_index, test_index = held_out_split(data, good, config.test_subjects,
                                              config.train.seed)
     device = pick_device(config.device)
-    before = _score(start.network, data, test_index, start, config.grid_tiles)
-    before_fit = _score(start.network, data, train_index, start, config.grid_tiles)
-    torch.manual_seed(config.train.seed)
-    history = fine_tune(start.network, data, train_index, config.train, device,
-                        config.progress)
-    network = start.network
-    after = _score(network, data, test_index, start, config.grid_tiles)
-    after_fit = _score(network, data, train_index, start, config.grid_tiles)
+    before = _score(start, data, test_index, config.grid_tiles)
+    before_fit = _score(start, data, train_index, config.grid_tiles)
+    histories = {}
+    for number, network in enumerate([start.network, *start.members]):
+        seeded = dataclasses.replace(config.train, seed=config.train.seed + number)
+        torch.manual_seed(seeded.seed)
+        histories['final' if number == 0 else start.spec.members[number - 1]] = fine_tune(
+            network, data, train_index, seeded, device, config.progress)
+    after = _score(start, data, test_index, config.grid_tiles)
+    after_fit = _score(start, data, train_index, config.grid_tiles)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / 'history.json').write_text(json.dumps(history, indent=1), encoding='utf-8')
+    (out / 'history.json').write_text(json.dumps(histories, indent=1), encoding='utf-8')
     version = f'{start.spec.version}+ft'
-    save_model(network.cpu(), out / 'model', start.spec.name, version,
-               f'{start.spec.name} {start.spec.version} fine-tuned on reviews of project '
-               f'{(read_summary(config.cache) or {}).get("project", {}).get("id", "?")}',
-               spec=dataclasses.replace(start.spec, members=(), fusion=None))
+    model_dir = save_model(
+        start.network.cpu(), out / 'model', start.spec.name, version,
+        f'{start.spec.name} {start.spec.version} fine-tuned on reviews of project '
+        f'{(read_summary(config.cache) or {}).get("project", {}).get("id", "?")}',
+        spec=dataclasses.replace(start.spec, fusion=None))
+    for name, member in zip(start.spec.members, start.members, strict=True):
+        torch.save(plain_state_dict(member), model_dir / name)
     result = {
         'start_model': {k: start.info.get(k) for k in ('name', 'version', 'sha256')},
         'fine_tuned_model': {'folder': str(out / 'model'), 'version': version},
@@ -231,12 +246,13 @@ def run_fine_tune(config: RunConfig) -> dict:
         'threshold': SUSPICION_QUALITY,
         'labels': 'tier-2 decisions (good/bad) of the ingested scans; the model says good '
                   f'when its quality is >= {SUSPICION_QUALITY:g}',
-        'networks': 'the start model\'s main network, before and after fine-tuning, with its '
-                    'view blend and mirror images (view members and fused trees not used)',
+        'networks': 'the start model\'s networks (main and view members), before and after '
+                    'fine-tuning, with its view blend and mirror images (the fused trees '
+                    'decide ghosting_motion only and are left out)',
         'split': {'train': int(len(train_index)), 'held_out': int(len(test_index)),
                   'held_out_subjects': sorted(set(data.subjects[test_index].tolist()))},
         'train': {**dataclasses.asdict(config.train), 'device': str(device)},
-        'history': history,
+        'history': histories,
         'held_out': {'before': agreement(before, good[test_index]),
                      'after': agreement(after, good[test_index])},
         'training_fit': {'before': agreement(before_fit, good[train_index]),

@@ -174,9 +174,13 @@ def test_reviews_are_ingested_and_fine_tune_reports_agreement(bound_study, tmp_p
         assert 'kappa' in figures and len(figures['quality']) == 4
         assert all(0.0 <= q <= 10.0 for q in figures['quality'])
     assert agreement['held_out']['before']['quality'] != agreement['held_out']['after']['quality']
-    assert len(agreement['history']) == 1 and np.isfinite(agreement['history'][0]['train_loss'])
+    _network, spec, _info, fusion, members = load_folder(out / 'model')
+    assert spec.version.endswith('+ft') and fusion is None  # trees fitted to the old network
+    shipped = load_folder('miqa-default')[1]
+    assert spec.members == shipped.members and len(members) == len(shipped.members)
+    for name in ('final', *spec.members):  # every network of the model, fine-tuned 1 epoch
+        history = agreement['history'][name]
+        assert len(history) == 1 and np.isfinite(history[0]['train_loss'])
     assert agreement['start_model']['name'] == 'miqa-default'
     png = (out / 'agreement.png').read_bytes()
     assert png.startswith(b'\x89PNG') and len(png) > 5000
-    _network, spec, _info, fusion, members = load_folder(out / 'model')
-    assert spec.version.endswith('+ft') and fusion is None and members == []
