@@ -74,6 +74,9 @@ T1_BELOW = -0.08
 T2_ABOVE = 0.15
 DEPTHS = (0.4, 0.5, 0.6)
 CORTEX_MARGIN = 0.07
+#: The largest mask taken for a brain (mL): an adult intracranial volume is 1.2-1.9 L, a whole
+#: head 3 L or more.
+BRAIN_MAX_ML = 2200.0
 
 
 @dataclass(frozen=True)
@@ -294,22 +297,29 @@ class ImageEvidence:
     Args:
         tissue_order: mean Bowley skewness deep in the head: negative when the bulk is bright
             and the CSF dark (T1), positive when the bulk is dark and the CSF bright (T2).
-        brain_extracted: True when the air around the mask is one constant value (a
-            skull-stripped or brain-extracted image: its mask's rim is the cortex).
+        brain_extracted: True when the air around the mask is one constant value and the
+            mask holds no more than a brain (:data:`BRAIN_MAX_ML`): a skull-stripped or
+            brain-extracted image, whose mask's rim is the cortex (a whole head with zeroed
+            air has scalp there).
+        head_ml: the head mask's volume in millilitres.
     """
 
     tissue_order: float
     brain_extracted: bool
+    head_ml: float = 0.0
 
 
 def _head(array: np.ndarray, spacing: Sequence[float], voxels: int
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(sampled voxels, head mask, depth in mm inside the mask), or None without a head."""
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
+    """(sampled voxels, head mask, depth in mm inside the mask, mask volume in mL), or None
+    without a head."""
     part, step = _sample(np.asarray(array), spacing, voxels)
     mask = head_mask(part)
-    if mask.sum() < 64:
+    count = int(mask.sum())
+    if count < 64:
         return None
-    return part, mask, ndimage.distance_transform_edt(mask, sampling=step)
+    return (part, mask, ndimage.distance_transform_edt(mask, sampling=step),
+            count * float(np.prod(step)) / 1000.0)
 
 
 def image_evidence(array: np.ndarray, spacing: Sequence[float],
@@ -318,15 +328,16 @@ def image_evidence(array: np.ndarray, spacing: Sequence[float],
     head = _head(array, spacing, voxels)
     if head is None:
         return None
-    part, mask, depth = head
+    part, mask, depth, head_ml = head
     deepest = float(depth.max())
     order = [_quantile_skew(core) for core in (part[depth > share * deepest]
                                                for share in DEPTHS) if core.size >= 16]
     if not order:
         return None
     air = part[~ndimage.binary_dilation(mask, iterations=2)]
-    extracted = bool(air.size) and float(np.mean(air == part.min())) >= 0.95
-    return ImageEvidence(float(np.mean(order)), extracted)
+    extracted = (bool(air.size) and float(np.mean(air == part.min())) >= 0.95
+                 and head_ml <= BRAIN_MAX_ML)
+    return ImageEvidence(float(np.mean(order)), extracted, head_ml)
 
 
 def cortex_below_wm(array: np.ndarray, spacing: Sequence[float],
@@ -337,7 +348,7 @@ def cortex_below_wm(array: np.ndarray, spacing: Sequence[float],
     head = _head(array, spacing, voxels)
     if head is None:
         return None
-    part, mask, depth = head
+    part, mask, depth, _ = head
     low, high = np.percentile(part[mask], (1.0, 99.0))
     rim = part[(depth > 2.0) & (depth < 8.0)]
     deep = part[depth > 0.5 * float(depth.max())]

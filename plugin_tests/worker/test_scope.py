@@ -170,6 +170,14 @@ def test_generated_heads_are_judged_by_their_tissue_order(levels, scalp, contras
     assert scope['in_scope'] is (contrast == 'T1w'), scope
 
 
+def test_a_whole_head_with_zeroed_air_is_not_taken_for_a_brain(tmp_path):
+    """Air of exact zeros and a rim of bright scalp: a T1 (3 L), not a brain-extracted FLAIR."""
+    path = _save(brain_phantom(T1, shape=(160, 192, 160)), tmp_path / 'scan.nii.gz',
+                 zooms=(1.3, 1.3, 1.3))
+    scope = assess_scope(SHIPPED, path, read_volume(path))
+    assert scope['contrast'] == 'T1w' and scope['in_scope'], scope
+
+
 def test_the_test_suites_t1_like_phantom_is_in_scope(phantom, tmp_path):
     path = _save(phantom, tmp_path / 'scan.nii.gz')
     scope = assess_scope(SHIPPED, path, read_volume(path))
