@@ -79,9 +79,12 @@ def fill_holes(mask: np.ndarray, structure: np.ndarray) -> np.ndarray:
     return mask | ~outside[labels]
 
 
-def head_mask(array: np.ndarray) -> np.ndarray:
-    """A boolean head (foreground) mask: Otsu, closing, hole filling, largest component."""
-    high = float(np.percentile(array, 99.5))
+def head_mask(array: np.ndarray, high: float | None = None) -> np.ndarray:
+    """A boolean head (foreground) mask: Otsu, closing, hole filling, largest component.
+
+    ``high``: the array's 99.5th percentile when the caller has it already (one sort fewer).
+    """
+    high = float(np.percentile(array, 99.5)) if high is None else float(high)
     low = float(array.min())
     clipped = np.clip(array, low, high) if high > low else array
     mask = array > otsu_threshold(clipped.reshape(-1))
@@ -121,8 +124,35 @@ def tissue_classes(values: np.ndarray, iterations: int = 20) -> tuple[np.ndarray
     return np.searchsorted(cuts, values).astype(np.int8), means
 
 
-def _summary(values: np.ndarray, prefix: str) -> dict[str, float]:
-    """MRIQC-style summary statistics of a region: mean, stdv, median, mad, p05, p95, k, n."""
+def order_statistics(values: np.ndarray, qs: tuple[float, ...]) -> tuple[list[float],
+                                                                         tuple[float, float]]:
+    """``np.percentile(values, qs)`` (linear) and the two middle order statistics, from one
+    partition of one copy (np.percentile copies and partitions once per call).
+
+    The middle pair gives the median of any monotone function of non-negative values.
+    """
+    flat = np.asarray(values).reshape(-1)
+    n = flat.size
+    ranks = [q / 100.0 * (n - 1) for q in qs]
+    middle = ((n - 1) // 2, n // 2)
+    kth = sorted({*middle, *(int(math.floor(r)) for r in ranks),
+                  *(min(int(math.floor(r)) + 1, n - 1) for r in ranks)})
+    part = np.partition(flat, kth)
+    out = []
+    for rank in ranks:
+        below = int(math.floor(rank))
+        lo, hi = float(part[below]), float(part[min(below + 1, n - 1)])
+        out.append(lo + (rank - below) * (hi - lo))
+    return out, (float(part[middle[0]]), float(part[middle[1]]))
+
+
+def _summary(values: np.ndarray, prefix: str,
+             middle: list[tuple[float, float]] | None = None) -> dict[str, float]:
+    """MRIQC-style summary statistics of a region: mean, stdv, median, mad, p05, p95, k, n.
+
+    One partition for the percentiles, the moments from one float64 copy; ``middle`` (a list)
+    gets the region's two middle order statistics (:func:`order_statistics`).
+    """
     out: dict[str, float] = {}
     n = values.size
     if n == 0:
@@ -130,16 +160,32 @@ def _summary(values: np.ndarray, prefix: str) -> dict[str, float]:
             out[f'summary_{prefix}_{key}'] = 0.0
         out[f'summary_{prefix}_n'] = 0.0
         return out
-    values = values.astype(np.float64, copy=False)
-    mean = values.mean()
-    std = values.std()
-    p05, median, p95 = np.percentile(values, [5.0, 50.0, 95.0])
-    mad = np.median(np.abs(values - median)) * 1.4826
-    kurt = ((values - mean) ** 4).mean() / std ** 4 - 3.0 if std > 0 else 0.0
+    (p05, median, p95), pair = order_statistics(values, (5.0, 50.0, 95.0))
+    if middle is not None:
+        middle.append(pair)
+    deviation = values.astype(np.float64)  # a copy, worked on in place
+    mean = float(deviation.mean())
+    deviation -= mean
+    square = deviation * deviation
+    variance = float(square.sum()) / n
+    std = math.sqrt(variance)
+    kurt = float(np.dot(square, square)) / n / variance ** 2 - 3.0 if std > 0 else 0.0
+    deviation -= median - mean  # values - median
+    np.abs(deviation, out=deviation)
+    mad = float(np.median(deviation, overwrite_input=True)) * 1.4826
     for key, value in (('mean', mean), ('stdv', std), ('median', median), ('mad', mad),
                        ('p05', p05), ('p95', p95), ('k', kurt), ('n', float(n))):
         out[f'summary_{prefix}_{key}'] = _finite(value, 0.0)
     return out
+
+
+def _median_energy(values: np.ndarray, pair: tuple[float, float] | None) -> float:
+    """``np.median(values ** 2)`` (float64); from the middle pair when no value is negative."""
+    if values.size == 0:
+        return 0.0
+    if pair is not None and pair[0] >= 0 and float(values.min()) >= 0:
+        return (pair[0] ** 2 + pair[1] ** 2) / 2.0
+    return float(np.median(values.astype(np.float64) ** 2))
 
 
 def efc(array: np.ndarray) -> float:
@@ -181,19 +227,21 @@ def compute_quality_metrics(array: np.ndarray, spacing=None,
     if data.ndim != 3:
         raise ValueError(f'expected a 3D volume, got {data.ndim} dimensions')
     data, factor = subsample(data, max_voxels)
-    fg_mask = head_mask(data)
+    (high, top), _ = order_statistics(data, (99.5, 99.95))
+    fg_mask = head_mask(data, high)
     air_mask = ~ndimage.binary_dilation(fg_mask, iterations=2) if fg_mask.any() else ~fg_mask
     fg = data[fg_mask]
     air = data[air_mask]
-    scale = float(np.percentile(data, 99.5)) - float(data.min())
+    scale = high - float(data.min())
     floor = max(scale, 1e-30) * 1e-6
 
     metrics: dict[str, float] = {}
     classes, _ = tissue_classes(fg)
     tissue = {name: fg[classes == c] for c, name in enumerate(TISSUES)}
     stats = {}
+    middles: dict[str, list[tuple[float, float]]] = {'fg': [], 'bg': []}
     for name, values in (('fg', fg), ('bg', air), *tissue.items()):
-        metrics.update(_summary(values, name))
+        metrics.update(_summary(values, name, middles.get(name)))
         stats[name] = (metrics[f'summary_{name}_mean'], metrics[f'summary_{name}_stdv'],
                        values.size)
 
@@ -216,10 +264,9 @@ def compute_quality_metrics(array: np.ndarray, spacing=None,
                             floor)
     metrics['cjv'] = _ratio(sd_wm + sd_gm, abs(mu_wm - mu_gm), floor)
     metrics['efc'] = efc(data)
-    fg_energy = float(np.median(fg.astype(np.float64) ** 2)) if fg.size else 0.0
-    air_energy = float(np.median(air.astype(np.float64) ** 2)) if air.size else 0.0
+    fg_energy = _median_energy(fg, (middles['fg'] or [None])[0])
+    air_energy = _median_energy(air, (middles['bg'] or [None])[0])
     metrics['fber'] = _ratio(fg_energy, air_energy, floor ** 2)
-    top = float(np.percentile(data, 99.95))
     metrics['wm2max'] = _ratio(metrics['summary_wm_median'], top, floor)
     metrics['fg_fraction'] = _finite(fg_mask.mean(), 0.0)
     voxel_ml = (math.prod(float(s) for s in spacing) * factor ** 3 / 1000.0) if spacing else 0.0
