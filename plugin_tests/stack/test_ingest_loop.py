@@ -161,8 +161,10 @@ def test_reviews_are_ingested_and_fine_tune_reports_agreement(bound_study, tmp_p
 
     result = runner.invoke(main, ['run', '--cache-dir', str(cache), '--out', str(out),
                                   '--fine-tune-from', 'miqa-default', '--epochs', '1',
-                                  '--device', 'cpu', '--quiet'])
+                                  '--device', 'cpu', '--quiet', '--ship-to',
+                                  str(tmp_path / 'shipped')])
     assert result.exit_code == 0, result.output
+    assert json.loads(result.output.split('shipped to')[0])['held_out']['after']['volumes'] == 4
     agreement = json.loads((out / 'agreement.json').read_text())
     assert agreement['split']['train'] + agreement['split']['held_out'] == 8
     assert agreement['split']['held_out'] == 4  # a third of each decision's subjects
@@ -178,6 +180,9 @@ def test_reviews_are_ingested_and_fine_tune_reports_agreement(bound_study, tmp_p
     assert spec.version.endswith('+ft') and fusion is None  # trees fitted to the old network
     shipped = load_folder('miqa-default')[1]
     assert spec.members == shipped.members and len(members) == len(shipped.members)
+    installed = load_folder(tmp_path / 'shipped')  # what --ship-to installed: the same model
+    assert installed[1].to_json() == spec.to_json() and len(installed[4]) == len(members)
+    assert (tmp_path / 'shipped' / 'agreement.json').is_file()
     for name in ('final', *spec.members):  # every network of the model, fine-tuned 1 epoch
         history = agreement['history'][name]
         assert len(history) == 1 and np.isfinite(history[0]['train_loss'])
