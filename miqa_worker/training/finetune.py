@@ -231,14 +231,9 @@ def run_fine_tune(config: RunConfig) -> dict:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / 'history.json').write_text(json.dumps(histories, indent=1), encoding='utf-8')
-    version = f'{start.spec.version}+ft'
-    model_dir = save_model(
-        start.network.cpu(), out / 'model', start.spec.name, version,
-        f'{start.spec.name} {start.spec.version} fine-tuned on reviews of project '
-        f'{(read_summary(config.cache) or {}).get("project", {}).get("id", "?")}',
-        spec=dataclasses.replace(start.spec, fusion=None))
-    for name, member in zip(start.spec.members, start.members, strict=True):
-        torch.save(plain_state_dict(member), model_dir / name)
+    version = (config.version if config.version != RunConfig.version
+               else f'{start.spec.version}+ft')
+    project = ((read_summary(config.cache) or {}).get('project') or {}).get('id', '?')
     result = {
         'start_model': {k: start.info.get(k) for k in ('name', 'version', 'sha256')},
         'fine_tuned_model': {'folder': str(out / 'model'), 'version': version},
@@ -260,6 +255,18 @@ def run_fine_tune(config: RunConfig) -> dict:
         'indicators_labelled': {key: int((~np.isnan(data.indicators[:, k])).sum())
                                 for k, key in enumerate(ARTIFACT_KEYS)},
     }
+    held = {when: {k: v for k, v in figures.items() if k not in ('quality', 'tier2')}
+            for when, figures in result['held_out'].items()}
+    evaluation = {'trained_on': f'{start.spec.name} {start.spec.version} fine-tuned on '
+                                f'{len(train_index)} tier-2-reviewed scans of MIQA project '
+                                f'{project} (agreement.json)',
+                  'fine_tuned_from': result['start_model'], 'agreement_held_out': held}
+    model_dir = save_model(
+        start.network.cpu(), out / 'model', start.spec.name, version,
+        f'{start.spec.name} {start.spec.version} fine-tuned on reviews of project {project}',
+        spec=dataclasses.replace(start.spec, fusion=None, evaluation=evaluation))
+    for name, member in zip(start.spec.members, start.members, strict=True):
+        torch.save(plain_state_dict(member), model_dir / name)
     result['seconds'] = time.time() - started
     (out / AGREEMENT_FILE).write_text(json.dumps(result, indent=1), encoding='utf-8')
     plot_agreement(result, out / AGREEMENT_PLOT)

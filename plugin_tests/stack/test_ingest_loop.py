@@ -178,6 +178,8 @@ def test_reviews_are_ingested_and_fine_tune_reports_agreement(bound_study, tmp_p
     assert agreement['held_out']['before']['quality'] != agreement['held_out']['after']['quality']
     _network, spec, _info, fusion, members = load_folder(out / 'model')
     assert spec.version.endswith('+ft') and fusion is None  # trees fitted to the old network
+    assert spec.evaluation['fine_tuned_from']['name'] == 'miqa-default'
+    assert spec.evaluation['agreement_held_out']['after']['volumes'] == 4
     shipped = load_folder('miqa-default')[1]
     assert spec.members == shipped.members and len(members) == len(shipped.members)
     installed = load_folder(tmp_path / 'shipped')  # what --ship-to installed: the same model
