@@ -9,8 +9,8 @@ and those scores mean nothing. :func:`detect_contrast` says what a scan is, in t
 2. ``sidecar``: the scan's JSON sidecar (BIDS keys: ``ArterialSpinLabelingType``,
    ``TaskName``, ``DiffusionScheme``, ``SeriesDescription``, ``ScanningSequence``, the echo,
    repetition and inversion times);
-3. ``dicom``: the same tags from the first file of a zipped DICOM series (when pydicom is
-   installed);
+3. ``dicom``: the same tags from the first file of a zipped DICOM series (pydicom when
+   installed, else ITK's GDCM reader);
 4. ``image``: the voxels, because ``scan7.nii.gz`` with no sidecar must still be judged:
    EPI-like resolution, then the order of the tissues deep in the head (T1: white matter is
    the bright bulk with dark CSF in the ventricles, so the intensities there lean to the dark
@@ -22,7 +22,8 @@ scope whatever its contrast (the model assesses single 3D volumes; its scores ar
 volume). A contrast nobody could determine is out of scope ("contrast could not be
 determined"): an assessment is only vouched for on what the model was trained on.
 
-Core code: numpy and scipy, no Girder, no torch, no ITK.
+Core code: numpy and scipy (ITK, or pydicom when installed, only to read a zipped DICOM
+header), no Girder, no torch.
 """
 
 from __future__ import annotations
@@ -231,35 +232,86 @@ def header_contrast(tags: Mapping[str, Any]) -> tuple[str, str] | None:
 
 
 #: DICOM tags read from a zipped series, under the sidecar keys :func:`header_contrast` reads.
-_DICOM_KEYS = ('Modality', 'SeriesDescription', 'ProtocolName', 'SequenceName',
-               'ScanningSequence', 'EchoTime', 'RepetitionTime', 'InversionTime')
+DICOM_TAGS = {'0008|0060': 'Modality', '0008|103e': 'SeriesDescription',
+              '0018|1030': 'ProtocolName', '0018|0024': 'SequenceName',
+              '0018|0020': 'ScanningSequence', '0018|0080': 'RepetitionTime',
+              '0018|0081': 'EchoTime', '0018|0082': 'InversionTime'}
+_DICOM_TIMES = ('RepetitionTime', 'EchoTime', 'InversionTime')
+#: The largest zip member opened for its DICOM header.
+_DICOM_MEMBER_BYTES = 64 << 20
+
+
+def _bids_tags(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """DICOM values (by keyword) as a sidecar has them: text, and times in seconds."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if value is None or str(value).strip() == '':
+            continue
+        if key in _DICOM_TIMES:
+            try:
+                out[key] = float(str(value).split('\\')[0]) / 1000.0  # DICOM: milliseconds
+            except ValueError:
+                continue
+        else:
+            out[key] = _text(value).strip()
+    return out
+
+
+def _itk_dicom_header(path: str) -> dict[str, Any] | None:
+    """The :data:`DICOM_TAGS` of one file through ITK's GDCM reader, or None if not DICOM."""
+    import itk
+
+    io = itk.GDCMImageIO.New()
+    if not io.CanReadFile(path):
+        return None
+    io.SetFileName(path)
+    try:
+        io.ReadImageInformation()
+    except RuntimeError:
+        return None
+    meta = io.GetMetaDataDictionary()
+    return {key: str(meta[tag]) for tag, key in DICOM_TAGS.items() if meta.HasKey(tag)}
+
+
+def _pydicom_header(fh) -> dict[str, Any] | None:
+    """The :data:`DICOM_TAGS` of one file through pydicom (headers only), or None."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(fh, stop_before_pixels=True)
+    except Exception:  # pydicom raises several types for what is not DICOM
+        return None
+    return {key: ds.get(key) for key in DICOM_TAGS.values()}
 
 
 def dicom_tags(path: str | os.PathLike) -> dict[str, Any] | None:
-    """Tags of the first DICOM file in a zip (pydicom, headers only), or None without pydicom
-    or a readable file."""
+    """Tags of the first DICOM file in a zip, under sidecar keys: with pydicom when installed,
+    else ITK's GDCM reader (the one ``image_io`` reads the series with); None when no member
+    is DICOM or the archive cannot be read."""
+    import tempfile
+
     try:
-        import pydicom
+        import pydicom  # noqa: F401
+        reader = 'pydicom'
     except ImportError:
-        return None
+        reader = 'itk'
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(path) as archive, tempfile.TemporaryDirectory(
+                prefix='miqa-scope-') as tmp:
             for member in archive.infolist():
-                if member.is_dir() or member.file_size > 64 << 20:
+                if member.is_dir() or member.file_size > _DICOM_MEMBER_BYTES:
                     continue
                 with archive.open(member) as fh:
-                    try:
-                        ds = pydicom.dcmread(fh, stop_before_pixels=True)
-                    except Exception:  # not DICOM: try the next member
-                        continue
-                tags = {key: ds.get(key) for key in _DICOM_KEYS if ds.get(key) is not None}
-                for key in ('EchoTime', 'RepetitionTime', 'InversionTime'):
-                    if key in tags:  # DICOM times are in milliseconds
-                        tags[key] = float(tags[key]) / 1000.0
-                return {key: (_text(v) if key not in ('EchoTime', 'RepetitionTime',
-                                                      'InversionTime') else v)
-                        for key, v in tags.items()}
-    except (OSError, zipfile.BadZipFile, RuntimeError):
+                    if reader == 'pydicom':
+                        raw = _pydicom_header(fh)
+                    else:
+                        local = os.path.join(tmp, 'member')
+                        with open(local, 'wb') as out:
+                            out.write(fh.read())
+                        raw = _itk_dicom_header(local)
+                if raw is not None:
+                    return _bids_tags(raw)
+    except (OSError, zipfile.BadZipFile, RuntimeError, ImportError):
         return None
     return None
 

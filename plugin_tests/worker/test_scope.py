@@ -261,6 +261,41 @@ def test_detect_contrast_reads_a_zip_without_dicom_tags_as_an_image(tmp_path):
     assert guess.contrast == 'T2w' and guess.source == 'image'
 
 
+def _dicom_zip(path: Path, array: np.ndarray, tags: dict[str, str]) -> Path:
+    """A zip of one multi-frame DICOM file written by ITK, with the given header tags."""
+    import zipfile
+
+    import itk
+
+    image = itk.image_from_array(np.ascontiguousarray(array.T).astype(np.int16))
+    for tag, value in {'0008|0060': 'MR', **tags}.items():  # GDCM writes 16 bits with one
+        image[tag] = value
+    dicom = path.with_suffix('.dcm')
+    itk.imwrite(image, str(dicom))
+    with zipfile.ZipFile(path, 'w') as zf:
+        zf.write(dicom, 'series/IM0001')
+    return path
+
+
+@pytest.mark.parametrize(('tags', 'contrast', 'in_domain'), [
+    ({'0008|103e': 't2_tse_tra'}, 'T2w', False),
+    ({'0018|0080': '2300', '0018|0081': '2.98', '0018|0082': '900'}, 'T1w', True),
+    ({'0018|0020': 'EP', '0018|0081': '30', '0018|0080': '3000'}, 'unknown', False)])
+def test_a_zipped_dicom_series_is_judged_by_its_tags(tags, contrast, in_domain, tmp_path):
+    head = brain_phantom(T1 if contrast != 'T1w' else T2, shape=(48, 56, 48))  # tags win
+    path = _dicom_zip(tmp_path / 'series.zip', head, tags)
+    scope = assess_scope(SHIPPED, path, read_volume(path))
+    assert scope['contrast'] == contrast and scope['source'] == 'dicom', scope
+    assert scope['in_scope'] is in_domain and 'DICOM' in scope['reason']
+
+
+def test_a_dicom_of_another_modality_is_out_of_scope(tmp_path):
+    path = _dicom_zip(tmp_path / 'ct.zip', brain_phantom(T1, shape=(48, 56, 48)),
+                      {'0008|0060': 'CT'})
+    scope = assess_scope(SHIPPED, path, read_volume(path))
+    assert scope['in_scope'] is False and scope['reason'].startswith('modality CT is outside')
+
+
 # ---- miqa-assess ----
 
 
