@@ -55,26 +55,21 @@ def _fetch_input(gc, file_id: str, file_name: str, direct_path: str | None, work
 SIDECAR_MAX_BYTES = 1 << 20
 
 
-def _fetch_sidecar(gc, item_id: str, file_id: str, file_name: str) -> bytes | None:
-    """The JSON sidecar beside the scan in its item (``scan.json`` for ``scan.nii.gz``, else
-    the item's only other ``.json`` file), or None. Never raises: the scope is then judged
-    from the name and the image, and the assessment goes on."""
-    from .scope import sidecar_path
-
-    wanted = os.path.basename(sidecar_path(file_name or 'scan'))
+def _fetch_sidecar(gc, sidecar_file_id: str | None) -> bytes | None:
+    """The JSON sidecar file the server named (its job token must be scoped to read it), or
+    None. Never raises: the scope is then judged from the name and the image, and the
+    assessment goes on (a job token reads only the files the server scoped it to, so the
+    worker never lists the item itself)."""
+    if not sidecar_file_id:
+        return None
     try:
-        files = [f for f in gc.listFile(item_id) if str(f.get('_id')) != str(file_id)
-                 and str(f.get('name', '')).lower().endswith('.json')]
-        chosen = next((f for f in files if f.get('name') == wanted), None)
-        if chosen is None and len(files) == 1:
-            chosen = files[0]
-        if chosen is None or int(chosen.get('size') or 0) > SIDECAR_MAX_BYTES:
+        if int(gc.getFile(sidecar_file_id).get('size') or 0) > SIDECAR_MAX_BYTES:
             return None
         buffer = io.BytesIO()
-        gc.downloadFile(str(chosen['_id']), buffer)
+        gc.downloadFile(str(sidecar_file_id), buffer)
         return buffer.getvalue()
     except Exception as exc:  # a sidecar is optional: never fail the assessment for it
-        logger.warning('MIQA: no sidecar for item %s: %s', item_id, exc)
+        logger.warning('MIQA: sidecar %s not read: %s', sidecar_file_id, exc)
         return None
 
 
@@ -82,12 +77,14 @@ def _fetch_sidecar(gc, item_id: str, file_id: str, file_name: str) -> bytes | No
 @app.task(bind=True)
 def assess_scan(self, item_id: str, file_id: str, file_name: str,
                 model_name: str | None = None, direct_path: str | None = None,
-                max_voxels: int | None = None) -> dict:
+                max_voxels: int | None = None, sidecar: dict | str | None = None,
+                sidecar_file_id: str | None = None) -> dict:
     """Assess one scan and write the result to ``PUT /item/{id}/miqa/assessment``; the result
     names the model that made it (``model``: name, version, sha256), which is how the server
     learns what the workers run. The result's ``scope`` says whether the scan is in the
-    model's domain, judged from the upload's name, the JSON sidecar in the same item and the
-    image (:mod:`miqa_worker.scope`).
+    model's domain, judged from the upload's name, the image's JSON sidecar and the image
+    (:mod:`miqa_worker.scope`): ``sidecar`` is its content as the server read it, or
+    ``sidecar_file_id`` the file to download (with the job token scoped to read it).
 
     ``model_name`` None is this worker's default model. ``max_voxels`` is the server's
     ``miqa.max_voxels`` setting; the worker's ``MIQA_MAX_VOXELS`` may lower it further. A scan
@@ -112,7 +109,8 @@ def assess_scan(self, item_id: str, file_id: str, file_name: str,
 
         find_installed(model_name)  # a plain installed name, never a path (else the job fails)
         path = _fetch_input(gc, file_id, file_name, direct_path, workdir)
-        sidecar = _fetch_sidecar(gc, item_id, file_id, file_name)
+        if sidecar is None:
+            sidecar = _fetch_sidecar(gc, sidecar_file_id)
         assessor = get_assessor(model_name)
         progress(1, PROGRESS_TOTAL, 'reading the image')
         started = time.perf_counter()
