@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from ..constants import ARTIFACT_KEYS
+from ..constants import ARTIFACT_KEYS, is_image_name
 from .labels import write_index
 
 #: Quality label of a tier-2 decision without the reviewer's own score (the export's values).
@@ -155,15 +155,16 @@ def fetch_export(client, project_id: str) -> dict:
 
 
 def _image_file(client, scan: dict, decision: dict) -> dict | None:
-    """The file the decision judged (its ``fileId``), else the scan's first file."""
+    """The file the decision judged (its ``fileId``; None when it is gone, never another
+    file), else (an older decision without one) the scan's first image file."""
     from girder_client import HttpError
 
     if decision.get('fileId'):
         try:
             return client.getFile(str(decision['fileId']))
         except HttpError:
-            pass
-    files = list(client.listFile(str(scan['itemId'])))
+            return None
+    files = [f for f in client.listFile(str(scan['itemId'])) if is_image_name(f['name'])]
     return files[0] if files else None
 
 
@@ -183,6 +184,8 @@ def ingest_project(client, project_id: str, cache_dir: Path | str,
                    progress: bool = True) -> IngestSummary:
     """Download a project's tier-2-labelled scans into ``cache_dir`` and write its
     ``index.csv`` and ``ingest.json`` (see the module notes); returns the summary."""
+    import requests
+    from girder_client import HttpError
     from tqdm import tqdm
 
     from .dataset import read_image_array
@@ -211,8 +214,15 @@ def ingest_project(client, project_id: str, cache_dir: Path | str,
         if file is None:
             skip(scan, 'no_file')
             continue
-        source = _download(client, file, cache_dir / 'downloads' / str(scan['itemId'])
-                           / Path(file['name']).name)
+        try:
+            source = _download(client, file, cache_dir / 'downloads' / str(scan['itemId'])
+                               / Path(file['name']).name)
+        except HttpError as exc:
+            skip(scan, 'no_file', f'{_reason(exc)} (HTTP {exc.status})')
+            continue
+        except requests.RequestException as exc:
+            raise IngestError(f'download of {scan.get("path")} failed: '
+                              f'{type(exc).__name__}') from None
         vid = f'{len(rows):05d}-{scan["itemId"]}'
         target = cache_dir / 'volumes' / f'{vid}.npz'
         try:
