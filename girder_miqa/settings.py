@@ -75,7 +75,8 @@ def _default_suspicion_thresholds() -> dict:
 @setting_utilities.validator(PluginSettings.SUSPICION_THRESHOLDS)
 def _validate_suspicion_thresholds(doc: dict) -> None:
     """The model calls a scan suspicious below ``quality`` or above ``probability`` (of any
-    artifact): an object with both."""
+    trained indicator: untrained outputs never count; the probability is also the threshold of
+    the review page's suggestions): an object with both."""
     value = doc['value']
     key = doc['key']
     if not isinstance(value, dict) or set(value) != {'quality', 'probability'}:
@@ -156,7 +157,8 @@ def visibility_cache_seconds() -> float:
 
 def suspicion_thresholds() -> tuple[float, float]:
     """(quality, probability): the model calls a scan suspicious below the quality or above the
-    probability of any artifact (``miqa.suspicion_thresholds``)."""
+    probability of any trained indicator (``miqa.suspicion_thresholds``); suggestions start at
+    the probability."""
     value = _read(PluginSettings.SUSPICION_THRESHOLDS)
     return value['quality'], value['probability']
 

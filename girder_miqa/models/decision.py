@@ -8,6 +8,8 @@ A decision document::
         'tier': 1 | 2, 'decision': 'good' | 'questionable' | 'bad',
         'previousState': str,                # the scan's state before (None for imports)
         'artifacts': {key: 'present' | 'absent'},   # keys not stated are left out
+        'acceptedSuggestions': [key],        # present artifacts the reviewer took from the
+                                             # model's suggestions (one key), not stated alone
         'comment': str,
         'location': {'ijk': [i, j, k], 'world': [x, y, z]} | None,
         'seconds': float | None,             # time spent on the scan, sent by the client
@@ -132,9 +134,44 @@ def normalize_location(value) -> dict | None:
     return out or None
 
 
+def normalize_accepted(value, artifacts: dict[str, str]) -> list[str]:
+    """``acceptedSuggestions``: distinct artifact keys, each one of the decision's present
+    artifacts (which of them the reviewer accepted from the model's suggestions)."""
+    if value is None:
+        return []
+    if isinstance(value, str):  # a CSV cell: keys separated by spaces or commas
+        value = value.replace(',', ' ').split()
+    if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
+        raise ValidationException('acceptedSuggestions must be a list of artifact keys.',
+                                  'acceptedSuggestions')
+    out = []
+    for key in value:
+        if artifacts.get(key) != PRESENT:
+            raise ValidationException(
+                f'acceptedSuggestions names {key!r}, which this decision does not mark present.',
+                'acceptedSuggestions')
+        if key not in out:
+            out.append(key)
+    return out
+
+
+def check_suggested(accepted: list[str], assessment: dict | None) -> None:
+    """Each accepted suggestion must be one the scan's current assessment makes (a trained
+    indicator at or above the suggestion threshold); else a ValidationException naming it."""
+    suggested = review_state.suggested_artifacts(assessment)
+    for key in accepted:
+        if key not in suggested:
+            raise ValidationException(
+                f'acceptedSuggestions names {key!r}, which the scan\'s current assessment does '
+                f'not suggest (suggested: {", ".join(suggested) or "none"}).',
+                'acceptedSuggestions')
+
+
 def validate_fields(project: dict, tier: int, decision: str, artifacts=None, comment=None,
-                    location=None, seconds=None, confidence=None, quality=None) -> dict:
-    """Check a decision's content against the project's vocabulary and the workflow rules."""
+                    location=None, seconds=None, confidence=None, quality=None,
+                    acceptedSuggestions=None) -> dict:
+    """Check a decision's content against the project's vocabulary and the workflow rules
+    (``acceptedSuggestions`` against its artifacts; :func:`check_suggested` against the model)."""
     if tier not in TIER_DECISIONS:
         raise ValidationException('tier must be 1 or 2.', 'tier')
     if decision not in ReviewState.ALL or decision == ReviewState.UNREVIEWED:
@@ -165,6 +202,7 @@ def validate_fields(project: dict, tier: int, decision: str, artifacts=None, com
         raise ValidationException('quality must be a number from 0 to 10.', 'quality')
     return {
         'tier': tier, 'decision': decision, 'artifacts': artifacts, 'comment': comment,
+        'acceptedSuggestions': normalize_accepted(acceptedSuggestions, artifacts),
         'location': normalize_location(location),
         'seconds': float(seconds) if seconds is not None else None,
         'confidence': int(confidence) if confidence is not None else None,
@@ -180,7 +218,8 @@ def assessment_snapshot(assessment: dict | None) -> dict | None:
         'status': assessment.get('status'),
         'model': assessment.get('model'),
         'quality': assessment.get('quality'),
-        'artifacts': review_state.artifact_probabilities(assessment) or None,
+        'artifacts': review_state.trained_probabilities(assessment) or None,
+        'scope': review_state.scope_of(assessment),
     }
 
 
@@ -266,6 +305,7 @@ class Decision(Model):
             if fields['tier'] == 1 and latest.get('tier') == 2:
                 raise ConflictException(
                     'This scan was decided at tier 2; only a tier-2 reviewer may change it.')
+            check_suggested(fields.get('acceptedSuggestions') or [], state.get('assessment'))
             rev = state.get('rev', 0)
             # the file the reviewer saw: the item's image file now (the one the scan is about)
             judged = review_state.file_ref(review_state.current_image_file(item['_id']))
@@ -309,6 +349,8 @@ class Decision(Model):
         """What makes a re-import of the same decision recognizable (its content and time)."""
         key_source = {k: fields.get(k) for k in ('tier', 'decision', 'artifacts', 'comment',
                                                  'location', 'seconds', 'confidence', 'quality')}
+        if fields.get('acceptedSuggestions'):  # absent before it existed: old keys stay
+            key_source['acceptedSuggestions'] = fields['acceptedSuggestions']
         key_source.update(login=claimed, created='' if undated else created.isoformat())
         return hashlib.sha256(json.dumps(key_source, sort_keys=True).encode()).hexdigest()
 

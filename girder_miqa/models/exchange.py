@@ -33,7 +33,10 @@ from .scans import relative_paths, unreadable_folders, visible_filter
 
 QUALITY_LABELS = {ReviewState.BAD: 2.0, ReviewState.QUESTIONABLE: 5.0}
 DECISION_COLUMNS = ('decision', 'tier', 'reviewer', 'decided', 'comment', 'seconds',
-                    'confidence', 'decision_quality', 'location_ijk', 'location_world')
+                    'confidence', 'decision_quality', 'location_ijk', 'location_world',
+                    'accepted_suggestions')
+# The model's domain as the assessment judged it (export only; an import ignores them).
+SCOPE_COLUMNS = ('in_scope', 'contrast', 'scope_reason')
 # The most one import may hold (the request body; HTTP 413 above it). A 5 MB file imports in
 # seconds (benchmarks/bench_import.py); 20 MB keeps one request well under a minute.
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
@@ -58,10 +61,14 @@ EXPORT_NOTES = (
     'bad = 2; blank when unreviewed), one column per artifact key (true = present, false = '
     'absent, blank = not stated, from the latest decision), itemId, name, state, decision, '
     'tier, reviewer, decided, comment, seconds, confidence, decision_quality, location_ijk, '
-    'location_world (the latest decision), decision_count, assessment_status, model, '
-    'model_version, model_quality, model_max_artifact_probability. JSON: {"project": {...}, '
+    'location_world, accepted_suggestions (the latest decision; accepted_suggestions: the '
+    'present artifacts taken from the model\'s suggestions, space separated), decision_count, '
+    'assessment_status, model, model_version, model_quality, model_max_artifact_probability '
+    '(of the trained indicators only), in_scope, contrast, scope_reason (whether the scan is '
+    'in the model\'s domain; blank when not known). JSON: {"project": {...}, '
     '"scans": [{itemId, path, subject_id, name, state, quality, artifacts, latestDecision, '
-    'decisions: [every decision], assessment: {status, model, quality, artifacts}}]}. Only '
+    'decisions: [every decision], assessment: {status, model, quality, artifacts (trained '
+    'indicators only), trainedOutputs, scope}}]}. Only '
     'scans the user can read. CSV rows end in CRLF and cells holding CR, LF, quotes or commas '
     'are quoted; a cell starting with = + - @ tab or CR (negative numbers too) gets a leading '
     'single quote against spreadsheet formula injection, which the import takes off again.')
@@ -75,10 +82,14 @@ IMPORT_NOTES = (
     'needed) under the optional item name "name". Optional earlier decision, CSV columns: '
     'decision, tier (default 2 for bad, else 1), reviewer (login; need not be a Girder user), '
     'decided (ISO 8601 time), comment, seconds, confidence, decision_quality, location_ijk and '
-    'location_world ("i j k", "x y z") and one column per artifact key (true/false/blank, or '
+    'location_world ("i j k", "x y z"), accepted_suggestions (present artifact keys, space '
+    'separated; kept as the file says: the model then is not known) and one column per '
+    'artifact key (true/false/blank, or '
     'present/absent). Several rows for one scan bring several decisions. JSON entries carry '
     '"decisions": [{decision, tier, reviewer or login, created or decided, artifacts, comment, '
-    'location, seconds, confidence, quality}]. Every imported decision records who imported it '
+    'location, seconds, confidence, quality, acceptedSuggestions}]. The export\'s in_scope, '
+    'contrast and scope_reason columns (and a JSON assessment\'s scope) are ignored: the '
+    'model\'s word is never imported as its own. Every imported decision records who imported it '
     'and when (importedBy, imported) and the reviewer the file names (reviewerClaimed); it is '
     'attributed to that Girder account (its userId, counted as its work) only when a site admin '
     'imports, otherwise it carries no account and its login is the name marked "(unverified)". '
@@ -180,7 +191,8 @@ def export_csv(project: dict, user: dict | None) -> str:
     keys = _artifact_keys(project)
     columns = (['path', 'subject_id', 'quality', *keys, 'itemId', 'name', 'state',
                 *DECISION_COLUMNS, 'decision_count', 'assessment_status', 'model',
-                'model_version', 'model_quality', 'model_max_artifact_probability'])
+                'model_version', 'model_quality', 'model_max_artifact_probability',
+                *SCOPE_COLUMNS])
     out = io.StringIO()
     # CRLF rows (RFC 4180): the writer then quotes every cell holding a CR or LF, so a comment
     # with a bare carriage return still reads back as one cell
@@ -191,7 +203,8 @@ def export_csv(project: dict, user: dict | None) -> str:
         latest = state.get('latestDecision') or {}
         artifacts = latest.get('artifacts') or {}
         assessment = state.get('assessment') or {}
-        probs = review_state.artifact_probabilities(assessment)
+        probs = review_state.trained_probabilities(assessment)
+        scope = review_state.scope_of(assessment) or {}
         name, version = _model_name_version(assessment)
         location = latest.get('location') or {}
         quality = quality_label(state)
@@ -210,11 +223,14 @@ def export_csv(project: dict, user: dict | None) -> str:
             'decision_quality': '' if latest.get('quality') is None else latest['quality'],
             'location_ijk': ' '.join(str(v) for v in location.get('ijk') or []),
             'location_world': ' '.join(repr(v) for v in location.get('world') or []),
+            'accepted_suggestions': ' '.join(latest.get('acceptedSuggestions') or []),
             'decision_count': state.get('decisionCount', 0),
             'assessment_status': assessment.get('status', ''), 'model': name,
             'model_version': version,
             'model_quality': '' if assessment.get('quality') is None else assessment['quality'],
             'model_max_artifact_probability': max(probs.values()) if probs else '',
+            'in_scope': {True: 'true', False: 'false'}.get(scope.get('in_scope'), ''),
+            'contrast': scope.get('contrast') or '', 'scope_reason': scope.get('reason') or '',
         }
         writer.writerow({k: defuse(v) for k, v in row.items()})
     return out.getvalue()
@@ -242,7 +258,9 @@ def export_json(project: dict, user: dict | None) -> str:
             'decisions': decisions.get(item['_id'], []),
             'assessment': {'status': assessment.get('status'), 'model': assessment.get('model'),
                            'quality': assessment.get('quality'),
-                           'artifacts': review_state.artifact_probabilities(assessment) or None},
+                           'artifacts': review_state.trained_probabilities(assessment) or None,
+                           'trainedOutputs': assessment.get('trainedOutputs'),
+                           'scope': review_state.scope_of(assessment)},
         })
     rootType, rootId = root_of(project)
     doc = {'project': {'_id': project['_id'], 'name': project['name'], 'rootType': rootType,
@@ -331,6 +349,7 @@ def _csv_decision(row: dict, keys: list[str]) -> dict | None:
         'confidence': row.get('confidence'), 'quality': row.get('decision_quality'),
         'location': location or None,
         'artifacts': {key: row[key] for key in keys if (row.get(key) or '').strip()},
+        'acceptedSuggestions': (row.get('accepted_suggestions') or '').strip() or None,
     }
 
 
@@ -383,7 +402,8 @@ def _prepare_decision(project: dict, entry: dict, now: datetime.datetime) -> tup
             project, tier, decision, artifacts=artifacts, comment=entry.get('comment') or '',
             location=entry.get('location'), seconds=_number(entry.get('seconds'), 'seconds'),
             confidence=_number(entry.get('confidence'), 'confidence', integer=True),
-            quality=_number(entry.get('quality'), 'quality'))
+            quality=_number(entry.get('quality'), 'quality'),
+            acceptedSuggestions=entry.get('acceptedSuggestions'))
     except ValidationException as exc:
         raise RowError(str(exc)) from None
     claimed = entry.get('reviewerClaimed') or entry.get('reviewer') or entry.get('login') or ''

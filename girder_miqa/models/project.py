@@ -36,7 +36,7 @@ from .worker_models import ASK_SECONDS, WorkerModels, ask_workers
 ARTIFACT_KEY_RE = re.compile(r'^[a-z][a-z0-9_]{0,63}$')
 MAX_ARTIFACTS = 100
 SETTING_KEYS = ('tier1GroupId', 'tier2GroupId', 'artifacts', 'autoAssess', 'model',
-                'restartOnMove')
+                'restartOnMove', 'outOfScope')
 ROOT_TYPES = ('folder', 'collection')
 ROOT_MODELS = {'folder': Folder, 'collection': Collection}
 
@@ -50,6 +50,8 @@ def default_settings() -> dict:
         'autoAssess': True,
         'model': None,  # the miqa.default_model setting, else the workers' default
         'restartOnMove': True,  # a reviewed scan moved in from another project starts over
+        # where the queue ranks scans outside the model's domain: first, last or mixed in
+        'outOfScope': review_state.OUT_OF_SCOPE_DEFAULT,
     }
 
 
@@ -156,6 +158,13 @@ def validate_settings(settings: dict, base: dict | None = None, user: dict | Non
         out['restartOnMove'] = settings['restartOnMove']
     if 'model' in settings:
         out['model'] = _model_name(settings['model'])
+    if 'outOfScope' in settings:
+        bands = review_state.OUT_OF_SCOPE_BANDS
+        if settings['outOfScope'] not in bands:
+            raise ValidationException(
+                f'outOfScope must be one of {", ".join(bands)} (where the queue ranks scans '
+                f'outside the model\'s domain), not {settings["outOfScope"]!r}.', 'outOfScope')
+        out['outOfScope'] = settings['outOfScope']
     return out
 
 
@@ -228,6 +237,9 @@ class Project(Model):
         the tier groups it binds."""
         merged = validate_settings(settings, base=project['settings'], user=user)
         self.update({'_id': project['_id']}, {'$set': {'settings': merged}})
+        band = merged.get('outOfScope', review_state.OUT_OF_SCOPE_DEFAULT)
+        if band != project['settings'].get('outOfScope', review_state.OUT_OF_SCOPE_DEFAULT):
+            review_state.rerank_out_of_scope(project['_id'], band)
         project['settings'] = merged
         return project
 

@@ -14,9 +14,12 @@ Schema (only this plugin writes it)::
         'tier1': {'decision', 'userId', 'created'} | None,  # the newest tier-1 decision
         'lock': {'userId', 'login', 'name', 'acquired', 'expires'} | None,
         'sort': {                        # precomputed queue order (compound index)
-            'rank': 0 | 1,               # 0: assessed (done), 1: not assessed yet
+            'rank': -1 | 0 | 1 | 2,      # 0: assessed (done), 1: not assessed yet; an
+                                         # out-of-scope scan's band: -1 first, 0 mixed, 2 last
+                                         # (the project's ``outOfScope`` setting)
+            'outOfScope': bool,          # the assessment says the scan is outside the domain
             'quality': float | None,     # predicted quality, lowest first
-            'artifact': float | None,    # minus the highest artifact probability
+            'artifact': float | None,    # minus the highest trained indicator's probability
             'created': datetime,         # the item's creation time, oldest first
         },
         'file': {'_id', 'name', 'size', 'sha512', 'created'} | None,  # the image file this
@@ -25,7 +28,7 @@ Schema (only this plugin writes it)::
         'assessment': {                  # the automatic assessment, see AssessmentStatus
             'status': str, 'reason': str | None, 'jobId': ObjectId | None, 'updated': datetime,
             ... the worker's result when status == 'done' (quality, artifacts, tileMap, metrics,
-            model, volume, timings)
+            model, volume, timings, trainedOutputs, scope)
         },
     }
 
@@ -93,14 +96,77 @@ def artifact_probabilities(assessment: dict | None) -> dict[str, float]:
     return out
 
 
-def sort_fields(assessment: dict | None, created) -> dict:
-    """The precomputed queue order for a scan with this assessment."""
+# The indicators an older result (no ``trainedOutputs``, miqa-default <= 0.6) was trained on:
+# its model card calls the other six (normal_variant, lesion, misalignment,
+# susceptibility_metal, flow_artifact, truncation) untrained and their outputs meaningless.
+LEGACY_TRAINED = ('incomplete_coverage', 'wraparound', 'ghosting_motion', 'inhomogeneity')
+
+
+def trained_indicators(assessment: dict | None) -> list[str]:
+    """The indicators the assessment's model was trained on: its ``trainedOutputs`` less
+    quality; for an older result that does not name them, :data:`LEGACY_TRAINED` (every other
+    output of it counts as untrained)."""
+    trained = (assessment or {}).get('trainedOutputs')
+    if not isinstance(trained, list):
+        return list(LEGACY_TRAINED)
+    return [str(name) for name in trained if isinstance(name, str) and name != 'quality']
+
+
+def trained_probabilities(assessment: dict | None) -> dict[str, float]:
+    """The probabilities of the trained indicators only (see :func:`trained_indicators`): what
+    the queue's suspicion, the suggestions and the exports use."""
+    trained = set(trained_indicators(assessment))
+    return {k: p for k, p in artifact_probabilities(assessment).items() if k in trained}
+
+
+def suggested_artifacts(assessment: dict | None, threshold: float | None = None) -> list[str]:
+    """The artifacts the model suggests: trained indicators at or above ``threshold`` (the
+    suspicion probability, ``miqa.suspicion_thresholds``), of a finished assessment."""
+    if not assessment or assessment.get('status') != AssessmentStatus.DONE:
+        return []
+    if threshold is None:
+        threshold = settings.suspicion_thresholds()[1]
+    return [k for k, p in trained_probabilities(assessment).items() if p >= threshold]
+
+
+def scope_of(assessment: dict | None) -> dict | None:
+    """The assessment's ``scope`` ({in_scope, contrast, reason, source}) when it has one."""
+    scope = (assessment or {}).get('scope')
+    return scope if isinstance(scope, dict) else None
+
+
+def out_of_scope(assessment: dict | None) -> bool:
+    """Whether a finished assessment says its scan is outside the model's domain."""
+    scope = scope_of(assessment)
+    return bool(scope) and scope.get('in_scope') is False
+
+
+OUT_OF_SCOPE_BANDS = {'first': -1, 'mixed': 0, 'last': 2}  # sort.rank of out-of-scope scans
+OUT_OF_SCOPE_DEFAULT = 'last'
+
+
+def sort_fields(assessment: dict | None, created, out_of_scope_band: str | None = None) -> dict:
+    """The precomputed queue order for a scan with this assessment: quality, then the highest
+    trained indicator (untrained outputs never raise a scan); an out-of-scope scan keeps its
+    scores in the band ``out_of_scope_band`` says (the project's ``outOfScope``)."""
     if assessment and assessment.get('status') == AssessmentStatus.DONE and isinstance(
             assessment.get('quality'), (int, float)):
-        probs = artifact_probabilities(assessment)
-        return {'rank': 0, 'quality': float(assessment['quality']),
+        probs = trained_probabilities(assessment)
+        outside = out_of_scope(assessment)
+        rank = OUT_OF_SCOPE_BANDS.get(out_of_scope_band or OUT_OF_SCOPE_DEFAULT, 2) if (
+            outside) else 0
+        return {'rank': rank, 'outOfScope': outside, 'quality': float(assessment['quality']),
                 'artifact': -max(probs.values()) if probs else 0.0, 'created': created}
-    return {'rank': 1, 'quality': None, 'artifact': None, 'created': created}
+    return {'rank': 1, 'outOfScope': False, 'quality': None, 'artifact': None,
+            'created': created}
+
+
+def rerank_out_of_scope(projectId, band: str) -> int:
+    """Move a project's out-of-scope scans into the band ``band`` (its ``outOfScope`` setting
+    changed); how many scans moved."""
+    return Item().collection.update_many(
+        {f'{ITEM_FIELD}.projectId': projectId, f'{ITEM_FIELD}.sort.outOfScope': True},
+        {'$set': {f'{ITEM_FIELD}.sort.rank': OUT_OF_SCOPE_BANDS[band]}}).modified_count
 
 
 def file_ref(file: dict | None) -> dict | None:
@@ -373,9 +439,12 @@ def set_assessment_result(item: dict, result: dict) -> None:
     """
     assessment = {**result, 'updated': _now()}
     current = Item().collection.find_one({'_id': item['_id']}, {'created': 1, ITEM_FIELD: 1})
-    created = ((current or {}).get(ITEM_FIELD) or {}).get('sort', {}).get('created') or (
-        current or {}).get('created')
+    state = (current or {}).get(ITEM_FIELD) or {}
+    created = state.get('sort', {}).get('created') or (current or {}).get('created')
+    project = _projects().find_one({'_id': state.get('projectId')},
+                                   {'settings.outOfScope': 1}) if state else None
+    band = ((project or {}).get('settings') or {}).get('outOfScope')
     Item().collection.update_one({'_id': item['_id']}, {'$set': {
         f'{ITEM_FIELD}.assessment': assessment,
-        f'{ITEM_FIELD}.sort': sort_fields(assessment, created),
+        f'{ITEM_FIELD}.sort': sort_fields(assessment, created, band),
     }})

@@ -65,7 +65,9 @@ def getState(self, item):
            '"absent" | "not_stated"} with keys from the project vocabulary), "comment" (at most '
            f'{MAX_COMMENT} characters), "location" ({{"ijk": [i, j, k], "world": [x, y, z]}} in '
            'voxels and mm), "seconds" (time spent on the scan), "confidence" (1-5), "quality" '
-           '(your own 0-10 score). Returns {"decision": the recorded decision, "state": the '
+           '(your own 0-10 score), "acceptedSuggestions" (the present artifacts you took from '
+           'the model\'s suggestions: each must be a trained indicator the scan\'s current '
+           'assessment suggests). Returns {"decision": the recorded decision, "state": the '
            'scan\'s new state}. Recording releases your lock.')
     .modelParam('id', model=Item, level=AccessType.READ)
     .jsonParam('body', 'The decision (see the notes).', paramType='body', requireObject=True)
@@ -78,7 +80,7 @@ def postDecision(self, item, body):
     user = getCurrentUser()
     item, project = scan_and_project(item)
     unknown = sorted(set(body) - {'decision', 'tier', 'artifacts', 'comment', 'location',
-                                  'seconds', 'confidence', 'quality'})
+                                  'seconds', 'confidence', 'quality', 'acceptedSuggestions'})
     if unknown:
         raise RestException(f'Unknown field(s) in the decision: {", ".join(unknown)}.')
     tier = body.get('tier')
@@ -93,7 +95,7 @@ def postDecision(self, item, body):
         project, tier, body['decision'], artifacts=body.get('artifacts'),
         comment=body.get('comment'), location=body.get('location'),
         seconds=body.get('seconds'), confidence=body.get('confidence'),
-        quality=body.get('quality'))
+        quality=body.get('quality'), acceptedSuggestions=body.get('acceptedSuggestions'))
     doc = Decision().record(item, project, user, fields)
     state = Item().collection.find_one({'_id': item['_id']}, {ITEM_FIELD: 1})[ITEM_FIELD]
     return {'decision': doc, 'state': lock.public_state(state)}

@@ -207,7 +207,7 @@ class MiqaResource(Resource):
                     'agreement between tier-1 decisions and the model.')
         .notes('Counts cover only the scans the user can read (image items not registered yet '
                'are not counted: see POST /miqa/project/{id}/register). Agreement: the model '
-               'calls a scan suspicious when its quality < 5 or any artifact probability > 0.5 '
+               'calls a scan suspicious when its quality < 5 or any trained indicator > 0.5 '
                '(the miqa.suspicion_thresholds setting); tier 1 when it marks it questionable; '
                'reported as a 2x2 table, percent agreement and Cohen\'s kappa.')
         .param('id', 'The project (= its folder\'s or collection\'s) id.', paramType='path')
@@ -221,8 +221,11 @@ class MiqaResource(Resource):
     @autoDescribeRoute(
         Description('A page of a review queue.')
         .notes('tier=1: unreviewed scans; tier=2: questionable scans. Most suspicious first by '
-               'the automatic assessment (lowest predicted quality, then highest artifact '
-               'probability), then scans not yet assessed, oldest first. Returns {"items": '
+               'the automatic assessment (lowest predicted quality, then highest probability '
+               'of a trained indicator; untrained outputs never count), then scans not yet '
+               'assessed, oldest first; scans outside the model\'s domain form a band of their '
+               'own where the project\'s outOfScope setting says (first, last: after the not '
+               'yet assessed, or mixed in). Returns {"items": '
                '[{_id, name, folderId, folderPath, path, created, size, miqa}], "total", '
                '"offset", "limit", "tier", "state"}; only scans the user can read.')
         .param('id', 'The project (= its folder\'s or collection\'s) id.', paramType='path')
