@@ -371,6 +371,7 @@ const ReviewView = girder.views.View.extend({
     cycleArtifact(index) { this.form.cycleArtifact(index); },
     setConfidence(value) { this.form.setConfidence(value); },
     focusComment() { this.form.focusComment(); },
+    acceptSuggestions() { this.form.acceptSuggestions(); },
     useLocation() { this.useLocation(); },
     clearLocation() { this.form.setLocation(null); },
     skip() { this.skip(); },

@@ -50,6 +50,7 @@ const SettingsView = girder.views.View.extend({
     s.tier1GroupId = this.$('.miqa-tier1-group').val() || null;
     s.tier2GroupId = this.$('.miqa-tier2-group').val() || null;
     s.autoAssess = this.$('.miqa-auto-assess').is(':checked');
+    s.outOfScope = this.$('.miqa-out-of-scope-band').val() || 'last';
     s.artifacts = this.$('.miqa-artifact-row').toArray().map((row) => ({
       key: row.querySelector('.miqa-artifact-key-input').value.trim(),
       label: row.querySelector('.miqa-artifact-label-input').value.trim(),
@@ -63,6 +64,7 @@ const SettingsView = girder.views.View.extend({
       tier1GroupId: s.tier1GroupId,
       tier2GroupId: s.tier2GroupId,
       autoAssess: s.autoAssess,
+      outOfScope: s.outOfScope,
       artifacts: s.artifacts.filter((a) => a.key),
     };
     try {
@@ -113,6 +115,11 @@ const SettingsView = girder.views.View.extend({
         <div class="form-group"><label>Tier-2 reviewers (group)</label>${groupSelect('miqa-tier2-group', s.tier2GroupId)}
           <p class="help-block">Tier 2 decides ${escapeHtml(tier(2).reviews)} scans: ${tier(2).decisions.map(escapeHtml).join(' or ')}.</p></div>
         <div class="checkbox"><label><input type="checkbox" class="miqa-auto-assess" ${s.autoAssess ? 'checked' : ''}> Assess new scans automatically (model <code>${escapeHtml(s.model || '')}</code>)</label></div>
+        <div class="form-group"><label>Scans outside the model's domain (e.g. T2w, FLAIR, BOLD)</label>
+          <select class="form-control miqa-out-of-scope-band">
+            ${[['last', 'last: after every other scan'], ['first', 'first: before the in-domain scans'], ['mixed', 'mixed in by their scores']].map(([v, text]) => `<option value="${v}" ${(s.outOfScope || 'last') === v ? 'selected' : ''}>${escapeHtml(text)}</option>`).join('')}
+          </select>
+          <p class="help-block">Where the queue ranks them: their scores are kept but flagged as not meaningful.</p></div>
         <h4>Artifact vocabulary</h4>
         <table class="table table-condensed miqa-artifact-table">
           <thead><tr><th>Key</th><th>Label</th><th></th></tr></thead>

@@ -1,9 +1,10 @@
-// The decision form: artifacts (not stated / present / absent), comment, location, confidence,
-// the bad rule and the decision buttons of the reviewer's tier. The rules (allowed decisions,
+// The decision form: artifacts (not stated / present / absent), the model's suggestions (shown,
+// never pre-set: "Accept suggestions" / S takes them, and the decision records which),
+// comment, location, confidence, the bad rule and the decision buttons of the reviewer's tier. The rules (allowed decisions,
 // what bad needs) come from GET /miqa/rules; the logic is in plain functions node can test.
 import { escapeHtml } from '../api.js';
 import { DECISION_KEYS } from '../review/keymap.js';
-import { SUGGEST_THRESHOLD, doneAssessment, probability } from './AssessmentPanel.js';
+import { doneAssessment, suggestedKeys, trainedProbabilities } from './AssessmentPanel.js';
 
 /** The order the artifact keys and buttons cycle through (undefined: not stated). */
 export const ARTIFACT_CYCLE = [undefined, 'present', 'absent'];
@@ -15,8 +16,10 @@ export function allowedDecisions(rules, tier) {
 }
 
 /**
- * A fresh form for a scan: artifacts the assessment finds likely are pre-set to present
- * ("suggested"); tier 2 starts from what the latest (tier-1) decision stated.
+ * A fresh form for a scan: nothing stated. The trained indicators the assessment finds likely
+ * are marked "suggested" (untrained outputs are neither shown nor suggested) and stay unstated
+ * until the reviewer accepts them (acceptSuggestions); tier 2 starts from what the latest
+ * (tier-1) decision stated, never from the model.
  *
  * Args:
  *   vocabulary: the project's artifacts ([{key, label}]).
@@ -25,16 +28,11 @@ export function allowedDecisions(rules, tier) {
  */
 export function initialForm(vocabulary, state, tier) {
   const assessment = doneAssessment(state.assessment);
-  const probs = {};
-  Object.entries((assessment && assessment.artifacts) || {}).forEach(([key, p]) => {
-    probs[key] = probability(p);
-  });
-  const form = { artifacts: {}, suggested: {}, probs, comment: '', location: null, confidence: null };
+  const probs = assessment ? trainedProbabilities(assessment) : {};
+  const form = { artifacts: {}, suggested: {}, accepted: {}, probs, comment: '', location: null, confidence: null };
+  const suggested = new Set(suggestedKeys(assessment));
   vocabulary.forEach(({ key }) => {
-    if (probs[key] >= SUGGEST_THRESHOLD) {
-      form.artifacts[key] = 'present';
-      form.suggested[key] = true;
-    }
+    if (suggested.has(key)) form.suggested[key] = true;
   });
   const latest = state.latestDecision;
   if (tier === 2 && latest && latest.artifacts) {
@@ -43,6 +41,17 @@ export function initialForm(vocabulary, state, tier) {
     });
   }
   return form;
+}
+
+/** Accept every shown suggestion: each is marked present and recorded as accepted (a reviewer's
+ * own change to it later makes it their statement). Returns how many were accepted. */
+export function acceptSuggestions(form) {
+  const keys = Object.keys(form.suggested).filter((key) => form.suggested[key]);
+  keys.forEach((key) => {
+    form.artifacts[key] = 'present';
+    form.accepted[key] = true;
+  });
+  return keys.length;
 }
 
 /** The artifact value after `value` in the cycle not stated → present → absent → not stated. */
@@ -87,6 +96,8 @@ export function decisionBody(form, decision, tier, seconds) {
   };
   if (form.confidence) body.confidence = form.confidence;
   if (form.location) body.location = form.location;
+  const accepted = Object.keys(form.accepted || {}).filter((key) => form.artifacts[key] === 'present');
+  if (accepted.length) body.acceptedSuggestions = accepted;
   return body;
 }
 
@@ -129,6 +140,7 @@ export class DecisionForm {
     this.el.innerHTML = `
       <h4>Decision <small>tier ${this.tier}</small></h4>
       <div class="miqa-artifacts"></div>
+      <div class="miqa-suggestions-row"><button type="button" class="btn btn-xs btn-default miqa-accept-suggestions" title="Mark the suggested artifacts present (S)">Accept suggestions <kbd>S</kbd></button></div>
       <textarea class="miqa-comment form-control" rows="2" placeholder="Comment (C)"></textarea>
       <div class="miqa-location-row">
         Location: <span class="miqa-location">—</span>
@@ -153,6 +165,8 @@ export class DecisionForm {
     } else if (target.classList.contains('miqa-artifact-state')) {
       const { key, state } = target.dataset;
       this.setArtifact(key, state === 'not_stated' ? undefined : state);
+    } else if (target.classList.contains('miqa-accept-suggestions')) {
+      this.acceptSuggestions();
     } else if (target.classList.contains('miqa-use-location')) {
       this.onUseLocation();
     } else if (target.classList.contains('miqa-clear-location')) {
@@ -181,14 +195,28 @@ export class DecisionForm {
       const btn = (state, text) => `<button type="button" class="btn btn-xs miqa-artifact-state ${value === state ? 'active' : ''}" data-key="${escapeHtml(key)}" data-state="${state}">${text}</button>`;
       return `<div class="miqa-artifact miqa-artifact-${value}" data-key="${escapeHtml(key)}" data-state="${value}">
         <span class="miqa-artifact-key">${i < 10 ? `<kbd>${(i + 1) % 10}</kbd>` : ''}</span>
-        <span class="miqa-artifact-label">${escapeHtml(label)}${form.suggested[key] ? ' <span class="miqa-suggested" title="Suggested by the automatic assessment">suggested</span>' : ''}${typeof p === 'number' && Number.isFinite(p) ? ` <small>${Math.round(p * 100)}%</small>` : ''}</span>
+        <span class="miqa-artifact-label">${escapeHtml(label)}${form.suggested[key] ? ` <span class="miqa-suggested" title="Suggested by the automatic assessment; S accepts">${form.accepted[key] ? 'accepted' : 'suggested'}</span>` : ''}${typeof p === 'number' && Number.isFinite(p) ? ` <small>${Math.round(p * 100)}%</small>` : ''}</span>
         <span class="btn-group">${btn('present', 'present')}${btn('absent', 'absent')}${btn('not_stated', '–')}</span>
       </div>`;
     }).join('');
+    const accept = this.$('.miqa-accept-suggestions');
+    const open = Object.keys(form.suggested).filter((key) => !form.accepted[key]);
+    if (accept) {
+      accept.parentElement.hidden = !Object.keys(form.suggested).length;
+      accept.disabled = !open.length;
+    }
+  }
+
+  /** Accept the shown suggestions (the S key, the button). */
+  acceptSuggestions() {
+    if (!this.values || !acceptSuggestions(this.values)) return;
+    this.renderArtifacts();
+    this.renderRule();
   }
 
   setArtifact(key, value) {
     if (!this.values) return;
+    delete this.values.accepted[key]; // the reviewer's own statement now
     if (value) this.values.artifacts[key] = value;
     else delete this.values.artifacts[key];
     this.renderArtifacts();

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import {
-  allowedDecisions, badRuleMet, decisionBody, decisionProblem, initialForm, locationText,
-  nextArtifactValue,
+  acceptSuggestions, allowedDecisions, badRuleMet, decisionBody, decisionProblem, initialForm,
+  locationText, nextArtifactValue,
 } from './DecisionForm.js';
 
 // The shape of GET /miqa/rules (girder_miqa/rest/rules.py).
@@ -17,7 +17,7 @@ const RULES = {
 const VOCAB = [{ key: 'lesion', label: 'lesion' }, { key: 'wraparound', label: 'wraparound' },
   { key: 'ghosting_motion', label: 'ghosting/motion' }];
 
-const form = (over = {}) => ({ artifacts: {}, suggested: {}, probs: {}, comment: '', location: null, confidence: null, ...over });
+const form = (over = {}) => ({ artifacts: {}, suggested: {}, accepted: {}, probs: {}, comment: '', location: null, confidence: null, ...over });
 
 describe('decision rules', () => {
   it('each tier may record the decisions the rules give it', () => {
@@ -46,19 +46,35 @@ describe('decision rules', () => {
 });
 
 describe('the form', () => {
-  it('suggests likely artifacts of a done assessment as present', () => {
-    const state = { assessment: { status: 'done', artifacts: { lesion: 0.7, wraparound: { probability: 0.2 }, ghosting_motion: { prob: 0.5 } } } };
+  it('suggests likely trained indicators without stating them; untrained ones not at all', () => {
+    const trainedOutputs = ['quality', 'wraparound', 'ghosting_motion'];
+    const state = { assessment: { status: 'done', trainedOutputs, artifacts: { lesion: 0.9, wraparound: { probability: 0.2 }, ghosting_motion: { prob: 0.5 } } } };
     const f = initialForm(VOCAB, state, 1);
-    assert.deepEqual(f.artifacts, { lesion: 'present', ghosting_motion: 'present' });
-    assert.deepEqual(f.suggested, { lesion: true, ghosting_motion: true });
-    assert.equal(f.probs.wraparound, 0.2);
-    assert.deepEqual(initialForm(VOCAB, { assessment: { status: 'running', artifacts: { lesion: 0.9 } } }, 1).artifacts, {});
+    assert.deepEqual(f.artifacts, {}); // nothing pre-filled: G right away states no artifact
+    assert.deepEqual(f.suggested, { ghosting_motion: true });
+    assert.deepEqual(f.probs, { wraparound: 0.2, ghosting_motion: 0.5 }); // no lesion
+    assert.deepEqual(decisionBody(f, 'good', 1, 1).artifacts, {});
+    // an older result without trainedOutputs: only the legacy trained indicators
+    assert.deepEqual(initialForm(VOCAB, { assessment: { status: 'done', artifacts: { lesion: 0.9, wraparound: 0.6 } } }, 1).suggested, { wraparound: true });
+    assert.deepEqual(initialForm(VOCAB, { assessment: { status: 'running', artifacts: { wraparound: 0.9 } } }, 1).suggested, {});
+  });
+
+  it('S accepts the shown suggestions and the body records them; a change makes them the reviewer\'s', () => {
+    const state = { assessment: { status: 'done', trainedOutputs: ['quality', 'wraparound', 'ghosting_motion'], artifacts: { wraparound: 0.7, ghosting_motion: 0.8 } } };
+    const f = initialForm(VOCAB, state, 1);
+    assert.equal(acceptSuggestions(f), 2);
+    assert.deepEqual(f.artifacts, { wraparound: 'present', ghosting_motion: 'present' });
+    assert.deepEqual(decisionBody(f, 'questionable', 1, 2).acceptedSuggestions, ['wraparound', 'ghosting_motion']);
+    delete f.accepted.wraparound; // what setArtifact does
+    f.artifacts.ghosting_motion = 'absent';
+    assert.equal(decisionBody(f, 'questionable', 1, 2).acceptedSuggestions, undefined);
   });
 
   it('tier 2 starts from what tier 1 stated', () => {
-    const state = { assessment: { status: 'done', artifacts: { lesion: 0.9 } }, latestDecision: { artifacts: { lesion: 'absent', wraparound: 'present' } } };
+    const state = { assessment: { status: 'done', artifacts: { ghosting_motion: 0.9 } }, latestDecision: { artifacts: { lesion: 'absent', wraparound: 'present' } } };
     assert.deepEqual(initialForm(VOCAB, state, 2).artifacts, { lesion: 'absent', wraparound: 'present' });
-    assert.deepEqual(initialForm(VOCAB, state, 1).artifacts, { lesion: 'present' });
+    assert.deepEqual(initialForm(VOCAB, state, 2).accepted, {});
+    assert.deepEqual(initialForm(VOCAB, state, 1).artifacts, {});
   });
 
   it('artifacts cycle not stated → present → absent → not stated', () => {

@@ -1,5 +1,6 @@
 // A scan's decision trail, newest first: decision, tier, reviewer, time, the artifacts marked
-// present, the comment, confidence, seconds and location. historyEntry() is the DOM-free part.
+// present (those taken from the model's suggestions marked), the comment, confidence, seconds
+// and location. historyEntry() is the DOM-free part.
 import { escapeHtml } from '../api.js';
 import { artifactLabel, fmt, fmtDate } from '../format.js';
 
@@ -12,6 +13,7 @@ export function historyEntry(decision, vocabulary) {
     who: d.userName || d.login || '',
     created: d.created,
     present: Object.entries(d.artifacts || {}).filter(([, v]) => v === 'present').map(([k]) => artifactLabel(vocabulary, k)),
+    accepted: (d.acceptedSuggestions || []).map((k) => artifactLabel(vocabulary, k)),
     comment: d.comment || '',
     confidence: d.confidence || null,
     seconds: typeof d.seconds === 'number' ? d.seconds : null,
@@ -41,7 +43,7 @@ export class HistoryList {
       return `<div class="miqa-history-entry">
           <span class="miqa-badge miqa-badge-${escapeHtml(e.decision)}">${escapeHtml(e.decision)}</span>
           tier ${escapeHtml(e.tier)} · ${escapeHtml(e.who)} · ${fmtDate(e.created)}
-          ${e.present.length ? `<div>Artifacts: ${e.present.map(escapeHtml).join(', ')}</div>` : ''}
+          ${e.present.length ? `<div>Artifacts: ${e.present.map((label) => `${escapeHtml(label)}${e.accepted.includes(label) ? ' <small class="miqa-accepted" title="Accepted from the model\'s suggestions">(suggested)</small>' : ''}`).join(', ')}</div>` : ''}
           ${e.comment ? `<div class="miqa-history-comment">“${escapeHtml(e.comment)}”</div>` : ''}
           <div class="miqa-muted">${e.confidence ? `confidence ${escapeHtml(e.confidence)} · ` : ''}${e.seconds !== null ? `${fmt(e.seconds, 1)} s` : ''}${e.ijk ? ` · at [${e.ijk.join(', ')}]` : ''}</div>
         </div>`;

@@ -16,6 +16,9 @@ describe('historyEntry', () => {
     assert.equal(e.who, 'Tier Two');
     assert.deepEqual(e.ijk, [1, 2, 3]);
     assert.equal(e.seconds, 12.5);
+    assert.deepEqual(e.accepted, []);
+    const s = historyEntry({ decision: 'questionable', tier: 1, artifacts: { ghosting_motion: 'present' }, acceptedSuggestions: ['ghosting_motion'] }, VOCAB);
+    assert.deepEqual(s.accepted, ['ghosting/motion']);
   });
 
   it('leaves out what a decision does not have', () => {
