@@ -12,6 +12,8 @@ Layout (header names are case-insensitive; other columns are ignored):
   (normal_variant, lesion, incomplete_coverage, misalignment, wraparound, ghosting_motion,
   inhomogeneity, susceptibility_metal, flow_artifact, truncation): ``true``/``false``
   (also 1/0, yes/no, t/f, y/n); blank = unknown. A missing column is unknown for every row.
+- ``accepted_suggestions`` (a MIQA export's): the artifact keys, separated by spaces, that the
+  reviewer only accepted from the model's suggestions; they are unknown, never labels.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ..constants import ARTIFACT_KEYS, QUALITY_MAX, QUALITY_MIN
 FILE_COLUMNS = ('file', 'path')
 SUBJECT_COLUMNS = ('subject_id', 'subject', 'patient_id', 'patient')
 QUALITY_COLUMNS = ('quality', 'overall_quality', 'score')
+ACCEPTED_COLUMN = 'accepted_suggestions'
 TRUE = {'true', '1', 'yes', 't', 'y', '1.0'}
 FALSE = {'false', '0', 'no', 'f', 'n', '0.0'}
 
@@ -111,9 +114,11 @@ def read_label_csv(path: Path | str) -> list[LabelRow]:
             subject = (raw.get(subject_col) or '').strip() if subject_col else ''
             try:
                 quality = parse_quality(raw.get(quality_col)) if quality_col else math.nan
+                accepted = set((raw.get(header[ACCEPTED_COLUMN]) or '').split()
+                               if ACCEPTED_COLUMN in header else ())
                 indicators = np.array(
-                    [parse_bool(raw.get(header[k])) if k in header else math.nan
-                     for k in ARTIFACT_KEYS], dtype=np.float32)
+                    [parse_bool(raw.get(header[k])) if k in header and k not in accepted
+                     else math.nan for k in ARTIFACT_KEYS], dtype=np.float32)
             except ValueError as exc:
                 raise ValueError(f'{path}:{number}: {exc}') from exc
             extra = {k: v for k, v in raw.items()

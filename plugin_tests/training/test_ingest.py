@@ -183,8 +183,9 @@ def test_a_label_csv_still_ingests(tmp_path):
     for name in ('a', 'b'):
         data = rng.uniform(0, 100, (20, 24, 16)).astype(np.float32)
         nibabel.save(nibabel.Nifti1Image(data, np.eye(4)), str(tmp_path / f'{name}.nii.gz'))
-    (tmp_path / 'labels.csv').write_text('file,subject_id,quality,ghosting_motion\n'
-                                         'a.nii.gz,s1,9,false\nb.nii.gz,s2,,true\n')
+    (tmp_path / 'labels.csv').write_text(
+        'file,subject_id,quality,ghosting_motion,inhomogeneity,accepted_suggestions\n'
+        'a.nii.gz,s1,9,false,false,\nb.nii.gz,s2,,true,true,inhomogeneity\n')
     result = CliRunner().invoke(main, ['ingest', str(tmp_path / 'labels.csv'), '--cache-dir',
                                        str(tmp_path / 'cache'), '--quiet'])
     assert result.exit_code == 0, result.output
@@ -192,3 +193,6 @@ def test_a_label_csv_still_ingests(tmp_path):
     assert data.subjects.tolist() == ['s1', 's2'] and data.volumes[0].shape == (20, 24, 16)
     assert data.quality[0] == 9 and np.isnan(data.quality[1])
     assert data.indicators[:, ARTIFACT_KEYS.index('ghosting_motion')].tolist() == [0.0, 1.0]
+    # an export's accepted_suggestions: the model's word, accepted, is not a label
+    inhomogeneity = data.indicators[:, ARTIFACT_KEYS.index('inhomogeneity')]
+    assert inhomogeneity[0] == 0.0 and np.isnan(inhomogeneity[1])
