@@ -1,4 +1,5 @@
-"""``miqa-train``: generate training data, ingest a label CSV, train, evaluate and ship.
+"""``miqa-train``: generate training data, ingest a label CSV or a project's reviews, train (or
+fine-tune a shipped model on reviews), evaluate and ship.
 
 ``miqa-train run --recipe FILE`` runs every stage of a recipe (see ``recipe.py``); ``--plan``
 prints them without running any. Without ``--recipe`` the training settings are the shipped
@@ -43,7 +44,7 @@ def default_cache_dir() -> Path:
 
 @click.group()
 def main() -> None:
-    """Train the MIQA network on simulated artifacts or on a label CSV."""
+    """Train the MIQA network on simulated artifacts, a label CSV or a project's reviews."""
 
 
 @main.command()
