@@ -9,7 +9,8 @@
 //   MIQA_ADMIN           "login:password" of an admin (project settings)
 //   MIQA_PROJECT_ID      the project (folder) id
 //   MIQA_SCAN_ID         the 256^3 .nii.gz scan with an assessment (first in the tier-1 queue)
-//   MIQA_SCAN2_ID        a second scan (NRRD, read through itk-wasm) further down the queue
+//   MIQA_SCAN2_ID        a second scan (NRRD, read through itk-wasm) further down the queue,
+//                        assessed as outside the model's domain (T2w)
 //   MIQA_ARTIFACT_DIR    where screenshots and result.json go
 //   CHROMIUM             the browser (default /usr/bin/chromium)
 //
@@ -228,8 +229,11 @@ async function tier1(browser) {
 
   step = 'tier 1: assessment';
   check((await page.locator('.miqa-quality-value').innerText()).startsWith('3.2'), 'the quality score is shown');
-  check(await page.locator('.miqa-artifact-bars .miqa-bar-row').count() === 10, 'ten artifact probability bars');
-  check(await page.locator('.miqa-artifact-bars .miqa-above[data-key="ghosting_motion"]').count() === 1, 'ghosting/motion is above the threshold');
+  const bars = await page.locator('.miqa-artifact-bars .miqa-bar-row').evaluateAll((rows) => rows.map((r) => r.dataset.key).sort());
+  check(JSON.stringify(bars) === JSON.stringify(['ghosting_motion', 'incomplete_coverage', 'inhomogeneity', 'wraparound']),
+    'only the four trained indicators have probability bars (no untrained output shown)', bars);
+  check(await page.locator('.miqa-artifact-bars .miqa-above[data-key="ghosting_motion"] .miqa-suggested').count() === 1, 'ghosting/motion is above the threshold and suggested');
+  check(await page.locator('.miqa-out-of-scope').count() === 0, 'an in-domain scan has no out-of-scope banner');
   check(await page.locator('.miqa-metrics tr').count() >= 3, 'the image quality metrics are listed');
   const fused = page.locator('.miqa-artifact-bars .miqa-fused[data-key="ghosting_motion"]');
   check(await fused.count() === 1 && (await fused.getAttribute('title')).includes('Network alone: 41%'),
@@ -240,7 +244,13 @@ async function tier1(browser) {
     && await page.locator('.miqa-penalties tr.miqa-above').count() === 1
     && (await page.locator('.miqa-penalties summary').innerText()).includes('3.6 in all'),
   'the quality points each family costs are listed, the costliest first', await page.locator('.miqa-penalties').innerText());
-  check(await page.locator('.miqa-artifact[data-key="ghosting_motion"]').getAttribute('data-state') === 'present', 'ghosting/motion is pre-suggested as present');
+  const states = await page.locator('.miqa-artifacts .miqa-artifact').evaluateAll((rows) => rows.map((r) => r.dataset.state));
+  check(states.length === 10 && states.every((v) => v === 'not_stated'), 'nothing is pre-filled: every artifact is not stated', states);
+  check(await page.locator('.miqa-artifact[data-key="ghosting_motion"] .miqa-suggested').innerText() === 'suggested', 'the form marks ghosting/motion suggested');
+  check(await page.locator('.miqa-artifact[data-key="lesion"] .miqa-suggested').count() === 0
+    && !(await page.locator('.miqa-artifact[data-key="lesion"]').innerText()).includes('%'), 'the untrained lesion output is neither suggested nor shown as a probability');
+  const layers = await page.locator('.miqa-tile-layer option').evaluateAll((opts) => opts.map((o) => o.value));
+  check(!layers.includes('lesion') && layers.includes('ghosting_motion'), 'the tile overlay offers no untrained layer', layers);
   await page.locator('.miqa-tile-layer').selectOption('ghosting_motion');
   await page.waitForTimeout(100);
   const tiles = await pixelStats(page, page.locator('.miqa-view[data-view="axial"]'));
@@ -252,6 +262,9 @@ async function tier1(browser) {
   check(await page.locator('.miqa-decide-bad').count() === 0, 'tier 1 has no Bad button');
   check(await page.locator('.miqa-decide-questionable').count() === 1, 'tier 1 has a Questionable button');
   await page.locator('body').click({ position: { x: 5, y: 5 } });
+  await page.keyboard.press('s'); // accept the shown suggestions
+  check(await page.locator('.miqa-artifact[data-key="ghosting_motion"]').getAttribute('data-state') === 'present'
+    && await page.locator('.miqa-artifact[data-key="ghosting_motion"] .miqa-suggested').innerText() === 'accepted', 'S accepts the suggestion: ghosting/motion present, marked accepted');
   await page.keyboard.press('5'); // wraparound: not stated -> present
   check(await page.locator('.miqa-artifact[data-key="wraparound"]').getAttribute('data-state') === 'present', 'key 5 marks wraparound present');
   await page.keyboard.press('c');
@@ -278,6 +291,7 @@ async function tier1(browser) {
   console.log(`  moving on to the prefetched next scan took ${result.transitionMs} ms (goal < 200 ms)`);
   const decision = await page.evaluate(() => window.miqaTimings.lastDecision);
   check(decision.seconds > 0, 'the time spent is sent with the decision', decision.seconds);
+  check(JSON.stringify(decision.acceptedSuggestions) === JSON.stringify(['ghosting_motion']), 'the decision records the accepted suggestion (not the reviewer\'s own wraparound)', decision.acceptedSuggestions);
 
   step = 'tier 1: second scan (NRRD via itk-wasm)';
   const axial2 = page.locator('.miqa-view[data-view="axial"] .miqa-view-gl canvas');
@@ -288,6 +302,22 @@ async function tier1(browser) {
   await page.waitForTimeout(100);
   stats2 = await pixelStats(page, axial2);
   check(stats2.brightRight > 10 && stats2.brightRight > 3 * stats2.brightLeft, 'the NRRD marker (patient left) is on the right', stats2);
+
+  step = 'tier 1: an out-of-scope scan, decided good at once';
+  const banner = page.locator('.miqa-out-of-scope');
+  check(await banner.count() === 1 && (await banner.innerText()).includes("Outside the model's domain (T2w): scores not meaningful"),
+    'the out-of-scope scan shows the banner', await banner.count() ? await banner.innerText() : null);
+  check(await page.locator('.miqa-artifact[data-key="ghosting_motion"] .miqa-suggested').count() === 1
+    && await page.locator('.miqa-artifact[data-state="present"]').count() === 0, 'its suggestion is shown, nothing is pre-filled');
+  await shot(page, '07b-out-of-scope');
+  await page.locator('body').click({ position: { x: 5, y: 5 } });
+  await page.keyboard.press('g');
+  await page.waitForFunction((id) => {
+    const d = window.miqaTimings.lastDecision;
+    return d && d.itemId === id && d.decision === 'good';
+  }, SCAN2, { timeout: TIMEOUT });
+  const good = await page.evaluate(() => window.miqaTimings.lastDecision);
+  check(JSON.stringify(good.artifacts) === '{}' && good.acceptedSuggestions === undefined, 'G right away records good with no artifact present', good);
   await context.close();
 }
 
@@ -300,7 +330,9 @@ async function tier2(browser) {
   await page.locator('.miqa-history-entry').first().waitFor({ timeout: TIMEOUT });
   check((await page.locator('.miqa-history-entry').first().innerText()).includes('questionable'), 'the history shows the tier-1 decision');
   check(await page.locator('.miqa-decide-questionable').count() === 0 && await page.locator('.miqa-decide-bad').count() === 1, 'tier 2 decides good or bad');
-  check(await page.locator('.miqa-artifact[data-key="ghosting_motion"]').getAttribute('data-state') === 'present', 'tier 1\'s artifacts are pre-filled');
+  check(await page.locator('.miqa-artifact[data-key="ghosting_motion"]').getAttribute('data-state') === 'present'
+    && await page.locator('.miqa-artifact[data-key="wraparound"]').getAttribute('data-state') === 'present'
+    && await page.locator('.miqa-artifact[data-state="present"]').count() === 2, 'tier 1\'s artifacts are pre-filled, the model\'s are not');
   await shot(page, '08-tier2-review');
 
   step = 'tier 2: the bad rule';
@@ -355,6 +387,8 @@ async function projectAdmin(browser) {
   check(await page.locator('.miqa-artifact-row').count() === 10, 'the ten artifacts of the vocabulary are listed');
   check(await page.locator('.miqa-reassess').isVisible(), 'a Re-assess all button');
   await page.locator('.miqa-auto-assess').check();
+  check(await page.locator('.miqa-out-of-scope-band').inputValue() === 'last', 'out-of-scope scans rank last by default');
+  await page.locator('.miqa-out-of-scope-band').selectOption('first');
   await page.locator('.miqa-add-artifact').click();
   await page.locator('.miqa-artifact-row').last().locator('.miqa-artifact-key-input').fill('chemical_shift');
   await page.locator('.miqa-artifact-row').last().locator('.miqa-artifact-label-input').fill('chemical shift');

@@ -74,11 +74,16 @@ def write_nrrd_rotated(path: Path, rng) -> None:
     path.write_bytes(header.encode() + gzip.compress(data.astype('<i2').tobytes(), 1))
 
 
+TRAINED = ['quality', 'incomplete_coverage', 'wraparound', 'ghosting_motion', 'inhomogeneity']
+
+
 def assessment(vocabulary) -> dict:
-    """A finished assessment as the worker writes it, with a 4x4x4 tile map over 256^3."""
+    """A finished assessment as the worker writes it, with a 4x4x4 tile map over 256^3; its
+    untrained lesion output is high (0.95): the page must neither show nor suggest it."""
     keys = [a['key'] for a in vocabulary]
-    probs = {key: round(0.05 + 0.03 * i, 3) for i, key in enumerate(keys)}
+    probs = {key: round(0.05 + 0.03 * i, 3) for i, key in enumerate(keys) if key in TRAINED}
     probs['ghosting_motion'] = 0.83
+    probs['lesion'] = 0.95  # untrained
     grid = [4, 4, 4]
     starts = [[a * 64, b * 64, c * 64] for a in range(4) for b in range(4) for c in range(4)]
     ghost = [round(0.9 if a < 2 else 0.1, 2) for a in range(4) for _b in range(4)
@@ -95,10 +100,22 @@ def assessment(vocabulary) -> dict:
                       'wraparound': 0.0, 'coverage': 0.2},
         'tileMap': {'grid': grid, 'starts': starts, 'tileSize': 64,
                     'artifacts': {'ghosting_motion': ghost,
-                                  'wraparound': [0.2] * 64},
+                                  'wraparound': [0.2] * 64, 'lesion': [0.95] * 64},
                     'quality': [3.0 + (t % 5) for t in range(64)]},
         'model': {'name': 'miqa-default', 'version': 'test'},
+        'trainedOutputs': TRAINED,
+        'scope': {'in_scope': True, 'contrast': 'T1w', 'reason': 'BIDS suffix T1w',
+                  'source': 'name'},
     }
+
+
+def out_of_scope_assessment() -> dict:
+    """A finished assessment of a scan outside the model's domain: scores kept, flagged."""
+    return {'status': 'done', 'quality': 9.1, 'trainedOutputs': TRAINED,
+            'artifacts': {'ghosting_motion': 0.7, 'wraparound': 0.1, 'lesion': 0.9},
+            'scope': {'in_scope': False, 'contrast': 'T2w',
+                      'reason': 'the sidecar names a T2w series', 'source': 'sidecar'},
+            'model': {'name': 'miqa-default', 'version': 'test'}}
 
 
 @pytest.mark.plugin('miqa')
@@ -153,6 +170,8 @@ def test_review_in_browser(miqa_browser_server, admin, fsAssetstore, tmp_path, r
     register_scans(project)
     review_state.set_assessment_result(
         Item().load(scan['_id'], force=True), assessment(project['settings']['artifacts']))
+    review_state.set_assessment_result(Item().load(scan2['_id'], force=True),
+                                       out_of_scope_assessment())  # ranked last: after scan
 
     listed = server.request('/miqa/project', user=User().load(tier1['_id'], force=True)).json
     assert [p['_id'] for p in listed] == [str(project['_id'])], listed
@@ -194,21 +213,27 @@ def test_review_in_browser(miqa_browser_server, admin, fsAssetstore, tmp_path, r
     assert state['latestDecision']['decision'] == 'bad'
     assert state['latestDecision']['login'] == 'reviewer2'
     assert state['latestDecision']['artifacts'] == {'ghosting_motion': 'present'}
+    assert state['latestDecision']['acceptedSuggestions'] == []  # tier 2 stated its own
     history = server.request(f'/item/{scan["_id"]}/miqa/history', user=admin).json
     assert [(d['tier'], d['decision'], d['login']) for d in history] == [
         (1, 'questionable', 'reviewer1'), (2, 'bad', 'reviewer2')]
     first = history[0]
     assert first['artifacts'] == {'ghosting_motion': 'present', 'wraparound': 'present'}
+    assert first['acceptedSuggestions'] == ['ghosting_motion']  # S, then wraparound by hand
     assert first['comment'] == 'Ghosting over the frontal lobe'
     assert first['confidence'] == 4
     assert first['seconds'] > 0
     assert len(first['location']['ijk']) == 3 and len(first['location']['world']) == 3
-    # The second scan was opened (locked) by reviewer1 but not decided: still unreviewed.
+    # The out-of-scope second scan: G pressed at once records good with nothing present.
     state2 = server.request(f'/item/{scan2["_id"]}/miqa', user=admin).json
-    assert state2['state'] == 'unreviewed'
+    assert state2['state'] == 'good'
+    assert state2['latestDecision']['artifacts'] == {}
+    assert state2['latestDecision']['acceptedSuggestions'] == []
+    assert state2['assessment']['scope']['in_scope'] is False
     # The admin's changes on the settings page.
     settings = server.request(f'/miqa/project/{project["_id"]}/settings', user=admin).json
     assert settings['autoAssess'] is True
+    assert settings['outOfScope'] == 'first'
     assert settings['artifacts'][-1] == {'key': 'chemical_shift', 'label': 'chemical shift'}
     assert len(settings['artifacts']) == 11
     assert len(list(ARTIFACTS_DIR.glob('*.png'))) >= 12
