@@ -119,6 +119,29 @@ def trained_probabilities(assessment: dict | None) -> dict[str, float]:
     return {k: p for k, p in artifact_probabilities(assessment).items() if k in trained}
 
 
+def _keep(raw, trained: set[str]):
+    """``artifacts`` ({key: value} or [{key, ...}]) with the trained indicators only."""
+    if isinstance(raw, dict):
+        return {k: v for k, v in raw.items() if k in trained}
+    if isinstance(raw, list):
+        return [e for e in raw if isinstance(e, dict) and e.get('key') in trained]
+    return raw
+
+
+def trained_only(result: dict) -> dict:
+    """A worker's result as it is stored and served: its untrained outputs (meaningless) are no
+    probabilities anywhere (``artifacts``, ``tileMap.artifacts``, ``globalView.artifacts``), also
+    when an older worker sent all of them."""
+    trained = set(trained_indicators(result))
+    out = dict(result)
+    if 'artifacts' in out:
+        out['artifacts'] = _keep(out['artifacts'], trained)
+    for block in ('tileMap', 'globalView'):
+        if isinstance(out.get(block), dict) and 'artifacts' in out[block]:
+            out[block] = {**out[block], 'artifacts': _keep(out[block]['artifacts'], trained)}
+    return out
+
+
 def suggested_artifacts(assessment: dict | None, threshold: float | None = None) -> list[str]:
     """The artifacts the model suggests: trained indicators at or above ``threshold`` (the
     suspicion probability, ``miqa.suspicion_thresholds``), of a finished assessment."""
@@ -435,9 +458,10 @@ def set_assessment_result(item: dict, result: dict) -> None:
     """Store a finished (or failed) assessment from the worker, replacing the previous one.
 
     A finished one also sets the scan's queue order (lowest quality, then highest artifact
-    probability first); a failed one puts the scan among the not yet assessed.
+    probability first); a failed one puts the scan among the not yet assessed. Untrained
+    outputs are not stored as probabilities (:func:`trained_only`).
     """
-    assessment = {**result, 'updated': _now()}
+    assessment = {**trained_only(result), 'updated': _now()}
     current = Item().collection.find_one({'_id': item['_id']}, {'created': 1, ITEM_FIELD: 1})
     state = (current or {}).get(ITEM_FIELD) or {}
     created = state.get('sort', {}).get('created') or (current or {}).get('created')

@@ -53,11 +53,16 @@ def test_untrained_outputs_never_raise_a_scan(study):
     # a near-certain untrained lesion counts for nothing; a trained indicator does
     lesion = assess(s, scans['lesion'], 6.0, {'lesion': 0.99, 'ghosting_motion': 0.1})
     assert lesion['sort']['artifact'] == -0.1
+    # nor is it stored or served as a probability
+    served = s.server.request(f'/item/{scans["lesion"]["_id"]}/miqa', user=s.tier1).json
+    assert served['assessment']['artifacts'] == {'ghosting_motion': 0.1}
+    assert state(scans['lesion'])['assessment']['artifacts'] == {'ghosting_motion': 0.1}
     assess(s, scans['motion'], 6.0, {'ghosting_motion': 0.7})
     # an older result without trainedOutputs: only the indicators its model trained count
     legacy = assess(s, scans['legacy'], 6.0, {'truncation': 0.95, 'wraparound': 0.05},
                     trained=None)
     assert legacy['sort']['artifact'] == -0.05
+    assert state(scans['legacy'])['assessment']['artifacts'] == {'wraparound': 0.05}
     assess(s, scans['plain'], 6.0, {})
     assert queue(s) == ['motion', 'lesion', 'legacy', 'plain']
     summary = s.server.request(f'/miqa/project/{s.id}/summary', user=s.admin).json
