@@ -216,6 +216,14 @@ def putAssessment(self, item, assessment):
         for key in ('quality', 'artifacts', 'model'):
             if key not in assessment:
                 raise RestException(f'A finished assessment needs "{key}".')
+        trained = assessment.get('trainedOutputs')
+        if trained is not None and not (isinstance(trained, list) and all(
+                isinstance(name, str) for name in trained)):
+            raise RestException('trainedOutputs must be a list of output names.')
+        scope = assessment.get('scope')
+        if scope is not None and not (isinstance(scope, dict) and isinstance(
+                scope.get('in_scope'), bool)):
+            raise RestException('scope must be an object with in_scope true or false.')
     previous = item[ITEM_FIELD].get('assessment') or {}
     if status == AssessmentStatus.RUNNING:
         review_state.set_assessment_status(item, status, jobId=previous.get('jobId'))

@@ -183,3 +183,17 @@ def test_out_of_scope_scans_rank_in_a_band_of_their_own(study):
     assert queue(s) == ['q3', 'q7', 'unassessed', 'bold2']
     resp = put_settings(s, {'outOfScope': 'sometimes'}, status=400)
     assert 'outOfScope must be one of first, mixed, last' in resp['message']
+
+
+def test_a_malformed_scope_or_trained_list_is_a_400(study):
+    s = study
+    item = make_scan(s.folder, 'a.nii.gz', s.admin)
+    base = {'status': 'done', 'quality': 5.0, 'artifacts': {}, 'model': {'name': 'm'}}
+    for extra, message in [({'trainedOutputs': 'quality'}, 'trainedOutputs'),
+                           ({'scope': {'in_scope': 'no'}}, 'scope'), ({'scope': 'T2w'}, 'scope')]:
+        resp = s.server.request(f'/item/{item["_id"]}/miqa/assessment', method='PUT',
+                                user=s.admin, type='application/json',
+                                body=json.dumps({**base, **extra}))
+        assertStatus(resp, 400)
+        assert message in resp.json['message']
+    assert state(item)['assessment']['status'] == 'not_scheduled'
