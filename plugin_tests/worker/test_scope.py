@@ -110,6 +110,34 @@ def test_real_scans_under_neutral_names_without_sidecars(real_volumes, tmp_path)
 
 
 @pytest.mark.realdata
+def test_the_image_test_stands_bias_noise_quantisation_and_flips(real_volumes):
+    """Each 3D real scan the image test names keeps its contrast under a 25 % bias field
+    along two axes, 8-bit quantisation, a left-right flip and (but for the brain-extracted
+    FLAIR, whose constant air noise would hide) noise of 3 % of its 99th percentile."""
+    from miqa_worker.scope import image_contrast
+
+    rng = np.random.default_rng(0)
+    for name, contrast in REAL_SCANS.items():
+        if contrast in ('bold', 'asl'):
+            continue  # 4D or EPI resolution: not judged by tissue order
+        volume = real_volumes[name]
+        array = volume.array
+        expected = image_contrast(array, volume.spacing)[0]
+        assert expected == {'dwi': 'T2w'}.get(contrast, contrast), name
+        ramps = np.meshgrid(*[np.linspace(-1, 1, s, dtype=np.float32) for s in array.shape],
+                            indexing='ij', sparse=True)
+        variants = {'bias x': array * (1 + 0.25 * ramps[0]),
+                    'bias z': array * (1 + 0.25 * ramps[2]),
+                    'uint8': np.round(array / array.max() * 255), 'flip': array[::-1]}
+        if contrast != 'FLAIR':
+            variants['noise'] = array + rng.normal(0, 0.03 * float(np.percentile(array, 99)),
+                                                array.shape)
+        for what, changed in variants.items():
+            got = image_contrast(np.asarray(changed, dtype=np.float32), volume.spacing)[0]
+            assert got == expected, (name, what, got)
+
+
+@pytest.mark.realdata
 def test_the_image_test_takes_a_few_milliseconds(real_volumes):
     """Measured per scan (the best of 3): a neutral name makes it look at the voxels."""
     seconds = []
