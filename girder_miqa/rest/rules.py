@@ -4,8 +4,10 @@ constants so that the client holds no copy of them."""
 from girder.api import access
 from girder.api.describe import Description, autoDescribeRoute
 
+from .. import settings
 from ..constants import ARTIFACTS, IMAGE_EXTENSIONS
 from ..models.decision import BAD_RULE, TIER_DECISIONS
+from ..models.review_state import LEGACY_TRAINED
 from ..models.scans import TIER_STATES
 
 # The bad rule in a line, for the review form (BAD_RULE is the full sentence).
@@ -14,7 +16,8 @@ BAD_RULE_SUMMARY = 'Bad needs at least one artifact marked present, or a comment
 
 def rules() -> dict:
     """The rules as JSON: what each tier may decide, which state each tier reviews, what a bad
-    decision needs, the default artifact vocabulary and the file endings read as images."""
+    decision needs, the default artifact vocabulary, the file endings read as images, and
+    which of the model's outputs the review page may suggest."""
     return {
         'tiers': {
             str(tier): {'decisions': list(decisions), 'reviews': TIER_STATES[tier]}
@@ -28,6 +31,9 @@ def rules() -> dict:
         },
         'artifacts': [{'key': key, 'label': label} for key, label in ARTIFACTS],
         'imageExtensions': list(IMAGE_EXTENSIONS),
+        # a trained indicator at or above it is a suggestion (miqa.suspicion_thresholds)
+        'suggestionThreshold': settings.suspicion_thresholds()[1],
+        'legacyTrained': list(LEGACY_TRAINED),  # an older result's trained indicators
     }
 
 
@@ -39,7 +45,10 @@ def rules() -> dict:
            'of the scans it reviews; `badRule.needsOneOf` lists what a bad decision needs (an '
            'artifact marked present, or a comment); `artifacts` is the default vocabulary '
            '(a project may change its own, see its settings); `imageExtensions` are the file '
-           'endings read as scans (lower case).')
+           'endings read as scans (lower case); `suggestionThreshold`: a trained indicator at '
+           'or above it is a suggestion a decision may accept (acceptedSuggestions); '
+           '`legacyTrained`: the trained indicators of a result that does not name its '
+           'trainedOutputs.')
 )
 def getRules():
     return rules()

@@ -94,6 +94,16 @@ def test_accepted_suggestions_are_validated_and_stored(study):
     history = s.server.request(f'/item/{item["_id"]}/miqa/history', user=s.tier1).json
     entries = history if isinstance(history, list) else history['decisions']
     assert [d['acceptedSuggestions'] for d in entries] == [['ghosting_motion']]
+    # the suggestion threshold is the server's setting, and the rules give it to the page
+    resp = s.server.request('/system/setting', method='PUT', user=s.admin, params={
+        'key': 'miqa.suspicion_thresholds',
+        'value': json.dumps({'quality': 5, 'probability': 0.85})})
+    assertStatusOk(resp)
+    assert s.server.request('/miqa/rules').json['suggestionThreshold'] == 0.85
+    resp = decide(s.server, item, s.tier1, 'questionable', artifacts=present,
+                  acceptedSuggestions=['ghosting_motion'])  # 0.8 < 0.85: no longer suggested
+    assertStatus(resp, 400)
+    assert 'ghosting_motion' in resp.json['message']
     # tier 2 states its own: no suggestion accepted is the default
     resp = decide(s.server, item, s.tier2, 'bad', artifacts={'ghosting_motion': 'present'})
     assertStatusOk(resp)

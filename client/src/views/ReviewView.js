@@ -134,7 +134,7 @@ const ReviewView = girder.views.View.extend({
           </div>
         </div>
       </div>`);
-    this.assessment = new AssessmentPanel(this.$('.miqa-assessment')[0], { vocabulary: this.vocabulary });
+    this.assessment = new AssessmentPanel(this.$('.miqa-assessment')[0], { vocabulary: this.vocabulary, threshold: this.rules.suggestionThreshold });
     this.history = new HistoryList(this.$('.miqa-history-list')[0], { vocabulary: this.vocabulary });
     if (this.form) this.form.destroy();
     this.form = new DecisionForm(this.$('.miqa-decision-form')[0], {

@@ -32,9 +32,9 @@ export function trainedProbabilities(assessment) {
 }
 
 /** The artifacts a done assessment suggests: trained indicators at or above the threshold. */
-export function suggestedKeys(assessment) {
+export function suggestedKeys(assessment, threshold = SUGGEST_THRESHOLD) {
   const done = doneAssessment(assessment);
-  return done ? Object.entries(trainedProbabilities(done)).filter(([, p]) => p >= SUGGEST_THRESHOLD).map(([k]) => k) : [];
+  return done ? Object.entries(trainedProbabilities(done)).filter(([, p]) => p >= threshold).map(([k]) => k) : [];
 }
 
 /** The banner of a scan outside the model's domain, or null (in scope, or not known). */
@@ -103,10 +103,12 @@ export class AssessmentPanel {
    * Args:
    *   el: the panel's element (section.miqa-assessment).
    *   vocabulary: the project's artifacts ([{key, label}]), for the labels.
+   *   threshold: the suggestion threshold (GET /miqa/rules suggestionThreshold).
    */
-  constructor(el, { vocabulary = [] } = {}) {
+  constructor(el, { vocabulary = [], threshold = SUGGEST_THRESHOLD } = {}) {
     this.el = el;
     this.vocabulary = vocabulary;
+    this.threshold = Number.isFinite(threshold) ? threshold : SUGGEST_THRESHOLD;
   }
 
   label(key) {
@@ -135,9 +137,9 @@ export class AssessmentPanel {
       </div>
       <div class="miqa-artifact-bars">
         ${artifacts.map(([key, p]) => `
-          <div class="miqa-bar-row ${p >= SUGGEST_THRESHOLD ? 'miqa-above' : ''} ${fused(key) ? 'miqa-fused' : ''}" data-key="${escapeHtml(key)}"${fusedTitle(key)}>
-            <span class="miqa-bar-label">${escapeHtml(this.label(key))}${fused(key) ? ' <sup>*</sup>' : ''}${p >= SUGGEST_THRESHOLD ? ' <span class="miqa-suggested" title="Suggested: press S to accept">suggested</span>' : ''}</span>
-            <span class="miqa-bar"><span class="miqa-bar-fill" style="width:${Math.round(p * 100)}%"></span><span class="miqa-threshold" style="left:${SUGGEST_THRESHOLD * 100}%"></span></span>
+          <div class="miqa-bar-row ${p >= this.threshold ? 'miqa-above' : ''} ${fused(key) ? 'miqa-fused' : ''}" data-key="${escapeHtml(key)}"${fusedTitle(key)}>
+            <span class="miqa-bar-label">${escapeHtml(this.label(key))}${fused(key) ? ' <sup>*</sup>' : ''}${p >= this.threshold ? ' <span class="miqa-suggested" title="Suggested: press S to accept">suggested</span>' : ''}</span>
+            <span class="miqa-bar"><span class="miqa-bar-fill" style="width:${Math.round(p * 100)}%"></span><span class="miqa-threshold" style="left:${this.threshold * 100}%"></span></span>
             <span class="miqa-bar-value">${Math.round(p * 100)}%</span>
           </div>`).join('')}
       </div>

@@ -4,7 +4,7 @@
 // what bad needs) come from GET /miqa/rules; the logic is in plain functions node can test.
 import { escapeHtml } from '../api.js';
 import { DECISION_KEYS } from '../review/keymap.js';
-import { doneAssessment, suggestedKeys, trainedProbabilities } from './AssessmentPanel.js';
+import { SUGGEST_THRESHOLD, doneAssessment, suggestedKeys, trainedProbabilities } from './AssessmentPanel.js';
 
 /** The order the artifact keys and buttons cycle through (undefined: not stated). */
 export const ARTIFACT_CYCLE = [undefined, 'present', 'absent'];
@@ -25,12 +25,13 @@ export function allowedDecisions(rules, tier) {
  *   vocabulary: the project's artifacts ([{key, label}]).
  *   state: the scan's review state ({assessment, latestDecision}).
  *   tier: the reviewer's tier.
+ *   threshold: the suggestion threshold (GET /miqa/rules suggestionThreshold).
  */
-export function initialForm(vocabulary, state, tier) {
+export function initialForm(vocabulary, state, tier, threshold = SUGGEST_THRESHOLD) {
   const assessment = doneAssessment(state.assessment);
   const probs = assessment ? trainedProbabilities(assessment) : {};
   const form = { artifacts: {}, suggested: {}, accepted: {}, probs, comment: '', location: null, confidence: null };
-  const suggested = new Set(suggestedKeys(assessment));
+  const suggested = new Set(suggestedKeys(assessment, threshold));
   vocabulary.forEach(({ key }) => {
     if (suggested.has(key)) form.suggested[key] = true;
   });
@@ -178,7 +179,7 @@ export class DecisionForm {
 
   /** Start over for a scan ({assessment, latestDecision}). */
   reset(state) {
-    this.values = initialForm(this.vocabulary, state, this.tier);
+    this.values = initialForm(this.vocabulary, state, this.tier, this.rules.suggestionThreshold ?? SUGGEST_THRESHOLD);
     this.$('.miqa-comment').value = '';
     this.renderArtifacts();
     this.renderLocation();

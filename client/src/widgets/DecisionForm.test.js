@@ -57,6 +57,7 @@ describe('the form', () => {
     // an older result without trainedOutputs: only the legacy trained indicators
     assert.deepEqual(initialForm(VOCAB, { assessment: { status: 'done', artifacts: { lesion: 0.9, wraparound: 0.6 } } }, 1).suggested, { wraparound: true });
     assert.deepEqual(initialForm(VOCAB, { assessment: { status: 'running', artifacts: { wraparound: 0.9 } } }, 1).suggested, {});
+    assert.deepEqual(initialForm(VOCAB, state, 1, 0.6).suggested, {}); // the server's threshold
   });
 
   it('S accepts the shown suggestions and the body records them; a change makes them the reviewer\'s', () => {
