@@ -13,8 +13,10 @@ Which decision labels a scan (:func:`label_decision`): its **latest tier-2 decis
   ``(unverified)``) is not a reviewer's statement and never labels a scan.
 
 A scan with tier-1 decisions only (good / questionable, never settled by tier 2) is skipped and
-counted (``tier1_only``); so are unreviewed scans and those whose tier-2 decisions are all
-superseded or unverified.
+counted (``tier1_only``); so are unreviewed scans, those whose tier-2 decisions are all
+superseded or unverified, and those the model's assessment found outside its domain
+(``out_of_scope``, e.g. a T2w scan: a reviewer's good or bad about it would teach the T1 model
+a contrast it does not score). A scan without an assessment's scope is kept.
 
 Labels from that decision (:func:`decision_labels`):
 
@@ -74,9 +76,10 @@ class IngestSummary:
 
 
 RULES = ('labels come from each scan\'s latest tier-2 decision that is not superseded and was '
-         'stated by a Girder account (unverified imports never count); tier-1-only scans are '
-         'skipped; quality = the reviewer\'s score, else good 9 / bad 2; artifacts stated '
-         'present/absent are labels, unstated ones and acceptedSuggestions are unknown')
+         'stated by a Girder account (unverified imports never count); tier-1-only scans and '
+         'scans the model found out of its domain are skipped; quality = the reviewer\'s '
+         'score, else good 9 / bad 2; artifacts stated present/absent are labels, unstated '
+         'ones and acceptedSuggestions are unknown')
 
 
 def verified(decision: dict) -> bool:
@@ -210,6 +213,10 @@ def ingest_project(client, project_id: str, cache_dir: Path | str,
         if decision is None:
             skip(scan, why)
             continue
+        scope = (scan.get('assessment') or {}).get('scope') or {}
+        if scope.get('in_scope') is False:
+            skip(scan, 'out_of_scope', str(scope.get('contrast') or 'unknown'))
+            continue
         file = _image_file(client, scan, decision)
         if file is None:
             skip(scan, 'no_file')
@@ -245,6 +252,7 @@ def ingest_project(client, project_id: str, cache_dir: Path | str,
             'item_id': str(scan['itemId']), 'path': scan.get('path'),
             'decision_id': str(decision.get('_id', '')), 'reviewer': decision.get('login'),
             'accepted_suggestions': ' '.join(decision.get(ACCEPTED_FIELD) or ()),
+            'contrast': scope.get('contrast'),
         })
     if not rows:
         raise IngestError(f'project {project_id}: no scan has a tier-2 decision a reviewer '

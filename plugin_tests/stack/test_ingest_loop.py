@@ -79,7 +79,7 @@ def test_reviews_are_ingested_and_fine_tune_reports_agreement(bound_study, tmp_p
     study = bound_study
     server, tier1, tier2 = study.server, study.tier1, study.tier2
     families = [None, None, None, None, None, 'ghosting', 'ghosting', 'motion', 'motion',
-                'bias']
+                'bias', None]
     scans = {f'sub-{n + 1:02d}': _upload(study, f'sub-{n + 1:02d}', _volume(n, family))
              for n, family in enumerate(families)}
 
@@ -116,6 +116,14 @@ def test_reviews_are_ingested_and_fine_tune_reports_agreement(bound_study, tmp_p
         type='application/json'))
     assert report['decisionsAdded'] == 1, report
 
+    # sub-11: good at tier 2, but the model found it outside its domain: not a training scan
+    from girder_miqa.models import review_state
+
+    review_state.set_assessment_result(scans['sub-11'], {
+        'status': 'done', 'quality': 9.0, 'artifacts': {}, 'model': report_worker_model(),
+        'scope': {'in_scope': False, 'contrast': 'T2w', 'reason': 'the test says so'}})
+    _ok(decide(server, scans['sub-11'], tier2, 'good', tier=2))
+
     key = ApiKey().createApiKey(tier2, name='ingest')['key']
     cache, out = tmp_path / 'cache', tmp_path / 'run'
     runner = CliRunner()
@@ -134,9 +142,9 @@ def test_reviews_are_ingested_and_fine_tune_reports_agreement(bound_study, tmp_p
     summary = json.loads((cache / 'ingest.json').read_text())
     assert summary['counts']['labelled'] == 8
     assert summary['counts']['tier1_only'] == 1
-    assert summary['counts']['unverified'] == 1
+    assert summary['counts']['unverified'] == 1 and summary['counts']['out_of_scope'] == 1
     assert {s['path'].split('/')[0]: s['reason'] for s in summary['skipped']} == {
-        'sub-01': 'tier1_only', 'sub-10': 'unverified'}
+        'sub-01': 'tier1_only', 'sub-10': 'unverified', 'sub-11': 'out_of_scope: T2w'}
     with (cache / 'index.csv').open(newline='') as handle:
         rows = {row['subject_id']: row for row in csv.DictReader(handle)}
     assert sorted(rows) == [f'sub-{n:02d}' for n in range(2, 10)]
