@@ -104,3 +104,33 @@ def test_fast_hole_filling_and_level_statistics_match_the_plain_ones():
         assert list(fast) == list(plain)
         for key in fast:
             assert fast[key] == pytest.approx(plain[key], rel=1e-5, abs=1e-7), key
+
+
+def test_one_partition_summary_matches_numpy_definitions():
+    """_summary's one partition and in-place moments give numpy's own numbers, and
+    order_statistics gives np.percentile's, on odd, even, signed and tied samples."""
+    from miqa_worker.quality_metrics import _median_energy, _summary, order_statistics
+
+    rng = np.random.default_rng(5)
+    samples = [rng.normal(100, 15, 4001).astype(np.float32),
+               rng.normal(0, 3, 4000).astype(np.float32),  # signed
+               rng.integers(0, 4, 3000).astype(np.float32),  # many ties
+               np.array([7.0], dtype=np.float32), np.array([2.0, 5.0], dtype=np.float32)]
+    for values in samples:
+        wide = values.astype(np.float64)
+        middle: list = []
+        out = _summary(values, 'r', middle)
+        median = np.median(wide)
+        std = wide.std()
+        expected = {'mean': wide.mean(), 'stdv': std, 'median': median,
+                    'mad': np.median(np.abs(wide - median)) * 1.4826,
+                    'p05': np.percentile(wide, 5), 'p95': np.percentile(wide, 95),
+                    'k': ((wide - wide.mean()) ** 4).mean() / std ** 4 - 3 if std > 0 else 0.0,
+                    'n': float(values.size)}
+        for key, value in expected.items():
+            assert out[f'summary_r_{key}'] == pytest.approx(value, rel=1e-9, abs=1e-9), key
+        qs = (0.5, 20.0, 99.5, 99.95)
+        np.testing.assert_allclose(order_statistics(values, qs)[0], np.percentile(wide, qs),
+                                   rtol=1e-12)
+        assert _median_energy(values, middle[0]) == pytest.approx(np.median(wide ** 2),
+                                                                  rel=1e-12)
