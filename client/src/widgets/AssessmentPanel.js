@@ -138,7 +138,7 @@ export class AssessmentPanel {
       <div class="miqa-artifact-bars">
         ${artifacts.map(([key, p]) => `
           <div class="miqa-bar-row ${p >= this.threshold ? 'miqa-above' : ''} ${fused(key) ? 'miqa-fused' : ''}" data-key="${escapeHtml(key)}"${fusedTitle(key)}>
-            <span class="miqa-bar-label">${escapeHtml(this.label(key))}${fused(key) ? ' <sup>*</sup>' : ''}${p >= this.threshold ? ' <span class="miqa-suggested" title="Suggested: press S to accept">suggested</span>' : ''}</span>
+            <span class="miqa-bar-label">${escapeHtml(this.label(key))}${fused(key) ? ' <sup>*</sup>' : ''}${p >= this.threshold ? ' <span class="miqa-suggested" title="Suggested: press S to accept">★</span>' : ''}</span>
             <span class="miqa-bar"><span class="miqa-bar-fill" style="width:${Math.round(p * 100)}%"></span><span class="miqa-threshold" style="left:${this.threshold * 100}%"></span></span>
             <span class="miqa-bar-value">${Math.round(p * 100)}%</span>
           </div>`).join('')}
