@@ -15,7 +15,9 @@ and those scores mean nothing. :func:`detect_contrast` says what a scan is, in t
    EPI-like resolution, then the order of the tissues deep in the head (T1: white matter is
    the bright bulk with dark CSF in the ventricles, so the intensities there lean to the dark
    side; T2, PD and diffusion b0: dark bulk, bright CSF) and, in a brain-extracted T1-like
-   image, whether the cortex is darker than the white matter (not so in FLAIR).
+   image, whether the cortex is darker than the white matter (not so in FLAIR). A whole-head
+   FLAIR (no brain extraction) looks T1-like to this test: only its name, sidecar or DICOM
+   tags put it out of scope.
 
 The first that knows wins (a sidecar saying T2w beats a T1-looking image). A 4D series is out of
 scope whatever its contrast (the model assesses single 3D volumes; its scores are of the first
