@@ -161,7 +161,7 @@ class Domain:
 
     modality: str = 'MR'
     anatomy: str = 'head'
-    contrasts: tuple[str, ...] = ('T1w', 'T2w', 'DWI-b0')
+    contrasts: tuple[str, ...] = ('T1w',)
     dimensions: int = 3
     volumes: int = 1
     labels: str = 'simulated'

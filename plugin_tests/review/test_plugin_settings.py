@@ -134,7 +134,7 @@ def test_visibility_cache_lifetime(study):
 def test_suspicion_thresholds_decide_what_is_suspicious(study):
     s = study
     item = make_scan(s.folder, 'a.nii.gz', s.admin)
-    set_assessment(item, 6.0, {'lesion': 0.3})
+    set_assessment(item, 6.0, {'ghosting_motion': 0.3})
     assertStatusOk(decide(s.server, item, s.tier1, 'questionable'))
 
     def agreement():

@@ -263,12 +263,13 @@ def test_queue_order_and_pagination(study):
                                        'q3_highprob', 'failed'])}
     resp = s.server.request(f'/item/{scans["q7"]["_id"]}/miqa/assessment', method='PUT',
                             user=s.admin, type='application/json', body=json.dumps({
-                                'status': 'done', 'quality': 7.0, 'artifacts': {'lesion': 0.1},
+                                'status': 'done', 'quality': 7.0,
+                                'artifacts': {'ghosting_motion': 0.1},
                                 'model': {'name': 'miqa-default', 'version': '1'}}))
     assertStatusOk(resp)  # the worker's write sets the sort keys too
     assert resp.json['sort']['rank'] == 0 and resp.json['sort']['artifact'] == -0.1
-    set_assessment(scans['q3'], 3.0, {'lesion': 0.2})
-    set_assessment(scans['q3_highprob'], 3.0, {'lesion': 0.2, 'wraparound': 0.9})
+    set_assessment(scans['q3'], 3.0, {'ghosting_motion': 0.2})
+    set_assessment(scans['q3_highprob'], 3.0, {'ghosting_motion': 0.2, 'wraparound': 0.9})
     from girder_miqa.models import review_state
 
     review_state.set_assessment_result(scans['failed'], {'status': 'failed', 'reason': 'x'})
@@ -292,7 +293,7 @@ def test_summary_agreement(study):
     ]
     for n, (quality, prob, decision) in enumerate(cases):
         item = make_scan(s.folder, f's{n}.nii.gz', s.admin, seed=n)
-        set_assessment(item, quality, {'lesion': prob})
+        set_assessment(item, quality, {'ghosting_motion': prob})
         assertStatusOk(decide(s.server, item, s.tier1, decision, seconds=10,
                               artifacts={'lesion': 'present'} if n == 0 else {}))
     make_scan(s.folder, 'unassessed.nii.gz', s.admin, seed=9)
