@@ -27,6 +27,7 @@ from . import settings
 from .constants import (
     ASSESS_TASK_NAME,
     ASSESSMENT_WRITE_SCOPE,
+    IMAGE_EXTENSIONS,
     ITEM_FIELD,
     JOB_TYPE,
     AssessmentStatus,
@@ -202,6 +203,39 @@ def job_updated(job: dict) -> None:
             logger.exception('Could not delete the token of MIQA job %s', job.get('_id'))
 
 
+SIDECAR_MAX_BYTES = 1 << 20  # a BIDS sidecar is a few KiB; larger JSON files are not sidecars
+
+
+def image_stem(name: str) -> str:
+    """The file name without its image ending: ``sub-01_T1w.nii.gz`` -> ``sub-01_T1w``."""
+    lower = name.lower()
+    for ext in sorted(IMAGE_EXTENSIONS, key=len, reverse=True):
+        if lower.endswith(ext):
+            return name[:-len(ext)]
+    return name
+
+
+def sidecar_for(item: dict, file: dict) -> str | None:
+    """The text of the image's BIDS JSON sidecar, for the worker's contrast detection: a file
+    ``<stem>.json`` in the same item, else the only file of an item ``<stem>.json`` in the same
+    folder. None when there is none, or it is too large or unreadable: a sidecar is a hint,
+    never a reason to fail scheduling. Whether it is valid JSON is the worker's to say."""
+    wanted = f'{image_stem(file["name"])}.json'
+    try:
+        candidate = File().findOne({'itemId': item['_id'], 'name': wanted})
+        if candidate is None and item.get('folderId'):
+            other = Item().findOne({'folderId': item['folderId'], 'name': wanted})
+            if other is not None:
+                candidate = File().findOne({'itemId': other['_id']})
+        if candidate is None or int(candidate.get('size') or 0) > SIDECAR_MAX_BYTES:
+            return None
+        with File().open(candidate) as handle:
+            return handle.read(SIDECAR_MAX_BYTES + 1).decode('utf-8', errors='replace')
+    except Exception:
+        logger.warning('MIQA: sidecar of %s not read', item.get('_id'), exc_info=True)
+        return None
+
+
 def schedule_assessment(item: dict, file: dict, user: dict | None, project: dict) -> dict:
     """Queue the worker task for one scan as a Girder job, and return the job.
 
@@ -231,6 +265,7 @@ def schedule_assessment(item: dict, file: dict, user: dict | None, project: dict
         'model_name': model,
         'direct_path': directPath,
         'max_voxels': settings.max_voxels(),
+        'sidecar': sidecar_for(item, file),
     }, headers={
         'girder_job_title': f'MIQA assessment: {item["name"]}',
         'girder_job_type': JOB_TYPE,

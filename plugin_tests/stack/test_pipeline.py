@@ -244,3 +244,36 @@ def test_assessment_write_needs_the_job_token(project_setup, tmp_path, wait, use
         scoped.put(f'item/{a["_id"]}/miqa/assessment', json=body)
     assert err.value.status in (401, 403)
     assert _state(gc, a['_id'])['assessment']['status'] == 'done'  # nothing was lost
+
+
+@pytest.mark.stack
+@pytest.mark.plugin('miqa')
+def test_sidecar_beside_the_image_decides_its_scope(project_setup, tmp_path, wait):
+    """A neutral name gives the worker no contrast; the BIDS sidecar uploaded beside it (same
+    folder, same stem) does: the scan keeps its scores and is flagged out of the domain. A
+    broken sidecar is a reason in the scope, never a failed assessment."""
+    import json
+
+    gc, folder, _project = project_setup
+    told = gc.createFolder(str(folder['_id']), 'told')
+    (tmp_path / 'scan7.json').write_text(json.dumps({
+        'SeriesDescription': 'T2 TSE axial', 'RepetitionTime': 4.0, 'EchoTime': 0.09}))
+    gc.uploadFileToFolder(told['_id'], str(tmp_path / 'scan7.json'))
+    gc.uploadFileToFolder(told['_id'], str(write_nifti(tmp_path / 'scan7.nii.gz')))
+    item = next(i for i in gc.listItem(told['_id']) if i['name'] == 'scan7.nii.gz')
+    assessment = _wait_assessed(gc, item['_id'], wait)['assessment']
+    assert assessment['status'] == 'done', assessment
+    assert assessment['scope']['in_scope'] is False, assessment['scope']
+    assert assessment['scope']['contrast'] == 'T2w'
+    assert assessment['scope']['source'] == 'sidecar'
+    assert 0.0 <= assessment['quality'] <= 10.0  # flagged, still scored
+
+    broken = gc.createFolder(str(folder['_id']), 'broken')
+    (tmp_path / 'b').mkdir()
+    (tmp_path / 'b' / 'scan8.json').write_text('{not json')
+    gc.uploadFileToFolder(broken['_id'], str(tmp_path / 'b' / 'scan8.json'))
+    gc.uploadFileToFolder(broken['_id'], str(write_nifti(tmp_path / 'b' / 'scan8.nii.gz')))
+    item = next(i for i in gc.listItem(broken['_id']) if i['name'] == 'scan8.nii.gz')
+    assessment = _wait_assessed(gc, item['_id'], wait)['assessment']
+    assert assessment['status'] == 'done', assessment
+    assert 'sidecar' in assessment['scope']['reason'].lower(), assessment['scope']
