@@ -17,7 +17,7 @@ def skip_reason() -> str | None:
     if not CHROMIUM.exists():
         return f'needs a chromium at {CHROMIUM} (apt-get install chromium)'
     if not shutil.which('node'):
-        return 'needs node (v20+) on PATH'
+        return 'needs node (18.18+) on PATH'
     if not (CLIENT / 'node_modules' / 'playwright-core').is_dir():
         return 'needs client/node_modules/playwright-core (run client/build.sh)'
     if not (DIST / 'girder-plugin-miqa.umd.cjs').exists():

@@ -114,7 +114,7 @@ const SettingsView = girder.views.View.extend({
           <p class="help-block">Tier 1 marks scans ${tier(1).decisions.map(escapeHtml).join(' or ')}.</p></div>
         <div class="form-group"><label>Tier-2 reviewers (group)</label>${groupSelect('miqa-tier2-group', s.tier2GroupId)}
           <p class="help-block">Tier 2 decides ${escapeHtml(tier(2).reviews)} scans: ${tier(2).decisions.map(escapeHtml).join(' or ')}.</p></div>
-        <div class="checkbox"><label><input type="checkbox" class="miqa-auto-assess" ${s.autoAssess ? 'checked' : ''}> Assess new scans automatically (model <code>${escapeHtml(s.model || '')}</code>)</label></div>
+        <div class="checkbox"><label><input type="checkbox" class="miqa-auto-assess" ${s.autoAssess ? 'checked' : ''}> Assess new scans automatically (model <code>${escapeHtml(s.model || "the workers' default")}</code>)</label></div>
         <div class="form-group"><label>Scans outside the model's domain (e.g. T2w, FLAIR, BOLD)</label>
           <select class="form-control miqa-out-of-scope-band">
             ${[['last', 'last: after every other scan'], ['first', 'first: before the in-domain scans'], ['mixed', 'mixed in by their scores']].map(([v, text]) => `<option value="${v}" ${(s.outOfScope || 'last') === v ? 'selected' : ''}>${escapeHtml(text)}</option>`).join('')}
