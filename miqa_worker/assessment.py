@@ -42,7 +42,9 @@ Result of :meth:`Assessor.assess_file` / :meth:`Assessor.assess_volume` (JSON-se
                (``spec.domain``; :mod:`miqa_worker.scope`): contrast one of T1w, T2w, FLAIR, PD,
                dwi, bold, asl, unknown, found from the file name, the JSON sidecar, DICOM tags or
                the image; out-of-scope scans keep their scores, flagged
-    timings    {read, preprocess, inference, fusion (with a fusion), metrics, total} seconds
+    timings    {read, preprocess, inference, fusion (with a fusion), metrics, total} seconds;
+               the metrics run beside preprocessing on a second thread (``Assessor.beside``):
+               theirs is their own time, ``total`` the wall-clock time from the read on
                (the scope test's few ms count in the total only)
 """
 
@@ -53,7 +55,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,8 +112,8 @@ def make_tiles(array: np.ndarray, tile: int = TILE_SIZE,
 
     Faster: the percentiles are found without sorting (or taken from ``value_range``, the
     volume's ``intensity_range``), and each tile is rescaled in place right after it is
-    copied, while it is in the cache, on every usable core (numpy works without the GIL)
-    rather than over a full copy of the volume. Returns (tiles [N, t, t, t] float32,
+    copied, while it is in the cache, rather than over a full copy of the volume (one thread:
+    the image metrics run beside it, ``Assessor.beside``). Returns (tiles [N, t, t, t] float32,
     starts [N, 3], grid shape, padded shape).
     """
     low, high = value_range or intensity_range(array)
@@ -126,19 +128,10 @@ def make_tiles(array: np.ndarray, tile: int = TILE_SIZE,
                       dtype=np.int64).reshape(-1, 3)
     tiles = np.empty((len(starts), tile, tile, tile), dtype=np.float32)
 
-    def copy(numbers: range) -> None:
-        for n in numbers:
-            i, j, k = starts[n]
-            tiles[n] = volume[i:i + tile, j:j + tile, k:k + tile]
-            if low is not None:
-                rescale_into(tiles[n], low, high)
-
-    workers = min(usable_cores(), len(starts))
-    if workers <= 1:
-        copy(range(len(starts)))
-    else:
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(copy, [range(w, len(starts), workers) for w in range(workers)]))
+    for n, (i, j, k) in enumerate(starts):
+        tiles[n] = volume[i:i + tile, j:j + tile, k:k + tile]
+        if low is not None:
+            rescale_into(tiles[n], low, high)
     shape = tuple(int(s) for s in volume.shape)
     return tiles, starts, (len(grid[0]), len(grid[1]), len(grid[2])), shape  # type: ignore
 
@@ -470,6 +463,7 @@ class Assessor:
             load_folder(model) if _loaded is None else (*_loaded, None, []))
         self.networks = Networks(network, members, batch_size, self.threads)
         self.max_voxels = max_voxels
+        self._beside: ThreadPoolExecutor | None = None  # see beside()
 
     @classmethod
     def from_network(cls, network, global_view_weight: float = 0.0, threads: int | None = None,
@@ -531,6 +525,24 @@ class Assessor:
         outputs = self.networks.predict(tiles)
         return outputs, None if view is None else run_view(self.networks, view, self.spec.view)
 
+    def beside(self, wanted: bool, fn: Callable[..., Any], *args: Any) -> Future | None:
+        """Start ``fn(*args)`` on a second thread when ``wanted``: a future of (its result, its
+        seconds); None otherwise.
+
+        The image metrics run beside preprocessing this way, on the other core (numpy and
+        scipy release the GIL in their loops), and are collected before they are reported.
+        """
+        if not wanted:
+            return None
+        if self._beside is None:
+            self._beside = ThreadPoolExecutor(1, thread_name_prefix='miqa-beside')
+
+        def timed() -> tuple[Any, float]:
+            began = time.perf_counter()
+            return fn(*args), time.perf_counter() - began
+
+        return self._beside.submit(timed)
+
     def assess_volume(self, volume: ScanVolume, progress: Progress | None = None,
                       metrics: bool = True, _timings: dict[str, float] | None = None,
                       source: str | os.PathLike | None = None, sidecar: Any = None
@@ -541,11 +553,16 @@ class Assessor:
         object, text or None) tell the scan's contrast for ``scope`` (:mod:`.scope`).
         """
         report, clock = progress or _silent, Stopwatch(_timings)
-        report(2, PROGRESS_TOTAL, 'normalising and tiling')
+        report(2, PROGRESS_TOTAL, 'normalising and tiling; image quality metrics')
+        pending = self.beside(metrics, compute_quality_metrics, volume.array, volume.spacing)
         value_range = intensity_range(volume.array)
         tiles = Tiles.of(volume.array, value_range, self.spec.tiles)
         view = whole_view(volume, value_range) if self.uses_view else None
         clock.lap('preprocess')
+        # collected before the network's threads start, so that they have both cores
+        iqms, seconds = pending.result() if pending else ({}, 0.0)
+        clock.lap('metrics')
+        clock.laps['metrics'] = seconds  # its own time (beside preprocessing); total: wall
         report(3, PROGRESS_TOTAL, f'running the model on {len(tiles.images)} tiles')
         tile_outputs = run_tiles(self.networks, tiles.images)
         view_output = None if view is None else run_view(self.networks, view, self.spec.view)
@@ -555,9 +572,7 @@ class Assessor:
         scores = postprocess(blended, self.penalty_families, self.fusion, volume.array,
                              value_range)
         clock.lap('fusion')
-        report(4, PROGRESS_TOTAL, 'image quality metrics')
-        iqms = compute_quality_metrics(volume.array, volume.spacing) if metrics else {}
-        clock.lap('metrics')
+        report(4, PROGRESS_TOTAL, 'post-processing and scope')
         scope = assess_scope(self.spec.domain, source, volume, sidecar)
         clock.lap('scope')
         hidden = ('scope',) if scores.fusion else ('fusion', 'scope')  # keys as they were

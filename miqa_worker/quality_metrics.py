@@ -169,7 +169,9 @@ def _summary(values: np.ndarray, prefix: str,
     square = deviation * deviation
     variance = float(square.sum()) / n
     std = math.sqrt(variance)
-    kurt = float(np.dot(square, square)) / n / variance ** 2 - 3.0 if std > 0 else 0.0
+    # not np.dot: BLAS threads would spin on the cores the network needs next
+    fourth = float(np.square(square, out=square).sum())
+    kurt = fourth / n / variance ** 2 - 3.0 if std > 0 else 0.0
     deviation -= median - mean  # values - median
     np.abs(deviation, out=deviation)
     mad = float(np.median(deviation, overwrite_input=True)) * 1.4826
@@ -193,7 +195,7 @@ def efc(array: np.ndarray) -> float:
     values = np.abs(array.reshape(-1).astype(np.float64))
     n = values.size
     efc_max = n * (1.0 / math.sqrt(n)) * math.log(1.0 / math.sqrt(n))
-    energy = math.sqrt(float(np.dot(values, values)))
+    energy = math.sqrt(float(np.square(values).sum()))  # not np.dot: see _summary
     if energy == 0 or efc_max == 0:
         return UNDEFINED
     b = values[values > 0] / energy
