@@ -320,9 +320,11 @@ class Scores:
 
 def postprocess(blended: Blend, families: Sequence[str], fusion: Fusion | None = None,
                 array: np.ndarray | None = None,
-                value_range: tuple[float, float] | None = None) -> Scores:
+                value_range: tuple[float, float] | None = None,
+                features: dict[str, float] | None = None) -> Scores:
     """Stage 4, post-processing: quality clipped to 0..10, each family's quality points
-    (at least 0), and the fused indicator decided with the background metrics of ``array``."""
+    (at least 0), and the fused indicator decided with the background metrics of ``array``
+    (``features``: those metrics, when :func:`fusion_features` found them already)."""
     quality = float(np.clip(blended.scan[0], QUALITY_MIN, QUALITY_MAX))
     artifacts = {key: float(p) for key, p in zip(ARTIFACT_KEYS, blended.scan[1:], strict=True)}
     penalties = None
@@ -331,22 +333,28 @@ def postprocess(blended: Blend, families: Sequence[str], fusion: Fusion | None =
                      for family, p in zip(families, blended.points, strict=True)}
     fused = None
     if fusion is not None:
-        fused = fused_indicator(fusion, array, value_range, artifacts[fusion.indicator])
+        fused = fused_indicator(fusion, array, value_range, artifacts[fusion.indicator],
+                                features)
         artifacts[fusion.indicator] = fused['probability']
     return Scores(quality, artifacts, penalties, fused)
 
 
-def fused_indicator(fusion: Fusion, array: np.ndarray, value_range: tuple[float, float],
-                    network_probability: float) -> dict[str, Any]:
-    """The fusion's probability for its indicator, with its inputs (the result's ``fusion``).
-
-    The metrics see the volume as training saw it: subsampled by stride, mapped to 0..1 by the
-    scan's own range and put on 256 levels.
-    """
+def fusion_features(fusion: Fusion, array: np.ndarray, value_range: tuple[float, float]
+                    ) -> dict[str, float]:
+    """The background metrics the fusion reads, of the volume as training saw it: subsampled
+    by stride, mapped to 0..1 by the scan's own range and put on 256 levels."""
     low, high = value_range
     part, _ = subsample(array, fusion.max_voxels)
-    normalised = rescale_into(np.array(part, dtype=np.float32, copy=True), low, high)
-    features = fusion.features(normalised)
+    return fusion.features(rescale_into(np.array(part, dtype=np.float32, copy=True), low, high))
+
+
+def fused_indicator(fusion: Fusion, array: np.ndarray, value_range: tuple[float, float],
+                    network_probability: float, features: dict[str, float] | None = None
+                    ) -> dict[str, Any]:
+    """The fusion's probability for its indicator, with its inputs (the result's ``fusion``);
+    ``features``: :func:`fusion_features` of ``array``, when found already."""
+    if features is None:
+        features = fusion_features(fusion, array, value_range)
     return {'indicator': fusion.indicator, 'network': float(network_probability),
             'probability': fusion.probability(network_probability, features),
             'metrics': features}
@@ -529,8 +537,9 @@ class Assessor:
         """Start ``fn(*args)`` on a second thread when ``wanted``: a future of (its result, its
         seconds); None otherwise.
 
-        The image metrics run beside preprocessing this way, on the other core (numpy and
-        scipy release the GIL in their loops), and are collected before they are reported.
+        The image metrics and the fusion's background metrics run beside preprocessing this
+        way, one after the other on the other core (numpy and scipy release the GIL in their
+        loops); the metrics are collected before the network's threads start.
         """
         if not wanted:
             return None
@@ -556,6 +565,8 @@ class Assessor:
         report(2, PROGRESS_TOTAL, 'normalising and tiling; image quality metrics')
         pending = self.beside(metrics, compute_quality_metrics, volume.array, volume.spacing)
         value_range = intensity_range(volume.array)
+        background = self.beside(self.fusion is not None, fusion_features, self.fusion,
+                                 volume.array, value_range)  # after the metrics, beside too
         tiles = Tiles.of(volume.array, value_range, self.spec.tiles)
         view = whole_view(volume, value_range) if self.uses_view else None
         clock.lap('preprocess')
@@ -570,7 +581,7 @@ class Assessor:
         blended = blend(tile_outputs, view_output, self.view_weights,
                         len(self.penalty_families))
         scores = postprocess(blended, self.penalty_families, self.fusion, volume.array,
-                             value_range)
+                             value_range, background.result()[0] if background else None)
         clock.lap('fusion')
         report(4, PROGRESS_TOTAL, 'post-processing and scope')
         scope = assess_scope(self.spec.domain, source, volume, sidecar)
