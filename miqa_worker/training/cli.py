@@ -364,5 +364,67 @@ def run_recipe(config: RunConfig, recipe: Path | None = None) -> None:
         click.echo(f'shipped to {config.ship_to}')
 
 
+@main.command()
+@click.option('--model', 'model_name', default='miqa-default', show_default=True,
+              help='A model name (as the worker finds it) or folder.')
+@click.option('--cache', 'cache_dir', required=True,
+              type=click.Path(path_type=Path, file_okay=False),
+              help='A cache from "generate" (e.g. the recipe\'s cache-v3 settings, seed 0).')
+@click.option('--subjects', default='held-out', show_default=True,
+              help='"held-out" (the manifest\'s held-out people), "all", or comma-separated '
+                   'subject ids of the cache.')
+@click.option('--manifest', type=click.Path(path_type=Path, dir_okay=False),
+              default=DEFAULT_MANIFEST, help='Data manifest naming the held-out subjects.')
+@click.option('--out', 'out_dir', type=click.Path(path_type=Path, file_okay=False),
+              default=None, help='Where calibration.json and reliability.png go '
+                                 '(default: CACHE/calibration).')
+@click.option('--resamples', default=1000, show_default=True, type=click.IntRange(1),
+              help='Bootstrap resamples of the 95 % intervals.')
+@click.option('--seed', default=0, show_default=True, help='Seed of the bootstrap.')
+@click.option('--threads', default=None, type=click.IntRange(1), help='CPU threads for torch.')
+def calibrate(model_name, cache_dir, subjects, manifest, out_dir, resamples, seed,
+              threads) -> None:
+    """Assess a cache's volumes with the worker's assessor and write how well its
+    probabilities are calibrated (ECE per trained indicator, Brier, reliability diagram)."""
+    import numpy as np
+
+    from ..assessment import Assessor
+    from ..model_store import ModelError
+    from .calibration import calibrate as measure
+    from .calibration import write_outputs
+    from .dataset import load_cache
+
+    if not (cache_dir / 'index.csv').is_file():
+        raise click.BadParameter(f'{cache_dir} has no index.csv (make one with "generate")',
+                                 param_hint='--cache')
+    if subjects == 'held-out':
+        try:
+            wanted = set(load_manifest(manifest).held_out_subjects)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint='--manifest') from None
+    elif subjects != 'all':
+        wanted = {s for s in subjects.split(',') if s}
+    try:
+        assessor = Assessor(model_name, threads=threads)
+    except ModelError as exc:
+        raise click.BadParameter(str(exc).splitlines()[0], param_hint='--model') from None
+    data = load_cache(cache_dir)
+    if subjects == 'all':
+        index = np.arange(len(data))
+    else:
+        index = np.flatnonzero(np.isin(data.subjects, sorted(wanted)))
+        missing = sorted(wanted - set(data.subjects.tolist()))
+        if missing or not len(index):
+            raise click.BadParameter(f'no volumes of {", ".join(missing or sorted(wanted))} '
+                                     f'in {cache_dir}', param_hint='--subjects')
+    result = measure(assessor, data, index, resamples=resamples, seed=seed)
+    result['cache'] = str(cache_dir)
+    result['command'] = 'miqa-train ' + ' '.join(sys.argv[1:])
+    paths = write_outputs(result, out_dir or cache_dir / 'calibration')
+    click.echo(json.dumps({k: {'ece': v['ece'], 'ece_ci95': v['ece_ci95'], 'brier': v['brier']}
+                           for k, v in result['indicators'].items()}, indent=1))
+    click.echo(f'wrote {paths[0]} and {paths[1]}')
+
+
 if __name__ == '__main__':
     main()
