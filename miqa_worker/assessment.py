@@ -472,6 +472,7 @@ class Assessor:
         self.networks = Networks(network, members, batch_size, self.threads)
         self.max_voxels = max_voxels
         self._beside: ThreadPoolExecutor | None = None  # see beside()
+        self._beside_pid = os.getpid()
 
     @classmethod
     def from_network(cls, network, global_view_weight: float = 0.0, threads: int | None = None,
@@ -543,8 +544,9 @@ class Assessor:
         """
         if not wanted:
             return None
-        if self._beside is None:
+        if self._beside is None or self._beside_pid != os.getpid():  # none, or lost in a fork
             self._beside = ThreadPoolExecutor(1, thread_name_prefix='miqa-beside')
+            self._beside_pid = os.getpid()
 
         def timed() -> tuple[Any, float]:
             began = time.perf_counter()
