@@ -211,6 +211,8 @@ def calibrate(assessor, data, index: Sequence[int], bins: int = ECE_BINS,
         indicators[key] = indicator_calibration(probs[:, k], data.indicators[index, k], bins,
                                                 resamples, seed)
     scored = metrics(data, index, quality.astype(np.float32), np.nan_to_num(probs))
+    for key, figures in indicators.items():  # ranking beside calibration (AUC of p = of logit)
+        figures['auc'] = scored['indicator_auc'].get(key)
     quality_out: dict[str, Any] = {k: scored[k] for k in ('r2', 'mae') if k in scored}
     quality_out['member_interval_coverage'] = None
     quality_out['member_interval_note'] = (

@@ -404,6 +404,9 @@ def calibrate(model_name, cache_dir, subjects, manifest, out_dir, resamples, see
             raise click.BadParameter(str(exc), param_hint='--manifest') from None
     elif subjects != 'all':
         wanted = {s for s in subjects.split(',') if s}
+        if not wanted:
+            raise click.BadParameter('name "held-out", "all" or subject ids',
+                                     param_hint='--subjects')
     try:
         assessor = Assessor(model_name, threads=threads)
     except ModelError as exc:

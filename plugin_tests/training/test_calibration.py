@@ -111,6 +111,7 @@ def test_calibrate_writes_both_files(tiny):
     assert 'lesion' in figures['unlabelled_indicators']
     for value in figures['indicators'].values():
         assert 0 <= value['ece'] <= 1 and sum(value['reliability']['counts']) == 2
+        assert value['auc'] is None or 0 <= value['auc'] <= 1
     assert {'r2', 'mae'} <= set(figures['quality'])
     assert figures['quality']['member_interval_coverage'] is None
     png = (out / 'reliability.png').read_bytes()
@@ -120,6 +121,7 @@ def test_calibrate_writes_both_files(tiny):
 @pytest.mark.parametrize(('args', 'message'), [
     (['--subjects', 'nobody'], 'no volumes of nobody in'),
     (['--model', 'no-such-model'], "model 'no-such-model'"),
+    (['--subjects', ','], 'name "held-out", "all" or subject ids'),
 ])
 def test_calibrate_bad_arguments_are_one_line_errors(tiny, args, message):
     result = CliRunner().invoke(main, ['calibrate', '--cache', str(tiny / 'cache'), *args])
