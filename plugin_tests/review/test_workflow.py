@@ -318,10 +318,15 @@ def test_assess_endpoints_schedule_through_the_lead_hook(study, purged_broker):
     s = study
     a = make_scan(s.folder, 'a.nii.gz', s.admin, seed=1)
     b = make_scan(s.folder, 'b.nii.gz', s.admin, seed=2)
-    report_worker_model()  # the workers' model, as they reported it (no worker runs here)
-    set_assessment(b, 6.0, {'lesion': 0.1})  # already assessed by the current model
+    report_worker_model()  # the workers' model, as they reported it
+    # A worker left running by an earlier test in the session answers the ask with its own
+    # weights, which then are the current model: ask first, as the endpoint will.
+    from girder_miqa.scheduling import current_model
+
+    current_model(None)
+    set_assessment(b, 6.0, {'ghosting_motion': 0.1})  # assessed by the current model
     old = make_scan(s.folder, 'old.nii.gz', s.admin, seed=3)
-    set_assessment(old, 6.0, {'lesion': 0.1}, model={  # same name, older weights
+    set_assessment(old, 6.0, {'ghosting_motion': 0.1}, model={  # same name, older weights
         'name': 'miqa-default', 'version': '0.0.1', 'sha256': '0' * 64})
     resp = s.server.request(f'/miqa/project/{s.id}/assess', method='POST', user=s.tier1)
     assertStatus(resp, 403)

@@ -269,8 +269,8 @@ def test_names_sidecars_and_domains():
     assert header_contrast({'EchoTime': 0.015, 'RepetitionTime': 3.0})[0] == 'PD'
     assert header_contrast({'Manufacturer': 'Siemens'}) is None
     guess = ContrastGuess('dwi', 'header', 'file name says dwi')
-    assert in_scope(Domain(), guess).in_scope  # the default domain lists "DWI-b0"
-    assert not in_scope(Domain(contrasts=('T1w',)), guess).in_scope
+    assert in_scope(Domain(contrasts=('T1w', 'DWI-b0')), guess).in_scope  # b0 is dwi
+    assert not in_scope(Domain(), guess).in_scope  # the default domain is T1w only
     ct = ContrastGuess('T1w', 'sidecar', 'sidecar: ...', modality='CT')
     assert in_scope(SHIPPED, ct).reason.startswith('modality CT is outside')
     assert set(CONTRASTS) == {'T1w', 'T2w', 'FLAIR', 'PD', 'dwi', 'bold', 'asl', 'unknown'}
