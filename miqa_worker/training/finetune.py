@@ -31,7 +31,7 @@ import torch
 from ..constants import ARTIFACT_KEYS, QUALITY_MAX, QUALITY_MIN
 from .config import RunConfig, TrainConfig
 from .dataset import VolumeSet, load_cache, tile_batches
-from .losses import miqa_loss
+from .train import pick_device, plain_state_dict, train_epoch
 
 #: The model calls a scan good at or above this quality (``miqa.suspicion_thresholds``).
 SUSPICION_QUALITY = 5.0
@@ -158,8 +158,6 @@ def fine_tune(network: torch.nn.Module, data: VolumeSet, index: np.ndarray,
               progress: bool = True) -> list[dict]:
     """Train ``network`` further on ``index`` (AdamW at ``config.learning_rate``, its decay,
     tiles and whole-volume views as in training; no points targets: reviews have none)."""
-    from tqdm import tqdm
-
     for parameter in network.parameters():
         parameter.requires_grad_(True)
     network.to(device, memory_format=torch.channels_last_3d)
@@ -172,22 +170,15 @@ def fine_tune(network: torch.nn.Module, data: VolumeSet, index: np.ndarray,
         rng = np.random.default_rng([config.seed, epoch])
         torch.manual_seed(config.seed * 1000 + epoch)
         network.train()
-        began, total, batches = time.time(), 0.0, 0
-        for tiles, quality, indicators, points in tqdm(
-                tile_batches(data, index, config.tiles_per_volume, config.batch_size, rng,
-                             views, config.augment),
-                desc=f'fine-tune epoch {epoch + 1}/{config.epochs}', leave=False,
-                disable=not progress):
-            outputs = network(tiles.to(device, memory_format=torch.channels_last_3d))
-            loss, _ = miqa_loss(outputs, quality.to(device), indicators.to(device),
-                                config.quality_weight, config.indicator_weight,
-                                config.focal_gamma, points.to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total, batches = total + float(loss.detach()), batches + 1
+        began = time.time()
+        sums, batches = train_epoch(
+            network, tile_batches(data, index, config.tiles_per_volume, config.batch_size, rng,
+                                  views, config.augment),
+            optimizer, config, device, f'fine-tune epoch {epoch + 1}/{config.epochs}',
+            progress=progress)
         history.append({'epoch': epoch + 1, 'lr': scheduler.get_last_lr()[0],
-                        'train_loss': total / max(batches, 1), 'seconds': time.time() - began})
+                        'train_loss': sums['loss'] / max(batches, 1),
+                        'seconds': time.time() - began})
         scheduler.step()
     network.eval()
     return history
@@ -208,7 +199,6 @@ def run_fine_tune(config: RunConfig) -> dict:
     agreement before and after into ``config.out`` (see the module notes); returns it."""
     from ..model_store import save_model
     from .ingest import read_summary
-    from .train import pick_device, plain_state_dict
 
     started = time.time()
     check_ingested(Path(config.cache))

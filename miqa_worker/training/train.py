@@ -59,6 +59,44 @@ def _save_atomic(obj: object, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def train_epoch(model: torch.nn.Module, batches, optimizer: torch.optim.Optimizer,
+                config: TrainConfig, device: torch.device, desc: str,
+                total: int | None = None, progress: bool = True) -> tuple[dict[str, float], int]:
+    """One optimizer pass over ``batches`` (``tile_batches`` output): the loss and its parts
+    summed over the batches, and how many batches there were. Shared by training and the
+    fine-tune of a shipped model, so both take the same steps.
+
+    Args:
+        model: the network, in training mode, on ``device``.
+        batches: (tiles, quality, indicators, points) batches.
+        optimizer: the optimizer stepping ``model``'s parameters.
+        config: the loss weights and focal gamma.
+        device: where the batches go.
+        desc: the progress bar's label.
+        total: the number of batches expected, for the bar (None: unknown).
+        progress: whether to show the bar.
+    """
+    sums = {'loss': 0.0, 'quality': 0.0, 'indicators': 0.0}
+    count = 0
+    bar = tqdm(batches, total=total, desc=desc, unit='batch', leave=False, disable=not progress)
+    for tiles, quality, indicators, points in bar:
+        outputs = model(tiles.to(device, memory_format=torch.channels_last_3d))
+        loss, parts = miqa_loss(outputs, quality.to(device), indicators.to(device),
+                                config.quality_weight, config.indicator_weight,
+                                config.focal_gamma, points.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        sums['loss'] += float(loss.detach())
+        sums['quality'] += parts['quality']
+        sums['indicators'] += parts['indicators']
+        if 'points' in parts:
+            sums['points'] = sums.get('points', 0.0) + parts['points']
+        count += 1
+        bar.set_postfix(loss=f'{float(loss.detach()):.3f}')
+    return sums, count
+
+
 def train_model(data: VolumeSet, train_index: np.ndarray, val_index: np.ndarray | None,
                 config: TrainConfig, run_dir: Path, resume: bool = False,
                 device: torch.device | None = None, desc: str = 'train',
@@ -111,25 +149,10 @@ def train_model(data: VolumeSet, train_index: np.ndarray, val_index: np.ndarray 
         views = config.views_per_volume if use_views else 0
         per_volume = config.tiles_per_volume + views
         n_batches = -(-len(train_index) * per_volume // config.batch_size)
-        sums = {'loss': 0.0, 'quality': 0.0, 'indicators': 0.0}
         batches = tile_batches(data, train_index, config.tiles_per_volume, config.batch_size,
                                rng, views, config.augment, penalties)
-        bar = tqdm(batches, total=n_batches, desc=f'{desc} epoch {epoch + 1}/{config.epochs}',
-                   unit='batch', leave=False, disable=not progress)
-        for tiles, quality, indicators, points in bar:
-            outputs = model(tiles.to(device, memory_format=torch.channels_last_3d))
-            loss, parts = miqa_loss(outputs, quality.to(device), indicators.to(device),
-                                    config.quality_weight, config.indicator_weight,
-                                    config.focal_gamma, points.to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            sums['loss'] += float(loss.detach())
-            sums['quality'] += parts['quality']
-            sums['indicators'] += parts['indicators']
-            if 'points' in parts:
-                sums['points'] = sums.get('points', 0.0) + parts['points']
-            bar.set_postfix(loss=f'{float(loss.detach()):.3f}')
+        sums, _ = train_epoch(model, batches, optimizer, config, device,
+                              f'{desc} epoch {epoch + 1}/{config.epochs}', n_batches, progress)
         entry = {'epoch': epoch + 1, 'lr': scheduler.get_last_lr()[0],
                  **{f'train_{k}': v / max(n_batches, 1) for k, v in sums.items()},
                  'seconds': time.time() - began}
