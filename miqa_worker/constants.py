@@ -1,4 +1,6 @@
-"""Names shared by the model, the worker tasks and the server plugin (no torch here)."""
+"""Names of the model and the worker tasks (no torch here). The server keeps its own copy of
+the review vocabulary and the image endings in ``girder_miqa.constants``, since neither package
+may import the other; ``test_server_and_worker_agree_on_names`` keeps the two equal."""
 
 # The ten artifact indicators, in the order of the network's outputs 1..10. The keys are the
 # review vocabulary's default keys; the labels are what people see.
