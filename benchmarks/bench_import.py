@@ -35,18 +35,12 @@ RESULTS = ROOT / 'benchmarks' / 'results'
 DB = 'miqa_bench_import'
 
 from bench_queue import _folder_doc, start_girder, start_mongo  # noqa: E402
+from machine import cpu_model  # noqa: E402
 
 
 def machine() -> str:
     """The machine in words: CPU model, cores, memory, Python."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                cpu = line.split(':', 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     try:
         kb = int(next(line for line in Path('/proc/meminfo').read_text().splitlines()
                       if line.startswith('MemTotal')).split()[1])

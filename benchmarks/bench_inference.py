@@ -37,6 +37,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / 'benchmarks'))
+from machine import cpu_model  # noqa: E402
+
 SHARED_T1 = ROOT.parent / 'shared' / 'data' / 'mri' / 'fnndsc-sag-anon_child3y_T1w.nii.gz'
 RESULTS = ROOT / 'benchmarks' / 'results'
 SHAPE = (256, 256, 176)
@@ -213,15 +216,7 @@ def main(repeats: int, threads: int, input_path: str | None) -> None:
 
 def machine_description(threads: int) -> dict[str, object]:
     """The CPU model, core counts and torch threads the figures were measured with."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo', encoding='utf-8') as fh:
-            for line in fh:
-                if line.startswith('model name'):
-                    cpu = line.split(':', 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_model()
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
