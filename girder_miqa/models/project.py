@@ -30,13 +30,13 @@ from ..constants import (
     ReviewState,
     is_image_name,
 )
-from . import review_state
+from . import review_state, sites
 from .worker_models import ASK_SECONDS, WorkerModels, ask_workers
 
 ARTIFACT_KEY_RE = re.compile(r'^[a-z][a-z0-9_]{0,63}$')
 MAX_ARTIFACTS = 100
 SETTING_KEYS = ('tier1GroupId', 'tier2GroupId', 'artifacts', 'autoAssess', 'model',
-                'restartOnMove', 'outOfScope')
+                'restartOnMove', 'outOfScope', 'siteLevel')
 ROOT_TYPES = ('folder', 'collection')
 ROOT_MODELS = {'folder': Folder, 'collection': Collection}
 
@@ -52,6 +52,8 @@ def default_settings() -> dict:
         'restartOnMove': True,  # a reviewed scan moved in from another project starts over
         # where the queue ranks scans outside the model's domain: first, last or mixed in
         'outOfScope': review_state.OUT_OF_SCOPE_DEFAULT,
+        # how many folders below the root a scan's site folder is (models/sites.py)
+        'siteLevel': sites.SITE_LEVEL_DEFAULT,
     }
 
 
@@ -165,6 +167,11 @@ def validate_settings(settings: dict, base: dict | None = None, user: dict | Non
                 f'outOfScope must be one of {", ".join(bands)} (where the queue ranks scans '
                 f'outside the model\'s domain), not {settings["outOfScope"]!r}.', 'outOfScope')
         out['outOfScope'] = settings['outOfScope']
+    if 'siteLevel' in settings:
+        try:
+            out['siteLevel'] = sites.validate_site_level(settings['siteLevel'])
+        except ValueError as exc:
+            raise ValidationException(str(exc), 'siteLevel') from None
     return out
 
 
