@@ -42,6 +42,7 @@ def test_site_is_the_folder_site_level_below_the_root(study):
 def test_collection_project_sites_start_below_the_collection(study):
     from girder.models.collection import Collection
     from girder.models.folder import Folder
+
     from girder_miqa.models.project import Project
     from girder_miqa.models.sites import folder_path, site_of
 
