@@ -61,6 +61,7 @@ setup(
             'scipy',
             'nibabel',
             'rich',
+            'pydicom>=3.0',  # acquisition parameters from DICOM headers (issue #22)
         ],
         # What only training (miqa_worker.training, ``miqa-train``) and the demo data need on
         # top of ``worker``: a worker image that only assesses scans installs none of it.
