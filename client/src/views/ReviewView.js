@@ -7,9 +7,12 @@ import { SHORTCUTS, artifactKeys, isTyping, keyAction } from '../review/keymap';
 import { ReviewSession } from '../review/session';
 import SliceViewer, { PRESETS } from '../viewer/SliceViewer';
 import { loadScan } from '../volume/load';
+import { AcquisitionPanel } from '../widgets/AcquisitionPanel';
 import { AssessmentPanel, tileLayers } from '../widgets/AssessmentPanel';
 import { DecisionForm } from '../widgets/DecisionForm';
 import { HistoryList } from '../widgets/HistoryList';
+import { MetricsPanel } from '../widgets/MetricsPanel';
+import { ReasonsPanel } from '../widgets/ReasonsPanel';
 
 // Timings of this page, for people and for the browser tests.
 window.miqaTimings = window.miqaTimings || {};
@@ -120,8 +123,11 @@ const ReviewView = girder.views.View.extend({
             <div class="miqa-status"></div>
           </div>
           <div class="miqa-side">
+            <section class="miqa-reasons"></section>
             <section class="miqa-assessment"></section>
             <section class="miqa-decision-form"></section>
+            <section class="miqa-acquisition"></section>
+            <section class="miqa-metric-panel"></section>
             <section class="miqa-history"><h4>History</h4><div class="miqa-history-list">—</div></section>
           </div>
         </div>
@@ -135,6 +141,9 @@ const ReviewView = girder.views.View.extend({
         </div>
       </div>`);
     this.assessment = new AssessmentPanel(this.$('.miqa-assessment')[0], { vocabulary: this.vocabulary, threshold: this.rules.suggestionThreshold });
+    this.reasons = new ReasonsPanel(this.$('.miqa-reasons')[0], { root: this.el });
+    this.acquisition = new AcquisitionPanel(this.$('.miqa-acquisition')[0]);
+    this.metricPanel = new MetricsPanel(this.$('.miqa-metric-panel')[0]);
     this.history = new HistoryList(this.$('.miqa-history-list')[0], { vocabulary: this.vocabulary });
     if (this.form) this.form.destroy();
     this.form = new DecisionForm(this.$('.miqa-decision-form')[0], {
@@ -183,6 +192,7 @@ const ReviewView = girder.views.View.extend({
     this.$('.miqa-scan-name').text('');
     this.$el.find('.miqa-review').attr('data-item-id', '');
     this.$('.miqa-viewer-host').addClass('miqa-dimmed');
+    this.showTriage({});
     this.status(`The tier-${this.tier} queue is empty. Thank you!`, 'done');
     this.form.setEnabled(false);
     this.el.dataset.queueEmpty = 'true';
@@ -206,6 +216,7 @@ const ReviewView = girder.views.View.extend({
     }
     this.form.reset(state);
     this.assessment.render(state.assessment);
+    this.showTriage(state);
     this.loadHistory(item._id);
     this.status('Loading the scan…');
     this.form.setEnabled(false);
@@ -225,6 +236,14 @@ const ReviewView = girder.views.View.extend({
     this.$('.miqa-preset').val('0');
     this.applyTileMap(state.assessment);
     this.viewer.renderNow();
+  },
+
+  /** The scan's reasons, acquisition parameters against its protocol, and metric percentiles. */
+  showTriage(state) {
+    const assessment = state.assessment || {};
+    this.reasons.render(state.reasons);
+    this.acquisition.render(assessment.acquisition, state.protocol);
+    this.metricPanel.render(assessment.metrics, state.metrics);
   },
 
   prefetch() {
