@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / 'benchmarks'))
 RESULTS = ROOT / 'benchmarks' / 'results'
 DB = 'miqa_bench_import'
 
-from bench_queue import _folder_doc, start_girder, start_mongo  # noqa: E402
+from bench_queue import _folder_doc, bench_project, start_girder, start_mongo  # noqa: E402
 from machine import cpu_model  # noqa: E402
 
 
@@ -54,8 +54,6 @@ def machine() -> str:
 def populate(n_scans: int) -> dict:
     """Users, a group, a project folder with subject/session folders and n_scans scans."""
     from bson import ObjectId
-    from girder.constants import AccessType
-    from girder.models.collection import Collection
     from girder.models.folder import Folder
     from girder.models.group import Group
     from girder.models.item import Item
@@ -63,19 +61,13 @@ def populate(n_scans: int) -> dict:
 
     from girder_miqa.constants import ITEM_FIELD
     from girder_miqa.models import review_state
-    from girder_miqa.models.project import Project
 
     admin = User().createUser('admin', 'password', 'Admin', 'Bench', 'admin@bench.test',
                               admin=True)
     for n in range(3):
         User().createUser(f'reviewer{n}', 'password', 'Re', 'Viewer', f'r{n}@bench.test')
     group = Group().createGroup('Tier 1', admin)
-    collection = Collection().createCollection('Bench', creator=admin, public=False)
-    root = Folder().createFolder(collection, 'study', parentType='collection', creator=admin,
-                                 public=False)
-    root = Folder().setGroupAccess(root, group, AccessType.READ, save=True)
-    project = Project().createProject(root, admin, {'tier1GroupId': group['_id'],
-                                                    'autoAssess': False})
+    root, project = bench_project(admin, group)
     now = datetime.datetime.now(datetime.timezone.utc)
     folders, sessions = [], []
     for s in range(max(1, n_scans // 10)):
@@ -92,7 +84,7 @@ def populate(n_scans: int) -> dict:
         created = now - datetime.timedelta(seconds=n_scans - i)
         item = {'_id': ObjectId(), 'name': f'scan-{i:06d}.nii.gz',
                 'folderId': sessions[i % len(sessions)]['_id'], 'baseParentType': 'collection',
-                'baseParentId': collection['_id'], 'creatorId': admin['_id'],
+                'baseParentId': root['baseParentId'], 'creatorId': admin['_id'],
                 'created': created, 'updated': created, 'description': '', 'size': 1_000_000,
                 'meta': {}}
         item[ITEM_FIELD] = review_state.initial_state(item, project)

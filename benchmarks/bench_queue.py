@@ -49,11 +49,29 @@ def start_mongo():
     return stack.mongo_base_uri, stack, state
 
 
+def bench_project(admin: dict, group: dict) -> tuple[dict, dict]:
+    """The benchmarks' study: a folder of a private collection that ``group`` may read,
+    enabled as a project with ``group`` as tier 1 and no auto-assessment. Returns (root,
+    project)."""
+    from girder.constants import AccessType
+    from girder.models.collection import Collection
+    from girder.models.folder import Folder
+
+    from girder_miqa.models.project import Project
+
+    collection = Collection().createCollection('Bench', creator=admin, public=False)
+    root = Folder().createFolder(collection, 'study', parentType='collection', creator=admin,
+                                 public=False)
+    root = Folder().setGroupAccess(root, group, AccessType.READ, save=True)
+    project = Project().createProject(root, admin, {'tier1GroupId': group['_id'],
+                                                    'autoAssess': False})
+    return root, project
+
+
 def populate(n_scans: int, scans_per_session: int, seed: int) -> dict:
     """Users, a group, one project folder with subject/session folders and n_scans scans."""
     from bson import ObjectId
     from girder.constants import AccessType
-    from girder.models.collection import Collection
     from girder.models.folder import Folder
     from girder.models.group import Group
     from girder.models.item import Item
@@ -61,7 +79,6 @@ def populate(n_scans: int, scans_per_session: int, seed: int) -> dict:
 
     from girder_miqa.constants import ITEM_FIELD
     from girder_miqa.models import review_state
-    from girder_miqa.models.project import Project
 
     rng = random.Random(seed)
     admin = User().createUser('admin', 'password', 'Admin', 'Bench', 'admin@bench.test',
@@ -69,12 +86,7 @@ def populate(n_scans: int, scans_per_session: int, seed: int) -> dict:
     reviewer = User().createUser('reviewer', 'password', 'Re', 'Viewer', 'rev@bench.test')
     group = Group().createGroup('Tier 1', admin)
     Group().addUser(group, reviewer)
-    collection = Collection().createCollection('Bench', creator=admin, public=False)
-    root = Folder().createFolder(collection, 'study', parentType='collection', creator=admin,
-                                 public=False)
-    root = Folder().setGroupAccess(root, group, AccessType.READ, save=True)
-    project = Project().createProject(root, admin, {'tier1GroupId': group['_id'],
-                                                    'autoAssess': False})
+    root, project = bench_project(admin, group)
 
     n_sessions = max(1, n_scans // scans_per_session)
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -100,7 +112,7 @@ def populate(n_scans: int, scans_per_session: int, seed: int) -> dict:
         session = sessions[i % n_sessions]
         created = now - datetime.timedelta(seconds=n_scans - i)
         item = {'_id': ObjectId(), 'name': f'scan-{i:06d}.nii.gz', 'folderId': session['_id'],
-                'baseParentType': 'collection', 'baseParentId': collection['_id'],
+                'baseParentType': 'collection', 'baseParentId': root['baseParentId'],
                 'creatorId': admin['_id'], 'created': created, 'updated': created,
                 'description': '', 'size': 1_000_000, 'meta': {}}
         state = review_state.initial_state(item, project)
