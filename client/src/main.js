@@ -3,8 +3,10 @@
 import './style.css';
 
 import { escapeHtml } from './api';
+import GroupReportView from './views/GroupReportView';
 import PluginConfigView from './views/PluginConfigView';
 import ProjectsView from './views/ProjectsView';
+import QueueView from './views/QueueView';
 import ReviewView from './views/ReviewView';
 import SettingsView from './views/SettingsView';
 import SliceViewer from './viewer/SliceViewer';
@@ -28,6 +30,12 @@ router.route('miqa/project/:id/review/:tier', 'miqaReview', (id, tier) => {
 });
 router.route('miqa/project/:id/settings', 'miqaSettings', (id) => {
   events.trigger('g:navigateTo', SettingsView, { projectId: id });
+});
+router.route('miqa/project/:id/queue/:tier', 'miqaQueue', (id, tier) => {
+  events.trigger('g:navigateTo', QueueView, { projectId: id, tier: Number(tier) });
+});
+router.route('miqa/project/:id/report', 'miqaReport', (id) => {
+  events.trigger('g:navigateTo', GroupReportView, { projectId: id });
 });
 router.route('miqa/item/:id', 'miqaReviewItem', (id) => {
   events.trigger('g:navigateTo', ReviewView, { itemId: id });
@@ -62,5 +70,5 @@ wrap(girder.views.body.ItemView, 'render', function (render) {
 });
 
 girder.pluginUtils.registerPluginNamespace('miqa', {
-  ProjectsView, ReviewView, SettingsView, SliceViewer, loadScan,
+  GroupReportView, ProjectsView, QueueView, ReviewView, SettingsView, SliceViewer, loadScan,
 });

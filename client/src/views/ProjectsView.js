@@ -109,9 +109,11 @@ const ProjectsView = girder.views.View.extend({
       <td><b>${escapeHtml(p.name)}</b><div class="miqa-muted">${escapeHtml((p.folder && p.folder.path) || '')}</div></td>
       <td>${progressChart(counts)}<div class="miqa-muted">${(counts.good || 0) + (counts.bad || 0)} of ${counts.total || 0} decided</div></td>
       ${STATES.map((s) => `<td class="miqa-count miqa-count-${s.key}">${counts[s.key] || 0}</td>`).join('')}
-      <td class="miqa-queues">${queue(1, counts.unreviewed)} ${queue(2, counts.questionable)}</td>
+      <td class="miqa-queues">${queue(1, counts.unreviewed)} ${queue(2, counts.questionable)}
+        <div class="miqa-muted">list: <a class="miqa-queue-list-link" data-tier="1" href="#miqa/project/${p._id}/queue/1">tier 1</a> · <a class="miqa-queue-list-link" data-tier="2" href="#miqa/project/${p._id}/queue/2">tier 2</a></div></td>
       <td class="miqa-project-actions">
         ${exportLink('csv')} · ${exportLink('json')}
+        · <a class="miqa-report-link" href="#miqa/project/${p._id}/report" title="Metrics by site, protocol compliance, reasons">Report</a>
         ${p.canAdmin ? ` · <a class="miqa-settings-link" href="#miqa/project/${p._id}/settings">Settings</a>` : ''}
         · <a href="#${p.rootType === 'collection' ? 'collection' : 'folder'}/${p.rootId || p.folderId}">${p.rootType === 'collection' ? 'Collection' : 'Folder'}</a>
       </td>
