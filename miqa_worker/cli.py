@@ -29,7 +29,36 @@ def _row(path: str, result: dict[str, Any], seconds: float) -> dict[str, Any]:
         'metrics': result['metrics'],
         'timings': result['timings'],
         'scope': result.get('scope'),
+        'acquisition': result.get('acquisition'),
     }
+
+
+#: The acquisition parameters the table and the CSV show (all are in ``--format json``).
+ACQUISITION_COLUMNS = ('Manufacturer', 'RepetitionTime', 'EchoTime', 'VoxelSize')
+
+
+def _acquisition_cell(row: dict[str, Any]) -> str:
+    """The table's short acquisition: scanner, TR/TE (ms) and voxel size, what is known."""
+    acquisition = row.get('acquisition') or {}
+    found = acquisition.get('parameters') or {}
+    parts = [found['Manufacturer']] if found.get('Manufacturer') else []
+    for key, label in (('RepetitionTime', 'TR'), ('EchoTime', 'TE')):
+        if found.get(key) is not None:
+            parts.append(f'{label} {found[key] * 1000:g} ms')
+    if found.get('VoxelSize'):
+        parts.append('x'.join(f'{v:g}' for v in found['VoxelSize'] if v is not None) + ' mm')
+    parts += [f'! {p}' for p in acquisition.get('problems') or []]
+    return ', '.join(parts) or '-'
+
+
+def _acquisition_csv(row: dict[str, Any]) -> list[str]:
+    found = (row.get('acquisition') or {}).get('parameters') or {}
+    out = []
+    for key in ACQUISITION_COLUMNS:
+        value = found.get(key)
+        out.append('' if value is None else ' '.join(f'{v:g}' for v in value if v is not None)
+                   if isinstance(value, list) else str(value))
+    return out
 
 
 def _scope_cell(row: dict[str, Any]) -> str:
@@ -53,15 +82,17 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
 
     table = Table(title=None, show_lines=False)
     table.add_column('file', no_wrap=True)
-    for column in ('quality', 'scope', 'top artifacts (probability)', 'seconds'):
+    for column in ('quality', 'scope', 'top artifacts (probability)', 'seconds',
+                   'acquisition'):
         table.add_column(column, overflow='fold')
     for row in rows:
         if 'error' in row:
-            table.add_row(row['file'], '-', '-', f'error: {row["error"]}', '-')
+            table.add_row(row['file'], '-', '-', f'error: {row["error"]}', '-', '-')
             continue
         top = sorted(row['artifacts'].items(), key=lambda kv: -kv[1])[:3]
         table.add_row(row['file'], f'{row["quality"]:.2f}', _scope_cell(row),
-                      ', '.join(f'{key} {p:.2f}' for key, p in top), f'{row["seconds"]:.2f}')
+                      ', '.join(f'{key} {p:.2f}' for key, p in top), f'{row["seconds"]:.2f}',
+                      _acquisition_cell(row))
     longest = max((len(row['file']) for row in rows), default=0)
     Console(width=max(100, longest + 75, Console().width)).print(table)
     if rows and 'model' in next((r for r in rows if 'model' in r), {}):
@@ -71,21 +102,24 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
 
 def _print_csv(rows: list[dict[str, Any]]) -> None:
     """One CSV row per file: quality, each artifact probability, seconds, error, then the
-    scope (in_scope, contrast; added last so that older readers' columns stay put)."""
+    scope (in_scope, contrast) and ``acq_*`` acquisition parameters (added last so that older
+    readers' columns stay put)."""
     writer = csv.writer(sys.stdout)
     writer.writerow(['file', 'quality', *ARTIFACT_KEYS, 'seconds', 'model', 'model_version',
-                     'error', 'in_scope', 'contrast'])
+                     'error', 'in_scope', 'contrast',
+                     *[f'acq_{k}' for k in ACQUISITION_COLUMNS]])
     for row in rows:
         if 'error' in row:
             writer.writerow([row['file'], '', *[''] * len(ARTIFACT_KEYS), '', '', '',
-                             row['error'], '', ''])
+                             row['error'], '', '', *[''] * len(ACQUISITION_COLUMNS)])
         else:
             scope = row.get('scope') or {}
             writer.writerow([row['file'], f'{row["quality"]:.4f}',
                              *[f'{row["artifacts"][k]:.4f}' if k in row['artifacts'] else ''
                                for k in ARTIFACT_KEYS],  # untrained: blank
                              row['seconds'], row['model']['name'], row['model']['version'], '',
-                             str(scope.get('in_scope', '')).lower(), scope.get('contrast', '')])
+                             str(scope.get('in_scope', '')).lower(), scope.get('contrast', ''),
+                             *_acquisition_csv(row)])
 
 
 @click.command(context_settings={'help_option_names': ['-h', '--help']})

@@ -35,14 +35,16 @@ import math
 import os
 import re
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any, TypeVar
 
 import numpy as np
 from scipy import ndimage
 
 from .quality_metrics import head_mask
+
+T = TypeVar('T')
 
 #: The contrasts a scan can be given (BIDS suffixes; ``unknown`` when no source could tell).
 CONTRASTS = ('T1w', 'T2w', 'FLAIR', 'PD', 'dwi', 'bold', 'asl', 'unknown')
@@ -298,23 +300,35 @@ def dicom_tags(path: str | os.PathLike) -> dict[str, Any] | None:
     except ImportError:
         reader = 'itk'
     try:
-        with zipfile.ZipFile(path) as archive, tempfile.TemporaryDirectory(
-                prefix='miqa-scope-') as tmp:
-            for member in archive.infolist():
-                if member.is_dir() or member.file_size > _DICOM_MEMBER_BYTES:
-                    continue
-                with archive.open(member) as fh:
-                    if reader == 'pydicom':
-                        raw = _pydicom_header(fh)
-                    else:
-                        local = os.path.join(tmp, 'member')
-                        with open(local, 'wb') as out:
-                            out.write(fh.read())
-                        raw = _itk_dicom_header(local)
-                if raw is not None:
-                    return _bids_tags(raw)
+        with tempfile.TemporaryDirectory(prefix='miqa-scope-') as tmp:
+            def read(fh) -> dict[str, Any] | None:
+                if reader == 'pydicom':
+                    return _pydicom_header(fh)
+                local = os.path.join(tmp, 'member')
+                with open(local, 'wb') as out:
+                    out.write(fh.read())
+                return _itk_dicom_header(local)
+
+            found = first_zip_member(path, read)
     except (OSError, zipfile.BadZipFile, RuntimeError, ImportError):
         return None
+    return _bids_tags(found[1]) if found else None
+
+
+def first_zip_member(path: str | os.PathLike, read: Callable[[IO[bytes]], T | None]
+                     ) -> tuple[zipfile.ZipInfo, T] | None:
+    """(the zip member, what ``read`` made of it) for the first file member that ``read``
+    accepts (given the open member, it returns None for what it cannot use), or None.
+
+    Members over 64 MiB are skipped. OSError and zipfile.BadZipFile propagate."""
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.infolist():
+            if member.is_dir() or member.file_size > _DICOM_MEMBER_BYTES:
+                continue
+            with archive.open(member) as fh:
+                raw = read(fh)
+            if raw is not None:
+                return member, raw
     return None
 
 
