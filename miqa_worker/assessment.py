@@ -42,10 +42,13 @@ Result of :meth:`Assessor.assess_file` / :meth:`Assessor.assess_volume` (JSON-se
                (``spec.domain``; :mod:`miqa_worker.scope`): contrast one of T1w, T2w, FLAIR, PD,
                dwi, bold, asl, unknown, found from the file name, the JSON sidecar, DICOM tags or
                the image; out-of-scope scans keep their scores, flagged
+    acquisition {parameters, sources, problems}: the acquisition parameters (BIDS keys and
+               units, None when unknown) from DICOM tags, the sidecar and the image header, where
+               each came from, and why a sidecar was not used (:mod:`miqa_worker.acquisition`)
     timings    {read, preprocess, inference, fusion (with a fusion), metrics, total} seconds;
                the metrics run beside preprocessing on a second thread (``Assessor.beside``):
                theirs is their own time, ``total`` the wall-clock time from the read on
-               (the scope test's few ms count in the total only)
+               (the scope test's and the acquisition headers' few ms count in the total only)
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ from typing import Any
 
 import numpy as np
 
+from .acquisition import acquisition_parameters
 from .constants import (
     ARTIFACT_KEYS,
     DEFAULT_MODEL,
@@ -588,11 +592,15 @@ class Assessor:
         report(4, PROGRESS_TOTAL, 'post-processing and scope')
         scope = assess_scope(self.spec.domain, source, volume, sidecar)
         clock.lap('scope')
-        hidden = ('scope',) if scores.fusion else ('fusion', 'scope')  # keys as they were
+        acquisition = acquisition_parameters(source, sidecar, volume)  # headers only
+        clock.lap('acquisition')
+        hidden = ('scope', 'acquisition') if scores.fusion else (
+            'fusion', 'scope', 'acquisition')  # keys as they were
         report(PROGRESS_TOTAL, PROGRESS_TOTAL, f'quality {scores.quality:.2f}/10')
         return {**assessment_result(volume, tiles, blended, scores, self.spec.view,
                                     1 + len(self.members), self.spec.outputs.trained),
-                'scope': scope, 'metrics': iqms, 'model': self.model,
+                'scope': scope, 'acquisition': acquisition, 'metrics': iqms,
+                'model': self.model,
                 'volume': _volume_report(volume),
                 'timings': clock.timings(without=hidden)}
 
