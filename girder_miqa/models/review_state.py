@@ -20,6 +20,7 @@ Schema (only this plugin writes it)::
             'outOfScope': bool,          # the assessment says the scan is outside the domain
             'quality': float | None,     # predicted quality, lowest first
             'artifact': float | None,    # minus the highest trained indicator's probability
+            'triage': float,             # the triage score, highest first (models/triage.py)
             'created': datetime,         # the item's creation time, oldest first
         },
         'file': {'_id', 'name', 'size', 'sha512', 'created'} | None,  # the image file this
@@ -30,6 +31,11 @@ Schema (only this plugin writes it)::
             ... the worker's result when status == 'done' (quality, artifacts, tileMap, metrics,
             model, volume, timings, trainedOutputs, scope)
         },
+        'site': str, 'scanType': str,    # the scan's group (models/sites.py), when assessed
+        'protocol': {'deviations', 'checked'} | None,  # models/triage.py keeps these four
+        'metrics': {'group', 'peers', 'minimumPeers', 'enough', 'note', 'percentiles', 'z',
+                    'outliers'} | None,
+        'reasons': [{'source', 'severity', 'text', 'label', 'target', 'weight'}],
     }
 
 When the image file changes (a new one uploaded into the item, its content replaced, or it
@@ -178,10 +184,13 @@ def sort_fields(assessment: dict | None, created, out_of_scope_band: str | None 
         outside = out_of_scope(assessment)
         rank = OUT_OF_SCOPE_BANDS.get(out_of_scope_band or OUT_OF_SCOPE_DEFAULT, 2) if (
             outside) else 0
+        from .triage import network_score  # the triage of its group refines it (triage.py)
+
         return {'rank': rank, 'outOfScope': outside, 'quality': float(assessment['quality']),
-                'artifact': -max(probs.values()) if probs else 0.0, 'created': created}
+                'artifact': -max(probs.values()) if probs else 0.0, 'created': created,
+                'triage': network_score(assessment)}
     return {'rank': 1, 'outOfScope': False, 'quality': None, 'artifact': None,
-            'created': created}
+            'created': created, 'triage': 0.0}
 
 
 def rerank_out_of_scope(projectId, band: str) -> int:
@@ -254,6 +263,7 @@ def restart(itemId, reason: str, file: dict | None = None, keep_file: bool = Fal
             fields['assessment'] = {'status': AssessmentStatus.NOT_SCHEDULED, 'reason': None,
                                     'jobId': None, 'updated': now}
             fields['sort'] = sort_fields(None, created)
+            fields.update(reasons=[], metrics=None, protocol=None)  # triage.py's, of the old
         update = {'$set': {f'{ITEM_FIELD}.{k}': v for k, v in fields.items()},
                   '$inc': {f'{ITEM_FIELD}.rev': 1, f'{ITEM_FIELD}.restarts': 1}}
         if Item().collection.update_one(
@@ -472,3 +482,6 @@ def set_assessment_result(item: dict, result: dict) -> None:
         f'{ITEM_FIELD}.assessment': assessment,
         f'{ITEM_FIELD}.sort': sort_fields(assessment, created, band),
     }})
+    from .triage import assessment_stored
+
+    assessment_stored(item['_id'])  # its reasons and triage, and its peers' (never raises)
