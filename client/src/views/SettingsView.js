@@ -1,6 +1,7 @@
 // Project settings for admins and owners: tier groups, artifact vocabulary, auto-assessment on or
 // off, and re-assessing every scan.
 import { escapeHtml, listOf, loadRules, rest, restJson } from '../api';
+import { ProtocolEditor } from '../widgets/ProtocolEditor';
 
 const SettingsView = girder.views.View.extend({
   events: {
@@ -51,6 +52,7 @@ const SettingsView = girder.views.View.extend({
     s.tier2GroupId = this.$('.miqa-tier2-group').val() || null;
     s.autoAssess = this.$('.miqa-auto-assess').is(':checked');
     s.outOfScope = this.$('.miqa-out-of-scope-band').val() || 'last';
+    s.siteLevel = this.$('.miqa-site-level').val() === '' ? s.siteLevel : Number(this.$('.miqa-site-level').val());
     s.artifacts = this.$('.miqa-artifact-row').toArray().map((row) => ({
       key: row.querySelector('.miqa-artifact-key-input').value.trim(),
       label: row.querySelector('.miqa-artifact-label-input').value.trim(),
@@ -65,15 +67,19 @@ const SettingsView = girder.views.View.extend({
       tier2GroupId: s.tier2GroupId,
       autoAssess: s.autoAssess,
       outOfScope: s.outOfScope,
+      siteLevel: s.siteLevel,
       artifacts: s.artifacts.filter((a) => a.key),
     };
     try {
       this.settings = await restJson('PUT', `miqa/project/${this.projectId}/settings`, body);
       this.message = 'Saved.';
       this.messageKind = 'ok';
+      this.fieldError = null;
+      if (this.protocol) this.protocol.load(); // a new site level regroups the scans
     } catch (err) {
       this.message = err.message;
       this.messageKind = 'error';
+      this.fieldError = err.json && err.json.field ? { field: err.json.field, message: err.message } : null;
     }
     this.render();
   },
@@ -120,6 +126,10 @@ const SettingsView = girder.views.View.extend({
             ${[['last', 'last: after every other scan'], ['first', 'first: before the in-domain scans'], ['mixed', 'mixed in by their scores']].map(([v, text]) => `<option value="${v}" ${(s.outOfScope || 'last') === v ? 'selected' : ''}>${escapeHtml(text)}</option>`).join('')}
           </select>
           <p class="help-block">Where the queue ranks them: their scores are kept but flagged as not meaningful.</p></div>
+        <div class="form-group miqa-site-level-group${this.fieldError && this.fieldError.field === 'siteLevel' ? ' has-error' : ''}"><label>Site folder level</label>
+          <input type="number" min="0" step="1" class="form-control miqa-site-level" value="${escapeHtml(s.siteLevel ?? 1)}" style="max-width: 120px">
+          ${this.fieldError && this.fieldError.field === 'siteLevel' ? `<p class="help-block miqa-field-message">${escapeHtml(this.fieldError.message)}</p>` : ''}
+          <p class="help-block">Which folder under the project root names a scan's site (1: the first level, e.g. <code>site-a/sub-01/…</code>; 0: the whole project is one site). Protocols and metric percentiles compare scans within a site and scan type.</p></div>
         <h4>Artifact vocabulary</h4>
         <table class="table table-condensed miqa-artifact-table">
           <thead><tr><th>Key</th><th>Label</th><th></th></tr></thead>
@@ -133,7 +143,14 @@ const SettingsView = girder.views.View.extend({
         <button type="submit" class="btn btn-primary miqa-save-settings">Save settings</button>
         <button type="button" class="btn btn-warning miqa-reassess">Re-assess all</button>
         <span class="miqa-settings-message miqa-${this.messageKind || 'ok'}">${escapeHtml(this.message)}</span>
-      </form></div>`);
+      </form>
+      <hr><section class="miqa-protocol-host"></section></div>`);
+    if (!this.protocol) {
+      this.protocol = new ProtocolEditor(document.createElement('section'), { projectId: this.projectId, canEdit: this.project.canAdmin !== false });
+      this.protocol.el.className = 'miqa-protocol-section';
+      this.protocol.load();
+    }
+    this.$('.miqa-protocol-host').replaceWith(this.protocol.el);
     return this;
   },
 });
