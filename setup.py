@@ -49,6 +49,9 @@ setup(
         f'girder-client{GIRDER}',
         'click>=8',
         'tqdm',
+        # reviewer agreement (girder_miqa/models/agreement.py): Cohen's and Fleiss' kappa
+        'scikit-learn',
+        'statsmodels',
     ],
     extras_require={
         # The model side. torch is installed first as torch==2.13.0 by devops scripts

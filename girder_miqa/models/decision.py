@@ -12,6 +12,11 @@ A decision document::
                                              # model's suggestions (one key), not stated alone
         'comment': str,
         'location': {'ijk': [i, j, k], 'world': [x, y, z]} | None,
+        'readKind': 'single' | 'double' | 'gold',   # how the read was drawn (models/calibration)
+        'assessmentHidden': bool,            # the reviewer was not shown the model's assessment
+        'pending': True,                     # only a double read's first read, until the second
+        'doubleRead': {'firstId' | 'secondId', 'agree'},   # settled double reads
+        'lockAcquired': datetime | None,     # when the reviewer's lock was taken (time spent)
         'seconds': float | None,             # time spent on the scan, sent by the client
         'confidence': int | None,            # 1 (unsure) .. 5 (certain)
         'quality': float | None,             # the reviewer's own 0..10 score, if given
@@ -47,7 +52,7 @@ from girder.models.model_base import Model
 
 from ..constants import DECISION_COLLECTION, ITEM_FIELD, ReviewState
 from ..exceptions import ConflictException
-from . import review_state
+from . import calibration, review_state
 from .project import finite
 
 MAX_COMMENT = 10_000
@@ -249,7 +254,7 @@ def derive_state(trail: list[dict]) -> dict:
     decisions left out, by the rules of live decisions: tier 2 is final (a tier-1 decision dated
     after it, an import's, stays in the trail but does not change the scan), so the newest
     tier-2 decision if there is one, else the newest decision."""
-    history = [d for d in trail if not d.get('superseded')]
+    history = [d for d in trail if not d.get('superseded') and not d.get('pending')]
     latest = next((d for d in reversed(history) if d['tier'] == 2), None) or (
         history[-1] if history else None)
     tier1 = next((d for d in reversed(history) if d['tier'] == 1), None)
@@ -319,11 +324,19 @@ class Decision(Model):
                 'fileId': judged['_id'] if judged else None, 'file': judged,
                 '_id': ObjectId(), 'itemId': item['_id'], 'projectId': project['_id'],
                 'folderId': current['folderId'], 'userId': user['_id'], 'login': user['login'],
-                'userName': user_display(user), **fields,
+                'userName': user_display(user), 'readKind': 'single',
+                'assessmentHidden': False, **fields,
                 'previousState': state['state'],
                 'assessment': assessment_snapshot(state.get('assessment')),
+                'lockAcquired': holder['acquired'] if holder else None,
                 'created': now, 'seq': rev + 1, 'source': 'review',
             }
+            if fields['tier'] == 1 and state['state'] == ReviewState.UNREVIEWED and (
+                    calibration.is_double_read(project, item['_id'])):
+                done = self._double_read(item, project, user, state, doc, judged, now)
+                if done is not None:
+                    return done
+                continue
             update = {
                 '$set': {f'{ITEM_FIELD}.state': fields['decision'],
                          f'{ITEM_FIELD}.latestDecision': latest_copy(doc),
@@ -339,10 +352,67 @@ class Decision(Model):
                 user['_id'], now)}
             if Item().collection.update_one(query, update).modified_count:
                 self.collection.insert_one(doc)
+                if fields['tier'] == 2:  # tier 2 settles a pair still waiting for its second
+                    self.collection.update_many(
+                        {'itemId': item['_id'], 'pending': True},
+                        {'$unset': {'pending': ''}, '$set': {'doubleRead.settledBy': 'tier2'}})
                 review_state.count_transition(project['_id'], state['state'],
                                               fields['decision'])
                 return doc
         raise ConflictException('The scan changed too often while recording; try again.')
+
+    def _double_read(self, item: dict, project: dict, user: dict, state: dict, doc: dict,
+                     judged: dict | None, now) -> dict | None:
+        """Record one read of a double-read scan (``doc``, not stored yet); None when the scan
+        changed meanwhile (the caller tries again).
+
+        The first read is stored ``pending`` and leaves the scan unreviewed (the item notes only
+        that a read waits); the second, by another reviewer, settles the pair: agreeing reads
+        move the scan on, disagreeing ones send it to tier 2 with both reads side by side.
+        """
+        pending = list(self.collection.find(
+            {'itemId': item['_id'], 'pending': True, 'superseded': {'$ne': True}},
+            sort=[('created', 1)]))
+        if any(p['userId'] == user['_id'] for p in pending):
+            raise ConflictException(
+                'You have read this scan already; it waits for a second, independent read by '
+                'another tier-1 reviewer.')
+        rev = state.get('rev', 0)
+        query = {'_id': item['_id'], f'{ITEM_FIELD}.rev': rev,
+                 **lock_free_clause(user['_id'], now)}
+        doc['readKind'] = 'double'
+        common = {f'{ITEM_FIELD}.lock': None, f'{ITEM_FIELD}.file': judged,
+                  f'{ITEM_FIELD}.updated': now}
+        if not pending:  # stored first, so a second reader who sees the new rev finds it
+            doc['pending'] = True
+            self.collection.insert_one(doc)
+            update = {'$set': {**common, f'{ITEM_FIELD}.doubleRead': {'reads': 1}},
+                      '$inc': {f'{ITEM_FIELD}.rev': 1}}
+            if Item().collection.update_one(query, update).modified_count:
+                return doc
+            self.collection.delete_one({'_id': doc['_id']})
+            return None
+        first = pending[0]
+        disagree = calibration.reads_disagree(first, doc)
+        newState = ReviewState.QUESTIONABLE if disagree else doc['decision']
+        doc['doubleRead'] = {'firstId': first['_id'], 'agree': not disagree}
+        update = {'$set': {
+            **common, f'{ITEM_FIELD}.state': newState,
+            f'{ITEM_FIELD}.latestDecision': latest_copy(doc),
+            f'{ITEM_FIELD}.tier1': {'decision': newState, 'userId': user['_id'],
+                                    'created': now},
+            f'{ITEM_FIELD}.doubleRead': {
+                'reads': 2, 'agree': not disagree,
+                'decisions': [calibration.read_summary(first), calibration.read_summary(doc)]}},
+            '$inc': {f'{ITEM_FIELD}.rev': 1, f'{ITEM_FIELD}.decisionCount': 2}}
+        if not Item().collection.update_one(query, update).modified_count:
+            return None
+        self.collection.insert_one(doc)
+        self.collection.update_one({'_id': first['_id']}, {
+            '$unset': {'pending': ''},
+            '$set': {'doubleRead': {'secondId': doc['_id'], 'agree': not disagree}}})
+        review_state.count_transition(project['_id'], state['state'], newState)
+        return doc
 
     @staticmethod
     def import_key(fields: dict, claimed: str, created, undated: bool) -> str:

@@ -26,7 +26,7 @@ from girder.utility.filesystem_assetstore_adapter import FilesystemAssetstoreAda
 
 from .. import access
 from ..constants import ARTIFACT_KEYS, ITEM_FIELD, ReviewState, is_image_name
-from . import review_state
+from . import calibration, review_state
 from .decision import Decision, derive_state, validate_fields
 from .project import Project, finite, load_root, root_of
 from .scans import relative_paths, unreadable_folders, visible_filter
@@ -34,7 +34,7 @@ from .scans import relative_paths, unreadable_folders, visible_filter
 QUALITY_LABELS = {ReviewState.BAD: 2.0, ReviewState.QUESTIONABLE: 5.0}
 DECISION_COLUMNS = ('decision', 'tier', 'reviewer', 'decided', 'comment', 'seconds',
                     'confidence', 'decision_quality', 'location_ijk', 'location_world',
-                    'accepted_suggestions')
+                    'accepted_suggestions', 'read_kind', 'assessment_hidden')
 # The model's domain as the assessment judged it (export only; an import ignores them).
 SCOPE_COLUMNS = ('in_scope', 'contrast', 'scope_reason')
 # The most one import may hold (the request body; HTTP 413 above it). A 5 MB file imports in
@@ -224,6 +224,9 @@ def export_csv(project: dict, user: dict | None) -> str:
             'location_ijk': ' '.join(str(v) for v in location.get('ijk') or []),
             'location_world': ' '.join(repr(v) for v in location.get('world') or []),
             'accepted_suggestions': ' '.join(latest.get('acceptedSuggestions') or []),
+            'read_kind': latest.get('readKind', '') if latest else '',
+            'assessment_hidden': {True: 'true', False: 'false'}.get(
+                latest.get('assessmentHidden'), ''),
             'decision_count': state.get('decisionCount', 0),
             'assessment_status': assessment.get('status', ''), 'model': name,
             'model_version': version,
@@ -242,15 +245,20 @@ def export_json(project: dict, user: dict | None) -> str:
     decisions: dict = {}
     ids = [item['_id'] for item in scans]
     for start in range(0, len(ids), 1000):  # by scan: moved-in scans bring their history
-        for doc in Decision().collection.find({'itemId': {'$in': ids[start:start + 1000]}},
+        for doc in Decision().collection.find({'itemId': {'$in': ids[start:start + 1000]},
+                                               **calibration.pending_clause()},
                                               sort=[('created', 1), ('_id', 1)]):
             decisions.setdefault(doc['itemId'], []).append(
                 {k: v for k, v in doc.items() if k not in ('itemId', 'projectId', 'folderId')})
+    gold = calibration.export_gold(project, user, ids)  # project admins only
     out = []
     for item in scans:
         state = item[ITEM_FIELD]
         assessment = state.get('assessment') or {}
+        if gold is not None:
+            item.update(gold.get(item['_id'], {'goldReference': None, 'goldReads': []}))
         out.append({
+            **{k: item[k] for k in ('goldReference', 'goldReads') if k in item},
             'itemId': item['_id'], 'path': item['path'], 'subject_id': subject_id(item['path']),
             'name': item['name'], 'state': state['state'], 'quality': quality_label(state),
             'artifacts': (state.get('latestDecision') or {}).get('artifacts') or {},
@@ -350,6 +358,8 @@ def _csv_decision(row: dict, keys: list[str]) -> dict | None:
         'location': location or None,
         'artifacts': {key: row[key] for key in keys if (row.get(key) or '').strip()},
         'acceptedSuggestions': (row.get('accepted_suggestions') or '').strip() or None,
+        'readKind': (row.get('read_kind') or '').strip() or None,
+        'assessmentHidden': (row.get('assessment_hidden') or '').strip() or None,
     }
 
 
@@ -405,6 +415,10 @@ def _prepare_decision(project: dict, entry: dict, now: datetime.datetime) -> tup
             quality=_number(entry.get('quality'), 'quality'),
             acceptedSuggestions=entry.get('acceptedSuggestions'))
     except ValidationException as exc:
+        raise RowError(str(exc)) from None
+    try:
+        fields.update(calibration.import_kinds(entry))
+    except ValueError as exc:
         raise RowError(str(exc)) from None
     claimed = entry.get('reviewerClaimed') or entry.get('reviewer') or entry.get('login') or ''
     if not isinstance(claimed, str) or len(claimed) > 200:

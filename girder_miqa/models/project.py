@@ -36,7 +36,11 @@ from .worker_models import ASK_SECONDS, WorkerModels, ask_workers
 ARTIFACT_KEY_RE = re.compile(r'^[a-z][a-z0-9_]{0,63}$')
 MAX_ARTIFACTS = 100
 SETTING_KEYS = ('tier1GroupId', 'tier2GroupId', 'artifacts', 'autoAssess', 'model',
-                'restartOnMove', 'outOfScope', 'siteLevel')
+                'restartOnMove', 'outOfScope', 'siteLevel', *('doubleReadShare', 'goldRate',
+                'hideAssessmentShare', 'calibrationSeed'))
+# Reviewer calibration (models/calibration.py): shares of scans (or queue entries) drawn
+# reproducibly from (project, item, calibrationSeed); all 0 leaves the review as it was.
+CALIBRATION_SHARES = ('doubleReadShare', 'goldRate', 'hideAssessmentShare')
 ROOT_TYPES = ('folder', 'collection')
 ROOT_MODELS = {'folder': Folder, 'collection': Collection}
 
@@ -54,6 +58,8 @@ def default_settings() -> dict:
         'outOfScope': review_state.OUT_OF_SCOPE_DEFAULT,
         # how many folders below the root a scan's site folder is (models/sites.py)
         'siteLevel': sites.SITE_LEVEL_DEFAULT,
+        # reviewer calibration: double reads, gold re-reads, the hidden-assessment arm
+        **dict.fromkeys(CALIBRATION_SHARES, 0.0), 'calibrationSeed': 0,
     }
 
 
@@ -172,6 +178,17 @@ def validate_settings(settings: dict, base: dict | None = None, user: dict | Non
             out['siteLevel'] = sites.validate_site_level(settings['siteLevel'])
         except ValueError as exc:
             raise ValidationException(str(exc), 'siteLevel') from None
+    for key in CALIBRATION_SHARES:
+        if key in settings:
+            if not finite(settings[key]) or not 0 <= settings[key] <= 1:
+                raise ValidationException(f'{key} must be a number from 0 to 1.', key)
+            out[key] = float(settings[key])
+    if 'calibrationSeed' in settings:
+        seed = settings['calibrationSeed']
+        if not finite(seed) or not float(seed).is_integer() or not 0 <= seed < 2 ** 31:
+            raise ValidationException(
+                'calibrationSeed must be an integer from 0 to 2147483647.', 'calibrationSeed')
+        out['calibrationSeed'] = int(seed)
     return out
 
 

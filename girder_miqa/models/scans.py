@@ -25,9 +25,9 @@ from girder.models.folder import Folder
 from girder.models.item import Item
 
 from .. import settings
-from ..access import readable_folder_ids
+from ..access import can_admin, readable_folder_ids, user_tiers
 from ..constants import ITEM_FIELD, AssessmentStatus, ReviewState
-from . import review_state
+from . import calibration, review_state
 from .decision import Decision
 from .lock import public_state
 
@@ -161,17 +161,31 @@ def queue(project: dict, user: dict | None, tier: int, limit: int = 50,
     """One page of a tier's queue, most suspicious first, then not yet assessed, oldest first."""
     query = visible_filter(project, user, cached=True, **{f'{P}.state': TIER_STATES[tier]})
     total = state_counts(project, user, cached=True)[TIER_STATES[tier]]
+    mine = calibration.my_pending_items(project, user) if tier == 1 else []
+    if mine:  # double reads this reviewer read already wait for someone else
+        query['_id'] = {'$nin': mine}
+        total = max(0, total - len(mine))
     cursor = Item().collection.find(
         query, {'name': 1, 'folderId': 1, 'created': 1, 'size': 1, ITEM_FIELD: 1},
         sort=QUEUE_SORT, skip=offset, limit=limit).hint('miqa_queue')
     items = list(cursor)
+    if tier == 1 and offset == 0:  # gold re-reads among the first page's entries, unannounced
+        gold = calibration.gold_entries(project, user, visible_filter(
+            project, user, cached=True), len(items) or 1)
+        for k, entry in enumerate(gold):
+            items.insert(min(len(items), (k + 1) * len(items) // (len(gold) + 1) + k), entry)
     if not (user and user.get('admin')):  # the definitive check, for the folders on this page
         readable = readable_folder_ids(user, {item['folderId'] for item in items})
         items = [item for item in items if item['folderId'] in readable]
     paths = relative_paths(project, {item['folderId'] for item in items})
+    rows = [scan_json(item, paths) for item in items]
+    tiers, admin = user_tiers(project, user), can_admin(project, user)
+    for row in rows:  # what this reviewer may see of each (calibration.redact_state)
+        row[ITEM_FIELD] = calibration.redact_state(row[ITEM_FIELD], project, row['_id'], user,
+                                                   tiers, admin)
     return {
         'tier': tier, 'state': TIER_STATES[tier], 'offset': offset, 'limit': limit,
-        'total': total, 'items': [scan_json(item, paths) for item in items],
+        'total': total, 'items': rows,
     }
 
 
@@ -242,7 +256,7 @@ def summary(project: dict, user: dict | None) -> dict:
         itemMatch['scan.folderId'] = query['folderId']
     reviewers: dict = {}
     for row in Decision().collection.aggregate([
-            {'$match': {'projectId': project['_id']}},
+            {'$match': {'projectId': project['_id'], **calibration.pending_clause()}},
             {'$lookup': {'from': 'item', 'localField': 'itemId', 'foreignField': '_id',
                          'as': 'scan', 'pipeline': [
                              {'$project': {'folderId': 1, f'{P}.projectId': 1}}]}},

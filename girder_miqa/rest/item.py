@@ -10,8 +10,15 @@ from girder.models.item import Item
 from .. import access as rules
 from .. import scheduling
 from ..constants import ITEM_FIELD, AssessmentStatus
-from ..models import lock, review_state
-from ..models.decision import BAD_RULE, MAX_COMMENT, Decision, validate_fields
+from ..models import calibration, lock, review_state
+from ..models.decision import (
+    BAD_RULE,
+    MAX_COMMENT,
+    Decision,
+    lock_holder,
+    normalize_artifacts,
+    validate_fields,
+)
 from ..models.project import Project
 from ..scheduling import assessment_scope
 
@@ -50,8 +57,15 @@ def scan_and_project(item: dict) -> tuple[dict, dict]:
     .errorResponse('The item is not a scan of a MIQA project.', 400)
 )
 def getState(self, item):
-    state, _project = find_scan(item)
-    return lock.public_state(state)
+    state, project = find_scan(item)
+    return viewer_state(state, project, item['_id'], getCurrentUser())
+
+
+def viewer_state(state: dict, project: dict, itemId, user: dict | None) -> dict:
+    """A scan's public state as ``user`` may see it (calibration.redact_state)."""
+    return calibration.redact_state(lock.public_state(state), project, itemId, user,
+                                    rules.user_tiers(project, user),
+                                    rules.can_admin(project, user))
 
 
 @access.user
@@ -96,9 +110,32 @@ def postDecision(self, item, body):
         comment=body.get('comment'), location=body.get('location'),
         seconds=body.get('seconds'), confidence=body.get('confidence'),
         quality=body.get('quality'), acceptedSuggestions=body.get('acceptedSuggestions'))
-    doc = Decision().record(item, project, user, fields)
+    fields['assessmentHidden'] = tier == 1 and calibration.assessment_hidden(
+        project, item['_id'], tiers, rules.can_admin(project, user))
+    state = item[ITEM_FIELD]
+    if calibration.gold_read_pending(state, tier):  # an unannounced re-read of a gold scan
+        doc = _gold_read(item, project, user, fields)
+    else:
+        doc = Decision().record(item, project, user, fields)
     state = Item().collection.find_one({'_id': item['_id']}, {ITEM_FIELD: 1})[ITEM_FIELD]
-    return {'decision': doc, 'state': lock.public_state(state)}
+    if doc.get('readKind') == 'gold':  # unannounced: to the reviewer it is any read
+        doc = {k: v for k, v in doc.items() if k not in ('reference', 'agrees')}
+        doc['readKind'] = 'single'
+    return {'decision': doc, 'state': viewer_state(state, project, item['_id'], user)}
+
+
+def _gold_read(item: dict, project: dict, user: dict, fields: dict) -> dict:
+    """Store a tier-1 re-read of a gold scan (409 while someone else holds its lock)."""
+    from ..exceptions import ConflictException
+
+    holder = lock_holder(item[ITEM_FIELD], review_state._now())
+    if holder and holder['userId'] != user['_id']:
+        raise ConflictException(
+            f'{holder.get("name") or holder.get("login")} ({holder.get("login")}) is reviewing '
+            'this scan; a tier-2 reviewer or an admin may break the lock.')
+    reference = calibration.Gold().findOne({'_id': item['_id']})
+    extra = {'assessment': None, 'lockAcquired': holder['acquired'] if holder else None}
+    return calibration.GoldRead().record(item, project, user, fields, reference, extra)
 
 
 @access.public
@@ -109,8 +146,74 @@ def postDecision(self, item, body):
     .errorResponse('The item is not a scan of a MIQA project.', 400)
 )
 def getHistory(self, item):
-    find_scan(item)
-    return Decision().history(item)
+    state, project = find_scan(item)
+    user = getCurrentUser()
+    tiers, admin = rules.user_tiers(project, user), rules.can_admin(project, user)
+    if 2 not in tiers and not admin and state.get('gold') and (
+            state.get('state') != 'unreviewed'):
+        return [d for d in Decision().history(item) if d.get('userId') == (user or {}).get(
+            '_id')]  # a gold scan shows a tier-1 reviewer nothing but their own reads
+    return calibration.visible_history(
+        Decision().history(item), user,
+        calibration.assessment_hidden(project, item['_id'], tiers, admin))
+
+
+@access.user
+@boundHandler
+@autoDescribeRoute(
+    Description('Mark a scan as a gold-standard reference (project admins).')
+    .notes('The body: "decision" (good, questionable or bad), "artifacts" ({key: "present" | '
+           '"absent"}), "comment". At the project\'s goldRate a decided reference scan is '
+           'served again to tier-1 reviewers, unannounced; those re-reads never change the '
+           'scan. Returns the reference.')
+    .modelParam('id', model=Item, level=AccessType.READ)
+    .jsonParam('body', 'The reference decision.', paramType='body', requireObject=True)
+    .errorResponse('Not a scan, or an invalid decision or artifact.', 400)
+    .errorResponse('Not an admin or owner of the project.', 403)
+)
+def putGold(self, item, body):
+    user = getCurrentUser()
+    item, project = scan_and_project(item)
+    rules.require_project_admin(project, user)
+    unknown = sorted(set(body) - {'decision', 'artifacts', 'comment'})
+    if unknown:
+        raise RestException(f'Unknown field(s) in the reference: {", ".join(unknown)}.')
+    if body.get('comment') is not None and not isinstance(body['comment'], str):
+        raise RestException('comment must be text.')
+    return calibration.Gold().mark(
+        item, project, user, body.get('decision'),
+        normalize_artifacts(body.get('artifacts'), project['settings']['artifacts']),
+        (body.get('comment') or '')[:MAX_COMMENT])
+
+
+@access.user
+@boundHandler
+@autoDescribeRoute(
+    Description('Stop a scan being a gold-standard reference (project admins).')
+    .notes('Its earlier gold re-reads are kept for the agreement figures. Returns {"removed": '
+           'whether it was a reference}.')
+    .modelParam('id', model=Item, level=AccessType.READ)
+    .errorResponse('Not an admin or owner of the project.', 403)
+)
+def deleteGold(self, item):
+    user = getCurrentUser()
+    _state, project = find_scan(item)
+    rules.require_project_admin(project, user)
+    return {'removed': calibration.Gold().unmark(item)}
+
+
+@access.user
+@boundHandler
+@autoDescribeRoute(
+    Description('Get a scan\'s gold-standard reference (project admins), or null.')
+    .modelParam('id', model=Item, level=AccessType.READ)
+    .errorResponse('Not an admin or owner of the project.', 403)
+)
+def getGold(self, item):
+    user = getCurrentUser()
+    _state, project = find_scan(item)
+    rules.require_project_admin(project, user)
+    return calibration.Gold().findOne({'_id': item['_id']})
 
 
 @access.user
@@ -240,3 +343,6 @@ def register(itemResource) -> None:
     itemResource.route('DELETE', (':id', 'miqa', 'lock'), deleteLock)
     itemResource.route('POST', (':id', 'miqa', 'assess'), postAssess)
     itemResource.route('PUT', (':id', 'miqa', 'assessment'), putAssessment)
+    itemResource.route('GET', (':id', 'miqa', 'gold'), getGold)
+    itemResource.route('PUT', (':id', 'miqa', 'gold'), putGold)
+    itemResource.route('DELETE', (':id', 'miqa', 'gold'), deleteGold)
