@@ -241,7 +241,7 @@ const ReviewView = girder.views.View.extend({
   /** The scan's reasons, acquisition parameters against its protocol, and metric percentiles. */
   showTriage(state) {
     const assessment = state.assessment || {};
-    this.reasons.render(state.reasons);
+    this.reasons.render(state.reasons, { site: state.site, scanType: state.scanType });
     this.acquisition.render(assessment.acquisition, state.protocol);
     this.metricPanel.render(assessment.metrics, state.metrics);
   },

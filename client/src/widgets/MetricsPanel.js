@@ -49,7 +49,8 @@ export function metricRows(raw, stats) {
     z: Number.isFinite(Number(z[name])) ? Number(z[name]) : null,
     outlier: outliers.has(name),
   })).sort((a, b) => (b.outlier - a.outlier) || (Math.abs(b.z ?? 0) - Math.abs(a.z ?? 0)) || a.name.localeCompare(b.name));
-  return { mode: 'percentiles', note: `Percentile among ${Number(s.peers) || 0} scans of ${s.group || 'this group'}`, rows };
+  const why = s.note ? ` (${s.note})` : '';
+  return { mode: 'percentiles', note: `Percentile among ${Number(s.peers) || 0} scans of ${s.group || 'this group'}${why}`, rows };
 }
 
 /** z with a real minus sign and one decimal. */

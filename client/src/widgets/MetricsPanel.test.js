@@ -17,6 +17,8 @@ describe('metricRows', () => {
     assert.deepEqual(rows.map((r) => [r.name, r.percentile, r.z, r.outlier]), [
       ['snr_wm', 2, -3.4, true], ['efc', 97, 2.1, false], ['cjv', 60, 0.2, false]]);
     assert.equal(rows[0].value, 4.1);
+    const fallback = metricRows(RAW, { ...stats, group: 'all sites / T1w', note: 'site-c has 3 T1w scan(s), fewer than 8: compared with the project\'s 14 T1w scans' });
+    assert.equal(fallback.note, 'Percentile among 14 scans of all sites / T1w (site-c has 3 T1w scan(s), fewer than 8: compared with the project\'s 14 T1w scans)');
   });
 
   it('says there are too few peers at the site and shows the raw values by name', () => {

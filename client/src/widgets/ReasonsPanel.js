@@ -25,10 +25,15 @@ export function cssString(value) {
 export function targetSelector(target) {
   if (!target || typeof target !== 'object' || target.key === undefined || target.key === null) return null;
   const key = cssString(target.key);
-  if (target.kind === 'parameter') return `.miqa-acq-row[data-key="${key}"]`;
+  if (target.kind === 'parameter') {
+    // the problems met reading the parameters (a broken sidecar) have no row of their own
+    return target.key === 'acquisition' ? '.miqa-acquisition .miqa-acq-problem' : `.miqa-acq-row[data-key="${key}"]`;
+  }
   if (target.kind === 'metric') return `.miqa-metric-row[data-metric="${key}"]`;
   if (target.kind === 'indicator') {
-    return target.key === 'quality' ? '.miqa-assessment .miqa-quality-row' : `.miqa-assessment .miqa-bar-row[data-key="${key}"]`;
+    if (target.key === 'quality') return '.miqa-assessment .miqa-quality-row';
+    if (target.key === 'scope') return '.miqa-assessment .miqa-out-of-scope'; // the out-of-domain banner
+    return `.miqa-assessment .miqa-bar-row[data-key="${key}"]`;
   }
   return null;
 }
@@ -84,14 +89,22 @@ export class ReasonsPanel {
     });
   }
 
-  /** Show a scan's reasons (none: a short line saying so). */
-  render(reasons) {
+  /**
+   * Show a scan's reasons (none: a short line saying so).
+   *
+   * Args:
+   *   reasons: item.miqa.reasons.
+   *   where: {site, scanType} of the scan (item.miqa), named in the heading when known.
+   */
+  render(reasons, { site = null, scanType = null } = {}) {
     this.rows = reasonRows(reasons);
+    const group = [site, scanType].filter(Boolean).map(escapeHtml).join(' · ');
+    const heading = `<h4>Reasons <small>${this.rows.length ? `(${this.rows.length})` : ''}${group ? ` <span class="miqa-reason-group">${group}</span>` : ''}</small></h4>`;
     if (!this.rows.length) {
-      this.el.innerHTML = '<h4>Reasons</h4><p class="miqa-muted miqa-no-reasons">No reasons: nothing stands out.</p>';
+      this.el.innerHTML = `${heading}<p class="miqa-muted miqa-no-reasons">No reasons: nothing stands out.</p>`;
       return;
     }
-    this.el.innerHTML = `<h4>Reasons <small>(${this.rows.length})</small></h4>
+    this.el.innerHTML = `${heading}
       <ol class="miqa-reason-list">${this.rows.map((r, i) => `
         <li class="miqa-reason miqa-severity-${r.severity}" data-index="${i}" data-source="${r.source}"
           data-target-kind="${escapeHtml(r.target ? r.target.kind : '')}" data-target-key="${escapeHtml(r.target ? r.target.key : '')}"

@@ -32,6 +32,8 @@ describe('targetSelector', () => {
     assert.equal(targetSelector({ kind: 'indicator', key: 'quality' }), '.miqa-assessment .miqa-quality-row');
     assert.equal(targetSelector({ kind: 'metric', key: 'a"b' }), '.miqa-metric-row[data-metric="a\\"b"]');
     assert.equal(cssString('a\\b'), 'a\\\\b');
+    assert.equal(targetSelector({ kind: 'indicator', key: 'scope' }), '.miqa-assessment .miqa-out-of-scope');
+    assert.equal(targetSelector({ kind: 'parameter', key: 'acquisition' }), '.miqa-acquisition .miqa-acq-problem');
     assert.equal(targetSelector({ kind: 'file', key: 'x' }), null);
     assert.equal(targetSelector({ kind: 'metric' }), null);
     assert.equal(targetSelector(null), null);
