@@ -264,7 +264,12 @@ class Project(Model):
         band = merged.get('outOfScope', review_state.OUT_OF_SCOPE_DEFAULT)
         if band != project['settings'].get('outOfScope', review_state.OUT_OF_SCOPE_DEFAULT):
             review_state.rerank_out_of_scope(project['_id'], band)
+        level = project['settings'].get('siteLevel', sites.SITE_LEVEL_DEFAULT)
         project['settings'] = merged
+        if merged.get('siteLevel', sites.SITE_LEVEL_DEFAULT) != level:
+            from .triage import refresh_project  # the scans' sites, so their groups, changed
+
+            refresh_project(project)
         return project
 
     def findForFolder(self, folder: dict) -> dict | None:

@@ -32,8 +32,8 @@ from .decision import Decision
 from .lock import public_state
 
 P = ITEM_FIELD
-QUEUE_SORT = [(f'{P}.sort.rank', 1), (f'{P}.sort.quality', 1), (f'{P}.sort.artifact', 1),
-              (f'{P}.sort.created', 1), ('_id', 1)]
+QUEUE_SORT = [(f'{P}.sort.rank', 1), (f'{P}.sort.triage', -1), (f'{P}.sort.quality', 1),
+              (f'{P}.sort.artifact', 1), (f'{P}.sort.created', 1), ('_id', 1)]
 QUEUE_INDEX = [(f'{P}.projectId', 1), (f'{P}.state', 1)] + QUEUE_SORT + [('folderId', 1)]
 FOLDER_INDEX = [(f'{P}.projectId', 1), ('folderId', 1), (f'{P}.state', 1)]
 TIER_STATES = {1: ReviewState.UNREVIEWED, 2: ReviewState.QUESTIONABLE}
@@ -42,10 +42,16 @@ TIER_STATES = {1: ReviewState.UNREVIEWED, 2: ReviewState.QUESTIONABLE}
 def ensure_indices() -> None:
     """The compound indices behind the queues and the visibility checks (on Girder's items)."""
     partial = {'partialFilterExpression': {f'{P}.projectId': {'$exists': True}}}
+    existing = Item().collection.index_information().get('miqa_queue')
+    if existing and [tuple(k) for k in existing['key']] != [tuple(k) for k in QUEUE_INDEX]:
+        Item().collection.drop_index('miqa_queue')  # from before the triage key
     Item().ensureIndices([
         (QUEUE_INDEX, {'name': 'miqa_queue', **partial}),
         (FOLDER_INDEX, {'name': 'miqa_folders', **partial}),
     ])
+    from .triage import backfill
+
+    backfill()  # scans from before the triage score get one
 
 
 _cache: dict = {}
@@ -183,10 +189,30 @@ def queue(project: dict, user: dict | None, tier: int, limit: int = 50,
     for row in rows:  # what this reviewer may see of each (calibration.redact_state)
         row[ITEM_FIELD] = calibration.redact_state(row[ITEM_FIELD], project, row['_id'], user,
                                                    tiers, admin)
+    for row in rows:  # the site and first reasons, of what the reviewer may see (triage.py)
+        queue_row_triage(row, project)
     return {
         'tier': tier, 'state': TIER_STATES[tier], 'offset': offset, 'limit': limit,
         'total': total, 'items': rows,
     }
+
+
+QUEUE_REASONS = 3  # reasons per queue row; the scan's page has them all
+
+
+def queue_row_triage(row: dict, project: dict) -> dict:
+    """Add a queue row's ``site`` (stored, else from its path) and its first reasons."""
+    from .sites import site_of
+
+    state = row.get(ITEM_FIELD) or {}
+    reasons = state.get('reasons') or []
+    if state.get('assessmentHidden'):  # the network's reasons would tell what it said
+        reasons = [r for r in reasons if r.get('source') != 'network']
+    row['reasons'] = reasons[:QUEUE_REASONS]
+    folderPath = row.get('folderPath') or ''
+    row['site'] = state.get('site') or site_of(row, project, [project.get('name', '')] + (
+        folderPath.split('/') if folderPath else []))
+    return row
 
 
 def state_counts(project: dict, user: dict | None, cached: bool = False) -> dict:

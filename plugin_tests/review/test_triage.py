@@ -1,0 +1,169 @@
+"""Reasons and the triage score (issue #22.5): the queue follows the score, a scan with an
+exclude deviation comes first, metric outliers of a site are reasons, and scans from before the
+score still sort sensibly."""
+
+import json
+
+import pytest
+from pytest_girder.assertions import assertStatusOk
+
+from .util import make_scan, state
+
+pytestmark = pytest.mark.plugin('miqa')
+
+TRAINED = ['quality', 'incomplete_coverage', 'wraparound', 'ghosting_motion', 'inhomogeneity']
+T1 = {'in_scope': True, 'contrast': 'T1w', 'reason': 'T1w', 'source': 'image'}
+
+
+def assess(s, item, quality=7.0, probs=None, snr=12.0, parameters=None, problems=None):
+    """A finished assessment through the worker's PUT, with metrics and acquisition."""
+    body = {'status': 'done', 'quality': quality, 'artifacts': probs or {},
+            'trainedOutputs': TRAINED, 'scope': T1,
+            'model': {'name': 'miqa-default', 'version': '1'},
+            'metrics': {'snr_wm': snr, 'cjv': 0.5, 'subsample_factor': 1.0},
+            'acquisition': {'parameters': {'RepetitionTime': 2.3, 'EchoTime': 0.003,
+                                           **(parameters or {})},
+                            'sources': {}, 'problems': problems or []}}
+    resp = s.server.request(f'/item/{item["_id"]}/miqa/assessment', method='PUT', user=s.admin,
+                            type='application/json', body=json.dumps(body))
+    assertStatusOk(resp)
+    return resp.json
+
+
+def queue(s) -> list[dict]:
+    resp = s.server.request(f'/miqa/project/{s.id}/queue', user=s.tier1, params={'limit': 100})
+    assertStatusOk(resp)
+    return resp.json['items']
+
+
+def names(rows) -> list[str]:
+    return [row['name'].split('.')[0] for row in rows]
+
+
+def site_study(s, n=10, site='site-a'):
+    folder = s.subfolder('subject', s.subfolder(site))
+    return [make_scan(folder, f'{site}-{i}.nii.gz', s.admin, seed=i) for i in range(n)]
+
+
+def test_queue_follows_the_triage_score(study):
+    s = study
+    scans = site_study(s)
+    snr = [10, 11, 12, 12, 13, 13, 14, 15, 16, 12.5]
+    for i, item in enumerate(scans):
+        assess(s, item, snr=snr[i])
+    assess(s, scans[3], quality=3.0, snr=snr[3])  # quality reason: 10 + 10 * 2 / 5 = 14
+    assess(s, scans[5], probs={'ghosting_motion': 0.75}, snr=snr[5])  # 10 + 10 * .25 / .5
+    assess(s, scans[9], snr=4.0)  # the 12.5 becomes a low outlier
+    rows = queue(s)
+    assert names(rows)[:3] == ['site-a-5', 'site-a-3', 'site-a-9']
+    by_name = {row['name'].split('.')[0]: row for row in rows}
+    motion = by_name['site-a-5']
+    assert motion['site'] == 'site-a'
+    assert motion['miqa']['sort']['triage'] == 15.0
+    assert motion['reasons'][0] == {
+        'source': 'network', 'severity': 'warning', 'text': 'ghosting/motion likely (p = 0.75)',
+        'label': 'ghosting/motion likely',
+        'target': {'kind': 'indicator', 'key': 'ghosting_motion'}, 'weight': 15.0}
+    assert by_name['site-a-3']['reasons'][0]['text'] == 'predicted quality 3.0 below 5'
+    outlier = by_name['site-a-9']
+    # snr_wm of the ten: 10 11 12 12 13 13 14 15 16 4 (see test_site_metrics)
+    assert outlier['reasons'][0]['text'] == 'snr_wm low for site-a (z = −3.8)'
+    assert outlier['miqa']['metrics']['group'] == 'site-a / T1w'
+    assert outlier['miqa']['metrics']['peers'] == 10
+    assert outlier['miqa']['metrics']['outliers'] == ['snr_wm']
+    assert outlier['miqa']['sort']['triage'] == round(3.822 / 2, 3)
+    # the rest tie at 0 and keep the old order (quality, then oldest first)
+    assert all(by_name[f'site-a-{i}']['reasons'] == [] for i in (0, 1, 2, 4, 6, 7, 8))
+    # the scan's own endpoint carries everything stored
+    served = s.server.request(f'/item/{scans[9]["_id"]}/miqa', user=s.tier1).json
+    assert served['reasons'] == state(scans[9])['reasons']
+    assert served['metrics']['percentiles']['snr_wm'] == 5.0
+    assert served['protocol']['deviations'] == []
+    assert served['site'] == 'site-a' and served['scanType'] == 'T1w'
+
+
+def test_an_acquisition_problem_is_a_reason(study):
+    s = study
+    item = site_study(s, n=1)[0]
+    assess(s, item, problems=['sidecar scan7.json is not JSON (line 3: Expecting value)'])
+    reasons = state(item)['reasons']
+    assert reasons == [{'source': 'protocol', 'severity': 'warning',
+                        'text': 'sidecar scan7.json is not JSON (line 3: Expecting value)',
+                        'label': 'acquisition parameters unreadable',
+                        'target': {'kind': 'parameter', 'key': 'acquisition'}, 'weight': 5.0}]
+    metrics = state(item)['metrics']
+    assert metrics['enough'] is False
+    assert metrics['note'] == 'too few peers (1) for a distribution'
+
+
+def test_exclude_deviation_comes_first(study):
+    pytest.importorskip('girder_miqa.models.protocol', reason='the protocol checks (part P)')
+    s = study
+    scans = site_study(s, n=4)
+    for item in scans:
+        assess(s, item)
+    assess(s, scans[1], quality=1.0, probs={'ghosting_motion': 0.99, 'wraparound': 0.99})
+    resp = s.server.request(f'/miqa/project/{s.id}/protocol', method='PUT', user=s.owner,
+                            type='application/json', body=json.dumps({
+                                'scanType': 'T1w', 'site': None, 'parameters': {
+                                    'RepetitionTime': {'value': 2.3, 'tolerance': 0.01,
+                                                       'severity': 'exclude'}}}))
+    assertStatusOk(resp)
+    assess(s, scans[2], parameters={'RepetitionTime': 3.0})
+    rows = queue(s)
+    assert names(rows)[:2] == ['site-a-2', 'site-a-1']
+    first = rows[0]['reasons'][0]
+    assert first['source'] == 'protocol' and first['severity'] == 'exclude'
+    assert first['target'] == {'kind': 'parameter', 'key': 'RepetitionTime'}
+    assert first['text'].startswith('RepetitionTime 3 s (expected 2.3 s ± 0.01 s')
+    assert rows[0]['miqa']['sort']['triage'] >= 1000
+
+
+def test_site_level_change_regroups(study):
+    s = study
+    scans = site_study(s)
+    for i, item in enumerate(scans):
+        assess(s, item, snr=[10, 11, 12, 12, 13, 13, 14, 15, 16, 4][i])
+    assert state(scans[9])['metrics']['group'] == 'site-a / T1w'
+    resp = s.server.request(f'/miqa/project/{s.id}/settings', method='PUT', user=s.owner,
+                            body=json.dumps({'siteLevel': 0}), type='application/json')
+    assertStatusOk(resp)
+    after = state(scans[9])
+    assert after['site'] == 'mri' and after['metrics']['group'] == 'mri / T1w'
+    assert after['reasons'][0]['text'] == 'snr_wm low for mri (z = −3.8)'
+
+
+def test_scans_from_before_triage_sort_sensibly(study):
+    from girder.models.item import Item
+
+    from girder_miqa.models import triage
+
+    s = study
+    scans = {n: make_scan(s.folder, f'{n}.nii.gz', s.admin, seed=i)
+             for i, n in enumerate(['new_plain', 'old_low', 'old_plain', 'unassessed'])}
+    assess(s, scans['new_plain'], quality=8.0)
+    assess(s, scans['old_low'], quality=2.0)
+    assess(s, scans['old_plain'], quality=6.0)
+    # as stored before this change: no triage anywhere
+    Item().collection.update_many({'miqa.projectId': {'$exists': True}}, {'$unset': {
+        'miqa.sort.triage': '', 'miqa.reasons': '', 'miqa.metrics': '', 'miqa.protocol': ''}})
+    assert names(queue(s)) == ['old_low', 'old_plain', 'new_plain', 'unassessed']  # quality
+    assert triage.backfill() == 4
+    assert triage.backfill() == 0  # idempotent
+    assert state(scans['old_low'])['sort']['triage'] == 10 + 10 * 3 / 5
+    assert state(scans['unassessed'])['sort']['triage'] == 0.0
+    assert names(queue(s)) == ['old_low', 'old_plain', 'new_plain', 'unassessed']
+    assert all(row['reasons'] == [] and row['site'] == 'mri' for row in queue(s))
+
+
+def test_a_restart_clears_the_reasons(study):
+    from girder_miqa.models import review_state
+
+    s = study
+    item = site_study(s, n=1)[0]
+    assess(s, item, quality=2.0)
+    assert state(item)['reasons'][0]['label'] == 'predicted quality low'
+    review_state.restart(item['_id'], 'file_changed')
+    after = state(item)
+    assert after['reasons'] == [] and after['metrics'] is None
+    assert after['sort']['triage'] == 0.0 and after['sort']['rank'] == 1
