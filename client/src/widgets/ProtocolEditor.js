@@ -33,6 +33,7 @@ export function references(resp) {
     site: r.site === undefined || r.site === null || r.site === '' ? null : String(r.site),
     kind: referenceKind(r),
     peers: Number.isFinite(Number(r.scans ?? r.peers)) ? Number(r.scans ?? r.peers) : null,
+    basis: r.basis === 'project' || r.basis === 'site' ? r.basis : null,
     parameters: Object.entries(r.parameters && typeof r.parameters === 'object' ? r.parameters : {})
       .map(([key, p]) => {
         const spec = p && typeof p === 'object' && !Array.isArray(p) ? p : { value: p };
@@ -200,7 +201,9 @@ export class ProtocolEditor {
       }
       await this.send([referenceBody(ref)], 'json', index);
     } else if (button.classList.contains('miqa-protocol-adopt')) {
-      this.refs[index] = { ...this.refs[index], kind: 'set', adopting: true };
+      // a set reference names values only: what the scans do not know is left out
+      const ref = this.refs[index];
+      this.refs[index] = { ...ref, kind: 'set', adopting: true, parameters: ref.parameters.filter((p) => p.value !== null) };
       this.render();
     } else if (button.classList.contains('miqa-protocol-add-param')) {
       this.refs[index] = this.readReference(index);
@@ -223,11 +226,8 @@ export class ProtocolEditor {
   async remove(index) {
     const ref = this.refs[index];
     try {
-      await rest({
-        url: `miqa/project/${this.projectId}/protocol`,
-        method: 'DELETE',
-        data: ref.site === null ? { scanType: ref.scanType } : { scanType: ref.scanType, site: ref.site },
-      });
+      const query = new URLSearchParams(ref.site === null ? { scanType: ref.scanType } : { scanType: ref.scanType, site: ref.site });
+      await rest({ url: `miqa/project/${this.projectId}/protocol?${query}`, method: 'DELETE' });
       this.message = `The ${ref.scanType} reference${ref.site ? ` of ${ref.site}` : ''} is removed: it is inferred again.`;
       this.errors = {};
       await this.load();
@@ -263,7 +263,7 @@ export class ProtocolEditor {
       ${this.refs.map((r, i) => `<div class="miqa-protocol-ref" data-index="${i}" data-kind="${r.kind}" data-scan-type="${escapeHtml(r.scanType)}" data-site="${escapeHtml(r.site ?? '')}">
         <h5><b>${escapeHtml(r.scanType)}</b> · ${r.adopting ? `site <input class="form-control input-sm miqa-protocol-site" value="${escapeHtml(r.site ?? '')}" placeholder="all sites">` : escapeHtml(r.site ?? 'all sites')}
           <span class="label ${r.kind === 'set' ? 'label-primary' : 'label-default'} miqa-protocol-kind">${r.kind}</span>
-          ${r.peers !== null ? `<small class="miqa-muted">${r.peers} scans</small>` : ''}</h5>
+          ${r.peers !== null ? `<small class="miqa-muted">${r.peers} scans${r.kind === 'inferred' && r.basis ? ` · the most common values among ${r.basis === 'project' ? 'the project\'s' : 'the site\'s'} scans` : ''}</small>` : ''}</h5>
         <table class="table table-condensed miqa-protocol-table">
           <thead><tr><th>Parameter</th><th>Value</th><th>Tolerance</th><th>Severity</th></tr></thead>
           <tbody>${r.parameters.map((p) => `<tr class="miqa-protocol-param" data-key="${p.adding ? '' : escapeHtml(p.key)}">

@@ -7,7 +7,7 @@ import {
 
 const RESP = {
   references: [
-    { scanType: 'T1w', site: 'site-b', reference: 'inferred', scans: 12, parameters: { RepetitionTime: { value: 2.3, tolerance: null, severity: 'warning' } } },
+    { scanType: 'T1w', site: 'site-b', reference: 'inferred', scans: 12, basis: 'site', parameters: { RepetitionTime: { value: 2.3, tolerance: null, severity: 'warning' } } },
     { scanType: 'T1w', site: null, reference: 'set', userId: 'u1', parameters: {
       VoxelSize: { value: [1, 1, 1], tolerance: 0.05, severity: 'exclude' }, EchoTime: { value: 0.003, tolerance: 0.0005, severity: 'warning' } } },
     { scanType: 'FLAIR', site: 'site-a', inferred: true, parameters: { Manufacturer: 'GE' } },
@@ -17,8 +17,8 @@ const RESP = {
 describe('references', () => {
   it('sorts by scan type, all sites first, and reads the marks and parameters', () => {
     const refs = references(RESP);
-    assert.deepEqual(refs.map((r) => [r.scanType, r.site, r.kind, r.peers]), [
-      ['FLAIR', 'site-a', 'inferred', null], ['T1w', null, 'set', null], ['T1w', 'site-b', 'inferred', 12]]);
+    assert.deepEqual(refs.map((r) => [r.scanType, r.site, r.kind, r.peers, r.basis]), [
+      ['FLAIR', 'site-a', 'inferred', null, null], ['T1w', null, 'set', null, null], ['T1w', 'site-b', 'inferred', 12, 'site']]);
     assert.deepEqual(refs[1].parameters, [
       { key: 'EchoTime', value: 0.003, tolerance: 0.0005, severity: 'warning' },
       { key: 'VoxelSize', value: [1, 1, 1], tolerance: 0.05, severity: 'exclude' }]);
@@ -69,5 +69,8 @@ describe('fields', () => {
     assert.deepEqual(errorField('RepetitionTime: tolerance must be a non-negative number', keys), { key: 'RepetitionTime', field: 'tolerance' });
     assert.deepEqual(errorField('parameters.EchoTime.severity must be warning or exclude', keys), { key: 'EchoTime', field: 'severity' });
     assert.deepEqual(errorField('row 3: unknown scan type', keys), { key: null, field: null });
+    // the server's own wording (models/protocol.py)
+    assert.deepEqual(errorField("reference 1: tolerance of EchoTime must be a number >= 0 or empty, not 'abc'.", keys), { key: 'EchoTime', field: 'tolerance' });
+    assert.deepEqual(errorField('reference 1: value of RepetitionTime must be a number, text or a list of numbers, not null.', keys), { key: 'RepetitionTime', field: 'value' });
   });
 });
