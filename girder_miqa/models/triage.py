@@ -306,3 +306,17 @@ def backfill() -> int:
         changed += Item().collection.bulk_write(ops[start:start + 1000],
                                                 ordered=False).modified_count
     return changed
+
+
+EXPORT_COLUMNS = ('site', 'scan_type', 'triage', 'reasons')  # the export's (models/exchange.py)
+
+
+def export_columns(state: dict, path: str, project: dict) -> dict[str, str]:
+    """A scan's triage cells in the CSV export: its site (stored, else from its path), scan
+    type, triage score and reasons ("; "-separated texts, in order)."""
+    folders = path.split('/')[:-1]
+    site = state.get('site') or sites.site_of({}, project, [project.get('name', '')] + folders)
+    triage = (state.get('sort') or {}).get('triage')
+    return {'site': site, 'scan_type': state.get('scanType') or '',
+            'triage': '' if triage is None else f'{triage:g}',
+            'reasons': '; '.join(r.get('text', '') for r in state.get('reasons') or [])}

@@ -167,3 +167,64 @@ def test_a_restart_clears_the_reasons(study):
     after = state(item)
     assert after['reasons'] == [] and after['metrics'] is None
     assert after['sort']['triage'] == 0.0 and after['sort']['rank'] == 1
+
+
+def test_report_and_export_carry_the_triage(study):
+    import csv
+    import io
+
+    s = study
+    scans = site_study(s) + site_study(s, n=2, site='site-b')
+    snr = [10, 11, 12, 12, 13, 13, 14, 15, 16, 4, 12, 30]
+    for i, item in enumerate(scans):
+        assess(s, item, snr=snr[i], quality=3.0 if i == 10 else 7.0)
+    resp = s.server.request(f'/miqa/project/{s.id}/report', user=s.tier1)
+    assertStatusOk(resp)
+    report = resp.json
+    assert report['sites'] == ['site-a', 'site-b'] and report['scans'] == 12
+    points = {p['name'].split('.')[0]: p for p in report['metrics']['snr_wm']}
+    assert set(report['metrics']) == {'snr_wm', 'cjv'}
+    assert points['site-a-9'] == {'itemId': str(scans[9]['_id']), 'name': 'site-a-9.nii.gz',
+                                  'site': 'site-a', 'scanType': 'T1w', 'value': 4.0,
+                                  'z': state(scans[9])['metrics']['z']['snr_wm'],
+                                  'outlier': True}
+    assert not points['site-a-0']['outlier']
+    assert report['reasons']['site-a'] == [{'text': 'snr_wm low', 'source': 'metrics',
+                                            'count': 1}]
+    # site-b has two scans: compared with all twelve T1w scans, 4 and 30 are outside the fences
+    assert state(scans[11])['metrics']['group'] == 'all sites / T1w'
+    assert {r['text']: r['count'] for r in report['reasons']['site-b']} == {
+        'predicted quality low': 1}
+    assert 'sites' in report['compliance']
+    assert report['directions']['cjv']['direction'] == 'lower is better'
+
+    resp = s.server.request(f'/miqa/project/{s.id}/report', user=s.tier1,
+                            params={'format': 'csv'}, isJson=False)
+    assertStatusOk(resp)
+    body = b''.join(resp.body).decode() if not isinstance(resp.body, str) else resp.body
+    rows = {r['name']: r for r in csv.DictReader(io.StringIO(body))}
+    assert len(rows) == 12
+    assert rows['site-a-9.nii.gz']['site'] == 'site-a'
+    assert rows['site-a-9.nii.gz']['reasons'].startswith('snr_wm low for site-a (z = −3.8)')
+    assert rows['site-a-9.nii.gz']['outliers'] == 'snr_wm'
+    assert rows['site-a-9.nii.gz']['snr_wm'] == '4'
+    assert rows['site-b-0.nii.gz']['triage'] == '14'
+
+    resp = s.server.request(f'/miqa/project/{s.id}/export', user=s.admin,
+                            params={'format': 'csv'}, isJson=False)
+    assertStatusOk(resp)
+    body = b''.join(resp.body).decode() if not isinstance(resp.body, str) else resp.body
+    rows = {r['name']: r for r in csv.DictReader(io.StringIO(body))}
+    assert rows['site-b-0.nii.gz']['site'] == 'site-b'
+    assert rows['site-b-0.nii.gz']['scan_type'] == 'T1w'
+    assert rows['site-b-0.nii.gz']['triage'] == '14'
+    assert rows['site-b-0.nii.gz']['reasons'] == 'predicted quality 3.0 below 5'
+    resp = s.server.request(f'/miqa/project/{s.id}/export', user=s.admin,
+                            params={'format': 'json'}, isJson=False)
+    body = b''.join(resp.body).decode() if not isinstance(resp.body, str) else resp.body
+    exported = {x['name']: x for x in json.loads(body)['scans']}
+    assert exported['site-a-9.nii.gz']['site'] == 'site-a'
+    assert exported['site-a-9.nii.gz']['reasons'][0]['label'] == 'snr_wm low'
+    # an outsider of the project reads nothing of it
+    resp = s.server.request(f'/miqa/project/{s.id}/report', user=None)
+    assert resp.output_status[:3] in (b'401', b'403')
