@@ -57,7 +57,7 @@ export function formatValue(key, value) {
  *     tolerance, reference}]}) or nothing.
  * Returns:
  *   {rows: [{key, label, value, known, source, deviation: {expected, found, severity, tolerance,
- *   reference} | null}], problems: [str], deviations: n}.
+ *   toleranceText (in the value's unit), reference} | null}], problems: [str], deviations: n}.
  */
 export function acquisitionRows(acquisition, protocol) {
   const params = (acquisition && typeof acquisition.parameters === 'object' && acquisition.parameters) || {};
@@ -84,6 +84,7 @@ export function acquisitionRows(acquisition, protocol) {
         found: formatValue(key, d.found),
         severity: d.severity === 'exclude' ? 'exclude' : 'warning',
         tolerance: d.tolerance === null || d.tolerance === undefined ? null : Number(d.tolerance),
+        toleranceText: d.tolerance ? formatValue(key, Number(d.tolerance)) : null,
         reference: d.reference || '',
       } : null,
       order,
@@ -106,7 +107,7 @@ export class AcquisitionPanel {
       this.el.innerHTML = '<h4>Acquisition</h4><p class="miqa-muted miqa-no-acquisition">No acquisition parameters read for this scan.</p>';
       return;
     }
-    const tol = (d) => (d.tolerance !== null ? ` ± ${escapeHtml(d.tolerance)}` : '');
+    const tol = (d) => (d.toleranceText ? ` ± ${escapeHtml(d.toleranceText)}` : '');
     this.el.innerHTML = `<h4>Acquisition <small>${deviations ? `${deviations} deviation${deviations > 1 ? 's' : ''} from the protocol` : (protocol ? 'as the protocol says' : '')}</small></h4>
       ${problems.map((p) => `<div class="alert alert-warning miqa-acq-problem">${escapeHtml(p)}</div>`).join('')}
       <table class="table table-condensed miqa-acq-table">

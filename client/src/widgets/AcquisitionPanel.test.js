@@ -42,7 +42,7 @@ describe('acquisitionRows', () => {
       'RepetitionTime', 'SoftwareVersions', 'ReceiveCoilName', 'Manufacturer', 'MagneticFieldStrength',
       'EchoTime', 'InversionTime', 'FlipAngle', 'VoxelSize', 'Matrix', 'Orientation', 'CoilString']);
     const tr = rows[0];
-    assert.deepEqual(tr.deviation, { expected: '2300 ms', found: '2900 ms', severity: 'exclude', tolerance: 0.01, reference: 'set' });
+    assert.deepEqual(tr.deviation, { expected: '2300 ms', found: '2900 ms', severity: 'exclude', tolerance: 0.01, toleranceText: '10 ms', reference: 'set' });
     assert.equal(tr.value, '2900 ms');
     assert.equal(tr.source, 'sidecar');
     const coil = rows.find((r) => r.key === 'ReceiveCoilName'); // deviates, not among the parameters

@@ -181,6 +181,7 @@ export class ProtocolEditor {
       key: row.dataset.key || row.querySelector('.miqa-protocol-key').value.trim(),
       value: parseValue(row.querySelector('.miqa-protocol-value').value, before[row.dataset.key]),
       tolerance: parseTolerance(row.querySelector('.miqa-protocol-tolerance').value),
+      toleranceText: row.querySelector('.miqa-protocol-tolerance').value,
       severity: row.querySelector('.miqa-protocol-severity').value,
     })).filter((p) => p.key);
     const site = box.querySelector('.miqa-protocol-site');
@@ -193,6 +194,7 @@ export class ProtocolEditor {
     const index = button.closest('.miqa-protocol-ref') ? Number(button.closest('.miqa-protocol-ref').dataset.index) : null;
     if (button.classList.contains('miqa-protocol-save')) {
       const ref = this.readReference(index);
+      this.refs[index] = ref; // what was typed stays in the form, whatever the answer
       const bad = ref.parameters.find((p) => Number.isNaN(p.tolerance));
       if (bad) {
         this.errors = { [index]: `${bad.key}: tolerance must be a number` };
@@ -269,7 +271,7 @@ export class ProtocolEditor {
           <tbody>${r.parameters.map((p) => `<tr class="miqa-protocol-param" data-key="${p.adding ? '' : escapeHtml(p.key)}">
             <td>${p.adding ? '<input class="form-control input-sm miqa-protocol-key" placeholder="e.g. RepetitionTime">' : escapeHtml(p.key)}</td>
             <td><input class="form-control input-sm miqa-protocol-value" value="${escapeHtml(valueText(p.value))}" ${editable(r) ? '' : 'disabled'}></td>
-            <td><input class="form-control input-sm miqa-protocol-tolerance" value="${p.tolerance === null || Number.isNaN(p.tolerance) ? '' : escapeHtml(p.tolerance)}" placeholder="exact" ${editable(r) ? '' : 'disabled'}></td>
+            <td><input class="form-control input-sm miqa-protocol-tolerance" value="${escapeHtml(p.toleranceText !== undefined ? p.toleranceText : (p.tolerance ?? ''))}" placeholder="exact" ${editable(r) ? '' : 'disabled'}></td>
             <td><select class="form-control input-sm miqa-protocol-severity" ${editable(r) ? '' : 'disabled'}>${SEVERITIES.map((s) => `<option value="${s}" ${p.severity === s ? 'selected' : ''}>${s}</option>`).join('')}</select></td>
           </tr>`).join('')}</tbody>
         </table>
