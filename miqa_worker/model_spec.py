@@ -14,6 +14,7 @@ Pure Python: no torch, no numpy, no Girder.
 
 from __future__ import annotations
 
+import bisect
 import datetime
 import json
 import math
@@ -354,6 +355,188 @@ class FusionSpec:
         return {'indicator': self.indicator, 'file': self.file}
 
 
+#: How a trained indicator's probability may be recalibrated (:class:`IndicatorCalibration`).
+CALIBRATION_METHODS = ('identity', 'platt', 'isotonic')
+#: How the quality interval is made (:class:`QualityInterval`).
+INTERVAL_METHODS = ('member-flip-spread',)
+#: The most breakpoints an isotonic map may have (a fitted map has at most one per volume).
+MAX_BREAKPOINTS = 2000
+
+
+def _logit(p: float) -> float:
+    """log(p / (1 - p)), with p kept 1e-6 inside (0, 1)."""
+    p = min(max(p, 1e-6), 1.0 - 1e-6)
+    return math.log(p / (1.0 - p))
+
+
+@dataclass(frozen=True)
+class IndicatorCalibration:
+    """The map from one indicator's probability to its calibrated probability.
+
+    Args:
+        method: ``identity`` (kept as it is), ``platt`` (``sigmoid(slope * logit(p) +
+            intercept)``) or ``isotonic`` (piecewise linear through the breakpoints, flat
+            outside them).
+        slope: Platt's slope on the logit (``platt`` only; > 0 keeps the ranking).
+        intercept: Platt's intercept (``platt`` only).
+        x: isotonic breakpoints, strictly increasing probabilities in 0..1.
+        y: the calibrated probability at each breakpoint, non-decreasing in 0..1.
+    """
+
+    method: str = 'identity'
+    slope: float = 1.0
+    intercept: float = 0.0
+    x: tuple[float, ...] = ()
+    y: tuple[float, ...] = ()
+
+    def apply(self, probability: float) -> float:
+        """The calibrated probability of ``probability``."""
+        p = float(probability)
+        if self.method == 'platt':
+            z = self.slope * _logit(p) + self.intercept
+            return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+        if self.method == 'isotonic':
+            if p <= self.x[0]:
+                return self.y[0]
+            if p >= self.x[-1]:
+                return self.y[-1]
+            right = bisect.bisect_right(self.x, p)
+            x0, x1, y0, y1 = self.x[right - 1], self.x[right], self.y[right - 1], self.y[right]
+            return y0 + (y1 - y0) * (p - x0) / (x1 - x0)
+        return p
+
+    @classmethod
+    def parse(cls, raw: Any, where: str, source: str) -> IndicatorCalibration:
+        fields = _Fields(raw, where, source)
+        method = fields.take('method')
+        if method not in CALIBRATION_METHODS:
+            raise fields.error(f'{where}.method must be one of {", ".join(CALIBRATION_METHODS)}, '
+                               f'got {_show(method)}')
+        if method == 'identity':
+            out = cls()
+        elif method == 'platt':
+            out = cls('platt', slope=fields.number('slope', 1e-3, 1e3),
+                      intercept=fields.number('intercept', -1e3, 1e3))
+        else:
+            x, y = fields.take('x'), fields.take('y')
+            for key, values in (('x', x), ('y', y)):
+                if (not isinstance(values, list) or not 2 <= len(values) <= MAX_BREAKPOINTS
+                        or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                   and math.isfinite(v) and 0 <= v <= 1 for v in values)):
+                    raise fields.error(f'{where}.{key} must be 2..{MAX_BREAKPOINTS} numbers in '
+                                       f'0..1, got {_show(values)}')
+            if len(x) != len(y):
+                raise fields.error(f'{where}.x and {where}.y must be as long, got {len(x)} and '
+                                   f'{len(y)}')
+            if any(b <= a for a, b in zip(x, x[1:], strict=False)):
+                raise fields.error(f'{where}.x must be strictly increasing, got {_show(x)}')
+            if any(b < a for a, b in zip(y, y[1:], strict=False)):
+                raise fields.error(f'{where}.y must be non-decreasing, got {_show(y)}')
+            out = cls('isotonic', x=tuple(map(float, x)), y=tuple(map(float, y)))
+        fields.done()
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        if self.method == 'platt':
+            return {'method': 'platt', 'slope': self.slope, 'intercept': self.intercept}
+        if self.method == 'isotonic':
+            return {'method': 'isotonic', 'x': list(self.x), 'y': list(self.y)}
+        return {'method': 'identity'}
+
+
+@dataclass(frozen=True)
+class QualityInterval:
+    """How the quality's interval is made from the spread of the view's predictions.
+
+    The whole-volume view is run as ``view.flips`` mirror images in every network
+    (``1 + len(members)``); the interval is the quality ± ``scale * sqrt(sd^2 + floor^2)``,
+    ``sd`` the standard deviation of the quality blended with each of those predictions,
+    clipped to 0..10. ``scale`` and ``floor`` were fitted so that it covers the true quality
+    of ``level`` of the fitting volumes.
+
+    Args:
+        method: ``member-flip-spread``, the one way implemented.
+        scale: the factor the spread is widened by.
+        floor: quality points added (in quadrature) to the spread, so that a scan whose
+            networks agree still gets an interval.
+        level: the share of fitting volumes whose true quality the interval covers.
+    """
+
+    method: str = 'member-flip-spread'
+    scale: float = 1.0
+    floor: float = 0.0
+    level: float = 0.8
+
+    def half_width(self, spread: float) -> float:
+        """Half the interval's width for a spread (sd) of ``spread`` quality points."""
+        return self.scale * math.sqrt(float(spread) ** 2 + self.floor ** 2)
+
+    @classmethod
+    def parse(cls, raw: Any, where: str, source: str) -> QualityInterval:
+        fields = _Fields(raw, where, source)
+        fields.exactly('method', 'member-flip-spread', 'the one interval implemented')
+        out = cls(scale=fields.number('scale', 0, 1000), floor=fields.number('floor', 0, 10),
+                  level=fields.number('level', 0.01, 0.999))
+        fields.done()
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {'method': self.method, 'scale': self.scale, 'floor': self.floor,
+                'level': self.level}
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Maps fitted on volumes other than the reported held-out ones: each trained
+    indicator's probability recalibrated, and the quality's interval.
+
+    Args:
+        indicators: the map of each recalibrated indicator (only trained ones; the others
+            are reported as the network gives them).
+        quality_interval: how the quality interval is made, or None (no interval).
+        fitted_on: one line on the volumes the maps were fitted on.
+    """
+
+    indicators: Mapping[str, IndicatorCalibration] = field(default_factory=dict)
+    quality_interval: QualityInterval | None = None
+    fitted_on: str = 'not recorded'
+
+    def probability(self, key: str, probability: float) -> float:
+        """The calibrated probability of indicator ``key`` (unchanged when it has no map)."""
+        found = self.indicators.get(key)
+        return probability if found is None else found.apply(probability)
+
+    @classmethod
+    def parse(cls, raw: Any, source: str, trained: Sequence[str] = OUTPUT_NAMES
+              ) -> Calibration | None:
+        if raw is None:
+            return None
+        where = 'postprocessing.calibration'
+        fields = _Fields(raw, where, source)
+        fitted_on = fields.text('fitted_on')
+        per = _Fields(fields.take('indicators'), f'{where}.indicators', source)
+        indicators = {}
+        for key in list(per.raw):
+            if key not in ARTIFACT_KEYS or key not in trained:
+                raise per.error(f'{where}.indicators names {_show(key)}, not a trained '
+                                f'indicator (trained: {", ".join(trained)})')
+            indicators[key] = IndicatorCalibration.parse(per.take(key),
+                                                         f'{where}.indicators.{key}', source)
+        per.done()
+        interval = fields.take('quality_interval', None)
+        interval = (None if interval is None else
+                    QualityInterval.parse(interval, f'{where}.quality_interval', source))
+        fields.done()
+        ordered = {key: indicators[key] for key in ARTIFACT_KEYS if key in indicators}
+        return cls(ordered, interval, fitted_on)
+
+    def to_json(self) -> dict[str, Any]:
+        return {'fitted_on': self.fitted_on,
+                'indicators': {key: c.to_json() for key, c in self.indicators.items()},
+                'quality_interval': (self.quality_interval.to_json()
+                                     if self.quality_interval else None)}
+
+
 @dataclass(frozen=True)
 class Postprocessing:
     """What is made of the blended outputs beyond quality and probabilities.
@@ -361,23 +544,31 @@ class Postprocessing:
     Args:
         penalty_families: the simulated artifact families whose quality points the network's
             outputs after the 11 estimate, in output order (reported as ``penalties``).
+        calibration: the recalibration of the trained indicators and the quality interval,
+            or None (probabilities as the network and fusion give them, no interval).
     """
 
     penalty_families: tuple[str, ...] = ()
+    calibration: Calibration | None = None
 
     @classmethod
-    def parse(cls, raw: Any, source: str) -> Postprocessing:
+    def parse(cls, raw: Any, source: str, trained: Sequence[str] = OUTPUT_NAMES
+              ) -> Postprocessing:
         fields = _Fields(raw, 'postprocessing', source)
         families = fields.names('penalty_families')
         bad = next((f for f in families if not re.fullmatch(r'[a-z][a-z0-9_]*', f)), None)
         if bad is not None:
             raise fields.error(f'postprocessing.penalty_families must hold lower-case family '
                                f'names, got {_show(bad)}')
+        calibration = Calibration.parse(fields.take('calibration', None), source, trained)
         fields.done()
-        return cls(families)
+        return cls(families, calibration)
 
     def to_json(self) -> dict[str, Any]:
-        return {'penalty_families': list(self.penalty_families)}
+        out: dict[str, Any] = {'penalty_families': list(self.penalty_families)}
+        if self.calibration is not None:  # absent, not null: older files stay as they were
+            out['calibration'] = self.calibration.to_json()
+        return out
 
 
 @dataclass(frozen=True)
@@ -458,7 +649,8 @@ class ModelSpec:
             view=ViewSpec.parse(fields.take('view'), source),
             members=members,
             fusion=FusionSpec.parse(fields.take('fusion'), source),
-            postprocessing=Postprocessing.parse(fields.take('postprocessing'), source),
+            postprocessing=Postprocessing.parse(fields.take('postprocessing'), source,
+                                                _trained_names(fields.raw.get('outputs'))),
             evaluation=evaluation)
         fields.done()
         return spec
@@ -481,6 +673,15 @@ class ModelSpec:
         """This spec after a round trip through its JSON form: what :func:`load_spec` would
         accept (a spec built in Python is validated the same way as a file)."""
         return ModelSpec.from_dict(json.loads(json.dumps(self.to_json(), allow_nan=False)))
+
+
+def _trained_names(outputs: Any) -> tuple[str, ...]:
+    """The trained outputs of a raw ``outputs`` object (all when it cannot tell: the
+    ``outputs`` parser reports what is wrong with it)."""
+    trained = outputs.get('trained') if isinstance(outputs, Mapping) else None
+    if isinstance(trained, list) and all(isinstance(t, str) for t in trained):
+        return tuple(trained)
+    return OUTPUT_NAMES
 
 
 def spec_path(path: str | os.PathLike) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -70,7 +71,13 @@ def test_the_shipped_file_is_the_converted_older_one():
     shipped spec, field for field."""
     old = json.loads(V1_FILE.read_text(encoding='utf-8'))
     assert 'format_version' not in old
-    assert upgrade_v1(old, 'ghosting_motion') == load_spec(SHIPPED)
+    assert upgrade_v1(old, 'ghosting_motion') == _uncalibrated(load_spec(SHIPPED))
+
+
+def _uncalibrated(spec: ModelSpec) -> ModelSpec:
+    """``spec`` without its calibration block (which the older format never had)."""
+    return dataclasses.replace(spec, postprocessing=dataclasses.replace(
+        spec.postprocessing, calibration=None))
 
 
 def _set(raw: dict, dotted: str, value) -> dict:
@@ -138,6 +145,84 @@ BAD_FIELDS = [
     ('evaluation', 3, 'evaluation must be a JSON object, got 3'),
 ]
 
+#: A calibration block of every kind (the shipped model's may differ), to break field by field.
+CALIBRATION = {
+    'fitted_on': 'volumes of other people',
+    'indicators': {'incomplete_coverage': {'method': 'isotonic', 'x': [0.1, 0.5, 0.9],
+                                           'y': [0.0, 0.4, 1.0]},
+                   'wraparound': {'method': 'platt', 'slope': 2.5, 'intercept': -1.0},
+                   'ghosting_motion': {'method': 'identity'}},
+    'quality_interval': {'method': 'member-flip-spread', 'scale': 3.0, 'floor': 0.4,
+                         'level': 0.8}}
+C = 'postprocessing.calibration'
+BAD_CALIBRATION = [
+    (f'{C}.fitted_on', ..., f'{C}.fitted_on is missing'),
+    (f'{C}.indicators', [], f'{C}.indicators must be a JSON object, got []'),
+    (f'{C}.indicators.lesion', {'method': 'identity'},
+     f'{C}.indicators names "lesion", not a trained indicator (trained: quality, '),
+    (f'{C}.indicators.quality', {'method': 'identity'},
+     f'{C}.indicators names "quality", not a trained indicator'),
+    (f'{C}.indicators.wraparound.method', 'beta',
+     f'{C}.indicators.wraparound.method must be one of identity, platt, isotonic, got "beta"'),
+    (f'{C}.indicators.wraparound.slope', 0, f'{C}.indicators.wraparound.slope must be a '
+                                             'number in 0.001..1000, got 0'),
+    (f'{C}.indicators.wraparound.intercept', ..., f'{C}.indicators.wraparound.intercept is '
+                                                  'missing'),
+    (f'{C}.indicators.wraparound.x', [0.1, 0.2],
+     f'unknown field {C}.indicators.wraparound.x'),
+    (f'{C}.indicators.incomplete_coverage.x', [0.1, 0.1, 0.9],
+     f'{C}.indicators.incomplete_coverage.x must be strictly increasing, got [0.1, 0.1, 0.9]'),
+    (f'{C}.indicators.incomplete_coverage.y', [0.5, 0.4, 1.0],
+     f'{C}.indicators.incomplete_coverage.y must be non-decreasing'),
+    (f'{C}.indicators.incomplete_coverage.y', [0.0, 1.0],
+     f'{C}.indicators.incomplete_coverage.x and {C}.indicators.incomplete_coverage.y must '
+     'be as long, got 3 and 2'),
+    (f'{C}.indicators.incomplete_coverage.y', [0.0, 0.4, 1.5],
+     f'{C}.indicators.incomplete_coverage.y must be 2..2000 numbers in 0..1, got [0.0, 0.4,'),
+    (f'{C}.indicators.incomplete_coverage.x', 'steps',
+     f'{C}.indicators.incomplete_coverage.x must be 2..2000 numbers in 0..1, got "steps"'),
+    (f'{C}.quality_interval.method', 'bootstrap', f'{C}.quality_interval.method must be '
+                                                  '"member-flip-spread"'),
+    (f'{C}.quality_interval.scale', -1, f'{C}.quality_interval.scale must be a number in '
+                                        '0..1000, got -1'),
+    (f'{C}.quality_interval.level', 1, f'{C}.quality_interval.level must be a number in '
+                                       '0.01..0.999, got 1'),
+    (f'{C}.quality_interval.floor', ..., f'{C}.quality_interval.floor is missing'),
+    (f'{C}.colour', 'blue', f'unknown field {C}.colour'),
+]
+
+
+@pytest.mark.parametrize(('field', 'value', 'message'), BAD_CALIBRATION,
+                         ids=[f'{f}={v!r}' for f, v, _ in BAD_CALIBRATION])
+def test_a_bad_calibration_field_is_refused_in_one_line(raw, tmp_path, field, value, message):
+    calibrated = _set(raw, C, copy.deepcopy(CALIBRATION))
+    (tmp_path / 'model.json').write_text(json.dumps(_set(calibrated, field, value)))
+    with pytest.raises(ModelSpecError) as info:
+        load_spec(tmp_path)
+    text = str(info.value)
+    assert text.startswith(f'model.json: {message}'), text
+    assert '\n' not in text
+
+
+def test_a_calibration_block_round_trips_and_maps_as_it_says(raw, tmp_path):
+    (tmp_path / 'model.json').write_text(json.dumps(_set(raw, C, copy.deepcopy(CALIBRATION))))
+    spec = load_spec(tmp_path)
+    calibration = spec.postprocessing.calibration
+    assert load_spec(save_spec(spec, tmp_path / 'model.json')) == spec
+    assert spec.to_json()['postprocessing']['calibration'] == CALIBRATION
+    iso = calibration.indicators['incomplete_coverage']
+    assert [iso.apply(p) for p in (0.0, 0.1, 0.3, 0.5, 0.7, 0.95)] == pytest.approx(
+        [0.0, 0.0, 0.2, 0.4, 0.7, 1.0])  # flat outside, linear between breakpoints
+    platt = calibration.indicators['wraparound']
+    assert platt.apply(0.5) == pytest.approx(1 / (1 + math.exp(1.0)))  # logit 0 -> -1
+    assert platt.apply(0.2) < platt.apply(0.3) < platt.apply(0.9)  # the ranking is kept
+    assert calibration.probability('ghosting_motion', 0.37) == 0.37  # identity
+    assert calibration.probability('inhomogeneity', 0.37) == 0.37  # no map: as it is
+    interval = calibration.quality_interval
+    assert interval.half_width(0.3) == pytest.approx(3.0 * 0.5)  # 3 * sqrt(0.3^2 + 0.4^2)
+    # a spec without the block writes none (older files stay byte for byte)
+    assert 'calibration' not in _uncalibrated(spec).to_json()['postprocessing']
+
 
 @pytest.mark.parametrize(('field', 'value', 'message'), BAD_FIELDS,
                          ids=[f'{f}={v!r}' for f, v, _ in BAD_FIELDS])
@@ -199,7 +284,7 @@ def test_the_converter_command_upgrades_an_older_folder(tmp_path, capsys):
     assert 'an older model.json' in capsys.readouterr().err
     assert main(['upgrade', str(folder)]) == 0
     assert f'miqa-default 0.6.0 ({FORMAT_VERSION})' in capsys.readouterr().out
-    assert load_spec(folder) == load_spec(SHIPPED)
+    assert load_spec(folder) == _uncalibrated(load_spec(SHIPPED))
     assert main(['check', str(folder)]) == 0
 
 
