@@ -285,3 +285,449 @@ def write_outputs(result: dict[str, Any], out_dir: Path | str) -> tuple[Path, Pa
     target = out_dir / 'calibration.json'
     target.write_text(json.dumps(result, indent=1) + '\n', encoding='utf-8')
     return target, plot_reliability(result, out_dir / 'reliability.png')
+
+
+# ---- recalibration: fitted on volumes that are not the held-out ones (issue #21 item 4) ----
+
+#: Folds of the cross-validation that picks each indicator's map.
+FIT_FOLDS = 5
+#: The share of volumes whose true quality the fitted quality interval is to cover.
+INTERVAL_LEVEL = 0.8
+#: The floors (quality points, added in quadrature to the spread) the interval fit tries.
+INTERVAL_FLOORS = tuple(round(0.05 * i, 2) for i in range(61))
+
+
+def measuring_spec(spec):
+    """``spec`` with a calibration that changes no probability and whose interval is the bare
+    spread: the assessor then reports the raw probabilities and ``globalView.qualitySpread``."""
+    from dataclasses import replace
+
+    from ..model_spec import Calibration, QualityInterval
+
+    measuring = Calibration({}, QualityInterval(scale=1.0, floor=0.0, level=0.5),
+                            'measuring: no map')
+    return replace(spec, postprocessing=replace(spec.postprocessing, calibration=measuring))
+
+
+def assess_raw(assessor, data, index: Sequence[int]) -> dict[str, np.ndarray]:
+    """The uncalibrated outputs of cached volumes as the worker computes them: quality, the
+    ten probabilities (NaN: not reported) and the view's quality spread, with the labels.
+
+    Args:
+        assessor: a :class:`miqa_worker.assessment.Assessor` (its spec is restored after).
+        data: a :class:`~miqa_worker.training.dataset.VolumeSet` with its index rows.
+        index: the volumes to assess.
+    """
+    from ..constants import ARTIFACT_KEYS
+    from ..image_io import ScanVolume
+
+    index = np.asarray(index, dtype=int)
+    spec, assessor.spec = assessor.spec, measuring_spec(assessor.spec)
+    quality, probs, spread = [], [], []
+    try:
+        for v in index:
+            spacing = tuple(float(s) for s in str(data.rows[v]['spacing']).split('x'))
+            array = data.volumes[v].astype(np.float32) / np.float32(255.0)
+            result = assessor.assess_volume(ScanVolume(array, spacing, 'RAS', 'cache'),
+                                            metrics=False)
+            quality.append(result['quality'])
+            probs.append([result['artifacts'].get(k, np.nan) for k in ARTIFACT_KEYS])
+            spread.append(result.get('globalView', {}).get('qualitySpread', 0.0))
+    finally:
+        assessor.spec = spec
+    return {'index': index, 'quality': np.asarray(quality, dtype=np.float64),
+            'probabilities': np.asarray(probs, dtype=np.float64).reshape(len(index), -1),
+            'spread': np.asarray(spread, dtype=np.float64),
+            'truth': np.asarray(data.quality[index], dtype=np.float64),
+            'labels': np.asarray(data.indicators[index], dtype=np.float64),
+            'subjects': sorted(set(data.subjects[index].tolist()))}
+
+
+def apply_map(calibration, probabilities: Sequence[float]) -> np.ndarray:
+    """An :class:`~miqa_worker.model_spec.IndicatorCalibration` applied to each probability
+    (the assessor's own per-scan function, so the figures are the worker's)."""
+    return np.array([calibration.apply(float(p)) for p in np.ravel(probabilities)])
+
+
+def fit_platt(probabilities: np.ndarray, labels: np.ndarray):
+    """Platt scaling on the logit: logistic regression of the label on logit(p)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from ..model_spec import IndicatorCalibration, _logit
+
+    z = np.array([[_logit(float(p))] for p in probabilities])
+    model = LogisticRegression(C=1e4, max_iter=1000).fit(z, labels.astype(int))
+    slope = float(np.clip(model.coef_[0, 0], 1e-3, 1e3))
+    return IndicatorCalibration('platt', slope=slope,
+                                intercept=float(np.clip(model.intercept_[0], -1e3, 1e3)))
+
+
+def fit_isotonic(probabilities: np.ndarray, labels: np.ndarray):
+    """Isotonic regression (non-decreasing, flat outside the fitted range) as breakpoints."""
+    from sklearn.isotonic import IsotonicRegression
+
+    from ..model_spec import IndicatorCalibration
+
+    model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds='clip').fit(
+        probabilities, labels)
+    x = np.asarray(model.X_thresholds_, dtype=np.float64)
+    y = np.clip(np.asarray(model.y_thresholds_, dtype=np.float64), 0.0, 1.0)
+    if x.size < 2:  # one value seen: a flat map through it
+        x, y = np.array([0.0, 1.0]), np.array([y[0], y[0]])
+    return IndicatorCalibration('isotonic', x=tuple(map(float, x)),
+                                y=tuple(map(float, np.maximum.accumulate(y))))
+
+
+def fit_identity(probabilities: np.ndarray, labels: np.ndarray):
+    """No map: the probabilities as they are (the candidate the others must beat)."""
+    from ..model_spec import IndicatorCalibration
+
+    return IndicatorCalibration()
+
+
+#: The candidate maps, tried in this order (a tie keeps the earlier).
+FITTERS: dict[str, Callable[[np.ndarray, np.ndarray], Any]] = {
+    'identity': fit_identity, 'platt': fit_platt, 'isotonic': fit_isotonic}
+
+
+def fit_indicator(probabilities: Sequence[float], labels: Sequence[float],
+                  folds: int = FIT_FOLDS, seed: int = 0, bins: int = ECE_BINS
+                  ) -> tuple[Any, dict[str, Any]]:
+    """The map of one indicator: identity, Platt or isotonic, whichever has the lowest
+    cross-validated Brier score on the fitting volumes (ECE beside it), refitted on all.
+
+    Args:
+        probabilities: the uncalibrated probability per fitting volume.
+        labels: 1, 0 or NaN (unknown: left out) per volume.
+        folds: folds of the stratified cross-validation.
+        seed: seed of the fold split.
+        bins: equal-width bins of the ECE.
+
+    Returns:
+        the :class:`~miqa_worker.model_spec.IndicatorCalibration` and the cross-validation's
+        figures per method with the choice.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    p = np.asarray(probabilities, dtype=np.float64).ravel()
+    y = np.asarray(labels, dtype=np.float64).ravel()
+    known = ~np.isnan(y) & ~np.isnan(p)
+    p, y = _checked(p[known], y[known])
+    if y.sum() < folds or (1 - y).sum() < folds:
+        raise ValueError(f'{int(y.sum())} positives of {y.size} volumes: too few to fit')
+    split = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    table = {}
+    for name, fit in FITTERS.items():
+        out_of_fold = np.empty_like(p)
+        for train, test in split.split(p.reshape(-1, 1), y):
+            out_of_fold[test] = apply_map(fit(p[train], y[train]), p[test])
+        table[name] = {'brier': brier_score(out_of_fold, y),
+                       'ece': expected_calibration_error(out_of_fold, y, bins)}
+    chosen = min(table, key=lambda name: table[name]['brier'])
+    return FITTERS[chosen](p, y), {'volumes': int(p.size), 'positives': int(y.sum()),
+                                   'cross_validated': table, 'chosen': chosen}
+
+
+def fit_quality_interval(quality: np.ndarray, truth: np.ndarray, spread: np.ndarray,
+                         level: float = INTERVAL_LEVEL,
+                         floors: Sequence[float] = INTERVAL_FLOORS) -> tuple[Any, dict]:
+    """The narrowest interval ``quality ± scale * sqrt(spread^2 + floor^2)`` (on average over
+    the fitting volumes) that covers the true quality of ``level`` of them.
+
+    Args:
+        quality: the reported quality per fitting volume.
+        truth: its true quality (NaN: left out).
+        spread: the sd of the quality over the view's networks x flips.
+        level: the share to cover.
+        floors: the floors tried; for each, ``scale`` is the ``level`` quantile of
+            ``|error| / sqrt(spread^2 + floor^2)``.
+    """
+    from ..constants import QUALITY_MAX, QUALITY_MIN
+    from ..model_spec import QualityInterval
+
+    known = ~np.isnan(truth)
+    q, t, s = quality[known], truth[known], spread[known]
+    err = np.abs(t - q)
+    best = None
+    for floor in floors:
+        base = np.sqrt(s ** 2 + floor ** 2)
+        if (base <= 0).any():
+            continue
+        scale = float(np.quantile(err / base, level, method='higher'))
+        low = np.clip(q - scale * base, QUALITY_MIN, QUALITY_MAX)
+        high = np.clip(q + scale * base, QUALITY_MIN, QUALITY_MAX)
+        width = float(np.mean(high - low))
+        if best is None or width < best[0]:
+            best = (width, QualityInterval(scale=round(scale, 6), floor=float(floor),
+                                           level=level))
+    if best is None:
+        raise ValueError('no floor gives an interval (every spread is 0 and floors are 0)')
+    interval = best[1]
+    return interval, {'volumes': int(known.sum()), 'level': level, 'mean_width': best[0],
+                      'coverage': interval_coverage(q, t, s, interval)}
+
+
+def interval_bounds(quality: np.ndarray, spread: np.ndarray, interval) -> np.ndarray:
+    """``[N, 2]`` interval of each volume, as the assessor makes it."""
+    from ..constants import QUALITY_MAX, QUALITY_MIN
+
+    half = np.array([interval.half_width(float(s)) for s in spread])
+    return np.stack([np.clip(quality - half, QUALITY_MIN, QUALITY_MAX),
+                     np.clip(quality + half, QUALITY_MIN, QUALITY_MAX)], axis=1)
+
+
+def interval_coverage(quality: np.ndarray, truth: np.ndarray, spread: np.ndarray,
+                      interval) -> float:
+    """The share of volumes whose true quality lies in their interval."""
+    bounds = interval_bounds(quality, spread, interval)
+    return float(np.mean((truth >= bounds[:, 0]) & (truth <= bounds[:, 1])))
+
+
+def interval_figures(raw: dict[str, np.ndarray], interval, resamples: int = BOOTSTRAP_RESAMPLES,
+                     seed: int = 0) -> dict[str, Any]:
+    """Coverage (with its bootstrap interval) and widths of the quality interval on volumes."""
+    known = ~np.isnan(raw['truth'])
+    q, t, s = raw['quality'][known], raw['truth'][known], raw['spread'][known]
+    bounds = interval_bounds(q, s, interval)
+    inside = ((t >= bounds[:, 0]) & (t <= bounds[:, 1])).astype(np.float64)
+    width = bounds[:, 1] - bounds[:, 0]
+    return {'volumes': int(known.sum()), 'level': interval.level,
+            'coverage': float(inside.mean()),
+            'coverage_ci95': bootstrap_interval(np.mean, inside, resamples=resamples,
+                                                seed=seed),
+            'mean_width': float(width.mean()), 'median_width': float(np.median(width)),
+            'spread_median': float(np.median(s)), 'spread_max': float(np.max(s)),
+            'spearman_spread_error': _spearman(s, np.abs(t - q))}
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Rank correlation of a and b (None when either is constant)."""
+    from scipy.stats import spearmanr
+
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return None
+    return float(spearmanr(a, b).statistic)
+
+
+def fit_calibration(fit: dict[str, np.ndarray], trained: Sequence[str], fitted_on: str,
+                    level: float = INTERVAL_LEVEL, seed: int = 0):
+    """The model spec's :class:`~miqa_worker.model_spec.Calibration` fitted on ``fit``
+    (:func:`assess_raw` of volumes that are not the held-out ones), with the fit's figures.
+
+    Args:
+        fit: the uncalibrated outputs and labels of the fitting volumes.
+        trained: the model's trained outputs (only these indicators get a map).
+        fitted_on: one line on the fitting volumes (written into model.json).
+        level: the share of fitting volumes the quality interval is to cover.
+        seed: seed of the cross-validation's folds.
+    """
+    from ..constants import ARTIFACT_KEYS
+    from ..model_spec import Calibration
+
+    maps, report = {}, {}
+    for k, key in enumerate(ARTIFACT_KEYS):
+        if key not in trained or np.isnan(fit['labels'][:, k]).all():
+            continue
+        maps[key], report[key] = fit_indicator(fit['probabilities'][:, k], fit['labels'][:, k],
+                                               seed=seed)
+    interval, interval_report = fit_quality_interval(fit['quality'], fit['truth'],
+                                                     fit['spread'], level)
+    return (Calibration(maps, interval, fitted_on),
+            {'volumes': int(len(fit['quality'])), 'subjects': fit['subjects'],
+             'indicators': report, 'quality_interval': interval_report})
+
+
+def recalibration_figures(held: dict[str, np.ndarray], calibration, trained: Sequence[str],
+                          bins: int = ECE_BINS, resamples: int = BOOTSTRAP_RESAMPLES,
+                          seed: int = 0) -> dict[str, Any]:
+    """Per trained indicator on the held-out volumes: ECE, Brier and reliability before
+    (``uncalibrated``) and after the map (``indicators``), and the quality interval's
+    coverage."""
+    from ..constants import ARTIFACT_KEYS
+
+    before, after = {}, {}
+    for k, key in enumerate(ARTIFACT_KEYS):
+        if key not in trained or np.isnan(held['labels'][:, k]).all():
+            continue
+        raw = held['probabilities'][:, k]
+        before[key] = indicator_calibration(raw, held['labels'][:, k], bins, resamples, seed)
+        mapped = apply_map(calibration.indicators[key], raw) if key in calibration.indicators \
+            else raw
+        after[key] = indicator_calibration(mapped, held['labels'][:, k], bins, resamples, seed)
+        after[key]['map'] = (calibration.indicators[key].method
+                             if key in calibration.indicators else 'none')
+        after[key]['ece_uncalibrated'] = before[key]['ece']
+        after[key]['brier_uncalibrated'] = before[key]['brier']
+    out = {'indicators': after, 'uncalibrated': {'indicators': before}}
+    if calibration.quality_interval is not None:
+        out['quality_interval'] = interval_figures(held, calibration.quality_interval,
+                                                   resamples, seed)
+    return out
+
+
+def plot_reliability_before_after(before: dict[str, Any], after: dict[str, Any],
+                                  title: str, path: Path | str) -> Path:
+    """The reliability diagram before (grey) and after (blue) recalibration, per indicator,
+    with the after-map bin counts under each.
+
+    Args:
+        before: ``{indicator: indicator_calibration(...)}`` of the raw probabilities.
+        after: the same of the calibrated ones.
+        title: the figure's title.
+        path: the PNG to write.
+    """
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    names = list(after)
+    fig, axes = plt.subplots(2, max(1, len(names)), figsize=(3.2 * max(1, len(names)), 5.6),
+                             gridspec_kw={'height_ratios': [3, 1]}, squeeze=False)
+    for col, name in enumerate(names):
+        top, bottom = axes[0, col], axes[1, col]
+        top.plot([0, 1], [0, 1], color='0.6', lw=1, ls='--')
+        for figures, colour, label in ((before[name], '0.55', 'uncalibrated'),
+                                       (after[name], 'tab:blue', 'calibrated')):
+            curve = figures['reliability']
+            keep = [i for i, n in enumerate(curve['counts']) if n]
+            top.plot([curve['confidence'][i] for i in keep],
+                     [curve['observed'][i] for i in keep], marker='o', ms=3, lw=1.2,
+                     color=colour, label=f'{label} ECE {figures["ece"]:.3f}')
+        top.set_title(f'{name} ({after[name].get("map", "")})', fontsize=8)
+        top.legend(fontsize=6, loc='upper left')
+        top.set_xlim(0, 1)
+        top.set_ylim(0, 1)
+        top.set_xticklabels([])
+        top.tick_params(labelsize=7)
+        curve = after[name]['reliability']
+        edges = np.asarray(curve['edges'])
+        bottom.bar((edges[:-1] + edges[1:]) / 2, curve['counts'], width=edges[1] - edges[0],
+                   color='tab:blue', alpha=0.7)
+        bottom.set_yscale('symlog')
+        bottom.set_xlim(0, 1)
+        bottom.set_xlabel('predicted probability', fontsize=8)
+        bottom.tick_params(labelsize=7)
+        if col == 0:
+            top.set_ylabel('observed rate', fontsize=8)
+            bottom.set_ylabel('volumes (calibrated)', fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def fit_and_measure(assessor, data, index: Sequence[int], fit_cache: Path | str,
+                    level: float = INTERVAL_LEVEL, resamples: int = BOOTSTRAP_RESAMPLES,
+                    seed: int = 0, out_dir: Path | str | None = None, ship: bool = False,
+                    command: str = '', cache: str = '') -> dict[str, Any]:
+    """``miqa-train calibrate --fit``: fit the recalibration and the quality interval on the
+    volumes of ``fit_cache`` (none of the measured people), measure before/after on ``index``
+    of ``data``, write ``calibration.json`` and ``reliability.png`` to ``out_dir`` and, with
+    ``ship``, the calibration into the assessor's model folder (``model.json``, and
+    ``metrics.json`` ``calibration`` and ``reliability.png`` beside it).
+
+    Args:
+        assessor: the model's :class:`~miqa_worker.assessment.Assessor` (its calibration, if
+            any, is ignored: the fit starts from the uncalibrated outputs).
+        data: the cache measured on (e.g. the held-out people's volumes).
+        index: the volumes of ``data`` measured on.
+        fit_cache: a cache from ``generate`` of other people (ValueError when they overlap).
+        level: the share of fitting volumes the quality interval is to cover.
+        resamples: bootstrap resamples of every interval.
+        seed: seed of the bootstrap and of the cross-validation's folds.
+        out_dir: where calibration.json and reliability.png go (None: not written).
+        ship: also write the model folder.
+        command: the command line, recorded.
+        cache: the measured cache's path, recorded.
+    """
+    from dataclasses import replace
+
+    from sklearn.metrics import r2_score
+
+    from ..model_spec import save_spec
+    from .dataset import load_cache
+
+    fit_cache = Path(fit_cache)
+    if not (fit_cache / 'index.csv').is_file():
+        raise ValueError(f'{fit_cache} has no index.csv (make one with "generate")')
+    fit_data = load_cache(fit_cache)
+    index = np.asarray(index, dtype=int)
+    overlap = sorted(set(fit_data.subjects.tolist()) & set(data.subjects[index].tolist()))
+    if overlap:
+        raise ValueError(f'{fit_cache} holds volumes of {", ".join(overlap)}, who are measured '
+                         'on: fit on other people')
+    settings = {}
+    if (fit_cache / 'settings.json').is_file():
+        settings = json.loads((fit_cache / 'settings.json').read_text(encoding='utf-8'))
+    trained = assessor.spec.outputs.trained
+    fit_raw = assess_raw(assessor, fit_data, np.arange(len(fit_data)))
+    held = assess_raw(assessor, data, index)
+    fitted_on = (f'{len(fit_data)} generated volumes of {", ".join(fit_raw["subjects"])} '
+                 f'(cache {fit_cache.name}, generator seed {settings.get("seed", "?")}), '
+                 'none of the held-out people and none the networks or fusion trained on')
+    calibration, fit_report = fit_calibration(fit_raw, trained, fitted_on, level, seed)
+    figures = recalibration_figures(held, calibration, trained, resamples=resamples,
+                                    seed=seed)
+    known = ~np.isnan(held['truth'])
+    quality = {'r2': float(r2_score(held['truth'][known], held['quality'][known])),
+               'mae': float(np.abs(held['truth'][known] - held['quality'][known]).mean()),
+               'interval': {**calibration.quality_interval.to_json(),
+                            **figures.get('quality_interval', {})}}
+    result = {'model': dict(assessor.model), 'volumes': int(len(index)),
+              'subjects': held['subjects'], 'bins': ECE_BINS,
+              'method': (f'maps fitted on other volumes (fitted_on), each indicator\'s chosen '
+                         f'among identity, Platt on the logit and isotonic by {FIT_FOLDS}-fold '
+                         f'cross-validated Brier on them; ECE over {ECE_BINS} equal-width '
+                         'probability bins (count-weighted |mean probability - observed '
+                         'rate|); Brier = mean (p - y)^2; 95 % intervals: percentile bootstrap '
+                         f'over volumes, {resamples} resamples, seed {seed}; probabilities as '
+                         'the worker reports them (Assessor.assess_volume, then the map the '
+                         'assessor applies); quality interval = quality +- scale * '
+                         'sqrt(spread^2 + floor^2), spread = sd of the quality over the '
+                         'view\'s networks x flips, scale and floor the narrowest to cover '
+                         f'{level:.0%} of the fitting volumes'),
+              'fitted_on': {'description': fitted_on, 'cache': str(fit_cache),
+                            'settings': settings, **fit_report},
+              'indicators': figures['indicators'],
+              'uncalibrated': {**figures['uncalibrated'],
+                               'note': 'the probabilities as the network and fusion give '
+                                       'them, before the maps, on the same volumes'},
+              'quality': quality, 'cache': cache, 'command': command}
+    spec = replace(assessor.spec, postprocessing=replace(assessor.spec.postprocessing,
+                                                         calibration=calibration))
+    title = (f'{result["model"].get("name", "")} {result["model"].get("version", "")}: '
+             f'{result["volumes"]} held-out volumes of {", ".join(result["subjects"])}, '
+             f'maps fitted on {len(fit_data)} others')
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / 'calibration.json').write_text(json.dumps(result, indent=1) + '\n',
+                                              encoding='utf-8')
+        (out / 'model.json.calibration').write_text(
+            json.dumps(calibration.to_json(), indent=1) + '\n', encoding='utf-8')
+        plot_reliability_before_after(figures['uncalibrated']['indicators'],
+                                      figures['indicators'], title, out / 'reliability.png')
+    if ship:
+        folder = Path(assessor.info['path'])
+        save_spec(spec, folder)
+        metrics_file = folder / 'metrics.json'
+        metrics = json.loads(metrics_file.read_text(encoding='utf-8'))
+        metrics['calibration'] = _rounded(result)
+        metrics_file.write_text(json.dumps(metrics, indent=1) + '\n', encoding='utf-8')
+        plot_reliability_before_after(figures['uncalibrated']['indicators'],
+                                      figures['indicators'], title, folder / 'reliability.png')
+    return result
+
+
+def _rounded(value: Any, digits: int = 4) -> Any:
+    """Floats of a JSON value rounded (as metrics.json keeps its figures)."""
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v, digits) for v in value]
+    return value

@@ -382,10 +382,22 @@ def run_recipe(config: RunConfig, recipe: Path | None = None) -> None:
               help='Bootstrap resamples of the 95 % intervals.')
 @click.option('--seed', default=0, show_default=True, help='Seed of the bootstrap.')
 @click.option('--threads', default=None, type=click.IntRange(1), help='CPU threads for torch.')
+@click.option('--fit', 'fit_cache', default=None,
+              type=click.Path(path_type=Path, file_okay=False),
+              help='Fit the recalibration and the quality interval on this cache\'s volumes '
+                   '(none of the held-out people: e.g. "generate" with an unused seed and '
+                   'the development bases), then measure before/after on --cache.')
+@click.option('--level', default=0.8, show_default=True, type=click.FloatRange(0.5, 0.99),
+              help='With --fit: the share of fitting volumes the quality interval covers.')
+@click.option('--ship', is_flag=True,
+              help='With --fit: write the calibration into the model folder (model.json, '
+                   'metrics.json calibration, reliability.png).')
 def calibrate(model_name, cache_dir, subjects, manifest, out_dir, resamples, seed,
-              threads) -> None:
+              threads, fit_cache, level, ship) -> None:
     """Assess a cache's volumes with the worker's assessor and write how well its
-    probabilities are calibrated (ECE per trained indicator, Brier, reliability diagram)."""
+    probabilities are calibrated (ECE per trained indicator, Brier, reliability diagram);
+    with --fit, first fit each trained indicator's recalibration and the quality interval
+    on other volumes."""
     import numpy as np
 
     from ..assessment import Assessor
@@ -420,6 +432,20 @@ def calibrate(model_name, cache_dir, subjects, manifest, out_dir, resamples, see
         if missing or not len(index):
             raise click.BadParameter(f'no volumes of {", ".join(missing or sorted(wanted))} '
                                      f'in {cache_dir}', param_hint='--subjects')
+    if ship and fit_cache is None:
+        raise click.BadParameter('--ship needs --fit (what to ship)', param_hint='--ship')
+    if fit_cache is not None:
+        from .calibration import fit_and_measure
+
+        try:
+            fit_and_measure(assessor, data, index, fit_cache, level=level,
+                            resamples=resamples, seed=seed,
+                            out_dir=out_dir or cache_dir / 'calibration', ship=ship,
+                            command='miqa-train ' + ' '.join(sys.argv[1:]),
+                            cache=str(cache_dir))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc).splitlines()[0], param_hint='--fit') from None
+        return
     result = measure(assessor, data, index, resamples=resamples, seed=seed)
     result['cache'] = str(cache_dir)
     result['command'] = 'miqa-train ' + ' '.join(sys.argv[1:])
