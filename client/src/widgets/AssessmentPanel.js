@@ -45,12 +45,18 @@ export function scopeNotice(assessment) {
   return { text: `Outside the model's domain (${contrast}): scores not meaningful`, reason: scope.reason || '' };
 }
 
-/** The quality's interval [low, high] when the result carries one (qualityInterval, or the
- * ensemble members' qualities as memberQuality); else null: the bare score is all there is. */
+/** The quality's interval [low, high] when the result carries one (qualityInterval: the
+ * ensemble's spread over members x mirror views, widened by the factor fitted in model.json; or
+ * the members' qualities as memberQuality); else null: the bare score is all there is. */
 export function qualityInterval(assessment) {
   const interval = assessment && (assessment.qualityInterval || assessment.memberQuality);
   const values = Array.isArray(interval) ? interval.map(Number).filter(Number.isFinite) : [];
   return values.length >= 2 ? [Math.min(...values), Math.max(...values)] : null;
+}
+
+/** The quality as the panel writes it: "7.2 / 10 (6.4–7.9)" with its interval, else "7.2 / 10". */
+export function qualityText(quality, interval) {
+  return `${fmt(quality, 1)} / 10${interval ? ` (${fmt(interval[0], 1)}–${fmt(interval[1], 1)})` : ''}`;
 }
 
 /** An artifact's probability, whether stored as a number or as {probability} / {prob}. */
@@ -69,7 +75,8 @@ export function doneAssessment(assessment) {
  * Returns:
  *   {quality, interval: [low, high] | null, artifacts: [[key, p]] of the trained indicators,
  *   most probable first, metrics: [[name, value]], fusion, airMetrics: [[name, value]],
- *   penalties: [[family, points]] costliest first, lost, model, scope: scopeNotice()}.
+ *   penalties: [[family, points]] costliest first, lost, model, scope: scopeNotice(),
+ *   calibrated: whether the probabilities went through the model's recalibration}.
  */
 export function summarize(assessment) {
   const artifacts = Object.entries(trainedProbabilities(assessment)).sort((a, b) => b[1] - a[1]);
@@ -86,6 +93,7 @@ export function summarize(assessment) {
   return {
     quality: Number(assessment.quality), interval: qualityInterval(assessment), artifacts, metrics,
     fusion, airMetrics, penalties, lost, model: assessment.model || {}, scope: scopeNotice(assessment),
+    calibrated: assessment.calibrated === true,
   };
 }
 
@@ -122,7 +130,7 @@ export class AssessmentPanel {
       this.el.innerHTML = `<h4>Automatic assessment</h4><p class="miqa-muted">Status: ${escapeHtml(status)}${assessment && assessment.reason ? ` — ${escapeHtml(assessment.reason)}` : ''}</p>`;
       return;
     }
-    const { quality, interval, artifacts, metrics, fusion, airMetrics, penalties, lost, model, scope } = summarize(assessment);
+    const { quality, interval, artifacts, metrics, fusion, airMetrics, penalties, lost, model, scope, calibrated } = summarize(assessment);
     const fused = (key) => Boolean(fusion && fusion.indicator === key);
     const fusedTitle = (key) => (fused(key)
       ? ` title="Network alone: ${Math.round(Number(fusion.network) * 100)}%; with the air statistics below: ${Math.round(Number(fusion.probability) * 100)}%"`
@@ -133,9 +141,9 @@ export class AssessmentPanel {
       <div class="miqa-bar-row miqa-quality-row" title="Predicted quality, 0 (unusable) to 10 (excellent)">
         <span class="miqa-bar-label">Quality</span>
         <span class="miqa-bar"><span class="miqa-bar-fill miqa-quality-fill" style="width:${Math.max(0, Math.min(100, quality * 10))}%"></span></span>
-        <span class="miqa-bar-value miqa-quality-value">${fmt(quality, 1)} / 10${interval ? ` <small class="miqa-quality-interval" title="Range over the ensemble's members">(${fmt(interval[0], 1)}–${fmt(interval[1], 1)})</small>` : ''}</span>
+        <span class="miqa-bar-value miqa-quality-value">${fmt(quality, 1)} / 10${interval ? ` <small class="miqa-quality-interval" title="Uncertainty: the spread of the ensemble's networks and mirror views, widened to cover the true quality of most held-out test volumes (see the model card)">(${fmt(interval[0], 1)}–${fmt(interval[1], 1)})</small>` : ''}</span>
       </div>
-      <div class="miqa-artifact-bars">
+      <div class="miqa-artifact-bars${calibrated ? ' miqa-calibrated' : ''}"${calibrated ? ' title="Calibrated probabilities: of scans given 30%, about 30% had the artifact on held-out test volumes"' : ''}>
         ${artifacts.map(([key, p]) => `
           <div class="miqa-bar-row ${p >= this.threshold ? 'miqa-above' : ''} ${fused(key) ? 'miqa-fused' : ''}" data-key="${escapeHtml(key)}"${fusedTitle(key)}>
             <span class="miqa-bar-label">${escapeHtml(this.label(key))}${fused(key) ? ' <sup>*</sup>' : ''}${p >= this.threshold ? ' <span class="miqa-suggested" title="Suggested: press S to accept">★</span>' : ''}</span>

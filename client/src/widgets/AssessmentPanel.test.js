@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import {
-  doneAssessment, probability, qualityInterval, scopeNotice, suggestedKeys, summarize, tileLayers,
-  trainedKeys,
+  doneAssessment, probability, qualityInterval, qualityText, scopeNotice, suggestedKeys, summarize,
+  tileLayers, trainedKeys,
 } from './AssessmentPanel.js';
 
 describe('AssessmentPanel logic', () => {
@@ -56,5 +56,16 @@ describe('AssessmentPanel logic', () => {
     assert.equal(scopeNotice({}), null);
     assert.deepEqual(qualityInterval({ memberQuality: [6.5, 5.9] }), [5.9, 6.5]);
     assert.equal(qualityInterval({ quality: 6 }), null);
+  });
+
+  it('shows quality with its calibrated interval, not as a bare number', () => {
+    const a = { status: 'done', quality: 7.23, qualityInterval: [6.41, 7.94], calibrated: true, artifacts: {} };
+    const s = summarize(a);
+    assert.deepEqual(s.interval, [6.41, 7.94]);
+    assert.equal(s.calibrated, true);
+    assert.equal(qualityText(s.quality, s.interval), '7.2 / 10 (6.4–7.9)');
+    assert.equal(qualityText(7.23, null), '7.2 / 10'); // an older result: the bare score
+    assert.deepEqual(qualityInterval({ qualityInterval: [8, 'x'] }), null); // one bad end: none
+    assert.equal(summarize({ ...a, calibrated: undefined }).calibrated, false);
   });
 });
