@@ -14,6 +14,8 @@ from .models.decision import Decision
 from .models.project import Project
 from .models.review_state import ASSESSMENT_RESET_EVENT
 from .rest import item as item_rest
+from .rest import protocol as protocol_rest
+from .rest import report as report_rest
 from .rest import rules as rules_rest
 from .rest.project import MiqaResource
 
@@ -63,6 +65,8 @@ class MiqaPlugin(GirderPlugin):
         info['apiRoot'].miqa = MiqaResource()
         item_rest.register(info['apiRoot'].item)
         rules_rest.register(info['apiRoot'].miqa)
+        report_rest.register(info['apiRoot'].miqa)  # the group report (#22)
+        protocol_rest.register(info['apiRoot'].miqa)  # reference protocols (#22)
         events.bind('data.process', 'miqa', handlers.on_data_process)
         # Job tokens: read only their own file, and are deleted when the job ends.
         events.bind('rest.get.file/:id.before', 'miqa', handlers.on_file_get)
