@@ -26,7 +26,7 @@ from girder.utility.filesystem_assetstore_adapter import FilesystemAssetstoreAda
 
 from .. import access
 from ..constants import ARTIFACT_KEYS, ITEM_FIELD, ReviewState, is_image_name
-from . import calibration, review_state
+from . import calibration, protocol, review_state
 from .decision import Decision, derive_state, validate_fields
 from .project import Project, finite, load_root, root_of
 from .scans import relative_paths, unreadable_folders, visible_filter
@@ -192,7 +192,7 @@ def export_csv(project: dict, user: dict | None) -> str:
     columns = (['path', 'subject_id', 'quality', *keys, 'itemId', 'name', 'state',
                 *DECISION_COLUMNS, 'decision_count', 'assessment_status', 'model',
                 'model_version', 'model_quality', 'model_max_artifact_probability',
-                *SCOPE_COLUMNS])
+                *SCOPE_COLUMNS, *protocol.EXPORT_COLUMNS])
     out = io.StringIO()
     # CRLF rows (RFC 4180): the writer then quotes every cell holding a CR or LF, so a comment
     # with a bare carriage return still reads back as one cell
@@ -234,6 +234,7 @@ def export_csv(project: dict, user: dict | None) -> str:
             'model_max_artifact_probability': max(probs.values()) if probs else '',
             'in_scope': {True: 'true', False: 'false'}.get(scope.get('in_scope'), ''),
             'contrast': scope.get('contrast') or '', 'scope_reason': scope.get('reason') or '',
+            **protocol.export_columns(state),  # acq_<Key>, protocol_deviations (issue #22)
         }
         writer.writerow({k: defuse(v) for k, v in row.items()})
     return out.getvalue()

@@ -324,4 +324,7 @@ def summary(project: dict, user: dict | None) -> dict:
         'percent': 100.0 * (table['both'] + table['neither']) / n if n else None,
         'kappa': _kappa(table),
     }
+    from . import protocol  # imports this module
+
+    out['compliance'] = protocol.compliance(project, user)  # per site and scan type (#22)
     return out
