@@ -85,6 +85,9 @@ setup(
             'SimpleITK',  # writes DICOM series for the reader's tests
             'nibabel',  # writes small NIfTI scans in the review tests
         ],
+        # ``miqa report``: the group report's figures (the server and the rest of the CLI
+        # do without it)
+        'report': ['matplotlib'],
         'dev': ['ruff', 'tox', 'build'],
     },
     entry_points={

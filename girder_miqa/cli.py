@@ -269,6 +269,35 @@ def export_cmd(ctx: Context, project_id, fmt, output):
         click.echo(text, nl=False)
 
 
+@main.command('report')
+@click.argument('project_id')
+@click.option('--output', '-o', 'output', type=click.Path(file_okay=False), required=True,
+              help='Folder for report.json, report.csv and the PNGs (made if missing).')
+@click.option('--no-figures', is_flag=True, help='Only report.json and report.csv.')
+@click.pass_obj
+def report_cmd(ctx: Context, project_id, output, no_figures):
+    """Write a project's group report: report.json, report.csv and PNGs (each metric by site,
+    the compliance table, the reasons per site)."""
+    if not no_figures:
+        from . import report_figures
+
+        try:
+            report_figures.pyplot()  # before anything is fetched or written
+        except ImportError as exc:
+            raise click.ClickException(str(exc)) from None
+    folder = Path(output)
+    folder.mkdir(parents=True, exist_ok=True)
+    report = ctx.client.report(project_id)
+    (folder / 'report.json').write_text(json.dumps(report, indent=1, sort_keys=True),
+                                        encoding='utf-8')
+    (folder / 'report.csv').write_text(ctx.client.report(project_id, 'csv'), encoding='utf-8')
+    written = ['report.json', 'report.csv']
+    if not no_figures:
+        written += [path.name for path in report_figures.write_figures(report, folder)]
+    click.echo(f'wrote {", ".join(written)} to {folder} ({report.get("scans", 0)} scans, '
+               f'{len(report.get("sites") or [])} sites)')
+
+
 @main.command('import')
 @click.argument('project_id')
 @click.argument('file', type=click.Path(exists=True, dir_okay=False))

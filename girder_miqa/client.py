@@ -93,6 +93,14 @@ class MiqaClient(GirderClient):
                                     parameters={'format': format}, jsonResp=False)
         return resp.content.decode('utf-8')
 
+    def report(self, project, format: str = 'json'):
+        """The project's group report: the JSON (a dict) or the CSV (text)."""
+        if format == 'json':
+            return self.get(f'miqa/project/{_id(project)}/report')
+        resp = self.sendRestRequest('GET', f'miqa/project/{_id(project)}/report',
+                                    parameters={'format': 'csv'}, jsonResp=False)
+        return resp.content.decode('utf-8')
+
     def import_text(self, project, text: str, format: str | None = None,
                     assetstore=None) -> dict:
         """Import a CSV or JSON export (or a study's list of scans); returns the report."""

@@ -228,3 +228,35 @@ def test_report_and_export_carry_the_triage(study):
     # an outsider of the project reads nothing of it
     resp = s.server.request(f'/miqa/project/{s.id}/report', user=None)
     assert resp.output_status[:3] in (b'401', b'403')
+
+
+def test_miqa_report_writes_json_csv_and_pngs(bound_study, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from girder_miqa.cli import main
+
+    s = bound_study
+    pytest.importorskip('matplotlib', reason='miqa report draws with matplotlib')
+    scans = site_study(s) + site_study(s, n=3, site='site-b')
+    snr = [10, 11, 12, 12, 13, 13, 14, 15, 16, 4, 12, 13, 12]
+    for i, item in enumerate(scans):
+        assess(s, item, snr=snr[i], quality=3.0 if i == 11 else 7.0)
+    monkeypatch.setenv('MIQA_API_URL', s.url)
+    out = tmp_path / 'report'
+    result = CliRunner().invoke(main, ['--username', 'tierone', '--password', 'password',
+                                       'report', str(s.id), '-o', str(out)],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert 'wrote report.json, report.csv, metrics_by_site.png' in result.output
+    assert '(13 scans, 2 sites)' in result.output
+    report = json.loads((out / 'report.json').read_text())
+    assert report['reasons']['site-a'][0] == {'text': 'snr_wm low', 'source': 'metrics',
+                                              'count': 1}
+    assert (out / 'report.csv').read_text().count('\n') == 14
+    for name in ('metrics_by_site.png', 'reasons_by_site.png'):
+        assert (out / name).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+        assert (out / name).stat().st_size > 5000
+    result = CliRunner().invoke(main, ['--username', 'tierone', '--password', 'password',
+                                       'report', '0123456789abcdef01234567', '-o',
+                                       str(tmp_path / 'none')])
+    assert result.exit_code == 1 and 'Error 400: No MIQA project has the id' in result.output
