@@ -5,9 +5,12 @@ acquisition parameter should be: ``{Key: {'value', 'tolerance', 'severity'}}``. 
 sets references (``PUT /miqa/project/{id}/protocol``, ``miqa protocol set``); a group (site x
 scan type) with no set reference, neither its own nor its scan type's all-sites one, gets an
 *inferred* reference: for each parameter of :data:`INFERRED_PARAMETERS` the most common value
-among the site's scans of that type (ties go to the value more common in the whole project,
-then the smallest), or among the project's scans of that type when the site has fewer than
-:data:`MIN_SITE_SCANS` of them. Inferred references warn, with :data:`DEFAULT_TOLERANCES`.
+among the site's scans of that type for the scanner's own parameters (:data:`SITE_PARAMETERS`:
+manufacturer, model, software, field strength, coil) and among the project's scans of that
+type for the sequence's (TR, TE, TI, flip angle, voxel size, matrix ...: one protocol for the
+study), and among the project's for all when the site has fewer than :data:`MIN_SITE_SCANS`
+scans of the type; ties go to the value more common in the whole project, then the smallest.
+Inferred references warn, with :data:`DEFAULT_TOLERANCES`.
 
 A scan *deviates* on a parameter when its value (``assessment.acquisition.parameters``) is
 not the reference's: numbers differ by more than the tolerance (absolute, in the parameter's
@@ -40,6 +43,12 @@ SEVERITIES = ('warning', 'exclude')
 #: A site with fewer scans of a type than this is checked against the project's inferred
 #: reference of that type (a mode of two scans says little).
 MIN_SITE_SCANS = 3
+#: Inferred from the site's own scans (when it has enough): what a site's scanner fixes. The
+#: others, the sequence (TR, TE, voxel size ...), are inferred from the whole project's scans
+#: of the type, as a multi-site study runs one protocol: a site scanning with another TR
+#: deviates from the project's mode.
+SITE_PARAMETERS = ('Manufacturer', 'ManufacturersModelName', 'SoftwareVersions',
+                   'MagneticFieldStrength', 'ReceiveCoilName')
 #: What an inferred reference checks: the parameters a protocol fixes (not the names, dates or
 #: the site's own identity: institution, station, serial number).
 INFERRED_PARAMETERS = (
@@ -303,25 +312,31 @@ def _hashable(value: Any) -> Any:
 
 
 def infer(scans: Iterable[dict], project_scans: Iterable[dict] | None = None) -> dict:
-    """The inferred reference of some scans' parameters (``{Key: value}`` dicts): per
-    parameter the most common known value; ties to the more common in ``project_scans``, then
-    the smallest."""
+    """The inferred reference of a site's scans (their parameters, ``{Key: value}`` dicts)
+    among the project's of the type: per parameter the most common known value, of the site's
+    scans for :data:`SITE_PARAMETERS` when it has :data:`MIN_SITE_SCANS`, else of the
+    project's; ties to the value more common in the project, then the smallest. Each entry
+    says its ``basis``, 'site' or 'project'."""
     scans = list(scans)
+    project_scans = list(scans if project_scans is None else project_scans)
+    own = len(scans) >= MIN_SITE_SCANS
     wide: dict[str, Counter] = {}
-    for params in project_scans or ():
+    for params in project_scans:
         for key in INFERRED_PARAMETERS:
             if params.get(key) is not None:
                 wide.setdefault(key, Counter())[_hashable(params[key])] += 1
     out = {}
     for key in INFERRED_PARAMETERS:
-        counts = Counter(_hashable(p[key]) for p in scans if p.get(key) is not None)
+        basis = 'site' if own and key in SITE_PARAMETERS else 'project'
+        counts = Counter(_hashable(p[key]) for p in (scans if basis == 'site' else project_scans)
+                         if p.get(key) is not None)
         if not counts:
             continue
         best = max(counts.items(), key=lambda kv: (
             kv[1], wide.get(key, Counter())[kv[0]], _order(kv[0])))[0]
         value = list(best) if isinstance(best, tuple) else best
         out[key] = {'value': value, 'tolerance': DEFAULT_TOLERANCES.get(key),
-                    'severity': 'warning'}
+                    'severity': 'warning', 'basis': basis}
     return out
 
 
@@ -386,8 +401,7 @@ def reference_for(project: dict, site: str, scan_type: str, group: list[dict],
     if everyone is None:
         everyone = [parameters_of(d) for d, _, kind in project_scans(project)
                     if kind == scan_type]
-    basis = group if len(group) >= MIN_SITE_SCANS else everyone
-    return infer(basis, everyone), 'inferred'
+    return infer(group, everyone), 'inferred'
 
 
 def check_group(project: dict, site: str, scan_type: str, scans: list[dict]) -> dict:

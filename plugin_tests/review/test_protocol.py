@@ -65,7 +65,8 @@ def test_inferred_references_are_the_mode_per_site(sites):
     site_a, site_b = refs['site-a', 'T1w'], refs['site-b', 'T1w']
     assert site_a['reference'] == 'inferred' and site_a['basis'] == 'site'
     assert site_a['scans'] == 4 and site_a['parameters']['RepetitionTime'] == {
-        'value': 2.3, 'tolerance': 0.001, 'severity': 'warning'}
+        'value': 2.3, 'tolerance': 0.001, 'severity': 'warning', 'basis': 'project'}
+    assert site_a['parameters']['Manufacturer']['basis'] == 'site'
     assert site_b['basis'] == 'project'  # 2 scans < MIN_SITE_SCANS: the project's 6
     assert site_b['parameters']['SoftwareVersions']['value'] == 'syngo MR E11'
     assert site_a['parameters']['VoxelSize']['value'] == [1.0, 1.0, 1.2]
@@ -189,3 +190,33 @@ def test_summary_and_export_carry_compliance_and_parameters(sites):
     assert rows['a0.nii.gz']['acq_Manufacturer'] == 'SIEMENS'
     assert rows['a3.nii.gz']['protocol_deviations'] == 'RepetitionTime: 2.5≠2.3 (warning)'
     assert rows['a0.nii.gz']['protocol_deviations'] == ''
+
+
+def test_inferred_rule_finds_a_site_on_another_tr_and_a_software_upgrade():
+    """Three sites of four scans: site-b all on TR 2.5 (the project's mode is 2.3: sequence
+    parameters are the project's), site-c upgraded halfway (a tie at the site, broken by the
+    project's more common version: scanner parameters are the site's)."""
+    from girder_miqa.models.protocol import deviations, infer
+
+    def scan(**changed):
+        return {**NOMINAL, **changed}
+
+    study = {'site-a': [scan() for _ in range(4)],
+             'site-b': [scan(RepetitionTime=2.5) for _ in range(4)],
+             'site-c': [scan(), scan(), scan(SoftwareVersions='syngo MR XA30'),
+                        scan(SoftwareVersions='syngo MR XA30')]}
+    everyone = [p for group in study.values() for p in group]
+    found = {}
+    for site, group in study.items():
+        reference = infer(group, everyone)
+        found[site] = [[(d['parameter'], d['found']) for d in deviations(reference, p,
+                                                                          'inferred')]
+                       for p in group]
+    assert found['site-a'] == [[]] * 4
+    assert found['site-b'] == [[('RepetitionTime', 2.5)]] * 4
+    assert found['site-c'] == [[], [], [('SoftwareVersions', 'syngo MR XA30')]] + [
+        [('SoftwareVersions', 'syngo MR XA30')]]
+    mixed = infer([scan(Manufacturer='GE')] * 3, everyone + [scan(Manufacturer='GE')] * 3)
+    assert mixed['Manufacturer'] == {'value': 'GE', 'tolerance': None, 'severity': 'warning',
+                                     'basis': 'site'}  # a GE site is not a deviation
+    assert mixed['RepetitionTime']['basis'] == 'project'
