@@ -75,19 +75,25 @@ def mean(values: list) -> float | None:
 
 
 def with_interval(units: list, statistic: Callable[[list], float | None],
-                  seed: int = SEED) -> dict:
+                  seed: int = SEED, many: Callable[[np.ndarray], np.ndarray] | None = None
+                  ) -> dict:
     """``{value, low, high, n}``: the statistic over ``units`` (one per scan) and a 95 %
-    percentile interval from ``BOOTSTRAP`` seeded resamples of the units."""
+    percentile interval from ``BOOTSTRAP`` seeded resamples of the units.
+
+    Args:
+        many: the statistic of every resample at once, from their (resamples, n) unit indices
+            (NaN where undefined); without it each resample is computed alone.
+    """
     value = statistic(units) if units else None
     low = high = None
     if len(units) >= MIN_N and value is not None:
         rng = np.random.default_rng(seed)
-        draws = []
-        for _ in range(BOOTSTRAP):
-            picked = [units[i] for i in rng.integers(0, len(units), len(units))]
-            v = statistic(picked)
-            if v is not None:
-                draws.append(v)
+        index = rng.integers(0, len(units), (BOOTSTRAP, len(units)))
+        if many is not None:
+            draws = [float(v) for v in many(index) if math.isfinite(v)]
+        else:
+            draws = [v for v in (statistic([units[i] for i in row]) for row in index)
+                     if v is not None]
         if len(draws) >= BOOTSTRAP // 2:
             low, high = (float(x) for x in np.percentile(draws, [2.5, 97.5]))
     return {'value': value, 'low': low, 'high': high, 'n': len(units)}
@@ -101,10 +107,38 @@ def _pair_percent(units: list) -> float | None:
     return proportion([u[0] == u[1] for u in units])
 
 
+def kappa_many(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cohen's kappa of each row of two (resamples, n) integer label arrays, all at once (the
+    bootstrap's; the value reported is scikit-learn's); NaN where undefined."""
+    categories = np.union1d(np.unique(a), np.unique(b))
+    pa = np.stack([(a == c).mean(1) for c in categories], 1)
+    pb = np.stack([(b == c).mean(1) for c in categories], 1)
+    observed, expected = (a == b).mean(1), (pa * pb).sum(1)
+    with np.errstate(all='ignore'):
+        kappa = (observed - expected) / (1 - expected)
+    kappa[np.isclose(expected, 1.0)] = np.nan
+    return kappa
+
+
+def kappa_interval(units: list) -> dict:
+    """Cohen's kappa of (label a, label b) units with its bootstrap interval."""
+    codes = {label: i for i, label in enumerate(sorted({str(x) for u in units for x in u}))}
+    a = np.array([codes[str(u[0])] for u in units], dtype=int)
+    b = np.array([codes[str(u[1])] for u in units], dtype=int)
+    return with_interval(units, _pair_kappa, many=lambda idx: kappa_many(a[idx], b[idx]))
+
+
+def share_interval(values: list) -> dict:
+    """The mean of numbers (or the share of true values) with its bootstrap interval."""
+    array = np.array(values, dtype=float)
+    return with_interval(values, mean if values and not isinstance(values[0], bool) else (
+        proportion), many=lambda idx: array[idx].mean(1))
+
+
 def pairwise(units: list) -> dict:
     """Cohen's kappa and percent agreement of (label a, label b) units, with intervals."""
-    return {'kappa': with_interval(units, _pair_kappa),
-            'agreement': with_interval(units, _pair_percent)}
+    return {'kappa': kappa_interval(units),
+            'agreement': share_interval([u[0] == u[1] for u in units])}
 
 
 def _time_spent(doc: dict) -> float | None:
@@ -261,10 +295,10 @@ def compute(project: dict, user: dict | None, named: bool) -> dict:
             'seconds': {'median': statistics.median(times) if times else None,
                         'mean': mean(times), 'n': len(times)},
             'confidence': {'mean': mean(confidence), 'n': len(confidence)},
-            'gold': {'agreement': with_interval([u[1] for u in gold], proportion),
-                     'kappa': with_interval([(u[2], u[3]) for u in gold], _pair_kappa),
+            'gold': {'agreement': share_interval([u[1] for u in gold]),
+                     'kappa': kappa_interval([(u[2], u[3]) for u in gold]),
                      'timeline': timeline},
-            'tier2Agreement': with_interval([a == b for a, b in t2], proportion),
+            'tier2Agreement': share_interval([a == b for a, b in t2]),
         })
 
     return {
@@ -286,8 +320,8 @@ def compute(project: dict, user: dict | None, named: bool) -> dict:
                           'indicator past the suspicion thresholds) against the latest tier-1 '
                           'read flagged; reads with the assessment hidden left out.'},
         'gold': {'references': len(refs), 'reads': len(goldReads),
-                 'agreement': with_interval([u[1] for units in goldUnits.values()
-                                             for u in units], proportion)},
+                 'agreement': share_interval([u[1] for units in goldUnits.values()
+                                              for u in units])},
         'reviewers': reviewers,
         'arms': arms(trail, goldReads, tier2),
     }
@@ -308,7 +342,7 @@ def arms(trail: list[dict], goldReads: list[dict], tier2: dict) -> dict:
                  for d in judged]
         bad = [d['decision'] in FLAGGED for d in judged
                if tier2[d['itemId']]['decision'] == ReviewState.BAD]
-        out[name] = {'reads': len(reads), 'seconds': with_interval(timed, mean),
-                     'tier2Agreement': with_interval(agree, proportion),
-                     'caught': with_interval(bad, proportion)}
+        out[name] = {'reads': len(reads), 'seconds': share_interval(timed),
+                     'tier2Agreement': share_interval(agree),
+                     'caught': share_interval(bad)}
     return out
