@@ -26,7 +26,7 @@ from girder.utility.filesystem_assetstore_adapter import FilesystemAssetstoreAda
 
 from .. import access
 from ..constants import ARTIFACT_KEYS, ITEM_FIELD, ReviewState, is_image_name
-from . import calibration, protocol, review_state
+from . import calibration, protocol, review_state, triage
 from .decision import Decision, derive_state, validate_fields
 from .project import Project, finite, load_root, root_of
 from .scans import relative_paths, unreadable_folders, visible_filter
@@ -65,10 +65,12 @@ EXPORT_NOTES = (
     'present artifacts taken from the model\'s suggestions, space separated), decision_count, '
     'assessment_status, model, model_version, model_quality, model_max_artifact_probability '
     '(of the trained indicators only), in_scope, contrast, scope_reason (whether the scan is '
-    'in the model\'s domain; blank when not known). JSON: {"project": {...}, '
+    'in the model\'s domain; blank when not known), then the acquisition and protocol '
+    'columns, site, scan_type, triage and reasons (the triage score and its reasons, "; "-'
+    'separated). JSON: {"project": {...}, '
     '"scans": [{itemId, path, subject_id, name, state, quality, artifacts, latestDecision, '
     'decisions: [every decision], assessment: {status, model, quality, artifacts (trained '
-    'indicators only), trainedOutputs, scope}}]}. Only '
+    'indicators only), trainedOutputs, scope}, site, scanType, triage, reasons}]}. Only '
     'scans the user can read. CSV rows end in CRLF and cells holding CR, LF, quotes or commas '
     'are quoted; a cell starting with = + - @ tab or CR (negative numbers too) gets a leading '
     'single quote against spreadsheet formula injection, which the import takes off again.')
@@ -192,7 +194,7 @@ def export_csv(project: dict, user: dict | None) -> str:
     columns = (['path', 'subject_id', 'quality', *keys, 'itemId', 'name', 'state',
                 *DECISION_COLUMNS, 'decision_count', 'assessment_status', 'model',
                 'model_version', 'model_quality', 'model_max_artifact_probability',
-                *SCOPE_COLUMNS, *protocol.EXPORT_COLUMNS])
+                *SCOPE_COLUMNS, *protocol.EXPORT_COLUMNS, *triage.EXPORT_COLUMNS])
     out = io.StringIO()
     # CRLF rows (RFC 4180): the writer then quotes every cell holding a CR or LF, so a comment
     # with a bare carriage return still reads back as one cell
@@ -235,6 +237,7 @@ def export_csv(project: dict, user: dict | None) -> str:
             'in_scope': {True: 'true', False: 'false'}.get(scope.get('in_scope'), ''),
             'contrast': scope.get('contrast') or '', 'scope_reason': scope.get('reason') or '',
             **protocol.export_columns(state),  # acq_<Key>, protocol_deviations (issue #22)
+            **triage.export_columns(state, item['path'], project),  # site ... reasons (#22)
         }
         writer.writerow({k: defuse(v) for k, v in row.items()})
     return out.getvalue()
@@ -270,6 +273,8 @@ def export_json(project: dict, user: dict | None) -> str:
                            'artifacts': review_state.trained_probabilities(assessment) or None,
                            'trainedOutputs': assessment.get('trainedOutputs'),
                            'scope': review_state.scope_of(assessment)},
+            **{k: state.get(k) for k in ('site', 'scanType', 'reasons')},  # (#22)
+            'triage': (state.get('sort') or {}).get('triage'),
         })
     rootType, rootId = root_of(project)
     doc = {'project': {'_id': project['_id'], 'name': project['name'], 'rootType': rootType,
