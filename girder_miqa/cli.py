@@ -245,6 +245,82 @@ def decide(ctx: Context, item_id, decision, tier, artifact, comment, seconds, co
                f'{result["state"]["state"]}')
 
 
+def _figure(value: dict | None) -> str:
+    """``0.25 [0.02, 0.61] n=6`` of an agreement figure {value, low, high, n}."""
+    if not value or value.get('value') is None:
+        return f'-  n={(value or {}).get("n", 0)}'
+    interval = (f' [{value["low"]:.2f}, {value["high"]:.2f}]' if value.get('low') is not None
+                else '')
+    return f'{value["value"]:.2f}{interval} n={value["n"]}'
+
+
+@main.command()
+@click.argument('project_id')
+@click.option('--json', 'as_json', is_flag=True, help='Print the raw JSON.')
+@click.pass_obj
+def agreement(ctx: Context, project_id, as_json):
+    """Print how much the project's reviewers agree (kappas with 95 % intervals)."""
+    out = ctx.client.agreement(project_id)
+    if as_json:
+        _echo_json(out)
+        return
+    click.echo(f'Fleiss kappa (tier 1):   {_figure(out["fleiss"])}')
+    click.echo(f'tier 1 vs tier 2 kappa:  {_figure(out["tier1VsTier2"]["kappa"])}')
+    click.echo(f'humans vs model kappa:   {_figure(out["humansVsModel"]["kappa"])}')
+    click.echo(f'gold agreement:          {_figure(out["gold"]["agreement"])}')
+    for pair in out['pairs']:
+        click.echo(f'kappa {" / ".join(pair["raters"])}: {_figure(pair["kappa"])}')
+    for row in out['reviewers']:
+        seconds = row['seconds']['median']
+        click.echo(f'{row["reviewer"]}: {row["decisions"]} decisions, gold '
+                   f'{_figure(row["gold"]["agreement"])}, median '
+                   f'{"-" if seconds is None else f"{seconds:.0f} s"}')
+    for name, arm in out['arms'].items():
+        click.echo(f'assessment {name}: {arm["reads"]} reads, tier-2 agreement '
+                   f'{_figure(arm["tier2Agreement"])}, caught {_figure(arm["caught"])}')
+
+
+@main.group()
+def gold():
+    """Gold-standard reference scans (project admins)."""
+
+
+@gold.command('mark')
+@click.argument('item_id')
+@click.argument('decision', type=click.Choice(['good', 'questionable', 'bad']))
+@click.option('--artifact', '-a', multiple=True,
+              help='KEY (present) or KEY=present|absent; repeatable.')
+@click.option('--comment', '-c', default='')
+@click.pass_obj
+def gold_mark(ctx: Context, item_id, decision, artifact, comment):
+    """Make a scan a reference with DECISION."""
+    ref = ctx.client.mark_gold(item_id, decision, _artifacts(artifact), comment)
+    click.echo(f'{item_id} is a {ref["decision"]} reference')
+
+
+@gold.command('unmark')
+@click.argument('item_id')
+@click.pass_obj
+def gold_unmark(ctx: Context, item_id):
+    """Stop a scan being a reference."""
+    removed = ctx.client.unmark_gold(item_id)['removed']
+    click.echo(f'{item_id} {"is no longer" if removed else "was not"} a reference')
+
+
+@gold.command('import')
+@click.argument('project_id')
+@click.argument('file', type=click.File('r', encoding='utf-8-sig'))
+@click.pass_obj
+def gold_import(ctx: Context, project_id, file):
+    """Mark references from a CSV: path or itemId, decision, artifacts, comment."""
+    report = ctx.client.import_gold(project_id, file.read())
+    click.echo(f'marked {report["marked"]} references')
+    for error in report['errors']:
+        click.echo(f'line {error["line"]}: {error["reason"]}', err=True)
+    if report['errors']:
+        sys.exit(1)
+
+
 @main.command()
 @click.argument('item_id')
 @click.pass_obj

@@ -118,6 +118,27 @@ class MiqaClient(GirderClient):
         return self.post(f'miqa/project/{_id(project)}/assess',
                          parameters={'force': json.dumps(force)})
 
+    def agreement(self, project) -> dict:
+        """Reviewer agreement: kappas per pair and for the project, per artifact, tier 1 vs
+        tier 2, humans vs model, reviewers vs gold, and the hidden-assessment arms."""
+        return self.get(f'miqa/project/{_id(project)}/agreement')
+
+    def import_gold(self, project, text: str) -> dict:
+        """Mark gold references from CSV (path or itemId, decision, artifacts, comment)."""
+        return self.sendRestRequest('POST', f'miqa/project/{_id(project)}/gold',
+                                    data=text.encode('utf-8'),
+                                    headers={'Content-Type': 'text/csv'})
+
+    def mark_gold(self, item, decision: str, artifacts: dict | None = None,
+                  comment: str = '') -> dict:
+        """Make a scan a gold-standard reference with this decision and artifacts."""
+        return self.put(f'item/{_id(item)}/miqa/gold',
+                        json={'decision': decision, 'artifacts': artifacts or {},
+                              'comment': comment})
+
+    def unmark_gold(self, item) -> dict:
+        return self.delete(f'item/{_id(item)}/miqa/gold')
+
     def register_scans(self, project) -> dict:
         """Make the project's image items that are not yet scans its scans: {"registered": n}."""
         return self.post(f'miqa/project/{_id(project)}/register')

@@ -203,3 +203,40 @@ def test_hidden_assessment_arm(study):
     humans = agreement(s, s.owner)['humansVsModel']
     assert humans['kappa']['n'] == 1  # the hidden read is left out
     assert ObjectId(item['_id'])  # the item ids stay ObjectIds through the API
+
+
+def test_cli_agreement_and_gold(bound_study, monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from girder_miqa.cli import main
+
+    s = bound_study
+    monkeypatch.setenv('MIQA_API_URL', s.url)
+    runner = CliRunner()
+
+    def miqa(*args, login='admin'):
+        return runner.invoke(main, ['--username', login, '--password', 'password', *args],
+                             catch_exceptions=False)
+
+    items = [make_scan(s.folder, f's{i}.nii.gz', s.admin, seed=i) for i in range(3)]
+    for item, verdict in zip(items, (G, Q, G), strict=True):
+        assertStatusOk(decide(s.server, item, s.tier1, verdict))
+    result = miqa('gold', 'mark', str(items[0]['_id']), 'bad', '-a', 'ghosting_motion',
+                  login='tierone')
+    assert result.exit_code == 1 and 'Error 403' in result.output
+    result = miqa('gold', 'mark', str(items[0]['_id']), 'bad', '-a', 'ghosting_motion')
+    assert result.exit_code == 0 and 'is a bad reference' in result.output, result.output
+    gold_csv = tmp_path / 'gold.csv'
+    gold_csv.write_text('path,decision,artifacts\ns1.nii.gz,bad,lesion\nnope.nii.gz,good,\n')
+    result = miqa('gold', 'import', s.id, str(gold_csv))
+    assert result.exit_code == 1 and 'marked 1 references' in result.output
+    assert 'line 3: ' in result.output
+    result = miqa('agreement', s.id)
+    assert result.exit_code == 0, result.output
+    # tier one's reads of the two references (good, questionable) against bad: one agrees
+    assert 'gold agreement:          0.50 n=2' in result.output
+    assert 'tierone: 3 decisions' in result.output
+    result = miqa('agreement', s.id, '--json', login='tierone')
+    assert json.loads(result.output)['named'] is False
+    result = miqa('gold', 'unmark', str(items[0]['_id']))
+    assert 'is no longer a reference' in result.output
