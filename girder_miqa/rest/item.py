@@ -1,5 +1,6 @@
 """Endpoints under ``/item/{id}/miqa``: a scan's review state, decisions, lock and assessment."""
 
+from girder import events
 from girder.api import access
 from girder.api.describe import Description, autoDescribeRoute
 from girder.api.rest import boundHandler, getCurrentToken, getCurrentUser
@@ -61,11 +62,34 @@ def getState(self, item):
     return viewer_state(state, project, item['_id'], getCurrentUser())
 
 
-def viewer_state(state: dict, project: dict, itemId, user: dict | None) -> dict:
-    """A scan's public state as ``user`` may see it (calibration.redact_state)."""
-    return calibration.redact_state(lock.public_state(state), project, itemId, user,
-                                    rules.user_tiers(project, user),
-                                    rules.can_admin(project, user))
+def viewer_state(state: dict, project: dict, itemId, user: dict | None,
+                 roles: tuple | None = None) -> dict:
+    """A scan's public state as ``user`` may see it (calibration.redact_state); ``roles``:
+    the user's (tiers, project admin) when known."""
+    tiers, admin = roles or (rules.user_tiers(project, user), rules.can_admin(project, user))
+    return calibration.redact_state(lock.public_state(state), project, itemId, user, tiers,
+                                    admin)
+
+
+def on_item_json(event) -> None:
+    """Girder's own item JSON (``GET /item/{id}``, ``GET /item``) carries the scan's state as
+    "miqa": show it as ``GET /item/{id}/miqa`` does, so it hides what that hides (the assessment
+    in the hidden arm, a gold scan's decisions from tier 1)."""
+    value = event.info.get('returnVal')
+    docs = [value] if isinstance(value, dict) else value if isinstance(value, list) else []
+    user = getCurrentUser()
+    projects: dict = {}
+    for doc in docs:
+        state = doc.get(ITEM_FIELD) if isinstance(doc, dict) else None
+        if not isinstance(state, dict) or not state.get('projectId'):
+            continue
+        if state['projectId'] not in projects:
+            project = Project().load(state['projectId'])
+            projects[state['projectId']] = project and (project, (
+                rules.user_tiers(project, user), rules.can_admin(project, user)))
+        known = projects[state['projectId']]
+        if known and (state.get('gold') or calibration.share(known[0], 'hidden') > 0):
+            doc[ITEM_FIELD] = viewer_state(state, known[0], doc['_id'], user, known[1])
 
 
 @access.user
@@ -343,6 +367,8 @@ def register(itemResource) -> None:
     itemResource.route('DELETE', (':id', 'miqa', 'lock'), deleteLock)
     itemResource.route('POST', (':id', 'miqa', 'assess'), postAssess)
     itemResource.route('PUT', (':id', 'miqa', 'assessment'), putAssessment)
+    events.bind('rest.get.item/:id.after', 'miqa.calibration', on_item_json)
+    events.bind('rest.get.item.after', 'miqa.calibration', on_item_json)
     itemResource.route('GET', (':id', 'miqa', 'gold'), getGold)
     itemResource.route('PUT', (':id', 'miqa', 'gold'), putGold)
     itemResource.route('DELETE', (':id', 'miqa', 'gold'), deleteGold)

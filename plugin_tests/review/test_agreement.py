@@ -179,6 +179,13 @@ def test_hidden_assessment_arm(study):
     row = s.server.request(f'/miqa/project/{s.id}/queue', user=s.tier1,
                            params={'tier': 1}).json['items'][0]
     assert row['miqa']['assessment'] is None and row['miqa']['sort']['quality'] is None
+    # Girder's own item JSON hides it too, alone and in folder listings
+    assert s.server.request(f'/item/{item["_id"]}', user=s.tier1).json['miqa'][
+        'assessment'] is None
+    listed = s.server.request('/item', user=s.tier1, params={'folderId': str(s.folder['_id'])})
+    assert [x['miqa']['assessment'] for x in listed.json] == [None]
+    assert s.server.request(f'/item/{item["_id"]}', user=s.tier2).json['miqa'][
+        'assessment']['quality'] == 3.0
     for user in (s.tier2, s.owner, s.admin):  # tier 2 and admins still see the model
         assert s.server.request(f'/item/{item["_id"]}/miqa',
                                 user=user).json['assessment']['quality'] == 3.0

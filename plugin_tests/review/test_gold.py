@@ -72,6 +72,8 @@ def test_gold_rereads_are_unannounced_and_never_change_the_scan(study):
     view = s.server.request(f'/item/{gold["_id"]}/miqa', user=s.tier1).json
     assert view['state'] == 'unreviewed' and view['decisionCount'] == 0
     assert s.server.request(f'/item/{gold["_id"]}/miqa/history', user=s.tier1).json == []
+    item_json = s.server.request(f'/item/{gold["_id"]}', user=s.tier1).json['miqa']
+    assert item_json['state'] == 'unreviewed' and item_json['latestDecision'] is None
     # tier 2 and the owner see the scan as it is
     assert s.server.request(f'/item/{gold["_id"]}/miqa', user=s.tier2).json['state'] == 'bad'
 
