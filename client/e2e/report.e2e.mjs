@@ -13,6 +13,7 @@
 //   MIQA_GHOST_SCAN      a site-a scan the network finds ghosting in
 //   MIQA_T2_SCAN         the project's only T2w scan (site-c): too few peers for percentiles
 //   MIQA_SCAN_COUNT      how many scans the project has
+//   MIQA_T1W_COUNT       how many of them are T1w (the report plots the commonest type first)
 //   MIQA_ARTIFACT_DIR    where screenshots, downloads and result.json go
 //   CHROMIUM             the browser (default /usr/bin/chromium)
 //
@@ -32,6 +33,7 @@ const SNR_SCAN = env.MIQA_SNR_SCAN;
 const GHOST_SCAN = env.MIQA_GHOST_SCAN;
 const T2_SCAN = env.MIQA_T2_SCAN;
 const SCAN_COUNT = Number(env.MIQA_SCAN_COUNT || 0);
+const T1W_COUNT = Number(env.MIQA_T1W_COUNT || 0);
 const TIMEOUT = 30000;
 
 mkdirSync(OUT, { recursive: true });
@@ -216,7 +218,8 @@ async function reportPage(page) {
     return { sites: plot.layout.sites.map((s) => s.site), points: plot.layout.points.length, snr: local(ids.snr), ghost: local(ids.ghost), rect: { w: rect.width, h: rect.height } };
   }, { snr: SNR_SCAN, ghost: GHOST_SCAN });
   check(JSON.stringify(info.sites) === JSON.stringify(['site-a', 'site-b', 'site-c']), 'the plot has a band per site', info.sites);
-  check(info.points === SCAN_COUNT, 'a dot per scan', info.points);
+  check(await page.locator('.miqa-report-scan-type').inputValue() === 'T1w', 'the report plots the commonest scan type first (T1w)');
+  check(info.points === T1W_COUNT, 'a dot per T1w scan', info.points);
   check(info.snr.outlier === true && info.snr.site === 'site-b', 'the snr scan is an outlier of site-b', info.snr);
   const empty = await plotPixels(page, canvas, { x: 3, y: info.rect.h / 2 });
   const atSnr = await plotPixels(page, canvas, info.snr);
@@ -227,6 +230,10 @@ async function reportPage(page) {
   check(atGhost.colour[2] > atGhost.colour[0] + 40, 'the pixel at an ordinary scan\'s dot is blue', atGhost.colour);
   check(empty.colour.every((v) => v > 240), 'the background beside the axis is white', empty.colour);
   await shot(page, '04-report-snr', canvas);
+  await page.locator('.miqa-report-scan-type').selectOption('T2w');
+  const t2 = await page.locator('.miqa-strip-canvas[data-metric="snr_wm"]').evaluate((c) => c.miqaPlot.layout.points.map((p) => p.itemId));
+  check(JSON.stringify(t2) === JSON.stringify([T2_SCAN]), 'choosing T2w plots the T2w scan alone', t2);
+  await page.locator('.miqa-report-scan-type').selectOption('T1w');
 
   step = 'report page: tables';
   const compliance = await page.locator('.miqa-compliance-row').evaluateAll((rows) => rows.map((r) => ({

@@ -137,6 +137,7 @@ def test_triage_report_in_browser(miqa_browser_server, admin, fsAssetstore, tmp_
         'MIQA_GHOST_SCAN': str(ghost_scan['_id']),
         'MIQA_T2_SCAN': str(t2_scan['_id']),
         'MIQA_SCAN_COUNT': str(len(plan)),
+        'MIQA_T1W_COUNT': str(sum(1 for *_, contrast in plan if contrast == 'T1w')),
         'MIQA_ARTIFACT_DIR': str(artifacts),
         'CHROMIUM': str(CHROMIUM),
     }

@@ -59,3 +59,25 @@ export function plottedMetrics(metrics) {
     .filter(([, points]) => Array.isArray(points) && points.some((p) => p && typeof p.value === 'number' && Number.isFinite(p.value)))
     .sort(([a], [b]) => a.localeCompare(b));
 }
+
+/** The scan types of the report's points, the most common first (ties by name). */
+export function scanTypes(metrics) {
+  const typeOf = {}; // itemId -> scan type: a scan counts once, whatever its metrics
+  Object.values(metrics && typeof metrics === 'object' ? metrics : {}).forEach((points) => {
+    (Array.isArray(points) ? points : []).forEach((p) => {
+      if (p) typeOf[p.itemId] = p.scanType || 'unknown';
+    });
+  });
+  const counts = {};
+  Object.values(typeOf).forEach((type) => { counts[type] = (counts[type] || 0) + 1; });
+  const max = (type) => counts[type];
+  return Object.keys(counts).sort((a, b) => max(b) - max(a) || a.localeCompare(b));
+}
+
+/** The metrics' points of one scan type (all of them for null), metrics left without any dropped. */
+export function ofScanType(metrics, scanType) {
+  if (!scanType) return metrics || {};
+  return Object.fromEntries(Object.entries(metrics || {})
+    .map(([name, points]) => [name, (Array.isArray(points) ? points : []).filter((p) => p && (p.scanType || 'unknown') === scanType)])
+    .filter(([, points]) => points.length));
+}

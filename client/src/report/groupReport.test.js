@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { complianceRows, plottedMetrics, reasonSites } from './groupReport.js';
+import {
+  complianceRows, ofScanType, plottedMetrics, reasonSites, scanTypes,
+} from './groupReport.js';
 
 describe('complianceRows', () => {
   it('gives one row per site and scan type, failing parameters first', () => {
@@ -43,5 +45,19 @@ describe('plottedMetrics', () => {
     const out = plottedMetrics({ snr: [{ value: 3 }], cjv: [{ value: 0.4 }], empty: [], text: [{ value: 'x' }] });
     assert.deepEqual(out.map(([m]) => m), ['cjv', 'snr']);
     assert.deepEqual(plottedMetrics(null), []);
+  });
+});
+
+describe('scanTypes and ofScanType', () => {
+  const metrics = {
+    snr: [{ itemId: 'a', scanType: 'T1w', value: 1 }, { itemId: 'b', scanType: 'T1w', value: 2 }, { itemId: 'c', scanType: 'T2w', value: 3 }],
+    cjv: [{ itemId: 'a', scanType: 'T1w', value: 1 }, { itemId: 'd', value: 2 }, { itemId: 'e', value: 2 }, { itemId: 'f', value: 2 }],
+  };
+  it('lists the scan types, the most common first, and filters the points by one', () => {
+    assert.deepEqual(scanTypes(metrics), ['unknown', 'T1w', 'T2w']); // 3 scans, 2 (a counts once), 1
+    assert.deepEqual(Object.keys(ofScanType(metrics, 'T2w')), ['snr']);
+    assert.deepEqual(ofScanType(metrics, 'T1w').snr.map((p) => p.itemId), ['a', 'b']);
+    assert.equal(ofScanType(metrics, null), metrics);
+    assert.deepEqual(scanTypes(undefined), []);
   });
 });

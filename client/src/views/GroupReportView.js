@@ -4,7 +4,9 @@
 // CSV to download. The data is GET /miqa/project/:id/report; report/groupReport.js holds the
 // DOM-free parts.
 import { apiUrl, authHeaders, escapeHtml, rest } from '../api.js';
-import { complianceRows, plottedMetrics, reasonSites } from '../report/groupReport.js';
+import {
+  complianceRows, ofScanType, plottedMetrics, reasonSites, scanTypes,
+} from '../report/groupReport.js';
 import { StripPlot, stackCanvases } from '../widgets/StripPlot.js';
 
 /** Save a blob as a file through a temporary link. */
@@ -36,6 +38,10 @@ const GroupReportView = girder.views.View.extend({
   events: {
     'click .miqa-report-png': 'downloadPng',
     'click .miqa-report-csv': 'downloadCsv',
+    'change .miqa-report-scan-type': function (e) {
+      this.scanType = e.currentTarget.value || null;
+      this.render();
+    },
   },
 
   initialize(settings) {
@@ -88,7 +94,10 @@ const GroupReportView = girder.views.View.extend({
       this.$el.html('<div class="miqa-page">Loading…</div>');
       return this;
     }
-    const metrics = plottedMetrics(this.report.metrics);
+    // like MRIQC, one contrast at a time: the most common first
+    const types = scanTypes(this.report.metrics);
+    if (this.scanType === undefined) this.scanType = types.length > 1 ? types[0] : null;
+    const metrics = plottedMetrics(ofScanType(this.report.metrics, this.scanType));
     const { parameters, rows } = complianceRows(this.report.compliance);
     const reasons = reasonSites(this.report.reasons);
     this.$el.html(`<div class="miqa-page miqa-report">
@@ -98,7 +107,8 @@ const GroupReportView = girder.views.View.extend({
         <button class="btn btn-sm btn-default miqa-report-csv">Download report (CSV)</button>
         <span class="miqa-report-message miqa-error"></span>
       </p>
-      <h3>Image quality metrics by site</h3>
+      <h3>Image quality metrics by site
+        ${types.length > 1 ? `<select class="form-control input-sm miqa-report-scan-type">${types.map((t) => `<option value="${escapeHtml(t)}" ${t === this.scanType ? 'selected' : ''}>${escapeHtml(t)}</option>`).join('')}<option value="" ${this.scanType ? '' : 'selected'}>all scan types</option></select>` : ''}</h3>
       <p class="miqa-muted">Each dot is a scan (red: outside its site's Tukey fences); the line is the site's median. Click a dot to review the scan.</p>
       ${metrics.length ? '<div class="miqa-strip-plots"></div>' : '<p class="miqa-muted miqa-no-metrics">No assessed scans with image metrics yet.</p>'}
       <h3>Protocol compliance per site</h3>

@@ -25,7 +25,7 @@ export function queueRow(item) {
   return {
     id: item._id,
     name: item.name || '',
-    path: item.path || item.folderPath || '',
+    path: item.folderPath ?? item.path ?? '',
     site: item.site || '',
     quality,
     reasons: all.slice(0, ROW_REASONS),

@@ -70,6 +70,21 @@ export function reasonHtml(row) {
   return `<span class="miqa-reason-source miqa-source-${row.source}">${escapeHtml(row.source)}</span> <span class="miqa-reason-text">${escapeHtml(row.text)}</span>`;
 }
 
+/** Scroll the nearest scrolling box around `el` (the side panel) so that `el` is in its middle,
+ * leaving the page itself where it is. */
+export function scrollToCentre(el) {
+  const view = el.ownerDocument && el.ownerDocument.defaultView;
+  for (let box = el.parentElement; box && view; box = box.parentElement) {
+    const overflow = view.getComputedStyle(box).overflowY;
+    if ((overflow === 'auto' || overflow === 'scroll') && box.scrollHeight > box.clientHeight) {
+      const offset = el.getBoundingClientRect().top - box.getBoundingClientRect().top;
+      box.scrollTop += offset - (box.clientHeight - el.offsetHeight) / 2;
+      return;
+    }
+  }
+  if (el.scrollIntoView) el.scrollIntoView({ block: 'nearest' });
+}
+
 export class ReasonsPanel {
   /**
    * Args:
@@ -121,7 +136,7 @@ export class ReasonsPanel {
     for (let d = target.closest('details'); d; d = d.parentElement && d.parentElement.closest('details')) d.open = true;
     this.root.querySelectorAll('.miqa-highlight').forEach((e) => e.classList.remove('miqa-highlight'));
     target.classList.add('miqa-highlight');
-    if (target.scrollIntoView) target.scrollIntoView({ block: 'center', behavior: 'smooth' });
+    scrollToCentre(target);
     clearTimeout(this.timer);
     this.timer = setTimeout(() => target.classList.remove('miqa-highlight'), HIGHLIGHT_MS);
     return target;
