@@ -8,6 +8,7 @@ import PluginConfigView from './views/PluginConfigView';
 import ProjectsView from './views/ProjectsView';
 import QueueView from './views/QueueView';
 import ReviewView from './views/ReviewView';
+import ReviewersView from './views/ReviewersView';
 import SettingsView from './views/SettingsView';
 import SliceViewer from './viewer/SliceViewer';
 import { loadScan } from './volume/load';
@@ -36,6 +37,9 @@ router.route('miqa/project/:id/queue/:tier', 'miqaQueue', (id, tier) => {
 });
 router.route('miqa/project/:id/report', 'miqaReport', (id) => {
   events.trigger('g:navigateTo', GroupReportView, { projectId: id });
+});
+router.route('miqa/project/:id/reviewers', 'miqaReviewers', (id) => {
+  events.trigger('g:navigateTo', ReviewersView, { projectId: id });
 });
 router.route('miqa/item/:id', 'miqaReviewItem', (id) => {
   events.trigger('g:navigateTo', ReviewView, { itemId: id });

@@ -216,8 +216,11 @@ const ReviewView = girder.views.View.extend({
     }
     this.form.reset(state);
     this.assessment.render(state.assessment);
+    if (state.assessmentHidden) { // the hidden-assessment arm (#23): tier 1 reads unaided
+      this.$('.miqa-assessment').html('<p class="miqa-muted miqa-assessment-hidden">The automatic assessment is not shown for this scan.</p>');
+    }
     this.showTriage(state);
-    this.loadHistory(item._id);
+    this.loadHistory(item._id, state.doubleRead);
     this.status('Loading the scan…');
     this.form.setEnabled(false);
     let loaded;
@@ -354,11 +357,12 @@ const ReviewView = girder.views.View.extend({
     }
   },
 
-  async loadHistory(itemId) {
+  async loadHistory(itemId, doubleRead) {
     try {
       const history = listOf(await rest({ url: `item/${itemId}/miqa/history` }));
       if (!this.session.current || this.session.current.item._id !== itemId) return;
       this.history.render(history);
+      this.history.renderPair(doubleRead); // a disagreeing double read, side by side
     } catch (err) {
       this.history.showError(err.message);
     }

@@ -3,6 +3,13 @@
 import { escapeHtml, listOf, loadRules, rest, restJson } from '../api';
 import { ProtocolEditor } from '../widgets/ProtocolEditor';
 
+// The calibration shares (issue #23): setting key, label, what it does. Draws are reproducible.
+const CALIBRATION_SHARES = [
+  ['doubleReadShare', 'Blinded double reads', 'Share of scans that get a second, independent tier-1 read; disagreements go to tier 2 with both reads.'],
+  ['goldRate', 'Gold re-reads', 'Share of tier-1 queue entries that are reference scans served again, unannounced; they never change a scan.'],
+  ['hideAssessmentShare', 'Assessment hidden from tier 1', 'Share of scans whose automatic assessment tier 1 does not see, to measure what the model does to reviewers.'],
+];
+
 const SettingsView = girder.views.View.extend({
   events: {
     'click .miqa-add-artifact': function () {
@@ -53,6 +60,10 @@ const SettingsView = girder.views.View.extend({
     s.autoAssess = this.$('.miqa-auto-assess').is(':checked');
     s.outOfScope = this.$('.miqa-out-of-scope-band').val() || 'last';
     s.siteLevel = this.$('.miqa-site-level').val() === '' ? s.siteLevel : Number(this.$('.miqa-site-level').val());
+    CALIBRATION_SHARES.forEach(([key]) => { // reviewer calibration: percent in the form, 0-1 stored
+      const value = this.$(`.miqa-share-${key}`).val();
+      if (value !== '' && value !== undefined) s[key] = Number(value) / 100;
+    });
     s.artifacts = this.$('.miqa-artifact-row').toArray().map((row) => ({
       key: row.querySelector('.miqa-artifact-key-input').value.trim(),
       label: row.querySelector('.miqa-artifact-label-input').value.trim(),
@@ -68,6 +79,7 @@ const SettingsView = girder.views.View.extend({
       autoAssess: s.autoAssess,
       outOfScope: s.outOfScope,
       siteLevel: s.siteLevel,
+      ...Object.fromEntries(CALIBRATION_SHARES.map(([key]) => [key, s[key] ?? 0])),
       artifacts: s.artifacts.filter((a) => a.key),
     };
     try {
@@ -130,6 +142,11 @@ const SettingsView = girder.views.View.extend({
           <input type="number" min="0" step="1" class="form-control miqa-site-level" value="${escapeHtml(s.siteLevel ?? 1)}" style="max-width: 120px">
           ${this.fieldError && this.fieldError.field === 'siteLevel' ? `<p class="help-block miqa-field-message">${escapeHtml(this.fieldError.message)}</p>` : ''}
           <p class="help-block">Which folder under the project root names a scan's site (1: the first level, e.g. <code>site-a/sub-01/…</code>; 0: the whole project is one site). Protocols and metric percentiles compare scans within a site and scan type.</p></div>
+        <h4>Reviewer calibration <small><a href="#miqa/project/${escapeHtml(this.projectId)}/reviewers">agreement</a></small></h4>
+        ${CALIBRATION_SHARES.map(([key, label, help]) => `<div class="form-group miqa-share-group${this.fieldError && this.fieldError.field === key ? ' has-error' : ''}"><label>${escapeHtml(label)} (%)</label>
+          <input type="number" min="0" max="100" step="any" class="form-control miqa-share-${key}" value="${escapeHtml(Math.round((s[key] || 0) * 1000) / 10)}" style="max-width: 120px">
+          ${this.fieldError && this.fieldError.field === key ? `<p class="help-block miqa-field-message">${escapeHtml(this.fieldError.message)}</p>` : ''}
+          <p class="help-block">${escapeHtml(help)}</p></div>`).join('')}
         <h4>Artifact vocabulary</h4>
         <table class="table table-condensed miqa-artifact-table">
           <thead><tr><th>Key</th><th>Label</th><th></th></tr></thead>

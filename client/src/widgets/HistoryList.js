@@ -21,6 +21,23 @@ export function historyEntry(decision, vocabulary) {
   };
 }
 
+/** The two reads of a settled double read that disagreed, side by side (tier 2 decides it): an
+ * HTML string, or '' when the scan has no such pair. */
+export function pairedReadsHtml(doubleRead, vocabulary) {
+  const reads = doubleRead && doubleRead.agree === false ? doubleRead.decisions || [] : [];
+  if (reads.length !== 2) return '';
+  const column = (d, i) => {
+    const e = historyEntry({ ...d, tier: 1 }, vocabulary);
+    const stated = Object.entries(d.artifacts || {}).map(([k, v]) => `${escapeHtml(artifactLabel(vocabulary, k))}: ${escapeHtml(v)}`);
+    return `<div class="miqa-paired-read" data-read="${i + 1}"><h5>Read ${i + 1} · ${escapeHtml(e.who)}</h5>
+      <span class="miqa-badge miqa-badge-${escapeHtml(e.decision)}">${escapeHtml(e.decision)}</span> ${fmtDate(e.created)}
+      <div>${stated.length ? stated.join(', ') : '<span class="miqa-muted">no artifacts stated</span>'}</div>
+      ${e.comment ? `<div class="miqa-history-comment">“${escapeHtml(e.comment)}”</div>` : ''}</div>`;
+  };
+  return `<div class="miqa-paired-reads"><h4>Double read: the two tier-1 reads disagree</h4>
+    <div class="miqa-paired-columns" style="display: flex; gap: 1em">${reads.map(column).join('')}</div></div>`;
+}
+
 export class HistoryList {
   /**
    * Args:
@@ -48,6 +65,12 @@ export class HistoryList {
           <div class="miqa-muted">${e.confidence ? `confidence ${escapeHtml(e.confidence)} · ` : ''}${e.seconds !== null ? `${fmt(e.seconds, 1)} s` : ''}${e.ijk ? ` · at [${e.ijk.join(', ')}]` : ''}</div>
         </div>`;
     }).join('');
+  }
+
+  /** Show a disagreeing double read's two reads side by side above the trail (or nothing). */
+  renderPair(doubleRead) {
+    const html = pairedReadsHtml(doubleRead, this.vocabulary);
+    if (html) this.el.insertAdjacentHTML('afterbegin', html);
   }
 
   showError(message) {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { historyEntry } from './HistoryList.js';
+import { historyEntry, pairedReadsHtml } from './HistoryList.js';
 
 const VOCAB = [{ key: 'ghosting_motion', label: 'ghosting/motion' }];
 
@@ -24,5 +24,22 @@ describe('historyEntry', () => {
   it('leaves out what a decision does not have', () => {
     const e = historyEntry({ decision: 'good', tier: 1, login: 'tierone' }, VOCAB);
     assert.deepEqual([e.who, e.present, e.comment, e.confidence, e.seconds, e.ijk], ['tierone', [], '', null, null, null]);
+  });
+});
+
+describe('pairedReadsHtml', () => {
+  const PAIR_VOCAB = [{ key: 'ghosting_motion', label: 'Ghosting' }];
+  const read = (login, decision, artifacts) => ({ login, userName: login, decision, artifacts, created: '2026-12-03T10:00:00Z' });
+  it('shows both reads of a disagreeing double read side by side', () => {
+    const html = pairedReadsHtml({ agree: false, reads: 2, decisions: [read('ann', 'good', { ghosting_motion: 'present' }), read('bob', 'good', { ghosting_motion: 'absent' })] }, PAIR_VOCAB);
+    assert.equal((html.match(/miqa-paired-read"/g) || []).length, 2);
+    assert.match(html, /Ghosting: present/);
+    assert.match(html, /Ghosting: absent/);
+    assert.match(html, /ann/);
+    assert.match(html, /bob/);
+  });
+  it('shows nothing for agreeing pairs or single reads', () => {
+    assert.equal(pairedReadsHtml({ agree: true, decisions: [read('a', 'good', {}), read('b', 'good', {})] }, PAIR_VOCAB), '');
+    assert.equal(pairedReadsHtml(null, PAIR_VOCAB), '');
   });
 });
