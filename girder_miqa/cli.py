@@ -414,5 +414,85 @@ def register(ctx: Context, project_id):
     _echo_json(ctx.client.register_scans(project_id))
 
 
+class _ProtocolGroup(click.Group):
+    """``miqa protocol FOLDER_ID`` is ``miqa protocol compliance FOLDER_ID``."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and not args[0].startswith('-'):
+            args = ['compliance', *args]
+        return super().parse_args(ctx, args)
+
+
+@main.group(cls=_ProtocolGroup)
+def protocol():
+    """Reference protocols and compliance: ``miqa protocol FOLDER_ID`` prints the compliance
+    table, ``show`` the references in force, ``set`` sets references from a file."""
+
+
+def _value_text(value) -> str:
+    if isinstance(value, list):
+        return 'x'.join(f'{v:g}' if isinstance(v, float) else str(v) for v in value)
+    return f'{value:g}' if isinstance(value, float) else str(value)
+
+
+@protocol.command('compliance')
+@click.argument('project_id')
+@click.option('--json', 'as_json', is_flag=True, help='Print the raw JSON.')
+@click.pass_obj
+def protocol_compliance(ctx: Context, project_id, as_json):
+    """Print the compliance table: per site and scan type, the scans within the reference,
+    and each parameter's percent of compliant scans (those under 100 % first)."""
+    table = ctx.client.compliance(project_id)
+    if as_json:
+        _echo_json(table)
+        return
+    sites = table.get('sites') or {}
+    if not sites:
+        click.echo('no assessed scans yet')
+        return
+    for site, kinds in sorted(sites.items()):
+        for kind, row in sorted(kinds.items()):
+            share = 100.0 * row['compliant'] / row['scans'] if row['scans'] else 0.0
+            click.echo(f'{site}  {kind}  {row["reference"]} reference  {row["scans"]} scans  '
+                       f'{row["compliant"]} compliant ({share:.0f} %)')
+            for key, percent in sorted(row['parameters'].items(), key=lambda kv: (kv[1], kv[0])):
+                click.echo(f'    {key:<32} {percent:5.1f} %')
+
+
+@protocol.command('show')
+@click.argument('project_id')
+@click.option('--json', 'as_json', is_flag=True, help='Print the raw JSON.')
+@click.pass_obj
+def protocol_show(ctx: Context, project_id, as_json):
+    """Print the references in force (set by an admin, or inferred from the scans)."""
+    references = ctx.client.protocol(project_id)
+    if as_json:
+        _echo_json(references)
+        return
+    for ref in references:
+        click.echo(f'{ref["scanType"]}  {ref.get("site") or "all sites"}  {ref["reference"]}  '
+                   f'({ref.get("scans", 0)} scans)')
+        for key, spec in sorted(ref['parameters'].items()):
+            tolerance = '' if spec.get('tolerance') in (None, 0) else (
+                f' ± {_value_text(spec["tolerance"])}')
+            click.echo(f'    {key:<32} {_value_text(spec["value"])}{tolerance}  '
+                       f'{spec.get("severity", "warning")}')
+
+
+@protocol.command('set')
+@click.argument('project_id')
+@click.argument('file', type=click.Path(exists=True, dir_okay=False))
+@click.pass_obj
+def protocol_set(ctx: Context, project_id, file):
+    """Set reference protocols from FILE: JSON (a list of {scanType, site, parameters}) or CSV
+    (columns scanType, site, parameter, value, tolerance, severity); admins."""
+    text = Path(file).read_text(encoding='utf-8-sig')
+    fmt = 'json' if file.lower().endswith('.json') else (
+        'csv' if file.lower().endswith('.csv') else None)
+    references = ctx.client.set_protocol(project_id, text, fmt)
+    count = sum(1 for r in references if r['reference'] == 'set')
+    click.echo(f'{count} set references in force, {len(references) - count} inferred')
+
+
 if __name__ == '__main__':  # pragma: no cover
     main()

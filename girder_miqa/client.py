@@ -114,6 +114,29 @@ class MiqaClient(GirderClient):
                                     parameters=params, data=text.encode('utf-8'),
                                     headers={'Content-Type': contentType})
 
+    def protocol(self, project) -> list[dict]:
+        """The reference protocols in force (set and inferred)."""
+        return self.get(f'miqa/project/{_id(project)}/protocol')
+
+    def set_protocol(self, project, text: str, format: str | None = None) -> list[dict]:
+        """Set reference protocols from JSON or CSV text (guessed from the text when
+        ``format`` is None); returns the references in force."""
+        if format is None:
+            format = 'json' if text.lstrip()[:1] in ('[', '{') else 'csv'
+        contentType = 'application/json' if format == 'json' else 'text/csv'
+        return self.sendRestRequest('PUT', f'miqa/project/{_id(project)}/protocol',
+                                    parameters={'format': format}, data=text.encode('utf-8'),
+                                    headers={'Content-Type': contentType})
+
+    def delete_protocol(self, project, scan_type: str, site: str | None = None) -> list[dict]:
+        """Remove one set reference (its groups are inferred again)."""
+        params = {'scanType': scan_type, **({'site': site} if site else {})}
+        return self.delete(f'miqa/project/{_id(project)}/protocol', parameters=params)
+
+    def compliance(self, project) -> dict:
+        """Protocol compliance per site and scan type."""
+        return self.get(f'miqa/project/{_id(project)}/compliance')
+
     def assess_project(self, project, force: bool = False) -> dict:
         return self.post(f'miqa/project/{_id(project)}/assess',
                          parameters={'force': json.dumps(force)})

@@ -220,3 +220,42 @@ def test_inferred_rule_finds_a_site_on_another_tr_and_a_software_upgrade():
     assert mixed['Manufacturer'] == {'value': 'GE', 'tolerance': None, 'severity': 'warning',
                                      'basis': 'site'}  # a GE site is not a deviation
     assert mixed['RepetitionTime']['basis'] == 'project'
+
+
+def test_miqa_protocol_commands(bound_study, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from girder_miqa.cli import main
+
+    s = bound_study
+    for n in range(3):
+        _assessed(s, 'site-a', f'a{n}.nii.gz', n, **({'EchoTime': 0.004} if n == 2 else {}))
+    monkeypatch.setenv('MIQA_API_URL', s.url)
+
+    def miqa(*args, login='owner'):
+        return CliRunner().invoke(main, ['--username', login, '--password', 'password', *args],
+                                  catch_exceptions=False)
+
+    result = miqa('protocol', s.id)
+    assert result.exit_code == 0, result.output
+    assert 'site-a  T1w  inferred reference  3 scans  2 compliant (67 %)' in result.output
+    assert '    EchoTime                          66.7 %' in result.output
+    shown = miqa('protocol', 'show', s.id)
+    assert 'T1w  site-a  inferred  (3 scans)' in shown.output
+    assert 'RepetitionTime                   2.3 ± 0.001  warning' in shown.output
+
+    refs = tmp_path / 'refs.csv'
+    refs.write_text('scanType,site,parameter,value,tolerance,severity\n'
+                    'T1w,,EchoTime,0.004,0.0005,exclude\n')
+    result = miqa('protocol', 'set', s.id, str(refs))
+    assert result.exit_code == 0, result.output
+    assert '1 set references in force, 0 inferred' in result.output
+    assert '1 compliant (33 %)' in miqa('protocol', s.id).output
+    bad = tmp_path / 'bad.json'
+    bad.write_text(json.dumps([{'scanType': 'T1w', 'parameters': {'EchoTime': {
+        'value': 0.004, 'severity': 'maybe'}}}]))
+    result = miqa('protocol', 'set', s.id, str(bad))
+    assert result.exit_code == 1
+    assert "Error 400: reference 1: severity of EchoTime must be warning or exclude" in (
+        result.output)
+    assert miqa('protocol', 'set', s.id, str(refs), login='tierone').exit_code == 1
