@@ -12,6 +12,7 @@
 //   MIQA_SNR_SCAN        a site-b scan whose snr_wm is an outlier among site-b's scans
 //   MIQA_GHOST_SCAN      a site-a scan the network finds ghosting in
 //   MIQA_T2_SCAN         the project's only T2w scan (site-c): too few peers for percentiles
+//   MIQA_SIDECAR_SCAN    a site-a scan whose sidecar was broken; MIQA_SIDECAR_PROBLEM: the text
 //   MIQA_SCAN_COUNT      how many scans the project has
 //   MIQA_T1W_COUNT       how many of them are T1w (the report plots the commonest type first)
 //   MIQA_ARTIFACT_DIR    where screenshots, downloads and result.json go
@@ -32,6 +33,8 @@ const TR_SCAN = env.MIQA_TR_SCAN;
 const SNR_SCAN = env.MIQA_SNR_SCAN;
 const GHOST_SCAN = env.MIQA_GHOST_SCAN;
 const T2_SCAN = env.MIQA_T2_SCAN;
+const SIDECAR_SCAN = env.MIQA_SIDECAR_SCAN;
+const SIDECAR_PROBLEM = env.MIQA_SIDECAR_PROBLEM || '';
 const SCAN_COUNT = Number(env.MIQA_SCAN_COUNT || 0);
 const T1W_COUNT = Number(env.MIQA_T1W_COUNT || 0);
 const TIMEOUT = 30000;
@@ -189,6 +192,13 @@ async function reviewPage(page) {
   check((await page.locator('.miqa-assessment .miqa-bar-row[data-key="ghosting_motion"]').getAttribute('class')).includes('miqa-highlight'),
     'clicking it highlights the indicator bar');
 
+  step = 'review page: a broken sidecar';
+  await openScan(page, SIDECAR_SCAN);
+  const problem = page.locator('.miqa-acquisition .miqa-acq-problem');
+  check((await problem.innerText()).includes(SIDECAR_PROBLEM), 'the problem reading the parameters is shown', await problem.innerText());
+  await page.locator('.miqa-reason[data-target-key="acquisition"]').click();
+  check((await problem.getAttribute('class')).includes('miqa-highlight'), 'its reason links to it');
+
   step = 'review page: too few peers';
   await openScan(page, T2_SCAN);
   check(await page.locator('.miqa-metric-details').getAttribute('data-mode') === 'too-few', 'the lone T2w scan has no percentiles');
@@ -293,7 +303,20 @@ async function protocolSettings(page) {
   await page.locator('.miqa-protocol-message', { hasText: 'References saved.' }).waitFor({ timeout: TIMEOUT });
   const saved = page.locator('.miqa-protocol-ref[data-scan-type="T1w"][data-site="site-b"][data-kind="set"]');
   check(await saved.count() === 1, 'site-b\'s T1w reference is now set');
-  result.savedReference = 'site-b';
+
+  step = 'settings: protocols as CSV';
+  const text = page.locator('.miqa-protocol-text');
+  await text.fill('scanType,site,parameter,value,tolerance,severity\nT2w,site-c,FlipAngle,150,,urgent\n');
+  await page.locator('.miqa-protocol-upload').click();
+  const uploadError = page.locator('.miqa-protocol-upload-error', { hasText: 'row 2' });
+  await uploadError.waitFor({ timeout: TIMEOUT });
+  check((await uploadError.innerText()).includes('severity'), 'a CSV row with a bad severity is refused, naming the row and field', await uploadError.innerText());
+  check((await text.getAttribute('class')).includes('miqa-field-error') && (await text.inputValue()).includes('urgent'), 'at the text, which keeps what was pasted');
+  await text.fill('scanType,site,parameter,value,tolerance,severity\nT2w,site-c,FlipAngle,150,5,exclude\n');
+  await page.locator('.miqa-protocol-upload').click();
+  const t2ref = page.locator('.miqa-protocol-ref[data-scan-type="T2w"][data-site="site-c"][data-kind="set"]');
+  await t2ref.waitFor({ timeout: TIMEOUT });
+  check(await t2ref.locator('.miqa-protocol-param[data-key="FlipAngle"] .miqa-protocol-severity').inputValue() === 'exclude', 'the uploaded CSV reference is listed as set');
   await shot(page, '06-settings-protocol');
 }
 

@@ -7,11 +7,12 @@ site-c with two T1w and one T2w) and stores their finished assessments through t
 server's own triage computes the protocol deviations, metric percentiles and reasons: one site-b
 scan was acquired with another TR (a deviation from the inferred reference), another has a low
 snr_wm (an outlier among site-b's scans), a site-a scan has likely ghosting (a network reason),
-and the lone T2w scan has too few peers for percentiles. The browser script then checks the
-reasons at the top of the review page, that a reason's click highlights its target, the
-percentiles, the queue rows' site and reasons, the report page's strip plots (pixels where the
-dots are), that clicking a dot opens that scan, the CSV and PNG downloads, and the protocol
-settings.
+another site-a scan's sidecar is broken (a problem reading its parameters), and the lone T2w
+scan has too few peers for percentiles. The browser script then checks the queue rows' site and
+reasons, the reasons at the top of the review page and that a reason's click highlights its
+target, the percentiles, the report page's strip plots (pixels where the dots are), that
+clicking a dot opens that scan, the CSV and PNG downloads, and the protocol settings (a
+reference set in the form and one uploaded as CSV, each after a 400 shown at its field).
 """
 
 import json
@@ -25,6 +26,7 @@ import pytest
 
 from .helpers import ARTIFACTS_DIR, CHROMIUM, CLIENT, report, skip_reason, upload
 
+SIDECAR_PROBLEM = 'sidecar site-a_sub-06_T1w.json is not JSON (line 3: Expecting value)'
 TRAINED = ['quality', 'incomplete_coverage', 'wraparound', 'ghosting_motion', 'inhomogeneity']
 ACQUISITION = {
     'Manufacturer': 'Siemens', 'ManufacturersModelName': 'Prisma',
@@ -50,7 +52,7 @@ def write_nifti(path: Path, rng) -> None:
 
 
 def result(index: int, *, snr_wm: float, tr: float = 2.3, ghosting: float = 0.08,
-           contrast: str = 'T1w') -> dict:
+           contrast: str = 'T1w', problems: tuple = ()) -> dict:
     """A finished assessment as the worker writes it: quality 7.5 (no network reason) unless
     ghosting is likely; metrics that vary a little from scan to scan; acquisition parameters."""
     wobble = ((index * 37) % 11 - 5) / 10  # -0.5 .. 0.5, different per scan
@@ -63,7 +65,8 @@ def result(index: int, *, snr_wm: float, tr: float = 2.3, ghosting: float = 0.08
                     'fber': round(800 + wobble * 60, 1)},
         'acquisition': {'parameters': {**ACQUISITION, 'RepetitionTime': tr,
                                        'SeriesDescription': f'{contrast}_scan'},
-                        'sources': {k: 'sidecar' for k in ACQUISITION}, 'problems': []},
+                        'sources': {k: 'sidecar' for k in ACQUISITION},
+                        'problems': list(problems)},
         'scope': {'in_scope': contrast == 'T1w', 'contrast': contrast,
                   'reason': f'BIDS suffix {contrast}', 'source': 'name'},
         'model': {'name': 'miqa-default', 'version': 'test'},
@@ -105,7 +108,8 @@ def test_triage_report_in_browser(miqa_browser_server, admin, fsAssetstore, tmp_
     register_scans(project)
     special = {('site-b', 3): {'tr': 2.9},          # another TR than the site's others
                ('site-b', 5): {'snr_wm': 6.0},      # far below site-b's snr_wm
-               ('site-a', 4): {'ghosting': 0.93}}   # the network sees ghosting
+               ('site-a', 4): {'ghosting': 0.93},   # the network sees ghosting
+               ('site-a', 6): {'problems': (SIDECAR_PROBLEM,)}}  # its sidecar is broken
     for n, (site, i, contrast) in enumerate(plan):
         args = {'snr_wm': round(20 + ((n * 7) % 9 - 4) * 0.25, 2), 'contrast': contrast,
                 **special.get((site, i), {})}
@@ -114,6 +118,7 @@ def test_triage_report_in_browser(miqa_browser_server, admin, fsAssetstore, tmp_
 
     tr_scan, snr_scan = scans[('site-b', 3)], scans[('site-b', 5)]
     ghost_scan, t2_scan = scans[('site-a', 4)], scans[('site-c', 2)]
+    sidecar_scan = scans[('site-a', 6)]
     # The server's triage, as the page will read it.
     state = server.request(f'/item/{snr_scan["_id"]}/miqa', user=admin).json
     assert state['site'] == 'site-b' and state['metrics']['enough'] is True, state.get('metrics')
@@ -136,6 +141,8 @@ def test_triage_report_in_browser(miqa_browser_server, admin, fsAssetstore, tmp_
         'MIQA_SNR_SCAN': str(snr_scan['_id']),
         'MIQA_GHOST_SCAN': str(ghost_scan['_id']),
         'MIQA_T2_SCAN': str(t2_scan['_id']),
+        'MIQA_SIDECAR_SCAN': str(sidecar_scan['_id']),
+        'MIQA_SIDECAR_PROBLEM': SIDECAR_PROBLEM,
         'MIQA_SCAN_COUNT': str(len(plan)),
         'MIQA_T1W_COUNT': str(sum(1 for *_, contrast in plan if contrast == 'T1w')),
         'MIQA_ARTIFACT_DIR': str(artifacts),
@@ -152,4 +159,7 @@ def test_triage_report_in_browser(miqa_browser_server, admin, fsAssetstore, tmp_
            f"{out['dotPixels']} dot pixels in the snr_wm plot; {len(out['checks'])} checks")
     # What the page set through the API: the admin's reference for site-b's T1w scans.
     refs = server.request(f'/miqa/project/{project["_id"]}/protocol', user=admin).json
-    assert out['savedReference'] in json.dumps(refs), refs
+    mine = {(r['scanType'], r['site']): r for r in refs if r['reference'] == 'set'}
+    assert mine[('T1w', 'site-b')]['parameters']['RepetitionTime']['tolerance'] == 0.7, mine
+    assert mine[('T2w', 'site-c')]['parameters']['FlipAngle'] == {
+        'value': 150.0, 'tolerance': 5.0, 'severity': 'exclude'}, mine
