@@ -164,7 +164,8 @@ def run_config(ctx: click.Context, recipe: Path | None, options: dict[str, Any])
     else:  # the shipped settings, none of its data, generation, shipping or run folder
         base = replace(SHIPPED, generate=(), cache=default_cache_dir(), out=Path(),
                        fusion_caches=(), ship_to=None, version='0.1.0', threads=None,
-                       final_threads=None, resume=False, description=RunConfig.description)
+                       final_threads=None, resume=False, description=RunConfig.description,
+                       calibrate_fit_cache=None, calibrate_cache=None)
     values = {name: options[name] for name in options if _given(ctx, name)}
     if 'test_subjects' in values:
         values['test_subjects'] = tuple(s for s in values['test_subjects'].split(',') if s)
@@ -362,6 +363,13 @@ def run_recipe(config: RunConfig, recipe: Path | None = None) -> None:
                 recipe).resolve():
             shutil.copyfile(recipe, config.ship_to / 'recipe.json')
         click.echo(f'shipped to {config.ship_to}')
+    if config.calibrate_fit_cache:
+        from .calibration import calibrate_recipe_model
+
+        result = calibrate_recipe_model(config)
+        click.echo(f'calibrated {config.ship_to}: ' + ', '.join(
+            f'{k} ECE {v["ece_uncalibrated"]:.3f} -> {v["ece"]:.3f}'
+            for k, v in result['indicators'].items()))
 
 
 @main.command()
@@ -406,6 +414,11 @@ def calibrate(model_name, cache_dir, subjects, manifest, out_dir, resamples, see
     from .calibration import write_outputs
     from .dataset import load_cache
 
+    if ship and fit_cache is None:
+        raise click.BadParameter('--ship needs --fit (what to ship)', param_hint='--ship')
+    if fit_cache is not None and not (fit_cache / 'index.csv').is_file():
+        raise click.BadParameter(f'{fit_cache} has no index.csv (make one with "generate")',
+                                 param_hint='--fit')
     if not (cache_dir / 'index.csv').is_file():
         raise click.BadParameter(f'{cache_dir} has no index.csv (make one with "generate")',
                                  param_hint='--cache')
@@ -432,8 +445,6 @@ def calibrate(model_name, cache_dir, subjects, manifest, out_dir, resamples, see
         if missing or not len(index):
             raise click.BadParameter(f'no volumes of {", ".join(missing or sorted(wanted))} '
                                      f'in {cache_dir}', param_hint='--subjects')
-    if ship and fit_cache is None:
-        raise click.BadParameter('--ship needs --fit (what to ship)', param_hint='--ship')
     if fit_cache is not None:
         from .calibration import fit_and_measure
 
@@ -453,6 +464,76 @@ def calibrate(model_name, cache_dir, subjects, manifest, out_dir, resamples, see
     click.echo(json.dumps({k: {'ece': v['ece'], 'ece_ci95': v['ece_ci95'], 'brier': v['brier']}
                            for k, v in result['indicators'].items()}, indent=1))
     click.echo(f'wrote {paths[0]} and {paths[1]}')
+
+
+@main.command('generalization')
+@click.option('--model', 'model_name', default='miqa-default', show_default=True,
+              help='A model name (as the worker finds it) or folder.')
+@click.option('--out', 'out_dir', required=True, type=click.Path(path_type=Path, file_okay=False),
+              help='Where generalization.json, generalization.png and records.jsonl go '
+                   '(records resume an interrupted run).')
+@click.option('--shared-dir', type=click.Path(path_type=Path), default=None,
+              help='The real scans (default $MIQA_SHARED_MRI or ../shared/data/mri).')
+@click.option('--manifest', type=click.Path(path_type=Path, dir_okay=False),
+              default=DEFAULT_MANIFEST, help='Data manifest naming the held-out people.')
+@click.option('--held-out', default=3, show_default=True, type=click.IntRange(0),
+              help="Anatomies per held-out person's in-domain scan.")
+@click.option('--others', default=1, show_default=True, type=click.IntRange(0),
+              help='Anatomies per other in-domain source (leave-one-source-out).')
+@click.option('--synthetic', default=3, show_default=True, type=click.IntRange(0),
+              help='Synthetic heads from the MNI152 tissue maps (each its own person).')
+@click.option('--cases', default='', help='Comma-separated case names (family/simulator/'
+                                          'convention) or simulators; default every case.')
+@click.option('--resamples', default=1000, show_default=True, type=click.IntRange(1),
+              help='Bootstrap resamples of the 95 % intervals.')
+@click.option('--seed', default=0, show_default=True, help='Seed of the test volumes and the '
+                                                            'bootstrap.')
+@click.option('--head-resolution', default=1, show_default=True, type=click.Choice(['1', '2']),
+              help='Resolution (mm) of the MNI152 maps the synthetic heads are painted from.')
+@click.option('--metrics', 'metrics_path', type=click.Path(path_type=Path, dir_okay=False),
+              default=None, help="Also write the tables to this metrics.json's "
+                                 '"generalization" key (other keys kept).')
+@click.option('--threads', default=None, type=click.IntRange(1), help='CPU threads for torch.')
+@click.option('--quiet', is_flag=True, help='No progress lines.')
+def generalization_command(model_name, out_dir, shared_dir, manifest, held_out, others,
+                           synthetic, cases, resamples, seed, head_resolution, metrics_path,
+                           threads, quiet) -> None:
+    """Leave-one-simulator-out and leave-one-source-out AUCs of a model: held-out people and
+    synthetic heads, clean against strong per family, implementation and convention."""
+    from ..assessment import Assessor
+    from ..model_store import ModelError
+    from .generalization import all_cases, generalization
+
+    try:
+        data_manifest = load_manifest(manifest)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint='--manifest') from None
+    chosen = all_cases()
+    if cases:
+        wanted = {c.strip() for c in cases.split(',') if c.strip()}
+        chosen = [c for c in chosen if c.name in wanted or c.simulator in wanted]
+        known = {c.name for c in chosen} | {c.simulator for c in chosen}
+        if not chosen or wanted - known:
+            raise click.BadParameter(f'unknown case {sorted(wanted - known or wanted)[0]!r}; '
+                                     f'cases are {", ".join(c.name for c in all_cases())}',
+                                     param_hint='--cases')
+    try:
+        assessor = Assessor(model_name, threads=threads)
+    except ModelError as exc:
+        raise click.BadParameter(str(exc).splitlines()[0], param_hint='--model') from None
+    result = generalization(assessor, data_manifest, shared_dir or default_shared_dir(),
+                            out_dir, held_out, others, synthetic, chosen, resamples, seed,
+                            int(head_resolution), None if quiet else click.echo)
+    result['command'] = 'miqa-train ' + ' '.join(sys.argv[1:])
+    (out_dir / 'generalization.json').write_text(json.dumps(result, indent=1) + '\n',
+                                                 encoding='utf-8')
+    if metrics_path is not None:
+        metrics = (json.loads(metrics_path.read_text(encoding='utf-8'))
+                   if metrics_path.is_file() else {})
+        metrics['generalization'] = result
+        metrics_path.write_text(json.dumps(metrics, indent=1) + '\n', encoding='utf-8')
+    click.echo(json.dumps(result['summary'], indent=1))
+    click.echo(f'wrote {out_dir / "generalization.json"} and {out_dir / "generalization.png"}')
 
 
 if __name__ == '__main__':
