@@ -141,14 +141,17 @@ def dicom_parameters(path: str | os.PathLike, image: Any = None
     import zipfile
 
     try:
-        found = first_zip_member(path, _dicom_header)
+        with zipfile.ZipFile(path) as archive:
+            found = first_zip_member(archive, _dicom_header)
+            if not found:
+                return {}, None
+            member, ds = found
+            alike = sum(1 for m in archive.infolist()
+                        if not m.is_dir() and m.file_size == member.file_size)
     except ImportError:
         return {}, 'DICOM tags not read: pydicom is not installed'
     except (OSError, zipfile.BadZipFile) as exc:
         return {}, f'DICOM tags not read: {" ".join(str(exc).split())[:80]}'
-    if not found:
-        return {}, None
-    member, ds = found
     out: dict[str, Any] = {}
     for keyword in _DICOM_KEYWORDS:
         value = ds.get(keyword)
@@ -175,8 +178,8 @@ def dicom_parameters(path: str | os.PathLike, image: Any = None
         frames = int(ds.get('NumberOfFrames') or 0) or None
         if frames is None and image is not None and getattr(image, 'array', None) is not None:
             frames = int(round(image.array.size / (int(rows) * int(columns)))) or None
-        if frames is None:
-            frames = _count_like(path, member)
+        if frames is None:  # members of the first file's size: the slices of a series
+            frames = alike or None
         out['Matrix'] = [int(columns), int(rows), frames]
     cosines = ds.get('ImageOrientationPatient')
     if cosines is not None and len(cosines) == 6:
@@ -184,19 +187,6 @@ def dicom_parameters(path: str | os.PathLike, image: Any = None
         lps = np.stack([row, column, np.cross(row, column)], axis=1)
         out['Orientation'] = axis_codes(lps * np.array([[-1.0], [-1.0], [1.0]]))
     return {k: v for k, v in out.items() if v is not None}, None
-
-
-def _count_like(path: str | os.PathLike, member) -> int | None:
-    """The number of zip members of the first DICOM file's size: the slices of a series of
-    uncompressed slices (a cheap count that opens no other member)."""
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return sum(1 for m in archive.infolist()
-                       if not m.is_dir() and m.file_size == member.file_size) or None
-    except (OSError, zipfile.BadZipFile):
-        return None
 
 
 # ---- image headers ----

@@ -315,20 +315,23 @@ def dicom_tags(path: str | os.PathLike) -> dict[str, Any] | None:
     return _bids_tags(found[1]) if found else None
 
 
-def first_zip_member(path: str | os.PathLike, read: Callable[[IO[bytes]], T | None]
-                     ) -> tuple[zipfile.ZipInfo, T] | None:
+def first_zip_member(path: str | os.PathLike | zipfile.ZipFile,
+                     read: Callable[[IO[bytes]], T | None]) -> tuple[zipfile.ZipInfo, T] | None:
     """(the zip member, what ``read`` made of it) for the first file member that ``read``
     accepts (given the open member, it returns None for what it cannot use), or None.
 
-    Members over 64 MiB are skipped. OSError and zipfile.BadZipFile propagate."""
-    with zipfile.ZipFile(path) as archive:
-        for member in archive.infolist():
-            if member.is_dir() or member.file_size > _DICOM_MEMBER_BYTES:
-                continue
-            with archive.open(member) as fh:
-                raw = read(fh)
-            if raw is not None:
-                return member, raw
+    ``path`` may be an open archive (its directory is then read once by the caller). Members
+    over 64 MiB are skipped. OSError and zipfile.BadZipFile propagate."""
+    if not isinstance(path, zipfile.ZipFile):
+        with zipfile.ZipFile(path) as archive:
+            return first_zip_member(archive, read)
+    for member in path.infolist():
+        if member.is_dir() or member.file_size > _DICOM_MEMBER_BYTES:
+            continue
+        with path.open(member) as fh:
+            raw = read(fh)
+        if raw is not None:
+            return member, raw
     return None
 
 
