@@ -536,5 +536,75 @@ def generalization_command(model_name, out_dir, shared_dir, manifest, held_out, 
     click.echo(f'wrote {out_dir / "generalization.json"} and {out_dir / "generalization.png"}')
 
 
+@main.command('generalization')
+@click.option('--model', 'model_name', default='miqa-default', show_default=True,
+              help='A model name (as the worker finds it) or folder.')
+@click.option('--out', 'out_dir', required=True, type=click.Path(path_type=Path, file_okay=False),
+              help='Where generalization.json, generalization.png and records.jsonl go '
+                   '(records resume an interrupted run).')
+@click.option('--shared-dir', type=click.Path(path_type=Path), default=None,
+              help='The real scans (default $MIQA_SHARED_MRI or ../shared/data/mri).')
+@click.option('--manifest', type=click.Path(path_type=Path, dir_okay=False),
+              default=DEFAULT_MANIFEST, help='Data manifest naming the held-out people.')
+@click.option('--held-out', default=3, show_default=True, type=click.IntRange(0),
+              help="Anatomies per held-out person's in-domain scan.")
+@click.option('--others', default=1, show_default=True, type=click.IntRange(0),
+              help='Anatomies per other in-domain source (leave-one-source-out).')
+@click.option('--synthetic', default=3, show_default=True, type=click.IntRange(0),
+              help='Synthetic heads from the MNI152 tissue maps (each its own person).')
+@click.option('--cases', default='', help='Comma-separated case names (family/simulator/'
+                                          'convention) or simulators; default every case.')
+@click.option('--resamples', default=1000, show_default=True, type=click.IntRange(1),
+              help='Bootstrap resamples of the 95 % intervals.')
+@click.option('--seed', default=0, show_default=True, help='Seed of the test volumes and the '
+                                                            'bootstrap.')
+@click.option('--head-resolution', default=1, show_default=True, type=click.Choice(['1', '2']),
+              help='Resolution (mm) of the MNI152 maps the synthetic heads are painted from.')
+@click.option('--metrics', 'metrics_path', type=click.Path(path_type=Path, dir_okay=False),
+              default=None, help="Also write the tables to this metrics.json's "
+                                 '"generalization" key (other keys kept).')
+@click.option('--threads', default=None, type=click.IntRange(1), help='CPU threads for torch.')
+@click.option('--quiet', is_flag=True, help='No progress lines.')
+def generalization_command(model_name, out_dir, shared_dir, manifest, held_out, others,
+                           synthetic, cases, resamples, seed, head_resolution, metrics_path,
+                           threads, quiet) -> None:
+    """Leave-one-simulator-out and leave-one-source-out AUCs of a model: held-out people and
+    synthetic heads, clean against strong per family, implementation and convention."""
+    from ..assessment import Assessor
+    from ..model_store import ModelError
+    from .generalization import all_cases, generalization
+
+    try:
+        data_manifest = load_manifest(manifest)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint='--manifest') from None
+    chosen = all_cases()
+    if cases:
+        wanted = {c.strip() for c in cases.split(',') if c.strip()}
+        chosen = [c for c in chosen if c.name in wanted or c.simulator in wanted]
+        known = {c.name for c in chosen} | {c.simulator for c in chosen}
+        if not chosen or wanted - known:
+            raise click.BadParameter(f'unknown case {sorted(wanted - known or wanted)[0]!r}; '
+                                     f'cases are {", ".join(c.name for c in all_cases())}',
+                                     param_hint='--cases')
+    try:
+        assessor = Assessor(model_name, threads=threads)
+    except ModelError as exc:
+        raise click.BadParameter(str(exc).splitlines()[0], param_hint='--model') from None
+    result = generalization(assessor, data_manifest, shared_dir or default_shared_dir(),
+                            out_dir, held_out, others, synthetic, chosen, resamples, seed,
+                            int(head_resolution), None if quiet else click.echo)
+    result['command'] = 'miqa-train ' + ' '.join(sys.argv[1:])
+    (out_dir / 'generalization.json').write_text(json.dumps(result, indent=1) + '\n',
+                                                 encoding='utf-8')
+    if metrics_path is not None:
+        metrics = (json.loads(metrics_path.read_text(encoding='utf-8'))
+                   if metrics_path.is_file() else {})
+        metrics['generalization'] = result
+        metrics_path.write_text(json.dumps(metrics, indent=1) + '\n', encoding='utf-8')
+    click.echo(json.dumps(result['summary'], indent=1))
+    click.echo(f'wrote {out_dir / "generalization.json"} and {out_dir / "generalization.png"}')
+
+
 if __name__ == '__main__':
     main()
