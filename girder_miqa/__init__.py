@@ -9,7 +9,7 @@ from girder.plugin import GirderPlugin, getPlugin, registerPluginStaticContent
 
 from . import handlers, scheduling, settings  # noqa: F401 (settings: registers its validators)
 from .constants import ASSESSMENT_WRITE_SCOPE, ITEM_FIELD
-from .models import scans
+from .models import calibration, scans
 from .models.decision import Decision
 from .models.project import Project
 from .models.review_state import ASSESSMENT_RESET_EVENT
@@ -61,9 +61,14 @@ class MiqaPlugin(GirderPlugin):
         scheduling.ensure_indices()
         Project()
         Decision()
+        calibration.Gold()  # gold references and their re-reads (issue #23)
+        calibration.GoldRead()
 
         info['apiRoot'].miqa = MiqaResource()
         item_rest.register(info['apiRoot'].item)
+        # Girder's own item JSON shows a scan's state as GET /item/{id}/miqa does (calibration).
+        events.bind('rest.get.item/:id.after', 'miqa.calibration', item_rest.on_item_json)
+        events.bind('rest.get.item.after', 'miqa.calibration', item_rest.on_item_json)
         rules_rest.register(info['apiRoot'].miqa)
         report_rest.register(info['apiRoot'].miqa)  # the group report (#22)
         protocol_rest.register(info['apiRoot'].miqa)  # reference protocols (#22)

@@ -30,7 +30,7 @@ from girder.exceptions import ValidationException
 from girder.models.item import Item
 from girder.models.model_base import Model
 
-from ..constants import ITEM_FIELD, ReviewState
+from ..constants import DECISION_COLLECTION, ITEM_FIELD, ReviewState
 
 GOLD_COLLECTION = 'miqa_gold'
 GOLD_READ_COLLECTION = 'miqa_gold_read'
@@ -130,13 +130,16 @@ def redact_state(state: dict, project: dict, itemId, user: dict | None, tiers: l
     return out
 
 
+def _trail():
+    """The decisions' collection, by name (``decision`` imports this module)."""
+    return Item().collection.database[DECISION_COLLECTION]
+
+
 def my_pending_items(project: dict, user: dict | None) -> list:
     """The scans whose pending double read is this user's (not to be served to them again)."""
-    from .decision import Decision
-
     if not user:
         return []
-    return Decision().collection.distinct('itemId', {
+    return _trail().distinct('itemId', {
         'projectId': project['_id'], 'userId': user['_id'], 'pending': True,
         'superseded': {'$ne': True}})
 
@@ -192,12 +195,11 @@ class GoldRead(Model):
 
     def record(self, item: dict, project: dict, user: dict, fields: dict, reference: dict,
                extra: dict) -> dict:
-        """Store a gold re-read (``fields`` validated like a decision) and release the lock."""
-        from .decision import user_display
-
+        """Store a gold re-read (``fields`` validated like a decision; ``extra``: the reader's
+        ``userName`` and what else the trail's decisions record) and release the lock."""
         doc = {'_id': ObjectId(), 'itemId': item['_id'], 'projectId': project['_id'],
                'folderId': item['folderId'], 'userId': user['_id'], 'login': user['login'],
-               'userName': user_display(user), **fields, **extra, 'readKind': 'gold',
+               **fields, **extra, 'readKind': 'gold',
                'reference': {'decision': reference['decision'],
                              'artifacts': reference.get('artifacts') or {}},
                'agrees': not reads_disagree(
@@ -219,10 +221,8 @@ def flag_decision(decision: str) -> str:
 
 def recent_entries(project: dict, user: dict) -> list:
     """The items of the user's last ``GOLD_REPEAT_GAP`` entries (decisions and gold reads)."""
-    from .decision import Decision
-
     query = {'projectId': project['_id'], 'userId': user['_id']}
-    rows = [(d['created'], d['itemId']) for d in Decision().collection.find(
+    rows = [(d['created'], d['itemId']) for d in _trail().find(
         query, {'created': 1, 'itemId': 1}, sort=[('created', -1)], limit=GOLD_REPEAT_GAP)]
     rows += [(d['created'], d['itemId']) for d in GoldRead().collection.find(
         query, {'created': 1, 'itemId': 1}, sort=[('created', -1)], limit=GOLD_REPEAT_GAP)]
@@ -232,11 +232,8 @@ def recent_entries(project: dict, user: dict) -> list:
 
 def entry_count(project: dict, user: dict) -> int:
     """How many entries (decisions and gold reads) the user has made in the project."""
-    from .decision import Decision
-
     query = {'projectId': project['_id'], 'userId': user['_id']}
-    return Decision().collection.count_documents(query) + GoldRead().collection.count_documents(
-        query)
+    return _trail().count_documents(query) + GoldRead().collection.count_documents(query)
 
 
 def _naive(value):
@@ -292,12 +289,10 @@ def import_kinds(entry: dict) -> dict:
     return {'readKind': kind, 'assessmentHidden': bool(hidden)}
 
 
-def export_gold(project: dict, user: dict | None, itemIds: list) -> dict | None:
-    """{itemId: {goldReference, goldReads}} for the JSON export of a project admin (None for
-    anyone else: gold re-reads are unannounced to reviewers)."""
-    from ..access import can_admin
-
-    if not can_admin(project, user):
+def export_gold(project: dict, admin: bool, itemIds: list) -> dict | None:
+    """{itemId: {goldReference, goldReads}} for the JSON export of a project admin (``admin``;
+    None for anyone else: gold re-reads are unannounced to reviewers)."""
+    if not admin:
         return None
     out: dict = {}
     for doc in Gold().find({'projectId': project['_id'], '_id': {'$in': itemIds}}):

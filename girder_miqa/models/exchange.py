@@ -73,7 +73,12 @@ EXPORT_NOTES = (
     'indicators only), trainedOutputs, scope}, site, scanType, triage, reasons}]}. Only '
     'scans the user can read. CSV rows end in CRLF and cells holding CR, LF, quotes or commas '
     'are quoted; a cell starting with = + - @ tab or CR (negative numbers too) gets a leading '
-    'single quote against spreadsheet formula injection, which the import takes off again.')
+    'single quote against spreadsheet formula injection, which the import takes off again.'
+    ' Reviewer calibration: read_kind (single, double or gold) and assessment_hidden (true when '
+    'tier 1 was not shown the model) of the latest decision follow accepted_suggestions, and '
+    'each JSON decision has readKind and assessmentHidden; a double read\'s first read is in '
+    'neither format until its second is in; a project admin\'s JSON also gives each scan its '
+    'goldReference and goldReads.')
 
 IMPORT_NOTES = (
     'The body is the CSV or JSON file. Each row (CSV) or entry (JSON "scans" list) names a scan '
@@ -254,7 +259,7 @@ def export_json(project: dict, user: dict | None) -> str:
                                               sort=[('created', 1), ('_id', 1)]):
             decisions.setdefault(doc['itemId'], []).append(
                 {k: v for k, v in doc.items() if k not in ('itemId', 'projectId', 'folderId')})
-    gold = calibration.export_gold(project, user, ids)  # project admins only
+    gold = calibration.export_gold(project, access.can_admin(project, user), ids)  # admins only
     out = []
     for item in scans:
         state = item[ITEM_FIELD]

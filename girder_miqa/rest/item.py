@@ -1,6 +1,5 @@
 """Endpoints under ``/item/{id}/miqa``: a scan's review state, decisions, lock and assessment."""
 
-from girder import events
 from girder.api import access
 from girder.api.describe import Description, autoDescribeRoute
 from girder.api.rest import boundHandler, getCurrentToken, getCurrentUser
@@ -18,6 +17,7 @@ from ..models.decision import (
     Decision,
     lock_holder,
     normalize_artifacts,
+    user_display,
     validate_fields,
 )
 from ..models.project import Project
@@ -158,7 +158,8 @@ def _gold_read(item: dict, project: dict, user: dict, fields: dict) -> dict:
             f'{holder.get("name") or holder.get("login")} ({holder.get("login")}) is reviewing '
             'this scan; a tier-2 reviewer or an admin may break the lock.')
     reference = calibration.Gold().findOne({'_id': item['_id']})
-    extra = {'assessment': None, 'lockAcquired': holder['acquired'] if holder else None}
+    extra = {'userName': user_display(user), 'assessment': None,
+             'lockAcquired': holder['acquired'] if holder else None}
     return calibration.GoldRead().record(item, project, user, fields, reference, extra)
 
 
@@ -367,8 +368,6 @@ def register(itemResource) -> None:
     itemResource.route('DELETE', (':id', 'miqa', 'lock'), deleteLock)
     itemResource.route('POST', (':id', 'miqa', 'assess'), postAssess)
     itemResource.route('PUT', (':id', 'miqa', 'assessment'), putAssessment)
-    events.bind('rest.get.item/:id.after', 'miqa.calibration', on_item_json)
-    events.bind('rest.get.item.after', 'miqa.calibration', on_item_json)
     itemResource.route('GET', (':id', 'miqa', 'gold'), getGold)
     itemResource.route('PUT', (':id', 'miqa', 'gold'), putGold)
     itemResource.route('DELETE', (':id', 'miqa', 'gold'), deleteGold)
