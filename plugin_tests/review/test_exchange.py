@@ -64,7 +64,8 @@ def comparable_history(item):
 
 
 MODEL_COLUMNS = ('assessment_status', 'model', 'model_version', 'model_quality',
-                 'model_max_artifact_probability')
+                 'model_max_artifact_probability',
+                 'scan_type', 'triage', 'reasons')  # the triage of the assessment (#22)
 DECISION_KEYS = ('decision', 'tier', 'login', 'artifacts', 'comment', 'location', 'seconds',
                  'confidence', 'quality', 'created')
 
