@@ -389,6 +389,32 @@ SIMULATORS: dict[str, type[Simulator]] = {cls.name: cls for cls in (
 IMPLEMENTATION = {name: name.split('-')[0] for name in SIMULATORS}
 
 
+def mixed_pipeline(hold_out: tuple[str, ...] = (), probability: float = 0.2,
+                   severity: tuple[float, float] = (0.25, 1.0),
+                   post_processing: float = 0.5) -> list[tio.Transform]:
+    """Training transforms for leave-one-simulator-out: the project's own transforms and every
+    simulator whose implementation (``torchio``, ``monai``, ``segment``; ``own`` for the
+    project's) is not in ``hold_out``, each applied with ``probability``, in physical order
+    (coil gain, k-space corruptions, FOV, noise, blur), then post-processing with probability
+    ``post_processing``. Apply with ``artifacts.apply_artifacts``."""
+    unknown = set(hold_out) - {'own', *IMPLEMENTATION.values()}
+    if unknown:
+        raise ValueError(f'unknown implementation {sorted(unknown)[0]!r}')
+    order = ('bias', 'motion', 'ghosting', 'spike', 'wraparound', 'coverage', 'noise', 'blur',
+             'gibbs')
+    out: list[tuple[int, tio.Transform]] = []
+    if 'own' not in hold_out:
+        out += [(order.index(t.family), t) for t in art.artifact_pipeline(
+            probability=probability, severity=severity)]
+    for name, cls in SIMULATORS.items():
+        if IMPLEMENTATION[name] not in hold_out:
+            out.append((order.index(cls.family), cls(severity=severity, p=probability)))
+    transforms = [t for _, t in sorted(out, key=lambda pair: pair[0])]
+    if post_processing:
+        transforms.append(RandomPostProcessing(p=post_processing))
+    return transforms
+
+
 def replay(subject: tio.Subject, params: list[Params],
            families: tuple[str, ...] | list[str] = art.FAMILY_NAMES) -> tio.Subject:
     """Apply recorded draws (``labels['artifacts']``) of simulators, the project's own

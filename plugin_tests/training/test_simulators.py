@@ -196,3 +196,21 @@ def test_synthetic_heads_replay_and_vary():
     assert 0.05 < brain.mean() < 0.6 and image[brain].mean() > 0
     csf, gm, wm = first['means'][1:4]
     assert csf <= gm <= wm  # T1-like: the model's domain
+
+
+def test_mixed_pipeline_holds_out_implementations_and_replays():
+    transforms = sim.mixed_pipeline(hold_out=('monai', 'segment'), probability=0.5)
+    names = [getattr(t, 'name', None) or type(t).__name__ for t in transforms]
+    assert not any(n.startswith(('monai', 'segment')) for n in names)
+    assert 'torchio-motion' in names and 'RandomMotionArtifact' in names
+    assert names[-1] == 'RandomPostProcessing'
+    torch.manual_seed(8)
+    subject = art.apply_artifacts(_subject(), transforms)
+    labels = subject[art.LABELS_KEY]
+    assert len(labels['artifacts']) >= 3  # about half of 16 transforms are drawn
+    again = sim.replay(_subject(), json.loads(json.dumps(labels['artifacts'])))
+    assert np.array_equal(subject['image'].data[0].numpy(), again['image'].data[0].numpy())
+    assert again[art.LABELS_KEY]['quality'] == labels['quality']
+    assert again[art.LABELS_KEY]['indicators'] == labels['indicators']
+    with pytest.raises(ValueError, match="unknown implementation 'mine'"):
+        sim.mixed_pipeline(hold_out=('mine',))
