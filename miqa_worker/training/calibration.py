@@ -624,7 +624,8 @@ def fit_and_measure(assessor, data, index: Sequence[int], fit_cache: Path | str,
                     seed: int = 0, out_dir: Path | str | None = None, ship: bool = False,
                     command: str = '', cache: str = '') -> dict[str, Any]:
     """``miqa-train calibrate --fit``: fit the recalibration and the quality interval on the
-    volumes of ``fit_cache`` (none of the measured people), measure before/after on ``index``
+    volumes of ``fit_cache`` (its volumes of the measured people are left out), measure
+    before/after on ``index``
     of ``data``, write ``calibration.json`` and ``reliability.png`` to ``out_dir`` and, with
     ``ship``, the calibration into the assessor's model folder (``model.json``, and
     ``metrics.json`` ``calibration`` and ``reliability.png`` beside it).
@@ -634,7 +635,8 @@ def fit_and_measure(assessor, data, index: Sequence[int], fit_cache: Path | str,
             any, is ignored: the fit starts from the uncalibrated outputs).
         data: the cache measured on (e.g. the held-out people's volumes).
         index: the volumes of ``data`` measured on.
-        fit_cache: a cache from ``generate`` of other people (ValueError when they overlap).
+        fit_cache: a cache from ``generate``; only its other people's volumes are fitted on
+            (ValueError when none is left).
         level: the share of fitting volumes the quality interval is to cover.
         resamples: bootstrap resamples of every interval.
         seed: seed of the bootstrap and of the cross-validation's folds.
@@ -655,17 +657,19 @@ def fit_and_measure(assessor, data, index: Sequence[int], fit_cache: Path | str,
         raise ValueError(f'{fit_cache} has no index.csv (make one with "generate")')
     fit_data = load_cache(fit_cache)
     index = np.asarray(index, dtype=int)
-    overlap = sorted(set(fit_data.subjects.tolist()) & set(data.subjects[index].tolist()))
-    if overlap:
-        raise ValueError(f'{fit_cache} holds volumes of {", ".join(overlap)}, who are measured '
-                         'on: fit on other people')
+    measured = sorted(set(data.subjects[index].tolist()))
+    left_out = sorted(set(fit_data.subjects.tolist()) & set(measured))
+    fit_index = np.flatnonzero(~np.isin(fit_data.subjects, measured))
+    if not len(fit_index):
+        raise ValueError(f'{fit_cache} holds volumes of the measured people only '
+                         f'({", ".join(measured)}): fit on other people')
     settings = {}
     if (fit_cache / 'settings.json').is_file():
         settings = json.loads((fit_cache / 'settings.json').read_text(encoding='utf-8'))
     trained = assessor.spec.outputs.trained
-    fit_raw = assess_raw(assessor, fit_data, np.arange(len(fit_data)))
+    fit_raw = assess_raw(assessor, fit_data, fit_index)
     held = assess_raw(assessor, data, index)
-    fitted_on = (f'{len(fit_data)} generated volumes of {", ".join(fit_raw["subjects"])} '
+    fitted_on = (f'{len(fit_index)} generated volumes of {", ".join(fit_raw["subjects"])} '
                  f'(cache {fit_cache.name}, generator seed {settings.get("seed", "?")}), '
                  'none of the held-out people and none the networks or fusion trained on')
     calibration, fit_report = fit_calibration(fit_raw, trained, fitted_on, level, seed)
@@ -676,6 +680,7 @@ def fit_and_measure(assessor, data, index: Sequence[int], fit_cache: Path | str,
                'mae': float(np.abs(held['truth'][known] - held['quality'][known]).mean()),
                'interval': {**calibration.quality_interval.to_json(),
                             **figures.get('quality_interval', {})}}
+    fit_report['left_out_subjects'] = left_out
     result = {'model': dict(assessor.model), 'volumes': int(len(index)),
               'subjects': held['subjects'], 'bins': ECE_BINS,
               'method': (f'maps fitted on other volumes (fitted_on), each indicator\'s chosen '
@@ -700,7 +705,7 @@ def fit_and_measure(assessor, data, index: Sequence[int], fit_cache: Path | str,
                                                          calibration=calibration))
     title = (f'{result["model"].get("name", "")} {result["model"].get("version", "")}: '
              f'{result["volumes"]} held-out volumes of {", ".join(result["subjects"])}, '
-             f'maps fitted on {len(fit_data)} others')
+             f'maps fitted on {len(fit_index)} others')
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -731,3 +736,24 @@ def _rounded(value: Any, digits: int = 4) -> Any:
     if isinstance(value, (list, tuple)):
         return [_rounded(v, digits) for v in value]
     return value
+
+
+def calibrate_recipe_model(config) -> dict[str, Any]:
+    """The recipe's ``calibrate`` stage: ``fit_and_measure`` on the shipped model folder, fitted
+    on ``config.calibrate_fit_cache`` and measured on the held-out people of
+    ``config.calibrate_cache`` (else the training cache), shipped into the folder."""
+    from ..assessment import Assessor
+    from .dataset import load_cache
+
+    if config.ship_to is None:
+        raise ValueError('calibrate needs ship.to (the model folder it calibrates)')
+    measured = config.calibrate_cache or config.cache
+    data = load_cache(measured)
+    index = np.flatnonzero(np.isin(data.subjects, list(config.test_subjects)))
+    if not len(index):
+        raise ValueError(f'no volumes of the held-out subjects in {measured}')
+    assessor = Assessor(str(config.ship_to), threads=config.threads)
+    return fit_and_measure(assessor, data, index, config.calibrate_fit_cache,
+                           level=config.calibrate_level, out_dir=config.out / 'calibration',
+                           ship=True, command='miqa-train run (calibrate stage)',
+                           cache=str(measured))

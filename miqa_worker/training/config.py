@@ -98,5 +98,11 @@ class RunConfig:
     # A model (name or folder) to fine-tune on an ingested project instead of training from
     # scratch: ``finetune.run_fine_tune`` (train.epochs epochs, agreement with tier 2).
     fine_tune_from: str | None = None
+    # After shipping, ``miqa-train calibrate --fit``: the recalibration and the quality
+    # interval fitted on this cache's development people (None: no calibration stage),
+    # measured on the held-out people of ``calibrate_cache`` (default ``cache``).
+    calibrate_fit_cache: Path | None = None
+    calibrate_cache: Path | None = None
+    calibrate_level: float = 0.8
 
 

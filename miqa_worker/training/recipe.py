@@ -45,9 +45,11 @@ _SECTIONS: dict[str, dict[str, Any]] = {
     'run': {'out': str, 'threads': (int, type(None)), 'device': (str, type(None)),
             'resume': bool},
     'ship': {'to': (str, type(None))},
+    'calibrate': {'fit_cache': str, 'cache': str, 'level': float},
 }
 _TOP = {'format', 'notes', *_SECTIONS}
 _CACHE_KEYS = {'name': str, 'dir': str, 'seed': int}
+_CACHE_OPTIONAL = {'anatomies': int}  # a cache's own value of a generate setting
 # Numeric ranges: (low, high, low excluded); None is unbounded.
 _BOUNDS: dict[str, tuple[float | None, float | None, bool]] = {
     'generate.anatomies': (1, None, False), 'generate.variants': (1, None, False),
@@ -63,6 +65,7 @@ _BOUNDS: dict[str, tuple[float | None, float | None, bool]] = {
     'train.seed': (0, None, False), 'train.global_view_weight': (0, 1, False),
     'train.views_per_volume': (0, None, False), 'evaluate.view_flips': (1, 8, False),
     'evaluate.grid_tiles': (1, None, False), 'run.threads': (1, None, False),
+    'calibrate.level': (0.5, 0.99, False),
 }
 
 
@@ -150,13 +153,18 @@ def _generate_steps(gen: dict) -> tuple[GenerateStep, ...]:
         if not isinstance(cache, dict):
             raise RecipeError(f'{where} must be an object')
         for key in cache:
-            if key not in _CACHE_KEYS:
+            if key not in _CACHE_KEYS and key not in _CACHE_OPTIONAL:
                 raise RecipeError(f'unknown key {where}.{key}')
         for key, kind in _CACHE_KEYS.items():
             if key not in cache:
                 raise RecipeError(f'{where}.{key} is missing')
             _check(f'{where}.{key}', cache[key], kind)
-        steps.append(GenerateStep(cache['name'], Path(cache['dir']), cache['seed'], **common))
+        own = {key: _check(f'{where}.{key}', cache[key], kind)
+               for key, kind in _CACHE_OPTIONAL.items() if key in cache}
+        if own.get('anatomies', 1) < 1:
+            raise RecipeError(f'{where}.anatomies must be at least 1')
+        steps.append(GenerateStep(cache['name'], Path(cache['dir']), cache['seed'],
+                                  **{**common, **own}))
     names = [s.name for s in steps]
     if len(set(names)) != len(names):
         raise RecipeError('generate.caches: two caches share a name')
@@ -180,6 +188,7 @@ def recipe_config(raw: dict) -> RunConfig:
     model, data, train = _section(raw, 'model'), _section(raw, 'data'), _section(raw, 'train')
     evaluate, fusion = _section(raw, 'evaluate'), _section(raw, 'fusion')
     run, ship = _section(raw, 'run'), _section(raw, 'ship')
+    calibrate = _section(raw, 'calibrate')
     steps = _generate_steps(_section(raw, 'generate'))
     by_name = {s.name: s.cache for s in steps}
 
@@ -192,6 +201,10 @@ def recipe_config(raw: dict) -> RunConfig:
         raise RecipeError('train.cache is missing')
     if 'out' not in run:
         raise RecipeError('run.out is missing')
+    if calibrate and not ship.get('to'):
+        raise RecipeError('calibrate needs ship.to (the model folder it calibrates)')
+    if calibrate and 'fit_cache' not in calibrate:
+        raise RecipeError('calibrate.fit_cache is missing')
     if train.get('folds') == 1:
         raise RecipeError('train.folds must be 0 (none) or at least 2, not 1')
     if 'channels' in train:
@@ -222,7 +235,12 @@ def recipe_config(raw: dict) -> RunConfig:
         version=model.get('version', '0.1.0'),
         description=model.get('description', RunConfig.description),
         ship_to=Path(ship['to']) if ship.get('to') else None,
-        fine_tune_from=train.get('fine_tune_from'))
+        fine_tune_from=train.get('fine_tune_from'),
+        calibrate_fit_cache=(cache('calibrate.fit_cache', calibrate['fit_cache'])
+                             if 'fit_cache' in calibrate else None),
+        calibrate_cache=(cache('calibrate.cache', calibrate['cache'])
+                         if 'cache' in calibrate else None),
+        calibrate_level=calibrate.get('level', 0.8))
 
 
 def shipped_config() -> RunConfig:
@@ -276,6 +294,14 @@ def plan(config: RunConfig) -> list[tuple[str, dict[str, Any]]]:
     if config.ship_to:
         stages.append(('ship', {'to': str(config.ship_to), 'name': config.ship_to.name,
                                 'version': config.version}))
+    if config.calibrate_fit_cache:
+        stages.append(('calibrate', {
+            'fit on': f'{config.calibrate_fit_cache} (its people but the held-out ones)',
+            'measure on': f'{config.calibrate_cache or config.cache} (held-out subjects '
+                          f'{", ".join(config.test_subjects)})',
+            'maps': 'identity, platt or isotonic per trained indicator (5-fold Brier)',
+            'quality interval level': config.calibrate_level,
+            'model': str(config.ship_to)}))
     return stages
 
 

@@ -62,12 +62,12 @@ def test_plan_of_the_shipped_recipe(tmp_path, monkeypatch):
     monkeypatch.delenv('MIQA_SHARED_MRI', raising=False)
     result = CliRunner().invoke(main, ['run', '--recipe', str(SHIPPED_RECIPE), '--plan'])
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[0] == 'plan of miqa-default 0.6.0: 15 stages'
+    assert result.output.splitlines()[0] == 'plan of miqa-default 0.6.0: 17 stages'
     stages = _plan(['--recipe', str(SHIPPED_RECIPE)])
     assert list(stages) == [
-        'generate cache-v3', *(f'generate cache-x{n}' for n in range(1, 6)), 'final networks',
-        'folds', 'view shares', 'evaluate', 'fusion', 'real scans', 'baseline', 'report',
-        'ship']
+        'generate cache-v3', *(f'generate cache-x{n}' for n in range(1, 6)),
+        'generate cache-c6', 'final networks', 'folds', 'view shares', 'evaluate', 'fusion',
+        'real scans', 'baseline', 'report', 'ship', 'calibrate']
     for n in range(6):  # the card's six generate lines, seeds 0-5
         gen = stages[f'generate cache-{"v3" if n == 0 else f"x{n}"}']
         assert gen['seed'] == n and gen['cache'] == f'.state/cache-{"v3" if n == 0 else f"x{n}"}'
@@ -90,6 +90,12 @@ def test_plan_of_the_shipped_recipe(tmp_path, monkeypatch):
     assert stages['report'] == {'out': '.state/run-v14', 'resume': True}
     assert stages['ship'] == {'to': 'miqa_worker/models/miqa-default', 'name': 'miqa-default',
                               'version': '0.6.0'}
+    # the calibration: fitted on seed-6 volumes no network or fusion saw, after shipping
+    assert (stages['generate cache-c6']['seed'], stages['generate cache-c6']['anatomies']) == (
+        6, 20)
+    assert stages['calibrate']['fit on'].startswith('.state/cache-c6')
+    assert stages['calibrate']['measure on'].startswith('.state/cache-v3 (held-out subjects')
+    assert stages['calibrate']['model'] == 'miqa_worker/models/miqa-default'
     assert not list(tmp_path.iterdir())  # a plan runs nothing
 
 
