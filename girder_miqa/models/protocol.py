@@ -399,7 +399,8 @@ def reference_for(project: dict, site: str, scan_type: str, group: list[dict],
             merged.update(ref['parameters'])
         return merged, 'set'
     if everyone is None:
-        everyone = [parameters_of(d) for d, _, kind in project_scans(project)
+        stored = {'$or': [{f'{P}.scanType': scan_type}, {f'{P}.scanType': {'$exists': False}}]}
+        everyone = [parameters_of(d) for d, _, kind in project_scans(project, stored)
                     if kind == scan_type]
     return infer(group, everyone), 'inferred'
 

@@ -193,3 +193,13 @@ def test_assessment_and_json_output_carry_the_parameters(model_path, tmp_path):
     assert 'acquisition' not in row['timings']
     table = CliRunner().invoke(main, ['--model', str(model_path), '--no-metrics', path])
     assert 'TE 3 ms' in table.stdout
+
+
+def test_assessing_a_generated_dicom_series_carries_its_parameters(assessor, tmp_path):
+    path = series_zip(tmp_path / 'site-b.zip', phantom((64, 72, 48)),
+                      tags={'RepetitionTime': 2500, 'SoftwareVersions': 'syngo MR XA30'})
+    result = assessor.assess_file(path, metrics=False)
+    p = result['acquisition']['parameters']
+    assert (p['RepetitionTime'], p['SoftwareVersions']) == (2.5, 'syngo MR XA30')
+    assert p['Matrix'] == [64, 72, 48] and p['Orientation'] == result['volume']['orientation']
+    assert result['acquisition']['problems'] == [] and 0 <= result['quality'] <= 10
