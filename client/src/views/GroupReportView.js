@@ -72,7 +72,9 @@ const GroupReportView = girder.views.View.extend({
     e.preventDefault();
     const canvases = this.plots.map((p) => p.canvas);
     if (!canvases.length) return;
-    stackCanvases(canvases).toBlob((blob) => saveBlob(blob, `miqa-report-${this.safeName()}.png`), 'image/png');
+    const title = `${this.project.name}: image quality metrics by site${this.scanType ? ` (${this.scanType})` : ''}`;
+    const suffix = this.scanType ? `-${this.scanType.replace(/[^A-Za-z0-9._-]+/g, '_')}` : '';
+    stackCanvases(canvases, { title }).toBlob((blob) => saveBlob(blob, `miqa-report-${this.safeName()}${suffix}.png`), 'image/png');
   },
 
   async downloadCsv(e) {

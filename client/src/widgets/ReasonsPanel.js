@@ -96,11 +96,18 @@ export class ReasonsPanel {
     this.root = root || (el && el.ownerDocument) || null;
     this.rows = [];
     this.timer = null;
-    el.addEventListener('click', (e) => {
+    const follow = (e) => {
       const link = e.target.closest('.miqa-reason');
       if (!link || !this.el.contains(link)) return;
       e.preventDefault();
       this.reveal(this.rows[Number(link.dataset.index)]);
+    };
+    el.addEventListener('click', follow);
+    el.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter') {
+        e.stopPropagation(); // not a shortcut of the review page
+        follow(e);
+      }
     });
   }
 

@@ -189,17 +189,24 @@ export class StripPlot {
   }
 }
 
-/** The plots drawn one under the other on one canvas (the report's PNG). */
-export function stackCanvases(canvases, doc = document) {
+/** The plots drawn one under the other on one canvas (the report's PNG), under a title line. */
+export function stackCanvases(canvases, { title = '', doc = document } = {}) {
+  const head = title ? 24 : 0;
   const width = Math.max(1, ...canvases.map((c) => c.width));
-  const height = Math.max(1, canvases.reduce((sum, c) => sum + c.height, 0));
+  const height = Math.max(1, head + canvases.reduce((sum, c) => sum + c.height, 0));
   const out = doc.createElement('canvas');
   out.width = width;
   out.height = height;
   const ctx = out.getContext('2d');
   ctx.fillStyle = COLORS.background;
   ctx.fillRect(0, 0, width, height);
-  let y = 0;
+  if (title) {
+    ctx.fillStyle = COLORS.text;
+    ctx.font = 'bold 13px sans-serif';
+    ctx.textBaseline = 'middle';
+    ctx.fillText(title, 6, head / 2);
+  }
+  let y = head;
   canvases.forEach((c) => {
     ctx.drawImage(c, 0, y);
     y += c.height;
