@@ -260,7 +260,7 @@ export class ProtocolEditor {
     const pastedText = pasted ? pasted.value : '';
     const editable = (r) => this.canEdit && r.kind === 'set';
     this.el.innerHTML = `<h4>Reference protocols</h4>
-      <p class="help-block">Each scan is checked against the reference of its scan type and site: one set here, or else one inferred from the scans (per parameter, the most common value among the site's scans of that type). Tolerances are absolute (numbers; lists element by element); text must match exactly.</p>
+      <p class="help-block">Each scan is checked against the reference of its scan type and site: one set here, or else one inferred from the scans (per parameter, the most common value among the site's scans of that type). Values and tolerances are in BIDS units (seconds for TR, TE and TI; degrees; mm; T); tolerances are absolute (numbers; lists element by element); text must match exactly.</p>
       ${this.refs.length ? '' : '<p class="miqa-muted">No references yet: they are inferred once scans are assessed.</p>'}
       ${this.refs.map((r, i) => `<div class="miqa-protocol-ref" data-index="${i}" data-kind="${r.kind}" data-scan-type="${escapeHtml(r.scanType)}" data-site="${escapeHtml(r.site ?? '')}">
         <h5><b>${escapeHtml(r.scanType)}</b> · ${r.adopting ? `site <input class="form-control input-sm miqa-protocol-site" value="${escapeHtml(r.site ?? '')}" placeholder="all sites">` : escapeHtml(r.site ?? 'all sites')}
