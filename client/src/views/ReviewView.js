@@ -244,7 +244,10 @@ const ReviewView = girder.views.View.extend({
   /** The scan's reasons, acquisition parameters against its protocol, and metric percentiles. */
   showTriage(state) {
     const assessment = state.assessment || {};
-    this.reasons.render(state.reasons, { site: state.site, scanType: state.scanType });
+    // the hidden-assessment arm (#23) reads without the model: its reasons are left out too
+    const reasons = state.assessmentHidden && Array.isArray(state.reasons)
+      ? state.reasons.filter((r) => r && r.source !== 'network') : state.reasons;
+    this.reasons.render(reasons, { site: state.site, scanType: state.scanType });
     this.acquisition.render(assessment.acquisition, state.protocol);
     this.metricPanel.render(assessment.metrics, state.metrics);
   },
