@@ -255,7 +255,7 @@ def restart(itemId, reason: str, file: dict | None = None, keep_file: bool = Fal
         created = (old.get('sort') or {}).get('created') or doc.get('created') or now
         fields = {
             'state': ReviewState.UNREVIEWED, 'decisionCount': 0, 'latestDecision': None,
-            'tier1': None, 'lock': None, 'updated': now,
+            'tier1': None, 'lock': None, 'updated': now, 'doubleRead': None,
         }
         if not keep_file:
             fields['file'] = file_ref(file)

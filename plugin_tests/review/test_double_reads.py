@@ -181,3 +181,19 @@ def test_tier_2_settles_a_pair_still_waiting(study):
     history = get(s, f'/item/{item["_id"]}/miqa/history', s.tier2)
     assert [d['comment'] for d in history] == ['first', '']
     assert state(item)['state'] == 'good'
+
+
+def test_a_restarted_review_forgets_a_pending_read(study):
+    from girder_miqa.models import review_state
+
+    s = study
+    put_settings(s, {'doubleReadShare': 1})
+    item = make_scan(s.folder, 'a.nii.gz', s.admin)
+    assertStatusOk(decide(s.server, item, s.tier1, 'good'))
+    assert state(item)['doubleRead'] == {'reads': 1}
+    assert review_state.restart(item['_id'], 'moved', keep_file=True, keep_assessment=True)
+    assert state(item)['doubleRead'] is None
+    assert item['_id'] in queue_ids(s, s.tier1)  # the superseded read no longer counts
+    resp = decide(s.server, item, s.tier1, 'questionable')
+    assertStatusOk(resp)
+    assert resp.json['decision']['pending'] is True and state(item)['state'] == 'unreviewed'
