@@ -121,7 +121,10 @@ def redact_state(state: dict, project: dict, itemId, user: dict | None, tiers: l
         out['assessment'] = None
         out['assessmentHidden'] = True
         if out.get('sort'):
-            out['sort'] = {**out['sort'], 'quality': None, 'artifact': None}
+            out['sort'] = {**out['sort'], 'quality': None, 'artifact': None, 'triage': None}
+        if isinstance(out.get('reasons'), list):  # the network's reasons tell what it said
+            out['reasons'] = [r for r in out['reasons']
+                              if not (isinstance(r, dict) and r.get('source') == 'network')]
     tier1_only = bool(tiers) and 2 not in tiers and not admin
     if tier1_only and state.get('gold') and state.get('state') != ReviewState.UNREVIEWED:
         out.update(UNREVIEWED_VIEW)

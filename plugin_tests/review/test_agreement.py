@@ -176,6 +176,9 @@ def test_hidden_assessment_arm(study):
     set_assessment(item, 3.0, {'ghosting_motion': 0.9})
     view = s.server.request(f'/item/{item["_id"]}/miqa', user=s.tier1).json
     assert view['assessment'] is None and view['assessmentHidden'] is True
+    full = s.server.request(f'/item/{item["_id"]}/miqa', user=s.tier2).json
+    assert any(r['source'] == 'network' for r in full['reasons'])  # what tier 1 must not see
+    assert not any(r['source'] == 'network' for r in view['reasons'])
     row = s.server.request(f'/miqa/project/{s.id}/queue', user=s.tier1,
                            params={'tier': 1}).json['items'][0]
     assert row['miqa']['assessment'] is None and row['miqa']['sort']['quality'] is None
