@@ -22,6 +22,7 @@ ratios as -1; those values are left out, as missing.
 
 from __future__ import annotations
 
+import bisect
 import math
 
 MIN_PEERS = 8  # fewer scans than this make no distribution worth a z-score
@@ -103,9 +104,10 @@ def z_score(value: float, stats: dict) -> float:
 
 
 def percentile(value: float, ordered: list[float]) -> float:
-    """The mid-rank percentile (0..100) of ``value`` among sorted values."""
-    below = sum(1 for v in ordered if v < value)
-    equal = sum(1 for v in ordered if v == value)
+    """The mid-rank percentile (0..100) of ``value`` among sorted values (two bisections, so
+    a group of n scans costs n log n, not n squared)."""
+    below = bisect.bisect_left(ordered, value)
+    equal = bisect.bisect_right(ordered, value) - below
     return 100.0 * (below + 0.5 * equal) / len(ordered)
 
 

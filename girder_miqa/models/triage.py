@@ -55,18 +55,21 @@ def _done(assessment: dict | None) -> bool:
     return bool(assessment) and assessment.get('status') == AssessmentStatus.DONE
 
 
-def network_reasons(assessment: dict | None, labels: dict | None = None) -> list[dict]:
+def network_reasons(assessment: dict | None, labels: dict | None = None,
+                    thresholds: tuple[float, float] | None = None) -> list[dict]:
     """The network's reasons: predicted quality under the threshold, trained indicators at or
     over it, and (info) a scan outside the model's domain.
 
     Args:
         assessment: the scan's stored assessment (nothing unless it is done).
         labels: {artifact key: label} of the project's vocabulary, for the texts.
+        thresholds: (quality, probability), read once by a caller scoring many scans
+            (default: the ``miqa.suspicion_thresholds`` setting now).
     """
     if not _done(assessment):
         return []
     labels = labels or {}
-    quality_threshold, probability_threshold = settings.suspicion_thresholds()
+    quality_threshold, probability_threshold = thresholds or settings.suspicion_thresholds()
     out = []
     quality = assessment.get('quality')
     if isinstance(quality, (int, float)) and not isinstance(quality, bool) and (
@@ -97,10 +100,11 @@ def network_reasons(assessment: dict | None, labels: dict | None = None) -> list
     return out
 
 
-def network_score(assessment: dict | None) -> float:
+def network_score(assessment: dict | None, thresholds: tuple[float, float] | None = None
+                  ) -> float:
     """The triage score of the network's reasons alone (what a scan has until its group is
     refreshed, and what scans assessed before triage get)."""
-    return round(sum(r['weight'] for r in network_reasons(assessment)), 3)
+    return round(sum(r['weight'] for r in network_reasons(assessment, None, thresholds)), 3)
 
 
 def _value(value, parameter: str) -> str:
@@ -188,6 +192,7 @@ def refresh_group(project: dict, site: str, scan_type: str) -> int:
     if len(by_site.get(site, [])) < site_metrics.MIN_PEERS:
         targets |= {s for s, group in by_site.items() if len(group) < site_metrics.MIN_PEERS}
     labels = _labels(project)
+    thresholds = settings.suspicion_thresholds()
     now = datetime.datetime.now(datetime.timezone.utc)
     ops = []
     for target in sorted(t for t in targets if t in by_site):
@@ -202,7 +207,7 @@ def refresh_group(project: dict, site: str, scan_type: str) -> int:
             metrics, metric_reasons = scored[doc['_id']]
             problems = (assessment.get('acquisition') or {}).get('problems') if isinstance(
                 assessment.get('acquisition'), dict) else None
-            reasons = order(network_reasons(assessment, labels)
+            reasons = order(network_reasons(assessment, labels, thresholds)
                             + protocol_reasons(devs, problems) + metric_reasons)
             triage = score(reasons)
             old_protocol = state.get('protocol') or {}
@@ -297,8 +302,10 @@ def backfill() -> int:
     changed = Item().collection.update_many(
         {**missing, f'{P}.assessment.status': {'$ne': AssessmentStatus.DONE}},
         {'$set': {f'{P}.sort.triage': 0.0}}).modified_count
+    thresholds = settings.suspicion_thresholds()
     ops = [UpdateOne({'_id': doc['_id'], f'{P}.sort.triage': {'$exists': False}},
-                     {'$set': {f'{P}.sort.triage': network_score(doc[P]['assessment'])}})
+                     {'$set': {f'{P}.sort.triage': network_score(doc[P]['assessment'],
+                                                                 thresholds)}})
            for doc in Item().collection.find(
                {**missing, f'{P}.assessment.status': AssessmentStatus.DONE},
                {f'{P}.assessment': 1})]
