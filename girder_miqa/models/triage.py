@@ -327,3 +327,15 @@ def export_columns(state: dict, path: str, project: dict) -> dict[str, str]:
     return {'site': site, 'scan_type': state.get('scanType') or '',
             'triage': '' if triage is None else f'{triage:g}',
             'reasons': '; '.join(r.get('text', '') for r in state.get('reasons') or [])}
+
+
+def hide_network(state: dict) -> dict:
+    """A scan's state without what would tell a reviewer what the network said (for the
+    hidden-assessment arm, ``calibration.redact_state``): its network reasons and the triage
+    score they raise. The protocol and metric reasons stay."""
+    out = dict(state)
+    if out.get('reasons'):
+        out['reasons'] = [r for r in out['reasons'] if r.get('source') != 'network']
+    if out.get('sort'):
+        out['sort'] = {**out['sort'], 'triage': None}
+    return out
