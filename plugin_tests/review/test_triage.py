@@ -260,3 +260,22 @@ def test_miqa_report_writes_json_csv_and_pngs(bound_study, tmp_path, monkeypatch
                                        'report', '0123456789abcdef01234567', '-o',
                                        str(tmp_path / 'none')])
     assert result.exit_code == 1 and 'Error 400: No MIQA project has the id' in result.output
+
+
+def test_the_queue_index_from_before_triage_is_rebuilt(study):
+    from girder.models.item import Item
+
+    from girder_miqa.models import scans
+
+    s = study
+    item = make_scan(s.folder, 'a.nii.gz', s.admin)
+    assess(s, item, quality=2.0)
+    old = [(k, v) for k, v in scans.QUEUE_INDEX if k != 'miqa.sort.triage']
+    Item().collection.drop_index('miqa_queue')
+    Item().collection.create_index(old, name='miqa_queue', partialFilterExpression={
+        'miqa.projectId': {'$exists': True}})
+    scans.ensure_indices()
+    keys = list(Item().collection.index_information()['miqa_queue']['key'])
+    assert [tuple(k) for k in keys] == [tuple(k) for k in scans.QUEUE_INDEX]
+    assert ('miqa.sort.triage', -1) in [tuple(k) for k in keys]
+    assert names(queue(s)) == ['a']
