@@ -339,8 +339,9 @@ def generalization(assessor, manifest: DataManifest, shared_dir: Path | None,
                    cases: Iterable[Case] | None = None, resamples: int = 1000, seed: int = 0,
                    head_resolution: int = 1,
                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Make and assess the test sets, write ``generalization.json`` and
-    ``generalization.png`` into ``out_dir`` (records in ``records.jsonl``, resumable)."""
+    """Make and assess the test sets, write ``generalization.json``, ``generalization.png``
+    and the tables as ``generalization.md`` into ``out_dir`` (records in ``records.jsonl``,
+    resumable)."""
     cases = list(cases if cases is not None else all_cases())
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -364,6 +365,7 @@ def generalization(assessor, manifest: DataManifest, shared_dir: Path | None,
     (out_dir / 'generalization.json').write_text(json.dumps(result, indent=1) + '\n',
                                                  encoding='utf-8')
     plot(result, out_dir / 'generalization.png')
+    (out_dir / 'generalization.md').write_text(markdown(result), encoding='utf-8')
     return result
 
 
@@ -379,6 +381,47 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
                       'cases_meeting_bar': sum(r['meets_bar'] for r in rows if pick(r)),
                       'cases': sum(1 for r in rows if pick(r))}
     return out
+
+
+def _cell(figures: dict | None) -> str:
+    if not figures or figures.get('auc') is None:
+        return '-'
+    low, high = figures['ci95']
+    return f'{figures["auc"]:.2f} [{low:.2f}, {high:.2f}]'
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The two tables as Markdown (for the model card and docs/experiments.md)."""
+    lines = ['Leave one simulator out (AUC clean vs strong, 95 % bootstrap interval; mean '
+             'quality clean -> strong):', '',
+             '| family | implementation | convention | indicator AUC, held-out people | '
+             'quality AUC, held-out people | quality | indicator AUC, synthetic heads | '
+             'quality AUC, synthetic heads |', '|---|---|---|---|---|---|---|---|']
+    synthetic = {r['case']: r for r in result['leave_one_simulator_out']['synthetic_heads']}
+    for row in result['leave_one_simulator_out']['held_out_people']:
+        other = synthetic.get(row['case'], {})
+        name = 'own (trained on)' if row['implementation'] == 'own' else row['simulator']
+        lines.append(
+            f'| {row["family"]} | {name} | {row["convention"]} | '
+            f'{_cell(row.get("indicator_auc"))} | {_cell(row["quality_auc"])} | '
+            f'{row["quality_clean"]:.2f} -> {row["quality_strong"]:.2f} | '
+            f'{_cell(other.get("indicator_auc"))} | {_cell(other.get("quality_auc"))} |')
+    families = list(next(iter(result['leave_one_source_out'].values()))['families']) if (
+        result['leave_one_source_out']) else []
+    lines += ['', 'Leave one source out (every implementation pooled; indicator AUC / quality '
+              'AUC; "train": the shipped model saw this person in training):', '',
+              '| source | role | ' + ' | '.join(families) + ' |',
+              '|---|---|' + '---|' * len(families)]
+    for source, entry in result['leave_one_source_out'].items():
+        cells = []
+        for family in families:
+            figures = entry['families'].get(family, {})
+            ind = figures.get('indicator_auc', {}).get('auc')
+            qual = figures.get('quality_auc', {}).get('auc')
+            cells.append(('-' if ind is None else f'{ind:.2f}') + ' / ' +
+                         ('-' if qual is None else f'{qual:.2f}'))
+        lines.append(f'| {source.split(".")[0]} | {entry["role"]} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
 
 
 def plot(result: dict[str, Any], path: Path) -> Path:

@@ -59,6 +59,8 @@ def test_generalization_command_on_synthetic_heads(tmp_path):
     assert result.exit_code == 0, result.output
     figures = json.loads((out / 'generalization.json').read_text(encoding='utf-8'))
     assert (out / 'generalization.png').stat().st_size > 1000
+    table = (out / 'generalization.md').read_text(encoding='utf-8')
+    assert '| bias | monai-bias | real |' in table and '| synthetic-heads | synthetic |' in table
     assert figures['volumes'] == 2 * 3  # two heads, clean + two cases each
     assert all(s['why'] == 'not in the shared folder' or 'outside' in s['why']
                for s in figures['skipped_sources'])
