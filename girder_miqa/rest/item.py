@@ -145,6 +145,8 @@ def postDecision(self, item, body):
     if doc.get('readKind') == 'gold':  # unannounced: to the reviewer it is any read
         doc = {k: v for k, v in doc.items() if k not in ('reference', 'agrees')}
         doc['readKind'] = 'single'
+    if doc.get('assessmentHidden'):  # the trail keeps the model's snapshot; the reader never
+        doc = {**doc, 'assessment': None}
     return {'decision': doc, 'state': viewer_state(state, project, item['_id'], user)}
 
 

@@ -195,6 +195,7 @@ def test_hidden_assessment_arm(study):
     resp = decide(s.server, item, s.tier1, Q, seconds=30, artifacts={'ghosting_motion': 'present'})
     assertStatusOk(resp)
     assert resp.json['decision']['assessmentHidden'] is True
+    assert resp.json['decision']['assessment'] is None  # kept in the trail, not shown to tier 1
     history = s.server.request(f'/item/{item["_id"]}/miqa/history', user=s.tier1).json
     assert [h['assessment'] for h in history] == [None]
     assertStatusOk(decide(s.server, item, s.tier2, 'bad', artifacts={'ghosting_motion': 'present'}))
