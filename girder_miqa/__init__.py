@@ -12,6 +12,7 @@ from .constants import ASSESSMENT_WRITE_SCOPE, ITEM_FIELD
 from .models import calibration, scans
 from .models.decision import Decision
 from .models.project import Project
+from .models.protocol import Protocol
 from .models.review_state import ASSESSMENT_RESET_EVENT
 from .rest import item as item_rest
 from .rest import protocol as protocol_rest
@@ -61,6 +62,7 @@ class MiqaPlugin(GirderPlugin):
         scheduling.ensure_indices()
         Project()
         Decision()
+        Protocol()  # the reference protocols' collection, so that no read creates it
         calibration.Gold()  # gold references and their re-reads (issue #23)
         calibration.GoldRead()
 

@@ -30,7 +30,9 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+from girder.constants import AccessType
 from girder.exceptions import ValidationException
+from girder.models.folder import Folder
 from girder.models.item import Item
 from girder.models.model_base import Model
 
@@ -447,13 +449,27 @@ def in_force(project: dict) -> list[dict]:
     return out
 
 
-def compliance(project: dict, user: dict | None) -> dict:
+def _readable(project: dict, user: dict | None) -> dict:
+    """A query part for the project's scans in folders the user can read (Girder's access
+    check per folder holding scans; site admins read all)."""
+    if user and user.get('admin'):
+        return {}
+    folderIds = Item().collection.distinct('folderId', {f'{P}.projectId': project['_id']})
+    unreadable = [f for f in folderIds if not Folder().load(
+        f, user=user, level=AccessType.READ, exc=False)]
+    return {'folderId': {'$nin': sorted(unreadable)}} if unreadable else {}
+
+
+def compliance(project: dict, user: dict | None, visible: dict | None = None) -> dict:
     """The compliance table of the scans the user can read: ``{'sites': {site: {scanType:
     {'scans', 'compliant', 'reference', 'parameters': {Key: percent of scans within the
-    reference}}}}}``; computed now, nothing stored."""
-    from .scans import visible_filter
+    reference}}}}}``; computed now, nothing stored.
 
-    query = visible_filter(project, user)
+    Args:
+        visible: the query of the scans the user can read (``scans.visible_filter``), when
+            the caller has it; checked here otherwise.
+    """
+    query = dict(visible) if visible is not None else _readable(project, user)
     query.pop(f'{P}.projectId', None)
     visible = project_scans(project, query)
     everyone_docs = project_scans(project)
@@ -480,16 +496,12 @@ def compliance(project: dict, user: dict | None) -> dict:
     return {'sites': out, 'minimumSiteScans': MIN_SITE_SCANS}
 
 
-def refresh(project: dict, scan_type: str | None = None, site: str | None = None) -> int:
-    """Recompute the triage of the groups a reference change touches (T's
-    ``triage.refresh_group``; nothing while it is absent); returns how many scans changed."""
-    try:
-        from . import triage
-    except ImportError:
-        return 0
-    groups = {(s, k) for _, s, k in project_scans(project)
-              if (scan_type is None or k == scan_type) and (site is None or s == site)}
-    return sum(triage.refresh_group(project, s, k) or 0 for s, k in sorted(groups))
+def groups_of(project: dict, scan_type: str | None = None, site: str | None = None
+              ) -> list[tuple[str, str]]:
+    """The (site, scan type) groups with assessed scans that a reference of ``scan_type`` and
+    ``site`` (None: every) applies to: those whose triage a change of it must recompute."""
+    return sorted({(s, k) for _, s, k in project_scans(project)
+                   if (scan_type is None or k == scan_type) and (site is None or s == site)})
 
 
 # ---- export ----

@@ -8,10 +8,17 @@ from girder.api.rest import boundHandler, getCurrentUser
 from girder.exceptions import RestException, ValidationException
 
 from ..access import require_project_admin
-from ..models import protocol
+from ..models import protocol, triage
+from ..models.scans import visible_filter
 from .project import load_project
 
 MAX_BODY_BYTES = 1024 * 1024
+
+
+def _refresh(project: dict, scan_type: str, site: str | None) -> None:
+    """Recompute the triage (reasons, queue order) of the groups a reference change touches."""
+    for group_site, kind in protocol.groups_of(project, scan_type, site):
+        triage.refresh_group(project, group_site, kind)
 
 
 @access.public
@@ -71,7 +78,7 @@ def putProtocol(self, id, format):
         protocol.Protocol().set_reference(project, user, ref['scanType'], ref['site'],
                                           ref['parameters'])
     for ref in references:
-        protocol.refresh(project, ref['scanType'], ref['site'])
+        _refresh(project, ref['scanType'], ref['site'])
     return protocol.in_force(project)
 
 
@@ -94,7 +101,7 @@ def deleteProtocol(self, id, scanType, site):
     if not protocol.Protocol().remove_reference(project, scanType, site):
         raise RestException(f'No set reference of scan type {scanType!r} for '
                             f'{"site " + repr(site) if site else "all sites"}.')
-    protocol.refresh(project, scanType, site)
+    _refresh(project, scanType, site)
     return protocol.in_force(project)
 
 
@@ -111,7 +118,8 @@ def deleteProtocol(self, id, scanType, site):
 )
 def getCompliance(self, id):
     user = getCurrentUser()
-    return protocol.compliance(load_project(id, user), user)
+    project = load_project(id, user)
+    return protocol.compliance(project, user, visible_filter(project, user))
 
 
 def register(miqaResource) -> None:
