@@ -27,7 +27,7 @@ from girder.models.item import Item
 from .. import settings
 from ..access import can_admin, readable_folder_ids, user_tiers
 from ..constants import ITEM_FIELD, AssessmentStatus, ReviewState
-from . import calibration, review_state
+from . import calibration, protocol, review_state
 from .decision import Decision
 from .lock import public_state
 
@@ -324,7 +324,5 @@ def summary(project: dict, user: dict | None) -> dict:
         'percent': 100.0 * (table['both'] + table['neither']) / n if n else None,
         'kappa': _kappa(table),
     }
-    from . import protocol  # imports this module
-
-    out['compliance'] = protocol.compliance(project, user)  # per site and scan type (#22)
+    out['compliance'] = protocol.compliance(project, user, query)  # per site, scan type (#22)
     return out
