@@ -95,7 +95,7 @@ def main(repeats: int, threads: int, input_path: str | None) -> None:
     import itk
     import torch
 
-    from miqa_worker.assessment import Assessor, make_tiles
+    from miqa_worker.assessment import Assessor, Networks, make_tiles
     from miqa_worker.image_io import read_volume, warm_up_itk
     from miqa_worker.tiling import extract_tiles
 
@@ -120,6 +120,11 @@ def main(repeats: int, threads: int, input_path: str | None) -> None:
 
         plain = Assessor(model_path, threads=threads)
         plain.fusion = None  # the same model without its fused indicator, for comparison
+        # the same assessment with the networks run as before issue #21's fused convolutions
+        # and streams: one torch pass per batch on all threads
+        unfused = Assessor(model_path, threads=threads)
+        unfused.networks = Networks(unfused.network, unfused.members, unfused.batch_size,
+                                    threads)
 
         def timed(which: Assessor):
             """The worker's own path (whole-volume view and its mirror images included); the
@@ -137,7 +142,7 @@ def main(repeats: int, threads: int, input_path: str | None) -> None:
                         'full': timings['total'], 'wall': wall}
             return run
 
-        ours, ours_network_only = timed(assessor), timed(plain)
+        ours, ours_network_only, ours_unfused = timed(assessor), timed(plain), timed(unfused)
 
         def reference() -> dict[str, float]:
             t0 = time.perf_counter()
@@ -158,7 +163,8 @@ def main(repeats: int, threads: int, input_path: str | None) -> None:
                     'total': t3 - t0, 'full': t3 - t0}
 
         cases = {'a_bare_read': bare_read, 'b_ours': ours,
-                 'b2_ours_network_only': ours_network_only, 'c_reference_batch1': reference}
+                 'b2_ours_network_only': ours_network_only,
+                 'b3_ours_unfused_one_stream': ours_unfused, 'c_reference_batch1': reference}
         if assessor.fusion is None:
             del cases['b2_ours_network_only']
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in cases}
