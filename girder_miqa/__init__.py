@@ -13,7 +13,8 @@ from .models import calibration, scans
 from .models.decision import Decision
 from .models.project import Project
 from .models.protocol import Protocol
-from .models.review_state import ASSESSMENT_RESET_EVENT
+from .models.review_state import ASSESSMENT_RESET_EVENT, ASSESSMENT_STORED_EVENT
+from .models.triage import PROTOCOL_CHECK_EVENT
 from .rest import item as item_rest
 from .rest import protocol as protocol_rest
 from .rest import report as report_rest
@@ -73,6 +74,10 @@ class MiqaPlugin(GirderPlugin):
         events.bind('rest.get.item.after', 'miqa.calibration', item_rest.on_item_json)
         rules_rest.register(info['apiRoot'].miqa)
         report_rest.register(info['apiRoot'].miqa)  # the group report (#22)
+        # A stored result refreshes its group's reasons and triage, which ask the protocol
+        # checks for the group's deviations (models/triage.py).
+        events.bind(ASSESSMENT_STORED_EVENT, 'miqa', handlers.on_assessment_result)
+        events.bind(PROTOCOL_CHECK_EVENT, 'miqa', handlers.on_protocol_check)
         protocol_rest.register(info['apiRoot'].miqa)  # reference protocols (#22)
         events.bind('data.process', 'miqa', handlers.on_data_process)
         # Job tokens: read only their own file, and are deleted when the job ends.

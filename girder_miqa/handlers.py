@@ -9,7 +9,7 @@ from girder.api.rest import getCurrentUser
 from girder.models.item import Item
 
 from . import scheduling
-from .models import copies, moves, review_state
+from .models import copies, moves, protocol, review_state, triage
 
 # --------------------------------------------------------------------- Items, folders and files
 
@@ -121,3 +121,17 @@ def on_assessment_stored(event) -> None:
     stored = event.info.get('returnVal')
     scheduling.record_assessment_model(stored.get('assessment') if isinstance(stored, dict)
                                        else None)
+
+
+def on_assessment_result(event) -> None:
+    """``miqa.assessment.stored`` (``review_state.set_assessment_result``): recompute the
+    reasons and triage of the scan's group and of the group it left (never raises)."""
+    triage.assessment_stored(event.info['itemId'])
+
+
+def on_protocol_check(event) -> None:
+    """``miqa.triage.protocol`` (a triage group refresh): answer the group's protocol
+    deviations, ``{itemId: [deviation]}``."""
+    info = event.info
+    event.addResponse(protocol.check_group(info['project'], info['site'], info['scanType'],
+                                           info['scans']))

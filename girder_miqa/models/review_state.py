@@ -70,6 +70,9 @@ DETACHED_FIELD = 'miqaDetached'
 # Triggered when a scan's review restarts about another image file (its assessment reset), with
 # {'itemId'}: its pending assessment jobs no longer count (handlers.on_assessment_reset).
 ASSESSMENT_RESET_EVENT = 'miqa.assessment.reset'
+# Triggered when a finished or failed result was stored on a scan, with {'itemId'}: its group's
+# reasons and triage are recomputed (handlers.on_assessment_result, models/triage.py).
+ASSESSMENT_STORED_EVENT = 'miqa.assessment.stored'
 
 
 def _now() -> datetime.datetime:
@@ -170,6 +173,61 @@ def out_of_scope(assessment: dict | None) -> bool:
     return bool(scope) and scope.get('in_scope') is False
 
 
+NETWORK_WEIGHT = 10.0  # the floor of a network reason's weight, up to twice that (triage.py)
+
+
+def network_reasons(assessment: dict | None, labels: dict | None = None,
+                    thresholds: tuple[float, float] | None = None) -> list[dict]:
+    """The network's reasons: predicted quality under the threshold, trained indicators at or
+    over it, and (info) a scan outside the model's domain.
+
+    Args:
+        assessment: the scan's stored assessment (nothing unless it is done).
+        labels: {artifact key: label} of the project's vocabulary, for the texts.
+        thresholds: (quality, probability), read once by a caller scoring many scans
+            (default: the ``miqa.suspicion_thresholds`` setting now).
+    """
+    if not assessment or assessment.get('status') != AssessmentStatus.DONE:
+        return []
+    labels = labels or {}
+    quality_threshold, probability_threshold = thresholds or settings.suspicion_thresholds()
+    out = []
+    quality = assessment.get('quality')
+    if isinstance(quality, (int, float)) and not isinstance(quality, bool) and (
+            quality < quality_threshold):
+        excess = (quality_threshold - quality) / quality_threshold if quality_threshold else 0
+        out.append({
+            'source': 'network', 'severity': 'warning',
+            'text': f'predicted quality {quality:.1f} below {quality_threshold:g}',
+            'label': 'predicted quality low', 'target': {'kind': 'indicator', 'key': 'quality'},
+            'weight': round(NETWORK_WEIGHT * (1 + min(max(excess, 0.0), 1.0)), 3)})
+    for key, p in sorted(trained_probabilities(assessment).items()):
+        if p >= probability_threshold:
+            room = 1.0 - probability_threshold
+            excess = (p - probability_threshold) / room if room > 0 else 1.0
+            label = labels.get(key, key.replace('_', ' '))
+            out.append({
+                'source': 'network', 'severity': 'warning',
+                'text': f'{label} likely (p = {p:.2f})', 'label': f'{label} likely',
+                'target': {'kind': 'indicator', 'key': key},
+                'weight': round(NETWORK_WEIGHT * (1 + min(excess, 1.0)), 3)})
+    if out_of_scope(assessment):
+        scope = scope_of(assessment) or {}
+        why = scope.get('reason') or scope.get('contrast') or 'outside the training domain'
+        out.append({
+            'source': 'network', 'severity': 'info',
+            'text': f'outside the model\'s domain: {why}', 'label': 'outside the model\'s domain',
+            'target': {'kind': 'indicator', 'key': 'scope'}, 'weight': 0.0})
+    return out
+
+
+def network_score(assessment: dict | None, thresholds: tuple[float, float] | None = None
+                  ) -> float:
+    """The triage score of the network's reasons alone (what a scan has until its group is
+    refreshed, and what scans assessed before triage get)."""
+    return round(sum(r['weight'] for r in network_reasons(assessment, None, thresholds)), 3)
+
+
 OUT_OF_SCOPE_BANDS = {'first': -1, 'mixed': 0, 'last': 2}  # sort.rank of out-of-scope scans
 OUT_OF_SCOPE_DEFAULT = 'last'
 
@@ -184,11 +242,9 @@ def sort_fields(assessment: dict | None, created, out_of_scope_band: str | None 
         outside = out_of_scope(assessment)
         rank = OUT_OF_SCOPE_BANDS.get(out_of_scope_band or OUT_OF_SCOPE_DEFAULT, 2) if (
             outside) else 0
-        from .triage import network_score  # the triage of its group refines it (triage.py)
-
         return {'rank': rank, 'outOfScope': outside, 'quality': float(assessment['quality']),
                 'artifact': -max(probs.values()) if probs else 0.0, 'created': created,
-                'triage': network_score(assessment)}
+                'triage': network_score(assessment)}  # its group's refresh adds the rest
     return {'rank': 1, 'outOfScope': False, 'quality': None, 'artifact': None,
             'created': created, 'triage': 0.0}
 
@@ -482,6 +538,5 @@ def set_assessment_result(item: dict, result: dict) -> None:
         f'{ITEM_FIELD}.assessment': assessment,
         f'{ITEM_FIELD}.sort': sort_fields(assessment, created, band),
     }})
-    from .triage import assessment_stored
-
-    assessment_stored(item['_id'])  # its reasons and triage, and its peers' (never raises)
+    # handlers.on_assessment_result: its reasons and triage, and its peers' (models/triage.py)
+    events.trigger(ASSESSMENT_STORED_EVENT, {'itemId': item['_id']})

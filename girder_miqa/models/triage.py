@@ -28,19 +28,24 @@ from __future__ import annotations
 import datetime
 import logging
 
+from girder import events
 from girder.models.item import Item
 from pymongo import UpdateOne
 
 from .. import settings
 from ..constants import ITEM_FIELD, AssessmentStatus
 from . import review_state, site_metrics, sites
+from .review_state import NETWORK_WEIGHT, network_reasons, network_score  # noqa: F401
 
 logger = logging.getLogger(__name__)
 P = ITEM_FIELD
 
 EXCLUDE_WEIGHT = 1000.0
-NETWORK_WEIGHT = 10.0  # the floor of a network reason; up to twice that
-WARNING_WEIGHT = 5.0
+WARNING_WEIGHT = 5.0  # (the network's weights: review_state.network_reasons)
+# Triggered by a group refresh with {'project', 'site', 'scanType', 'scans'}; the protocol
+# checks answer {itemId: deviations} (handlers.on_protocol_check: ``protocol.check_group``),
+# so this module needs no import of them (they refresh the triage when a reference changes).
+PROTOCOL_CHECK_EVENT = 'miqa.triage.protocol'
 SEVERITY_ORDER = {'exclude': 0, 'warning': 1, 'info': 2}
 SOURCE_ORDER = {'protocol': 0, 'network': 1, 'metrics': 2}
 UNITS = {'RepetitionTime': ' s', 'EchoTime': ' s', 'InversionTime': ' s', 'FlipAngle': '°',
@@ -53,58 +58,6 @@ GROUP_FIELDS = {  # what a group refresh reads of each scan
 
 def _done(assessment: dict | None) -> bool:
     return bool(assessment) and assessment.get('status') == AssessmentStatus.DONE
-
-
-def network_reasons(assessment: dict | None, labels: dict | None = None,
-                    thresholds: tuple[float, float] | None = None) -> list[dict]:
-    """The network's reasons: predicted quality under the threshold, trained indicators at or
-    over it, and (info) a scan outside the model's domain.
-
-    Args:
-        assessment: the scan's stored assessment (nothing unless it is done).
-        labels: {artifact key: label} of the project's vocabulary, for the texts.
-        thresholds: (quality, probability), read once by a caller scoring many scans
-            (default: the ``miqa.suspicion_thresholds`` setting now).
-    """
-    if not _done(assessment):
-        return []
-    labels = labels or {}
-    quality_threshold, probability_threshold = thresholds or settings.suspicion_thresholds()
-    out = []
-    quality = assessment.get('quality')
-    if isinstance(quality, (int, float)) and not isinstance(quality, bool) and (
-            quality < quality_threshold):
-        excess = (quality_threshold - quality) / quality_threshold if quality_threshold else 0
-        out.append({
-            'source': 'network', 'severity': 'warning',
-            'text': f'predicted quality {quality:.1f} below {quality_threshold:g}',
-            'label': 'predicted quality low', 'target': {'kind': 'indicator', 'key': 'quality'},
-            'weight': round(NETWORK_WEIGHT * (1 + min(max(excess, 0.0), 1.0)), 3)})
-    for key, p in sorted(review_state.trained_probabilities(assessment).items()):
-        if p >= probability_threshold:
-            room = 1.0 - probability_threshold
-            excess = (p - probability_threshold) / room if room > 0 else 1.0
-            label = labels.get(key, key.replace('_', ' '))
-            out.append({
-                'source': 'network', 'severity': 'warning',
-                'text': f'{label} likely (p = {p:.2f})', 'label': f'{label} likely',
-                'target': {'kind': 'indicator', 'key': key},
-                'weight': round(NETWORK_WEIGHT * (1 + min(excess, 1.0)), 3)})
-    if review_state.out_of_scope(assessment):
-        scope = review_state.scope_of(assessment) or {}
-        why = scope.get('reason') or scope.get('contrast') or 'outside the training domain'
-        out.append({
-            'source': 'network', 'severity': 'info',
-            'text': f'outside the model\'s domain: {why}', 'label': 'outside the model\'s domain',
-            'target': {'kind': 'indicator', 'key': 'scope'}, 'weight': 0.0})
-    return out
-
-
-def network_score(assessment: dict | None, thresholds: tuple[float, float] | None = None
-                  ) -> float:
-    """The triage score of the network's reasons alone (what a scan has until its group is
-    refreshed, and what scans assessed before triage get)."""
-    return round(sum(r['weight'] for r in network_reasons(assessment, None, thresholds)), 3)
 
 
 def _value(value, parameter: str) -> str:
@@ -157,17 +110,16 @@ def score(reasons: list[dict]) -> float:
 
 
 def _check_group(project: dict, site: str, scan_type: str, scans: list[dict]) -> dict:
-    """P's ``protocol.check_group`` ({itemId: deviations}), or nothing while it is absent; a
-    failure there costs the protocol reasons, never the assessment."""
+    """The group's protocol deviations ({itemId: deviations}) from the protocol checks, asked
+    through :data:`PROTOCOL_CHECK_EVENT`; nothing when none answers. A failure there costs the
+    protocol reasons, never the assessment."""
     try:
-        from . import protocol
-    except ImportError:
-        return {}
-    try:
-        found = protocol.check_group(project, site, scan_type, scans) or {}
+        event = events.trigger(PROTOCOL_CHECK_EVENT, {
+            'project': project, 'site': site, 'scanType': scan_type, 'scans': scans})
     except Exception:
         logger.exception('Protocol check of %s / %s failed', site, scan_type)
         return {}
+    found = next((r for r in event.responses if isinstance(r, dict)), None) or {}
     return {str(key): value for key, value in found.items()}
 
 
