@@ -307,3 +307,59 @@ def export_gold(project: dict, admin: bool, itemIds: list) -> dict | None:
             'goldReads'].append({k: v for k, v in doc.items()
                                  if k not in ('itemId', 'projectId', 'folderId')})
     return out
+
+
+def import_gold(project: dict, importer: dict, rows: list) -> dict:
+    """Bring back a JSON export's ``goldReference`` and ``goldReads`` (a project admin's
+    import; scans matched by ``itemId`` in this project): references replace the stored ones,
+    re-reads already here (same reader, time and decision) are skipped. Returns counts."""
+    out = {'references': 0, 'reads': 0, 'readsSkipped': 0, 'unmatched': 0}
+    for _line, entry, _decisions in rows:
+        ref, reads = entry.get('goldReference'), entry.get('goldReads') or []
+        if not isinstance(ref, dict) and not reads:
+            continue
+        try:
+            item = Item().load(ObjectId(str(entry.get('itemId'))), force=True)
+        except Exception:
+            item = None
+        if not item or (item.get(ITEM_FIELD) or {}).get('projectId') != project['_id']:
+            out['unmatched'] += 1
+            continue
+        if isinstance(ref, dict) and ref.get('decision') in (
+                ReviewState.GOOD, ReviewState.QUESTIONABLE, ReviewState.BAD):
+            Gold().mark(item, project, importer, ref['decision'],
+                        {k: v for k, v in (ref.get('artifacts') or {}).items()
+                         if v in (PRESENT, ABSENT)}, str(ref.get('comment') or '')[:10_000])
+            out['references'] += 1
+        for read in reads if isinstance(reads, list) else []:
+            if not isinstance(read, dict) or read.get('decision') not in (
+                    ReviewState.GOOD, ReviewState.QUESTIONABLE):
+                continue
+            created = _parse_created(read.get('created'))
+            key = hashlib.sha256(f'{read.get("login")}|{created}|{read["decision"]}'.encode(
+                )).hexdigest()
+            if GoldRead().findOne({'itemId': item['_id'], 'importKey': key}) or (
+                    GoldRead().findOne({'itemId': item['_id'], 'login': read.get('login'),
+                                        'created': created, 'decision': read['decision']})):
+                out['readsSkipped'] += 1
+                continue
+            keep = ('login', 'userName', 'tier', 'decision', 'artifacts', 'comment', 'seconds',
+                    'confidence', 'assessmentHidden', 'reference', 'agrees', 'lockAcquired')
+            GoldRead().collection.insert_one({
+                **{k: read.get(k) for k in keep}, '_id': ObjectId(), 'itemId': item['_id'],
+                'projectId': project['_id'], 'folderId': item['folderId'], 'userId': None,
+                'readKind': 'gold', 'created': created or datetime.datetime.now(
+                    datetime.timezone.utc), 'source': 'import', 'importKey': key,
+                'importedBy': {'userId': importer['_id'], 'login': importer['login']}})
+            out['reads'] += 1
+    return out
+
+
+def _parse_created(value):
+    """A time from an export (ISO text), naive UTC, or None."""
+    if isinstance(value, datetime.datetime):
+        return _naive(value)
+    try:
+        return _naive(datetime.datetime.fromisoformat(str(value).replace('Z', '+00:00')))
+    except ValueError:
+        return None

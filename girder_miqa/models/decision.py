@@ -253,16 +253,24 @@ def derive_state(trail: list[dict]) -> dict:
     """A scan's state fields (``$set`` paths) from its whole trail, oldest first, superseded
     decisions left out, by the rules of live decisions: tier 2 is final (a tier-1 decision dated
     after it, an import's, stays in the trail but does not change the scan), so the newest
-    tier-2 decision if there is one, else the newest decision."""
+    tier-2 decision if there is one, else the newest decision; a pair of double reads that
+    disagree, newest and not yet decided at tier 2, leaves the scan questionable."""
     history = [d for d in trail if not d.get('superseded') and not d.get('pending')]
     latest = next((d for d in reversed(history) if d['tier'] == 2), None) or (
         history[-1] if history else None)
     tier1 = next((d for d in reversed(history) if d['tier'] == 1), None)
+    state = latest['decision'] if latest else ReviewState.UNREVIEWED
+    if latest is not None and latest['tier'] == 1 and len(history) >= 2:
+        a, b = history[-2:]
+        if a['tier'] == 1 and a.get('readKind') == b.get('readKind') == 'double' and (
+                a.get('login') != b.get('login')) and calibration.reads_disagree(a, b):
+            state = ReviewState.QUESTIONABLE
     return {
-        f'{ITEM_FIELD}.state': latest['decision'] if latest else ReviewState.UNREVIEWED,
+        f'{ITEM_FIELD}.state': state,
         f'{ITEM_FIELD}.latestDecision': latest_copy(latest) if latest else None,
         f'{ITEM_FIELD}.decisionCount': len(history),
-        f'{ITEM_FIELD}.tier1': {'decision': tier1['decision'], 'userId': tier1['userId'],
+        f'{ITEM_FIELD}.tier1': {'decision': state if latest is tier1 else tier1['decision'],
+                                'userId': tier1['userId'],
                                 'created': tier1['created']} if tier1 else None,
     }
 

@@ -828,4 +828,6 @@ def import_text(project: dict, user: dict, text: str, format: str,
     rows = list(_csv_rows(project, text) if format == 'csv' else _json_rows(text))
     report = Importer(project, user, assetstoreId).run(rows)
     report['lineKind'] = 'line' if format == 'csv' else 'entry'
+    if format == 'json' and access.can_admin(project, user):  # gold references and re-reads
+        report['gold'] = calibration.import_gold(project, user, rows)
     return report

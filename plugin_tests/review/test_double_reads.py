@@ -197,3 +197,31 @@ def test_a_restarted_review_forgets_a_pending_read(study):
     resp = decide(s.server, item, s.tier1, 'questionable')
     assertStatusOk(resp)
     assert resp.json['decision']['pending'] is True and state(item)['state'] == 'unreviewed'
+
+
+def test_a_disagreeing_pair_imports_back_to_tier_2(study):
+    from girder.models.item import Item
+
+    from girder_miqa.models.decision import Decision
+
+    s = study
+    other = second_reader(s)
+    put_settings(s, {'doubleReadShare': 1})
+    item = make_scan(s.folder, 'a.nii.gz', s.admin)
+    assertStatusOk(decide(s.server, item, s.tier1, 'good'))
+    assertStatusOk(decide(s.server, item, other, 'questionable'))
+    assert state(item)['state'] == 'questionable'
+    resp = s.server.request(f'/miqa/project/{s.id}/export', user=s.admin,
+                            params={'format': 'json'}, isJson=False)
+    text = resp.collapse_body().decode()
+    Item().collection.update_one({'_id': item['_id']}, {'$unset': {'miqa': ''}})
+    Decision().collection.delete_many({})
+    resp = s.server.request(f'/miqa/project/{s.id}/import', method='POST', user=s.admin,
+                            params={'format': 'json'}, body=text, type='application/json')
+    assertStatusOk(resp)
+    assert resp.json['errors'] == []
+    st = state(item)
+    assert (st['state'], st['decisionCount'], st['tier1']['decision']) == ('questionable', 2,
+                                                                          'questionable')
+    assert [d['readKind'] for d in Decision().history(item)] == ['double', 'double']
+    assert item['_id'] in queue_ids(s, s.tier2, tier=2)

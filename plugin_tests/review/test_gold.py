@@ -119,6 +119,28 @@ def test_gold_rereads_are_unannounced_and_never_change_the_scan(study):
     assert [r['decision'] for r in owned['goldReads']] == ['good']
     assert 'goldReference' not in exported(s.tier1)['gold.nii.gz']
 
+    # and the owner's import brings them back (once)
+    resp = s.server.request(f'/miqa/project/{s.id}/export', user=s.owner,
+                            params={'format': 'json'}, isJson=False)
+    text = resp.collapse_body().decode()
+    from girder_miqa.models.calibration import Gold
+
+    Gold().unmark(gold)
+    GoldRead().collection.delete_many({})
+
+    def do_import():
+        resp = s.server.request(f'/miqa/project/{s.id}/import', method='POST', user=s.owner,
+                                params={'format': 'json'}, body=text, type='application/json')
+        assertStatusOk(resp)
+        return resp.json['gold']
+    assert do_import() == {'references': 1, 'reads': 1, 'readsSkipped': 0, 'unmatched': 0}
+    assert Gold().findOne({'_id': gold['_id']})['artifacts'] == {'ghosting_motion': 'present'}
+    assert state(gold)['gold'] is True
+    back = list(GoldRead().find({'itemId': gold['_id']}))
+    assert [(r['login'], r['decision'], r['readKind'], r['agrees'], r['seconds'])
+            for r in back] == [('tierone', 'good', 'gold', False, 12)]
+    assert do_import()['readsSkipped'] == 1 and GoldRead().collection.count_documents({}) == 1
+
 
 def test_gold_csv_import_reports_bad_rows_by_line(study):
     s = study
