@@ -455,8 +455,9 @@ def _readable(project: dict, user: dict | None) -> dict:
     if user and user.get('admin'):
         return {}
     folderIds = Item().collection.distinct('folderId', {f'{P}.projectId': project['_id']})
-    unreadable = [f for f in folderIds if not Folder().load(
-        f, user=user, level=AccessType.READ, exc=False)]
+    model = Folder()
+    unreadable = [f for f in folderIds if not model.hasAccess(
+        model.load(f, force=True) or {}, user=user, level=AccessType.READ)]
     return {'folderId': {'$nin': sorted(unreadable)}} if unreadable else {}
 
 

@@ -259,3 +259,22 @@ def test_miqa_protocol_commands(bound_study, tmp_path, monkeypatch):
     assert "Error 400: reference 1: severity of EchoTime must be warning or exclude" in (
         result.output)
     assert miqa('protocol', 'set', s.id, str(refs), login='tierone').exit_code == 1
+
+
+def test_compliance_counts_only_the_scans_a_reviewer_can_read(sites):
+    from bson import ObjectId
+    from girder.models.folder import Folder
+
+    from girder_miqa.models import protocol
+    from girder_miqa.models.project import Project
+
+    s, _, _ = sites
+    site_b = s.subfolder('site-b')
+    Folder().setGroupAccess(site_b, s.group1, None, save=True)  # tier 1 no longer reads it
+    assert set(_get(s, 'compliance', user=s.tier1)['sites']) == {'site-a'}
+    assert set(_get(s, 'summary', user=s.tier1)['compliance']['sites']) == {'site-a'}
+    project = Project().load(ObjectId(s.id))
+    assert set(protocol.compliance(project, s.tier1)['sites']) == {'site-a'}  # checked itself
+    assert set(protocol.compliance(project, s.admin)['sites']) == {'site-a', 'site-b'}
+    # the reference of site-a is still inferred from every scan, readable or not
+    assert _get(s, 'compliance', user=s.tier1)['sites']['site-a']['T1w']['compliant'] == 3
