@@ -278,3 +278,22 @@ def test_compliance_counts_only_the_scans_a_reviewer_can_read(sites):
     assert set(protocol.compliance(project, s.admin)['sites']) == {'site-a', 'site-b'}
     # the reference of site-a is still inferred from every scan, readable or not
     assert _get(s, 'compliance', user=s.tier1)['sites']['site-a']['T1w']['compliant'] == 3
+
+
+def test_the_worker_result_keeps_its_acquisition_through_rest(study):
+    from girder_miqa import scheduling
+
+    s = study
+    item = make_scan(s.subfolder('site-a'), 'w.nii.gz', s.admin)
+    acquisition = {'parameters': {**NOMINAL, 'InversionTime': None},
+                   'sources': {'RepetitionTime': 'sidecar', 'VoxelSize': 'nifti'},
+                   'problems': ['sidecar w.json names another scan (its IntendedFor names x)']}
+    result = {'status': 'done', 'quality': 6.5, 'artifacts': {}, 'tileMap': {},
+              'model': scheduling.current_model('miqa-default', ask=False),
+              'volume': {}, 'timings': {}, 'metrics': {}, 'acquisition': acquisition}
+    resp = s.server.request(f'/item/{item["_id"]}/miqa/assessment', method='PUT', user=s.admin,
+                            body=json.dumps(result), type='application/json')
+    assertStatusOk(resp)
+    resp = s.server.request(f'/item/{item["_id"]}/miqa', user=s.tier1)
+    assertStatusOk(resp)
+    assert resp.json['assessment']['acquisition'] == acquisition
