@@ -153,13 +153,14 @@ def whole_view(volume: ScanVolume, value_range: tuple[float, float] | None = Non
                ) -> np.ndarray:
     """The normalised whole volume as one 64^3 view (``tiling.global_view``), as in training.
 
-    Clips once and rescales the small view, not every voxel (the same view, a copy fewer).
+    Clips as it averages and rescales the small view, not every voxel (the same view, no
+    copy of the volume: ``tiling.global_view``'s ``clip``).
     """
     low, high = value_range or intensity_range(volume.array)
     if not usable_range(low, high):
         return np.zeros((TILE_SIZE,) * 3, dtype=np.float32)  # as rescale_into: all zeros
-    clipped = np.clip(volume.array, np.float32(low), np.float32(high))
-    return global_view(clipped, volume.spacing, value_range=(float(low), float(high)))
+    return global_view(volume.array, volume.spacing, value_range=(float(low), float(high)),
+                       clip=True)
 
 
 def _sigmoid(logits: np.ndarray) -> np.ndarray:

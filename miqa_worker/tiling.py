@@ -49,8 +49,34 @@ def extract_tiles(volume: np.ndarray, tile: int = TILE_SIZE) -> tuple[np.ndarray
     return tiles, starts, (len(grid[0]), len(grid[1]), len(grid[2]))
 
 
+#: Rows (along the first axis) of the slabs :func:`global_view` clips at a time: ~3 MiB.
+_VIEW_SLAB_ROWS = 16
+
+
+def _clipped_pool(volume: np.ndarray, factors: list[int], low: float, high: float):
+    """``avg_pool3d(clip(volume, low, high), factors)`` (a torch tensor) without a clipped copy
+    of the volume: slab by slab along the first axis, each clipped into one small buffer.
+
+    The first axis's length is a multiple of its factor, so no window spans two slabs; each
+    window's mean is the one ``adaptive_avg_pool3d`` of the clipped volume gives.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    rows = factors[0] * max(1, -(-_VIEW_SLAB_ROWS // factors[0]))
+    buffer = np.empty((min(rows, volume.shape[0]), *volume.shape[1:]), dtype=np.float32)
+    parts = []
+    for start in range(0, volume.shape[0], rows):
+        slab = volume[start:start + rows]
+        part = buffer[:slab.shape[0]]
+        np.clip(slab, np.float32(low), np.float32(high), out=part)
+        parts.append(F.avg_pool3d(torch.from_numpy(part)[None, None], factors)[0, 0])
+    return torch.cat(parts)[None, None]
+
+
 def global_view(volume: np.ndarray, spacing, tile: int = TILE_SIZE,
-                value_range: tuple[float, float] | None = None) -> np.ndarray:
+                value_range: tuple[float, float] | None = None,
+                clip: bool = False) -> np.ndarray:
     """The whole volume as one ``tile``^3 view: isotropic voxels, centred, zero-padded.
 
     Tiles see 64 voxels of the scan; artifacts that span the head (a bias field, a cut field of
@@ -58,7 +84,9 @@ def global_view(volume: np.ndarray, spacing, tile: int = TILE_SIZE,
     axes are averaged down (area) where they shrink and linearly interpolated where they grow.
     With ``value_range`` (low < high) the volume must be clipped to it already, and the view is
     mapped to 0..1 after resizing: the map is affine, so this equals the view of the rescaled
-    volume without rescaling every voxel of it.
+    volume without rescaling every voxel of it. With ``clip`` the volume is clipped to
+    ``value_range`` here: where every axis shrinks by a whole factor (a 256x256x176 scan of
+    1 mm voxels: 4), slab by slab (:func:`_clipped_pool`, the same view, no clipped copy).
     """
     import torch
     import torch.nn.functional as F
@@ -67,10 +95,17 @@ def global_view(volume: np.ndarray, spacing, tile: int = TILE_SIZE,
     extent = np.asarray(volume.shape) * spacing
     step = float(extent.max()) / tile
     size = [int(min(tile, max(1, round(e / step)))) for e in extent]
-    data = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None, None]
     down = [min(s, n) for s, n in zip(size, volume.shape, strict=True)]
-    if down != list(volume.shape):
-        data = F.adaptive_avg_pool3d(data, down)
+    factors = [n // d for n, d in zip(volume.shape, down, strict=True)]
+    whole = all(f * d == n for f, d, n in zip(factors, down, volume.shape, strict=True))
+    if clip and value_range is not None and whole and down == size:
+        data = _clipped_pool(volume, factors, *value_range)
+    else:
+        if clip and value_range is not None:
+            volume = np.clip(volume, np.float32(value_range[0]), np.float32(value_range[1]))
+        data = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None, None]
+        if down != list(volume.shape):
+            data = F.adaptive_avg_pool3d(data, down)
     if down != size:
         data = F.interpolate(data, size=size, mode='trilinear', align_corners=False)
     if value_range is not None:

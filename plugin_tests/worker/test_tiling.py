@@ -112,3 +112,23 @@ def test_global_view_rescaled_after_resizing_equals_the_view_of_the_rescaled_vol
             expected, atol=2e-6)
     flat = ScanVolume(np.full((70, 70, 70), 5.0, np.float32), (1.0, 1.0, 1.0), 'RAS', 'array')
     assert not whole_view(flat).any()  # a constant volume maps to zeros, as rescale_intensity
+
+
+@pytest.mark.parametrize('shape,spacing', [((256, 256, 176), (1.0, 1.0, 1.0)),  # slabs
+                                           ((130, 97, 61), (1.0, 1.2, 2.0)),  # no whole factor
+                                           ((40, 40, 30), (1.0, 1.0, 1.0))])  # grown
+def test_global_view_clipping_itself_equals_the_view_of_the_clipped_volume(shape, spacing):
+    """``clip=True`` (slab by slab where every axis shrinks by a whole factor) is the view of
+    the volume clipped first, and leaves the volume as it was."""
+    from miqa_worker.tiling import global_view
+
+    rng = np.random.default_rng(5)
+    volume = (rng.gamma(2.0, 60.0, shape) * (rng.random(shape) > 0.3)).astype(np.float32)
+    before = volume.copy()
+    low, high = 5.0, 250.0
+    expected = global_view(np.clip(volume, np.float32(low), np.float32(high)), spacing,
+                           value_range=(low, high))
+    got = global_view(volume, spacing, value_range=(low, high), clip=True)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    assert got.min() >= 0.0 and got.max() <= 1.0 + 1e-6 and got.max() > 0.5
+    np.testing.assert_array_equal(volume, before)
