@@ -114,6 +114,7 @@ const ProjectsView = girder.views.View.extend({
       <td class="miqa-project-actions">
         ${exportLink('csv')} · ${exportLink('json')}
         · <a class="miqa-report-link" href="#miqa/project/${p._id}/report" title="Metrics by site, protocol compliance, reasons">Report</a>
+        · <a class="miqa-reviewers-link" href="#miqa/project/${p._id}/reviewers" title="Reviewer agreement: kappas, gold standard, the hidden-assessment arm">Reviewers</a>
         ${p.canAdmin ? ` · <a class="miqa-settings-link" href="#miqa/project/${p._id}/settings">Settings</a>` : ''}
         · <a href="#${p.rootType === 'collection' ? 'collection' : 'folder'}/${p.rootId || p.folderId}">${p.rootType === 'collection' ? 'Collection' : 'Folder'}</a>
       </td>
