@@ -48,6 +48,10 @@ def test_three_sites_through_the_stack(study_setup, tmp_path, wait, monkeypatch)
     states = {item: _wait_assessed(gc, item, wait, timeout=300)
               for items in ids.values() for item in items}
     assert all(s['assessment']['status'] == 'done' for s in states.values()), states
+    # the group's refresh runs in the worker's PUT just after the result is stored
+    states = {item: wait(lambda item=item: (lambda s: s if 'site' in s else None)(
+        gc.get(f'item/{item}/miqa')), timeout=30) for item in states}
+    assert all(states.values()), states
     acquisition = states[ids['site-b'][0]]['assessment']['acquisition']
     assert acquisition['parameters']['RepetitionTime'] == pytest.approx(2.5)
     assert acquisition['sources']['RepetitionTime'] == 'dicom'
