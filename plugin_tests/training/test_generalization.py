@@ -93,3 +93,13 @@ def test_unknown_case_is_a_one_line_error(tmp_path):
                                        '--cases', 'motion/nothing/real'])
     assert result.exit_code == 2
     assert "unknown case 'motion/nothing/real'" in result.output
+
+
+def test_auc_equals_sklearn_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 40)
+    scores = np.round(rng.normal(labels * 0.5, 1.0), 1)  # many ties
+    assert gen._auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores))
+    assert gen._auc(np.ones(4, dtype=int), scores[:4]) is None
