@@ -228,7 +228,8 @@ async function tier1(browser) {
   check(JSON.stringify(await sliceLabels(page)) === JSON.stringify(before), 'R resets the view to the centre', await sliceLabels(page));
 
   step = 'tier 1: assessment';
-  check((await page.locator('.miqa-quality-value').innerText()).startsWith('3.2'), 'the quality score is shown');
+  check((await page.locator('.miqa-quality-value').innerText()).replace(/\s+/g, ' ').trim() === '3.2 / 10 (2.5–4.1)',
+    'the quality is shown with its interval, not as a bare number', await page.locator('.miqa-quality-value').innerText());
   const bars = await page.locator('.miqa-artifact-bars .miqa-bar-row').evaluateAll((rows) => rows.map((r) => r.dataset.key).sort());
   check(JSON.stringify(bars) === JSON.stringify(['ghosting_motion', 'incomplete_coverage', 'inhomogeneity', 'wraparound']),
     'only the four trained indicators have probability bars (no untrained output shown)', bars);

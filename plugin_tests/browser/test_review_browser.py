@@ -91,6 +91,8 @@ def assessment(vocabulary) -> dict:
     return {
         'status': 'done',
         'quality': 3.2,
+        'qualityInterval': [2.46, 4.07],  # shown as 3.2 / 10 (2.5–4.1)
+        'calibrated': True,
         'artifacts': probs,
         'metrics': {'snr': 14.2, 'cnr': 3.1, 'efc': 0.47, 'fber': 812.5, 'cjv': 0.55},
         'fusion': {'indicator': 'ghosting_motion', 'network': 0.41, 'probability': 0.83,
