@@ -248,8 +248,9 @@ def refresh_project(project: dict) -> int:
 
 def backfill() -> int:
     """Give scans from before triage a ``sort.triage`` (their network score; 0 when not
-    assessed), so the queue orders them among the others; run at startup, idempotent. Their
-    reasons come with the next refresh of their group."""
+    assessed), so the queue orders them among the others, and their site and scan type, so
+    they count among their group's peers; run at startup, idempotent. Their reasons come with
+    the next refresh of their group. Returns how many scans changed."""
     missing = {f'{P}.projectId': {'$exists': True}, f'{P}.sort.triage': {'$exists': False}}
     changed = Item().collection.update_many(
         {**missing, f'{P}.assessment.status': {'$ne': AssessmentStatus.DONE}},
@@ -261,6 +262,23 @@ def backfill() -> int:
            for doc in Item().collection.find(
                {**missing, f'{P}.assessment.status': AssessmentStatus.DONE},
                {f'{P}.assessment': 1})]
+    projects: dict = {}
+    caches: dict = {}
+    for doc in Item().collection.find(
+            {f'{P}.projectId': {'$exists': True}, f'{P}.scanType': {'$exists': False},
+             f'{P}.assessment.status': AssessmentStatus.DONE},
+            {'folderId': 1, f'{P}.projectId': 1, f'{P}.assessment.scope': 1,
+             f'{P}.assessment.acquisition.parameters.SeriesDescription': 1}):
+        pid = doc[P]['projectId']
+        if pid not in projects:
+            projects[pid] = review_state._projects().find_one({'_id': pid})
+        project = projects[pid]
+        if project:
+            site = sites.site_of(doc, project, sites.folder_path(
+                doc, project, caches.setdefault(pid, {})))
+            ops.append(UpdateOne({'_id': doc['_id'], f'{P}.scanType': {'$exists': False}},
+                                 {'$set': {f'{P}.site': site,
+                                           f'{P}.scanType': sites.scan_type(doc[P])}}))
     for start in range(0, len(ops), 1000):
         changed += Item().collection.bulk_write(ops[start:start + 1000],
                                                 ordered=False).modified_count

@@ -146,11 +146,15 @@ def test_scans_from_before_triage_sort_sensibly(study):
     assess(s, scans['old_plain'], quality=6.0)
     # as stored before this change: no triage anywhere
     Item().collection.update_many({'miqa.projectId': {'$exists': True}}, {'$unset': {
-        'miqa.sort.triage': '', 'miqa.reasons': '', 'miqa.metrics': '', 'miqa.protocol': ''}})
+        'miqa.sort.triage': '', 'miqa.reasons': '', 'miqa.metrics': '', 'miqa.protocol': '',
+        'miqa.site': '', 'miqa.scanType': ''}})
     assert names(queue(s)) == ['old_low', 'old_plain', 'new_plain', 'unassessed']  # quality
-    assert triage.backfill() == 4
+    assert triage.backfill() == 4 + 3  # the triage of all four, the place of the assessed
     assert triage.backfill() == 0  # idempotent
     assert state(scans['old_low'])['sort']['triage'] == 10 + 10 * 3 / 5
+    assert (state(scans['old_low'])['site'], state(scans['old_low'])['scanType']) == (
+        'mri', 'T1w')
+    assert 'site' not in state(scans['unassessed'])
     assert state(scans['unassessed'])['sort']['triage'] == 0.0
     assert names(queue(s)) == ['old_low', 'old_plain', 'new_plain', 'unassessed']
     assert all(row['reasons'] == [] and row['site'] == 'mri' for row in queue(s))
