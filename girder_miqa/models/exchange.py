@@ -37,6 +37,19 @@ DECISION_COLUMNS = ('decision', 'tier', 'reviewer', 'decided', 'comment', 'secon
                     'accepted_suggestions', 'read_kind', 'assessment_hidden')
 # The model's domain as the assessment judged it (export only; an import ignores them).
 SCOPE_COLUMNS = ('in_scope', 'contrast', 'scope_reason')
+#: The model's quality interval (its result's ``qualityInterval``), blank when it has none.
+QUALITY_INTERVAL_COLUMNS = ('quality_low', 'quality_high')
+
+
+def _quality_interval(assessment: dict) -> tuple:
+    """The cells of an assessment's ``qualityInterval`` [low, high] ('' when it has none)."""
+    interval = assessment.get('qualityInterval')
+    if (isinstance(interval, (list, tuple)) and len(interval) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in interval)):
+        return tuple(interval)
+    return ('', '')
+
+
 # The most one import may hold (the request body; HTTP 413 above it). A 5 MB file imports in
 # seconds (benchmarks/bench_import.py); 20 MB keeps one request well under a minute.
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
@@ -63,13 +76,15 @@ EXPORT_NOTES = (
     'tier, reviewer, decided, comment, seconds, confidence, decision_quality, location_ijk, '
     'location_world, accepted_suggestions (the latest decision; accepted_suggestions: the '
     'present artifacts taken from the model\'s suggestions, space separated), decision_count, '
-    'assessment_status, model, model_version, model_quality, model_max_artifact_probability '
+    'assessment_status, model, model_version, model_quality, quality_low, quality_high (the '
+    'model\'s quality interval; blank without one), model_max_artifact_probability '
     '(of the trained indicators only), in_scope, contrast, scope_reason (whether the scan is '
     'in the model\'s domain; blank when not known), then the acquisition and protocol '
     'columns, site, scan_type, triage and reasons (the triage score and its reasons, "; "-'
     'separated). JSON: {"project": {...}, '
     '"scans": [{itemId, path, subject_id, name, state, quality, artifacts, latestDecision, '
-    'decisions: [every decision], assessment: {status, model, quality, artifacts (trained '
+    'decisions: [every decision], assessment: {status, model, quality, qualityInterval, '
+    'artifacts (trained '
     'indicators only), trainedOutputs, scope}, site, scanType, triage, reasons}]}. Only '
     'scans the user can read. CSV rows end in CRLF and cells holding CR, LF, quotes or commas '
     'are quoted; a cell starting with = + - @ tab or CR (negative numbers too) gets a leading '
@@ -198,7 +213,8 @@ def export_csv(project: dict, user: dict | None) -> str:
     keys = _artifact_keys(project)
     columns = (['path', 'subject_id', 'quality', *keys, 'itemId', 'name', 'state',
                 *DECISION_COLUMNS, 'decision_count', 'assessment_status', 'model',
-                'model_version', 'model_quality', 'model_max_artifact_probability',
+                'model_version', 'model_quality', *QUALITY_INTERVAL_COLUMNS,
+                'model_max_artifact_probability',
                 *SCOPE_COLUMNS, *protocol.EXPORT_COLUMNS, *triage.EXPORT_COLUMNS])
     out = io.StringIO()
     # CRLF rows (RFC 4180): the writer then quotes every cell holding a CR or LF, so a comment
@@ -238,6 +254,7 @@ def export_csv(project: dict, user: dict | None) -> str:
             'assessment_status': assessment.get('status', ''), 'model': name,
             'model_version': version,
             'model_quality': '' if assessment.get('quality') is None else assessment['quality'],
+            **dict(zip(QUALITY_INTERVAL_COLUMNS, _quality_interval(assessment), strict=True)),
             'model_max_artifact_probability': max(probs.values()) if probs else '',
             'in_scope': {True: 'true', False: 'false'}.get(scope.get('in_scope'), ''),
             'contrast': scope.get('contrast') or '', 'scope_reason': scope.get('reason') or '',
@@ -275,6 +292,7 @@ def export_json(project: dict, user: dict | None) -> str:
             'decisions': decisions.get(item['_id'], []),
             'assessment': {'status': assessment.get('status'), 'model': assessment.get('model'),
                            'quality': assessment.get('quality'),
+                           'qualityInterval': assessment.get('qualityInterval'),
                            'artifacts': review_state.trained_probabilities(assessment) or None,
                            'trainedOutputs': assessment.get('trainedOutputs'),
                            'scope': review_state.scope_of(assessment)},
