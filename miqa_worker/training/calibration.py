@@ -156,7 +156,8 @@ def indicator_calibration(probabilities: Sequence[float], labels: Sequence[float
             'reliability': reliability_curve(p, y, bins)}
 
 
-def assess_volumes(assessor, data, index: Sequence[int]) -> tuple[np.ndarray, list[dict]]:
+def assess_volumes(assessor, data, index: Sequence[int]
+                   ) -> tuple[np.ndarray, list[dict], list[list[float] | None]]:
     """Quality and trained-indicator probabilities of cached volumes, as the worker reports
     them: each volume (uint8 0..255 = the shared preprocessing's 0..1) at its cached spacing
     through :meth:`Assessor.assess_volume`.
@@ -167,11 +168,12 @@ def assess_volumes(assessor, data, index: Sequence[int]) -> tuple[np.ndarray, li
         index: the volumes to assess.
 
     Returns:
-        quality ``[N]`` and, per volume, the result's ``artifacts`` (trained indicators).
+        quality ``[N]`` and, per volume, the result's ``artifacts`` (trained indicators) and
+        its ``qualityInterval`` (None without one).
     """
     from ..image_io import ScanVolume
 
-    quality, artifacts = [], []
+    quality, artifacts, intervals = [], [], []
     for v in index:
         spacing = tuple(float(s) for s in str(data.rows[v]['spacing']).split('x'))
         array = data.volumes[v].astype(np.float32) / np.float32(255.0)
@@ -179,7 +181,8 @@ def assess_volumes(assessor, data, index: Sequence[int]) -> tuple[np.ndarray, li
                                         metrics=False)
         quality.append(result['quality'])
         artifacts.append(result['artifacts'])
-    return np.asarray(quality, dtype=np.float64), artifacts
+        intervals.append(result.get('qualityInterval'))
+    return np.asarray(quality, dtype=np.float64), artifacts, intervals
 
 
 def calibrate(assessor, data, index: Sequence[int], bins: int = ECE_BINS,
@@ -198,7 +201,7 @@ def calibrate(assessor, data, index: Sequence[int], bins: int = ECE_BINS,
     from .evaluate import metrics
 
     index = np.asarray(index, dtype=int)
-    quality, artifacts = assess_volumes(assessor, data, index)
+    quality, artifacts, intervals = assess_volumes(assessor, data, index)
     trained = [k for k in ARTIFACT_KEYS if k in assessor.spec.outputs.trained]
     probs = np.array([[a.get(k, np.nan) for k in ARTIFACT_KEYS] for a in artifacts],
                      dtype=np.float64).reshape(len(index), len(ARTIFACT_KEYS))
@@ -214,9 +217,20 @@ def calibrate(assessor, data, index: Sequence[int], bins: int = ECE_BINS,
     for key, figures in indicators.items():  # ranking beside calibration (AUC of p = of logit)
         figures['auc'] = scored['indicator_auc'].get(key)
     quality_out: dict[str, Any] = {k: scored[k] for k in ('r2', 'mae') if k in scored}
-    quality_out['member_interval_coverage'] = None
-    quality_out['member_interval_note'] = (
-        "not measured: a scan's result reports one blended quality, not each member's")
+    reported = [i for i in intervals if i is not None]
+    if len(reported) == len(index) and len(index):
+        truth = np.asarray(data.quality[index], dtype=np.float64)
+        known = ~np.isnan(truth)
+        bounds = np.asarray(reported, dtype=np.float64)[known]
+        inside = ((truth[known] >= bounds[:, 0]) & (truth[known] <= bounds[:, 1])).astype(float)
+        quality_out['member_interval_coverage'] = float(inside.mean())  # qualityInterval's
+        quality_out['member_interval_coverage_ci95'] = bootstrap_interval(
+            np.mean, inside, resamples=resamples, seed=seed)
+        quality_out['interval_mean_width'] = float(np.mean(bounds[:, 1] - bounds[:, 0]))
+    else:
+        quality_out['member_interval_coverage'] = None
+        quality_out['member_interval_note'] = (
+            "not measured: the model's results carry no qualityInterval")
     return {'model': dict(assessor.model), 'volumes': int(len(index)),
             'subjects': scored['subjects'], 'bins': bins,
             'method': (f'ECE over {bins} equal-width probability bins (count-weighted '
