@@ -404,14 +404,18 @@ def markdown(result: dict[str, Any]) -> str:
              '| family | implementation | convention | indicator AUC, held-out people | '
              'quality AUC, held-out people | quality | indicator AUC, synthetic heads | '
              'quality AUC, synthetic heads |', '|---|---|---|---|---|---|---|---|']
-    synthetic = {r['case']: r for r in result['leave_one_simulator_out']['synthetic_heads']}
-    for row in result['leave_one_simulator_out']['held_out_people']:
-        other = synthetic.get(row['case'], {})
-        name = 'own (trained on)' if row['implementation'] == 'own' else row['simulator']
+    groups = result['leave_one_simulator_out']
+    held = {r['case']: r for r in groups['held_out_people']}
+    synthetic = {r['case']: r for r in groups['synthetic_heads']}
+    for case in dict.fromkeys([*held, *synthetic]):
+        row, other = held.get(case, {}), synthetic.get(case, {})
+        first = row or other
+        name = 'own (trained on)' if first['implementation'] == 'own' else first['simulator']
+        drop = (f'{row["quality_clean"]:.2f} -> {row["quality_strong"]:.2f}'
+                if row and row['quality_clean'] is not None else '-')
         lines.append(
-            f'| {row["family"]} | {name} | {row["convention"]} | '
-            f'{_cell(row.get("indicator_auc"))} | {_cell(row["quality_auc"])} | '
-            f'{row["quality_clean"]:.2f} -> {row["quality_strong"]:.2f} | '
+            f'| {first["family"]} | {name} | {first["convention"]} | '
+            f'{_cell(row.get("indicator_auc"))} | {_cell(row.get("quality_auc"))} | {drop} | '
             f'{_cell(other.get("indicator_auc"))} | {_cell(other.get("quality_auc"))} |')
     families = list(next(iter(result['leave_one_source_out'].values()))['families']) if (
         result['leave_one_source_out']) else []
