@@ -111,11 +111,11 @@ UNREVIEWED_VIEW = {'state': ReviewState.UNREVIEWED, 'latestDecision': None, 'tie
                    'decisionCount': 0, 'doubleRead': None}
 
 
-def redact_state(state: dict, project: dict, itemId, user: dict | None, tiers: list[int],
-                 admin: bool = False) -> dict:
-    """A scan's state as ``user`` may see it: without the assessment and the model's sort keys
-    when it is hidden from them; a gold scan as unreviewed to a tier-1-only reviewer (gold
-    re-reads are unannounced); never the content of a pending double read (not stored there)."""
+def hide_assessment(state: dict, project: dict, itemId, tiers: list[int],
+                    admin: bool = False) -> dict:
+    """A scan's state without its automatic assessment, the model's sort keys and the network's
+    reasons when it is in the hidden arm for this reviewer (everything else as stored): what the
+    item JSON, the queue, the export and the group report show a tier-1-only reviewer."""
     out = dict(state)
     if assessment_hidden(project, itemId, tiers, admin):
         out['assessment'] = None
@@ -125,6 +125,15 @@ def redact_state(state: dict, project: dict, itemId, user: dict | None, tiers: l
         if isinstance(out.get('reasons'), list):  # the network's reasons tell what it said
             out['reasons'] = [r for r in out['reasons']
                               if not (isinstance(r, dict) and r.get('source') == 'network')]
+    return out
+
+
+def redact_state(state: dict, project: dict, itemId, user: dict | None, tiers: list[int],
+                 admin: bool = False) -> dict:
+    """A scan's state as ``user`` may see it: without the assessment and the model's sort keys
+    when it is hidden from them; a gold scan as unreviewed to a tier-1-only reviewer (gold
+    re-reads are unannounced); never the content of a pending double read (not stored there)."""
+    out = hide_assessment(state, project, itemId, tiers, admin)
     tier1_only = bool(tiers) and 2 not in tiers and not admin
     if tier1_only and state.get('gold') and state.get('state') != ReviewState.UNREVIEWED:
         out.update(UNREVIEWED_VIEW)

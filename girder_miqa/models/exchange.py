@@ -201,9 +201,13 @@ def _scans(project: dict, user: dict | None):
     items = list(Item().collection.find(
         visible_filter(project, user), {'name': 1, 'folderId': 1, ITEM_FIELD: 1}))
     paths = relative_paths(project, {item['folderId'] for item in items})
+    tiers, admin = access.user_tiers(project, user), access.can_admin(project, user)
     for item in items:
         folderPath = paths.get(item['folderId'], '')
         item['path'] = f'{folderPath}/{item["name"]}' if folderPath else item['name']
+        # the hidden arm's assessment stays hidden from a tier-1-only reviewer here too
+        item[ITEM_FIELD] = calibration.hide_assessment(item[ITEM_FIELD], project, item['_id'],
+                                                       tiers, admin)
     items.sort(key=lambda item: (item['path'], item['_id']))
     return items
 

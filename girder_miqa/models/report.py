@@ -12,8 +12,9 @@ import io
 
 from girder.models.item import Item
 
+from .. import access
 from ..constants import ITEM_FIELD, AssessmentStatus
-from . import site_metrics
+from . import calibration, site_metrics
 from .scans import relative_paths, visible_filter
 from .sites import site_of
 
@@ -39,9 +40,10 @@ def _scans(project: dict, user: dict | None) -> list[dict]:
         f'{P}.metrics': 1, f'{P}.sort.triage': 1, f'{P}.assessment.metrics': 1},
         sort=[('_id', 1)]))
     paths = relative_paths(project, {doc['folderId'] for doc in docs})
+    tiers, admin = access.user_tiers(project, user), access.can_admin(project, user)
     out = []
-    for doc in docs:
-        state = doc[P]
+    for doc in docs:  # the hidden arm's network reasons stay hidden from tier 1 here too
+        state = calibration.hide_assessment(doc[P], project, doc['_id'], tiers, admin)
         folder = paths.get(doc['folderId'], '')
         site = state.get('site') or site_of(doc, project, [project.get('name', '')] + (
             folder.split('/') if folder else []))
@@ -53,7 +55,7 @@ def _scans(project: dict, user: dict | None) -> list[dict]:
             'reasons': state.get('reasons') or [],
             'outliers': (state.get('metrics') or {}).get('outliers') or [],
             'z': (state.get('metrics') or {}).get('z') or {},
-            'values': site_metrics.metric_values(state.get('assessment')),
+            'values': site_metrics.metric_values(doc[P].get('assessment')),
         })
     return out
 

@@ -189,6 +189,19 @@ def test_hidden_assessment_arm(study):
     assert [x['miqa']['assessment'] for x in listed.json] == [None]
     assert s.server.request(f'/item/{item["_id"]}', user=s.tier2).json['miqa'][
         'assessment']['quality'] == 3.0
+    # the export and the group report keep it from tier 1 as well; tier 2 gets it
+    for user, shown in ((s.tier1, False), (s.tier2, True)):
+        resp = s.server.request(f'/miqa/project/{s.id}/export', user=user,
+                                params={'format': 'csv'}, isJson=False)
+        assertStatusOk(resp)
+        exported = next(csv.DictReader(io.StringIO(resp.collapse_body().decode())))
+        assert (exported['model_quality'] == '3.0') is shown, exported['model_quality']
+        assert ('ghosting' in exported['reasons']) is shown
+        resp = s.server.request(f'/miqa/project/{s.id}/report', user=user,
+                                params={'format': 'csv'}, isJson=False)
+        assertStatusOk(resp)
+        reported = next(csv.DictReader(io.StringIO(resp.collapse_body().decode())))
+        assert ('ghosting' in reported['reasons']) is shown, reported['reasons']
     for user in (s.tier2, s.owner, s.admin):  # tier 2 and admins still see the model
         assert s.server.request(f'/item/{item["_id"]}/miqa',
                                 user=user).json['assessment']['quality'] == 3.0
