@@ -27,9 +27,12 @@ def on_item_save(event) -> None:
 
 
 def on_item_saved(event) -> None:
-    """``model.item.save.after``: re-home a moved item (see models/moves.py)."""
+    """``model.item.save.after``: re-home a moved item (see models/moves.py), and place it in
+    its new site's triage group, refreshing the group it left."""
     if isinstance(event.info, dict):
-        moves.item_saved(event.info)
+        left = moves.item_saved(event.info)
+        if left is not None:
+            triage.item_moved(event.info['_id'], *left)
 
 
 def on_folder_save(event) -> None:
@@ -39,9 +42,12 @@ def on_folder_save(event) -> None:
 
 
 def on_folder_saved(event) -> None:
-    """``model.folder.save.after``: re-home the scans below a moved folder."""
+    """``model.folder.save.after``: re-home the scans below a moved folder, and place them
+    in their new sites' triage groups."""
     if isinstance(event.info, dict):
-        moves.folder_saved(event.info)
+        project = moves.folder_saved(event.info)
+        if project is not None:
+            triage.project_regrouped(project)
 
 
 def on_file_remove(event) -> None:

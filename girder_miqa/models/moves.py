@@ -65,11 +65,14 @@ def item_saving(item: dict) -> None:
     _remember(('item', item['_id']), stored.get('folderId') != item.get('folderId'))
 
 
-def item_saved(item: dict) -> None:
+def item_saved(item: dict) -> tuple | None:
     """An item was saved: re-home it if it moved (see the module notes); ``item`` gets the
-    stored review state."""
+    stored review state. Returns None when it did not move, else where it was (its project id,
+    site and scan type before, each None when it was no placed scan) for the triage refresh."""
     if not _moved(('item', item.get('_id'))):
-        return
+        return None
+    before = (Item().collection.find_one({'_id': item['_id']}, {ITEM_FIELD: 1}) or {}).get(
+        ITEM_FIELD) or {}
     project = Project().findForItem(item)
     if project is None:
         detach_items({'_id': item['_id']})
@@ -81,6 +84,7 @@ def item_saved(item: dict) -> None:
             item[field] = stored[field]
         else:
             item.pop(field, None)
+    return before.get('projectId'), before.get('site'), before.get('scanType')
 
 
 def folder_saving(folder: dict) -> None:
@@ -94,11 +98,11 @@ def folder_saving(folder: dict) -> None:
     _remember(('folder', folder['_id']), moved)
 
 
-def folder_saved(folder: dict) -> None:
+def folder_saved(folder: dict) -> dict | None:
     """A folder was saved: if it moved, re-home the scans below it (nested projects keep
-    theirs)."""
+    theirs); returns the project they are in now (None: not moved, or in none)."""
     if not _moved(('folder', folder.get('_id'))):
-        return
+        return None
     project = Project().findForFolder(folder)
     folderIds = folders_below(folder['_id'])
     for start in range(0, len(folderIds), 500):
@@ -107,6 +111,7 @@ def folder_saved(folder: dict) -> None:
             detach_items(query)
         else:
             _attach(project, query)
+    return project
 
 
 def _attach(project: dict, query: dict) -> None:

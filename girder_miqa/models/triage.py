@@ -222,6 +222,31 @@ def assessment_stored(itemId) -> None:
         logger.exception('Could not refresh the triage of scan %s', itemId)
 
 
+def item_moved(itemId, projectId, site: str | None, scan_type: str | None) -> None:
+    """A scan moved to another folder (``moves.item_saved``): place it in its new group and
+    refresh that group and the one it left, in whichever project that was. Never raises: the
+    move itself is done."""
+    try:
+        assessment_stored(itemId)  # its new group, and the one it left in the same project
+        now = ((Item().collection.find_one({'_id': itemId}, {f'{P}.projectId': 1}) or {}).get(
+            P) or {}).get('projectId')
+        if None not in (projectId, site, scan_type) and projectId != now:
+            project = review_state._projects().find_one({'_id': projectId})
+            if project:
+                refresh_group(project, site, scan_type)
+    except Exception:
+        logger.exception('Could not refresh the triage of moved scan %s', itemId)
+
+
+def project_regrouped(project: dict) -> None:
+    """Scans moved into or inside a project together (a folder moved): place them all again
+    and refresh its groups. Never raises."""
+    try:
+        refresh_project(project)
+    except Exception:
+        logger.exception('Could not refresh the triage of project %s', project.get('_id'))
+
+
 def refresh_project(project: dict) -> int:
     """Place every assessed scan of a project again and refresh all its groups (its
     ``siteLevel`` or a reference protocol changed); returns how many scans changed."""

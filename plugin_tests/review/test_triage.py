@@ -283,3 +283,26 @@ def test_the_queue_index_from_before_triage_is_rebuilt(study):
     assert [tuple(k) for k in keys] == [tuple(k) for k in scans.QUEUE_INDEX]
     assert ('miqa.sort.triage', -1) in [tuple(k) for k in keys]
     assert names(queue(s)) == ['a']
+
+
+def test_a_moved_scan_joins_its_new_sites_group(study):
+    """Moving a scan to another site's folder places it there at once: its site, its metrics
+    group and peers, and the peers of the group it left (a cache may lag; this one does not)."""
+    s = study
+    a = site_study(s, n=9, site='site-a')
+    b = site_study(s, n=9, site='site-b')
+    for i, item in enumerate(a + b):
+        assess(s, item, snr=10 + i % 5)
+    moved = a[0]
+    assert state(moved)['site'] == 'site-a' and state(moved)['metrics']['peers'] == 9
+    target = s.subfolder('subject', s.subfolder('site-b'))
+    resp = s.server.request(f'/item/{moved["_id"]}', method='PUT', user=s.admin,
+                            params={'folderId': str(target['_id'])})
+    assertStatusOk(resp)
+    now = state(moved)
+    assert now['site'] == 'site-b'
+    assert now['metrics']['group'].startswith('site-b') and now['metrics']['peers'] == 10
+    assert state(a[1])['metrics']['peers'] == 8  # the group it left was refreshed too
+    assert state(b[0])['metrics']['peers'] == 10
+    rows = {row['name']: row for row in queue(s)}
+    assert rows[moved['name']]['site'] == 'site-b'
