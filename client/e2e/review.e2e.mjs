@@ -235,7 +235,8 @@ async function tier1(browser) {
     'only the four trained indicators have probability bars (no untrained output shown)', bars);
   check(await page.locator('.miqa-artifact-bars .miqa-above[data-key="ghosting_motion"] .miqa-suggested').count() === 1, 'ghosting/motion is above the threshold and suggested');
   check(await page.locator('.miqa-out-of-scope').count() === 0, 'an in-domain scan has no out-of-scope banner');
-  check(await page.locator('.miqa-metrics tr').count() >= 3, 'the image quality metrics are listed');
+  check(await page.locator('.miqa-metric-panel .miqa-metric-row').count() >= 3, 'the image quality metrics are listed (in the metrics panel)');
+  check(await page.locator('section.miqa-assessment details.miqa-metrics:not(.miqa-penalties):not(.miqa-air-metrics)').count() === 0, 'no raw metrics table beside the metrics panel');
   const fused = page.locator('.miqa-artifact-bars .miqa-fused[data-key="ghosting_motion"]');
   check(await fused.count() === 1 && (await fused.getAttribute('title')).includes('Network alone: 41%'),
     'the fused indicator shows the network\'s own probability');

@@ -1,7 +1,7 @@
 // The automatic assessment beside the viewer: quality and the probability bars of the trained
 // indicators (threshold line; untrained outputs are never shown), a banner when the scan is
 // outside the model's domain, the quality points lost per artifact family, the fused indicator
-// and its air statistics, and the image quality metrics. summarize() holds the logic, free of
+// and its air statistics (the image quality metrics are MetricsPanel's). summarize() holds the logic, free of
 // the DOM.
 import { escapeHtml } from '../api.js';
 import { artifactLabel, fmt } from '../format.js';
@@ -130,7 +130,7 @@ export class AssessmentPanel {
       this.el.innerHTML = `<h4>Automatic assessment</h4><p class="miqa-muted">Status: ${escapeHtml(status)}${assessment && assessment.reason ? ` — ${escapeHtml(assessment.reason)}` : ''}</p>`;
       return;
     }
-    const { quality, interval, artifacts, metrics, fusion, airMetrics, penalties, lost, model, scope, calibrated } = summarize(assessment);
+    const { quality, interval, artifacts, fusion, airMetrics, penalties, lost, model, scope, calibrated } = summarize(assessment);
     const fused = (key) => Boolean(fusion && fusion.indicator === key);
     const fusedTitle = (key) => (fused(key)
       ? ` title="Network alone: ${Math.round(Number(fusion.network) * 100)}%; with the air statistics below: ${Math.round(Number(fusion.probability) * 100)}%"`
@@ -154,7 +154,6 @@ export class AssessmentPanel {
       ${artifacts.length ? '' : '<p class="miqa-muted miqa-no-indicators">No trained artifact indicators.</p>'}
       ${fusion ? `<p class="miqa-muted miqa-fusion-note"><sup>*</sup> ${escapeHtml(this.label(fusion.indicator))}: network alone ${Math.round(Number(fusion.network) * 100)}%, decided with the air statistics.</p>` : ''}
       ${penalties.length ? `<details class="miqa-metrics miqa-penalties"${lost >= 1 ? ' open' : ''}><summary>Quality points lost, by artifact family (estimated, ${fmt(lost, 1)} in all)</summary><table class="table table-condensed">${penalties.map(([family, points]) => `<tr data-family="${escapeHtml(family)}"${points >= 1 ? ' class="miqa-above"' : ''}><td>${escapeHtml(family)}</td><td>${fmt(points, 1)}</td></tr>`).join('')}</table></details>` : ''}
-      ${airMetrics.length ? `<details class="miqa-metrics miqa-air-metrics"><summary>Air statistics (${escapeHtml(this.label(fusion.indicator))})</summary><table class="table table-condensed">${airMetrics.map(([k, v]) => `<tr><td>${escapeHtml(k)}</td><td>${fmt(v, 4)}</td></tr>`).join('')}</table></details>` : ''}
-      ${metrics.length ? `<details class="miqa-metrics" open><summary>Image quality metrics</summary><table class="table table-condensed">${metrics.map(([k, v]) => `<tr><td>${escapeHtml(k)}</td><td>${fmt(v, 3)}</td></tr>`).join('')}</table></details>` : ''}`;
+      ${airMetrics.length ? `<details class="miqa-metrics miqa-air-metrics"><summary>Air statistics (${escapeHtml(this.label(fusion.indicator))})</summary><table class="table table-condensed">${airMetrics.map(([k, v]) => `<tr><td>${escapeHtml(k)}</td><td>${fmt(v, 4)}</td></tr>`).join('')}</table></details>` : ''}`;
   }
 }
