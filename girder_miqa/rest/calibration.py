@@ -13,28 +13,14 @@ from girder.api.rest import boundHandler, getCurrentUser
 from girder.exceptions import RestException, ValidationException
 from girder.models.item import Item
 
-from ..access import can_admin, require_project_admin, require_read
+from ..access import can_admin, require_project_admin
 from ..constants import ITEM_FIELD
 from ..models import agreement, calibration, exchange
 from ..models.decision import normalize_artifacts
-from ..models.project import Project
 from ..models.scans import unreadable_folders
+from .project import load_project
 
 MAX_GOLD_BYTES = 5 * 1024 * 1024
-
-
-def _project(id: str, user: dict | None) -> dict:
-    """The project with this id if the user can read it; else 400 or 403 (as rest/project's
-    load_project, which imports this module)."""
-    try:
-        projectId = ObjectId(id)
-    except (InvalidId, TypeError):
-        raise RestException(f'Invalid project id: {id!r} is not an ObjectId.') from None
-    project = Project().load(projectId)
-    if project is None:
-        raise RestException(f'No MIQA project has the id {id}.')
-    require_read(project, user)
-    return project
 
 
 @access.public
@@ -54,7 +40,7 @@ def _project(id: str, user: dict | None) -> dict:
 )
 def getAgreement(self, id):
     user = getCurrentUser()
-    project = _project(id, user)
+    project = load_project(id, user)
     return agreement.compute(project, user, named=can_admin(project, user))
 
 
@@ -92,7 +78,7 @@ def _gold_artifacts(cell: str, vocabulary: list) -> dict:
 )
 def importGold(self, id):
     user = getCurrentUser()
-    project = _project(id, user)
+    project = load_project(id, user)
     require_project_admin(project, user)
     body = cherrypy.request.body.read(MAX_GOLD_BYTES + 1)
     if len(body) > MAX_GOLD_BYTES:
