@@ -19,14 +19,11 @@
 //   CHROMIUM             the browser (default /usr/bin/chromium)
 //
 // Exit status 0 when every check passed.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { chromium } from 'playwright-core';
+import { BASE, check, env, main, OUT, result, run, signedIn, TIMEOUT } from './harness.mjs';
 
-const env = process.env;
-const BASE = (env.MIQA_URL || 'http://127.0.0.1:8080/').replace(/\/?$/, '/');
-const OUT = env.MIQA_ARTIFACT_DIR || 'test-artifacts';
 const [ADMIN_LOGIN, ADMIN_PASSWORD] = (env.MIQA_ADMIN || 'admin:password').split(':');
 const PROJECT = env.MIQA_PROJECT_ID;
 const TR_SCAN = env.MIQA_TR_SCAN;
@@ -37,20 +34,6 @@ const SIDECAR_SCAN = env.MIQA_SIDECAR_SCAN;
 const SIDECAR_PROBLEM = env.MIQA_SIDECAR_PROBLEM || '';
 const SCAN_COUNT = Number(env.MIQA_SCAN_COUNT || 0);
 const T1W_COUNT = Number(env.MIQA_T1W_COUNT || 0);
-const TIMEOUT = 30000;
-
-mkdirSync(OUT, { recursive: true });
-const result = { checks: [] };
-let step = 'start';
-let activePage = null;
-
-function check(condition, message, detail) {
-  result.checks.push({ ok: !!condition, message, detail });
-  if (!condition) {
-    throw new Error(`check failed: ${message}${detail !== undefined ? ` (${JSON.stringify(detail)})` : ''}`);
-  }
-  console.log(`  ok  ${message}${detail !== undefined ? `  ${JSON.stringify(detail)}` : ''}`);
-}
 
 async function shot(page, name, locator = null) {
   const path = join(OUT, `${name}.png`);
@@ -94,20 +77,6 @@ async function plotPixels(page, locator, at = null) {
   }, { b64: png.toString('base64'), spot: at });
 }
 
-async function login(page, user, password) {
-  await page.goto(BASE);
-  await page.locator('.g-login').waitFor({ state: 'visible', timeout: TIMEOUT });
-  await page.waitForFunction(() => window.girder && window.girder.plugins && window.girder.plugins.miqa);
-  await page.locator('.g-login').click();
-  await page.locator('#g-login').waitFor({ state: 'visible' });
-  await page.waitForFunction(() => document.activeElement === document.querySelector('#g-login'));
-  await page.locator('#g-login').fill(user);
-  await page.locator('#g-password').fill(password);
-  await page.locator('#g-login-button').click();
-  await page.locator('.g-user-dropdown-link').waitFor({ state: 'visible', timeout: TIMEOUT });
-  await page.locator('#g-dialog-container').waitFor({ state: 'hidden' });
-}
-
 /** Open a scan's review page and wait until its reasons and slices are shown. */
 async function openScan(page, itemId) {
   await page.goto(`${BASE}#miqa/item/${itemId}`);
@@ -123,13 +92,13 @@ async function reasonsOf(page) {
 }
 
 async function projectsAndQueue(page) {
-  step = 'projects page';
+  run.step = 'projects page';
   await page.locator('.g-nav-link[g-target="miqa"]').click();
   const row = page.locator(`.miqa-project-row[data-project-id="${PROJECT}"]`);
   await row.waitFor({ timeout: TIMEOUT });
   check(await row.locator('.miqa-report-link').count() === 1, 'the project row links to the group report');
 
-  step = 'queue list';
+  run.step = 'queue list';
   await row.locator('.miqa-queue-list-link[data-tier="1"]').click();
   await page.locator('.miqa-queue-row').first().waitFor({ timeout: TIMEOUT });
   const rows = await page.locator('.miqa-queue-row').evaluateAll((els) => els.map((e) => ({
@@ -151,7 +120,7 @@ async function projectsAndQueue(page) {
 }
 
 async function reviewPage(page) {
-  step = 'review page: metric outlier';
+  run.step = 'review page: metric outlier';
   await openScan(page, SNR_SCAN);
   let reasons = await reasonsOf(page);
   check(reasons.length >= 1 && reasons[0].source === 'metrics' && reasons[0].text.includes('snr_wm low for site-b'),
@@ -170,7 +139,7 @@ async function reviewPage(page) {
   check(await target.isVisible(), 'and the row is in view');
   await shot(page, '02-review-metric-reason');
 
-  step = 'review page: protocol deviation';
+  run.step = 'review page: protocol deviation';
   await openScan(page, TR_SCAN);
   reasons = await reasonsOf(page);
   const tr = reasons.find((r) => r.kind === 'parameter' && r.key === 'RepetitionTime');
@@ -184,7 +153,7 @@ async function reviewPage(page) {
   check((await trRow.getAttribute('class')).includes('miqa-highlight'), 'clicking the reason highlights the parameter row');
   await shot(page, '03-review-protocol-reason');
 
-  step = 'review page: network reason';
+  run.step = 'review page: network reason';
   await openScan(page, GHOST_SCAN);
   reasons = await reasonsOf(page);
   check(reasons.some((r) => r.source === 'network' && r.kind === 'indicator' && r.key === 'ghosting_motion'), 'the ghosting scan has a network reason', reasons);
@@ -192,14 +161,14 @@ async function reviewPage(page) {
   check((await page.locator('.miqa-assessment .miqa-bar-row[data-key="ghosting_motion"]').getAttribute('class')).includes('miqa-highlight'),
     'clicking it highlights the indicator bar');
 
-  step = 'review page: a broken sidecar';
+  run.step = 'review page: a broken sidecar';
   await openScan(page, SIDECAR_SCAN);
   const problem = page.locator('.miqa-acquisition .miqa-acq-problem');
   check((await problem.innerText()).includes(SIDECAR_PROBLEM), 'the problem reading the parameters is shown', await problem.innerText());
   await page.locator('.miqa-reason[data-target-key="acquisition"]').click();
   check((await problem.getAttribute('class')).includes('miqa-highlight'), 'its reason links to it');
 
-  step = 'review page: too few peers';
+  run.step = 'review page: too few peers';
   await openScan(page, T2_SCAN);
   check(await page.locator('.miqa-metric-details').getAttribute('data-mode') === 'too-few', 'the lone T2w scan has no percentiles');
   await page.locator('.miqa-metric-details summary').click();
@@ -209,7 +178,7 @@ async function reviewPage(page) {
 }
 
 async function reportPage(page) {
-  step = 'report page';
+  run.step = 'report page';
   const t0 = Date.now();
   await page.goto(`${BASE}#miqa/project/${PROJECT}/report`);
   await page.locator('.miqa-strip-canvas').first().waitFor({ timeout: TIMEOUT });
@@ -245,7 +214,7 @@ async function reportPage(page) {
   check(JSON.stringify(t2) === JSON.stringify([T2_SCAN]), 'choosing T2w plots the T2w scan alone', t2);
   await page.locator('.miqa-report-scan-type').selectOption('T1w');
 
-  step = 'report page: tables';
+  run.step = 'report page: tables';
   const compliance = await page.locator('.miqa-compliance-row').evaluateAll((rows) => rows.map((r) => ({
     site: r.dataset.site, type: r.dataset.scanType, tr: r.querySelector('[data-parameter="RepetitionTime"]')?.textContent.trim(),
   })));
@@ -255,7 +224,7 @@ async function reportPage(page) {
   check(siteB.includes('snr_wm') && siteB.includes('RepetitionTime'), 'site-b\'s most seen reasons are listed', siteB);
   await shot(page, '05-report');
 
-  step = 'report page: downloads';
+  run.step = 'report page: downloads';
   const [csvDownload] = await Promise.all([page.waitForEvent('download', { timeout: TIMEOUT }), page.locator('.miqa-report-csv').click()]);
   const csvPath = join(OUT, 'report.csv');
   await csvDownload.saveAs(csvPath);
@@ -268,7 +237,7 @@ async function reportPage(page) {
   const png = readFileSync(pngPath);
   check(png.subarray(1, 4).toString() === 'PNG' && png.length > 2000, 'the plots download as a PNG', png.length);
 
-  step = 'report page: a dot opens its scan';
+  run.step = 'report page: a dot opens its scan';
   const box = await canvas.boundingBox();
   await page.mouse.click(box.x + info.snr.x * (box.width / info.rect.w), box.y + info.snr.y * (box.height / info.rect.h));
   await page.waitForFunction((id) => window.location.hash === `#miqa/item/${id}`, SNR_SCAN, { timeout: TIMEOUT });
@@ -277,7 +246,7 @@ async function reportPage(page) {
 }
 
 async function protocolSettings(page) {
-  step = 'settings: protocols';
+  run.step = 'settings: protocols';
   await page.goto(`${BASE}#miqa/project/${PROJECT}/settings`);
   await page.locator('.miqa-settings-form').waitFor({ timeout: TIMEOUT });
   check(await page.locator('.miqa-site-level').inputValue() === '1', 'the site level setting is shown (1)');
@@ -304,7 +273,7 @@ async function protocolSettings(page) {
   const saved = page.locator('.miqa-protocol-ref[data-scan-type="T1w"][data-site="site-b"][data-kind="set"]');
   check(await saved.count() === 1, 'site-b\'s T1w reference is now set');
 
-  step = 'settings: protocols as CSV';
+  run.step = 'settings: protocols as CSV';
   const text = page.locator('.miqa-protocol-text');
   await text.fill('scanType,site,parameter,value,tolerance,severity\nT2w,site-c,FlipAngle,150,,urgent\n');
   await page.locator('.miqa-protocol-upload').click();
@@ -320,43 +289,13 @@ async function protocolSettings(page) {
   await shot(page, '06-settings-protocol');
 }
 
-async function main() {
-  const browser = await chromium.launch({
-    executablePath: env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
-  try {
-    step = 'login';
-    const context = await browser.newContext({ viewport: { width: 1500, height: 1000 }, acceptDownloads: true });
-    const page = await context.newPage();
-    activePage = page;
-    page.on('pageerror', (err) => console.log('  [page error]', err.message));
-    await login(page, ADMIN_LOGIN, ADMIN_PASSWORD);
-    await projectsAndQueue(page);
-    await reviewPage(page);
-    await reportPage(page);
-    await protocolSettings(page);
-    await context.close();
-    result.ok = true;
-  } catch (err) {
-    if (activePage) {
-      await activePage.screenshot({ path: join(OUT, 'failure.png') }).catch(() => {});
-    }
-    throw err;
-  } finally {
-    await browser.close();
-    writeFileSync(join(OUT, 'result.json'), JSON.stringify(result, null, 2));
-  }
-}
-
-main().then(() => {
-  console.log('e2e: all checks passed');
-}, (err) => {
-  console.error(`e2e FAILED at step "${step}": ${err.stack || err}`);
-  result.ok = false;
-  result.error = `${step}: ${err.message}`;
-  writeFileSync(join(OUT, 'result.json'), JSON.stringify(result, null, 2));
-  process.exit(1);
+main(async (browser) => {
+  run.step = 'login';
+  const { context, page } = await signedIn(browser, ADMIN_LOGIN, ADMIN_PASSWORD,
+    { viewport: { width: 1500, height: 1000 }, acceptDownloads: true });
+  await projectsAndQueue(page);
+  await reviewPage(page);
+  await reportPage(page);
+  await protocolSettings(page);
+  await context.close();
 });

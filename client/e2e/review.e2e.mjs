@@ -15,34 +15,18 @@
 //   CHROMIUM             the browser (default /usr/bin/chromium)
 //
 // Exit status 0 when every check passed; result.json holds the measured timings.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { chromium } from 'playwright-core';
+import { BASE, check, env, main, OUT, result, run, signedIn, TIMEOUT } from './harness.mjs';
 
-const env = process.env;
-const BASE = (env.MIQA_URL || 'http://127.0.0.1:8080/').replace(/\/?$/, '/');
-const OUT = env.MIQA_ARTIFACT_DIR || 'test-artifacts';
 const [T1_LOGIN, T1_PASSWORD] = (env.MIQA_TIER1 || 'reviewer1:password').split(':');
 const [T2_LOGIN, T2_PASSWORD] = (env.MIQA_TIER2 || 'reviewer2:password').split(':');
 const [ADMIN_LOGIN, ADMIN_PASSWORD] = (env.MIQA_ADMIN || 'admin:password').split(':');
 const PROJECT = env.MIQA_PROJECT_ID;
+const WINDOW = { viewport: { width: 1600, height: 1000 } }; // each reviewer's browser window
 const SCAN = env.MIQA_SCAN_ID;
 const SCAN2 = env.MIQA_SCAN2_ID;
-const TIMEOUT = 30000;
-
-mkdirSync(OUT, { recursive: true });
-const result = { checks: [] };
-let step = 'start';
-let activePage = null; // for a screenshot when a step fails
-
-function check(condition, message, detail) {
-  result.checks.push({ ok: !!condition, message, detail });
-  if (!condition) {
-    throw new Error(`check failed: ${message}${detail !== undefined ? ` (${JSON.stringify(detail)})` : ''}`);
-  }
-  console.log(`  ok  ${message}${detail !== undefined ? `  ${JSON.stringify(detail)}` : ''}`);
-}
 
 async function shot(page, name, locator = null) {
   const path = join(OUT, `${name}.png`);
@@ -92,20 +76,6 @@ async function pixelStats(page, locator) {
   }, png.toString('base64'));
 }
 
-async function login(page, user, password) {
-  await page.goto(BASE);
-  await page.locator('.g-login').waitFor({ state: 'visible', timeout: TIMEOUT });
-  await page.waitForFunction(() => window.girder && window.girder.plugins && window.girder.plugins.miqa);
-  await page.locator('.g-login').click();
-  await page.locator('#g-login').waitFor({ state: 'visible' });
-  await page.waitForFunction(() => document.activeElement === document.querySelector('#g-login'));
-  await page.locator('#g-login').fill(user);
-  await page.locator('#g-password').fill(password);
-  await page.locator('#g-login-button').click();
-  await page.locator('.g-user-dropdown-link').waitFor({ state: 'visible', timeout: TIMEOUT });
-  await page.locator('#g-dialog-container').waitFor({ state: 'hidden' });
-}
-
 /** From the projects page, open a tier's queue; resolves with ms until the slices rendered. */
 async function openQueue(page, tier) {
   const row = page.locator(`.miqa-project-row[data-project-id="${PROJECT}"]`);
@@ -125,20 +95,11 @@ async function sliceLabels(page) {
 }
 
 // A fresh browser context signed in as one user; its page becomes the one screenshots are taken of.
-async function signedIn(browser, user, password, width = 1600) {
-  const context = await browser.newContext({ viewport: { width, height: 1000 } });
-  const page = await context.newPage();
-  activePage = page;
-  page.on('pageerror', (err) => console.log('  [page error]', err.message));
-  await login(page, user, password);
-  return { context, page };
-}
-
 async function tier1(browser) {
-  step = 'tier 1: login';
-  const { context, page } = await signedIn(browser, T1_LOGIN, T1_PASSWORD);
+  run.step = 'tier 1: login';
+  const { context, page } = await signedIn(browser, T1_LOGIN, T1_PASSWORD, WINDOW);
 
-  step = 'tier 1: projects page';
+  run.step = 'tier 1: projects page';
   await page.locator('.g-nav-link[g-target="miqa"]').click();
   const row = page.locator(`.miqa-project-row[data-project-id="${PROJECT}"]`);
   await row.waitFor({ timeout: TIMEOUT });
@@ -147,7 +108,7 @@ async function tier1(browser) {
   check(await row.locator('.miqa-queue-link[data-tier="1"]').count() === 1, 'a tier-1 reviewer gets a link to the tier-1 queue');
   await shot(page, '01-projects');
 
-  step = 'tier 1: export without the token in a URL';
+  run.step = 'tier 1: export without the token in a URL';
   const tokenUrls = [];
   page.on('request', (req) => { if (/[?&]token=/.test(req.url())) tokenUrls.push(req.url()); });
   const hrefs = await page.locator('a[href]').evaluateAll((links) => links.map((a) => a.href));
@@ -162,7 +123,7 @@ async function tier1(browser) {
   check(download.suggestedFilename().endsWith('.csv'), 'the download is saved as a .csv file', download.suggestedFilename());
   check(tokenUrls.length === 0, 'no request put the token in its URL', tokenUrls);
 
-  step = 'tier 1: open the queue';
+  run.step = 'tier 1: open the queue';
   const ttfs = await openQueue(page, 1);
   const timings = await page.evaluate(() => window.miqaTimings);
   result.timeToFirstSlicesMs = ttfs;
@@ -173,7 +134,7 @@ async function tier1(browser) {
   check(await review.getAttribute('data-item-id') === SCAN, 'the most suspicious scan opens first', await review.getAttribute('data-item-id'));
   await shot(page, '02-tier1-review');
 
-  step = 'tier 1: rendered slices';
+  run.step = 'tier 1: rendered slices';
   for (const name of ['axial', 'coronal', 'sagittal']) {
     const canvas = page.locator(`.miqa-view[data-view="${name}"] .miqa-view-gl canvas`);
     const stats = await pixelStats(page, canvas);
@@ -197,7 +158,7 @@ async function tier1(browser) {
   const coronal = await page.$$eval('.miqa-view[data-view="coronal"] .miqa-orient', (els) => els.map((e) => e.textContent).join(''));
   check(coronal === 'RLSI', 'coronal orientation labels', coronal);
 
-  step = 'tier 1: viewer interaction';
+  run.step = 'tier 1: viewer interaction';
   const before = await sliceLabels(page);
   const axial = page.locator('.miqa-view[data-view="axial"]');
   const box = await axial.boundingBox();
@@ -227,7 +188,7 @@ async function tier1(browser) {
   await page.waitForTimeout(100);
   check(JSON.stringify(await sliceLabels(page)) === JSON.stringify(before), 'R resets the view to the centre', await sliceLabels(page));
 
-  step = 'tier 1: assessment';
+  run.step = 'tier 1: assessment';
   check((await page.locator('.miqa-quality-value').innerText()).replace(/\s+/g, ' ').trim() === '3.2 / 10 (2.5–4.1)',
     'the quality is shown with its interval, not as a bare number', await page.locator('.miqa-quality-value').innerText());
   const bars = await page.locator('.miqa-artifact-bars .miqa-bar-row').evaluateAll((rows) => rows.map((r) => r.dataset.key).sort());
@@ -260,7 +221,7 @@ async function tier1(browser) {
   await shot(page, '04-tile-overlay');
   await page.locator('.miqa-tile-layer').selectOption('');
 
-  step = 'tier 1: decision form';
+  run.step = 'tier 1: decision form';
   check(await page.locator('.miqa-decide-bad').count() === 0, 'tier 1 has no Bad button');
   check(await page.locator('.miqa-decide-questionable').count() === 1, 'tier 1 has a Questionable button');
   await page.locator('body').click({ position: { x: 5, y: 5 } });
@@ -283,7 +244,7 @@ async function tier1(browser) {
   await page.keyboard.press('Escape');
   check(await page.locator('.miqa-help.hidden').count() === 1, 'Esc closes the help');
 
-  step = 'tier 1: decide questionable';
+  run.step = 'tier 1: decide questionable';
   await page.waitForFunction((id) => window.miqaTimings.prefetched === id, SCAN2, { timeout: TIMEOUT });
   await shot(page, '06-tier1-before-decision');
   await page.keyboard.press('q');
@@ -295,7 +256,7 @@ async function tier1(browser) {
   check(decision.seconds > 0, 'the time spent is sent with the decision', decision.seconds);
   check(JSON.stringify(decision.acceptedSuggestions) === JSON.stringify(['ghosting_motion']), 'the decision records the accepted suggestion (not the reviewer\'s own wraparound)', decision.acceptedSuggestions);
 
-  step = 'tier 1: second scan (NRRD via itk-wasm)';
+  run.step = 'tier 1: second scan (NRRD via itk-wasm)';
   const axial2 = page.locator('.miqa-view[data-view="axial"] .miqa-view-gl canvas');
   let stats2 = await pixelStats(page, axial2);
   await shot(page, '07-tier1-second-scan');
@@ -305,7 +266,7 @@ async function tier1(browser) {
   stats2 = await pixelStats(page, axial2);
   check(stats2.brightRight > 10 && stats2.brightRight > 3 * stats2.brightLeft, 'the NRRD marker (patient left) is on the right', stats2);
 
-  step = 'tier 1: an out-of-scope scan, decided good at once';
+  run.step = 'tier 1: an out-of-scope scan, decided good at once';
   const banner = page.locator('.miqa-out-of-scope');
   check(await banner.count() === 1 && (await banner.innerText()).includes("Outside the model's domain (T2w): scores not meaningful"),
     'the out-of-scope scan shows the banner', await banner.count() ? await banner.innerText() : null);
@@ -324,9 +285,9 @@ async function tier1(browser) {
 }
 
 async function tier2(browser) {
-  step = 'tier 2: login';
-  const { context, page } = await signedIn(browser, T2_LOGIN, T2_PASSWORD);
-  step = 'tier 2: open the queue';
+  run.step = 'tier 2: login';
+  const { context, page } = await signedIn(browser, T2_LOGIN, T2_PASSWORD, WINDOW);
+  run.step = 'tier 2: open the queue';
   await openQueue(page, 2);
   check(await page.locator('.miqa-review').getAttribute('data-item-id') === SCAN, 'the questionable scan is in the tier-2 queue');
   await page.locator('.miqa-history-entry').first().waitFor({ timeout: TIMEOUT });
@@ -337,7 +298,7 @@ async function tier2(browser) {
     && await page.locator('.miqa-artifact[data-state="present"]').count() === 2, 'tier 1\'s artifacts are pre-filled, the model\'s are not');
   await shot(page, '08-tier2-review');
 
-  step = 'tier 2: the bad rule';
+  run.step = 'tier 2: the bad rule';
   for (const key of ['ghosting_motion', 'wraparound']) {
     await page.locator(`.miqa-artifact-state[data-key="${key}"][data-state="not_stated"]`).click();
   }
@@ -351,7 +312,7 @@ async function tier2(browser) {
   await page.keyboard.press('6'); // ghosting/motion -> present
   check(await page.locator('.miqa-rule.miqa-rule-ok').isVisible(), 'the rule is met once an artifact is present');
 
-  step = 'tier 2: decide bad';
+  run.step = 'tier 2: decide bad';
   await page.keyboard.press('b');
   await page.locator('.miqa-review-header').waitFor();
   await page.waitForFunction((id) => {
@@ -362,7 +323,7 @@ async function tier2(browser) {
   check((await page.locator('.miqa-status').innerText()).includes('queue is empty'), 'the tier-2 queue is empty afterwards');
   await shot(page, '10-tier2-done');
 
-  step = 'tier 2: the Review button on the item page';
+  run.step = 'tier 2: the Review button on the item page';
   await page.goto(`${BASE}#item/${SCAN}`);
   const button = page.locator('.g-miqa-review-item');
   await button.waitFor({ timeout: TIMEOUT });
@@ -376,8 +337,8 @@ async function tier2(browser) {
 }
 
 async function projectAdmin(browser) {
-  step = 'admin: settings';
-  const { context, page } = await signedIn(browser, ADMIN_LOGIN, ADMIN_PASSWORD, 1400);
+  run.step = 'admin: settings';
+  const { context, page } = await signedIn(browser, ADMIN_LOGIN, ADMIN_PASSWORD, { viewport: { width: 1400, height: 1000 } });
   await page.locator('.g-nav-link[g-target="miqa"]').click();
   const row = page.locator(`.miqa-project-row[data-project-id="${PROJECT}"]`);
   await row.waitFor({ timeout: TIMEOUT });
@@ -401,35 +362,8 @@ async function projectAdmin(browser) {
   await context.close();
 }
 
-async function main() {
-  const browser = await chromium.launch({
-    executablePath: env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
-  try {
-    await tier1(browser);
-    await tier2(browser);
-    await projectAdmin(browser);
-    result.ok = true;
-  } catch (err) {
-    if (activePage) {
-      await activePage.screenshot({ path: join(OUT, 'failure.png') }).catch(() => {});
-    }
-    throw err;
-  } finally {
-    await browser.close();
-    writeFileSync(join(OUT, 'result.json'), JSON.stringify(result, null, 2));
-  }
-}
-
-main().then(() => {
-  console.log('e2e: all checks passed');
-}, (err) => {
-  console.error(`e2e FAILED at step "${step}": ${err.stack || err}`);
-  result.ok = false;
-  result.error = `${step}: ${err.message}`;
-  writeFileSync(join(OUT, 'result.json'), JSON.stringify(result, null, 2));
-  process.exit(1);
+main(async (browser) => {
+  await tier1(browser);
+  await tier2(browser);
+  await projectAdmin(browser);
 });

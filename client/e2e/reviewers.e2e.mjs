@@ -16,54 +16,18 @@
 //
 // Both reviewers decide every scan on its review page (G or Q); the admin then opens
 // #miqa/project/:id/reviewers and reads the pair's kappa. Exit status 0 when every check passed.
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { chromium } from 'playwright-core';
+import { BASE, check, env, main, OUT, result, run, signedIn, TIMEOUT } from './harness.mjs';
 
-const env = process.env;
-const BASE = (env.MIQA_URL || 'http://127.0.0.1:8080/').replace(/\/?$/, '/');
-const OUT = env.MIQA_ARTIFACT_DIR || 'test-artifacts';
 const READERS = (env.MIQA_READERS || '').split(' ').filter(Boolean).map((r) => {
   const [login, password, decisions] = r.split(':');
   return { login, password, decisions: decisions.split(',') };
 });
 const [ADMIN_LOGIN, ADMIN_PASSWORD] = (env.MIQA_ADMIN || 'admin:password').split(':');
 const PROJECT = env.MIQA_PROJECT_ID;
+const WINDOW = { viewport: { width: 1400, height: 900 } }; // each reviewer's browser window
 const SCANS = (env.MIQA_SCANS || '').split(',');
-const TIMEOUT = 30000;
-
-mkdirSync(OUT, { recursive: true });
-const result = { checks: [] };
-let step = 'start';
-let activePage = null;
-
-function check(condition, message, detail) {
-  result.checks.push({ ok: !!condition, message, detail });
-  if (!condition) {
-    throw new Error(`check failed: ${message}${detail !== undefined ? ` (${JSON.stringify(detail)})` : ''}`);
-  }
-  console.log(`  ok  ${message}${detail !== undefined ? `  ${JSON.stringify(detail)}` : ''}`);
-}
-
-async function signedIn(browser, user, password) {
-  const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
-  const page = await context.newPage();
-  activePage = page;
-  page.on('pageerror', (err) => console.log('  [page error]', err.message));
-  await page.goto(BASE);
-  await page.locator('.g-login').waitFor({ state: 'visible', timeout: TIMEOUT });
-  await page.waitForFunction(() => window.girder && window.girder.plugins && window.girder.plugins.miqa);
-  await page.locator('.g-login').click();
-  await page.locator('#g-login').waitFor({ state: 'visible' });
-  await page.waitForFunction(() => document.activeElement === document.querySelector('#g-login'));
-  await page.locator('#g-login').fill(user);
-  await page.locator('#g-password').fill(password);
-  await page.locator('#g-login-button').click();
-  await page.locator('.g-user-dropdown-link').waitFor({ state: 'visible', timeout: TIMEOUT });
-  await page.locator('#g-dialog-container').waitFor({ state: 'hidden' });
-  return { context, page };
-}
 
 /** Open one scan's review page and decide it with the key of `decision` (g or q). */
 async function decide(page, itemId, decision) {
@@ -80,10 +44,10 @@ async function decide(page, itemId, decision) {
 }
 
 async function reader(browser, r, index) {
-  step = `reader ${r.login}: login`;
-  const { context, page } = await signedIn(browser, r.login, r.password);
+  run.step = `reader ${r.login}: login`;
+  const { context, page } = await signedIn(browser, r.login, r.password, WINDOW);
   for (let i = 0; i < SCANS.length; i += 1) {
-    step = `reader ${r.login}: scan ${i + 1}`;
+    run.step = `reader ${r.login}: scan ${i + 1}`;
     await decide(page, SCANS[i], r.decisions[i]);
   }
   check(true, `reviewer ${index + 1} (${r.login}) decided ${SCANS.length} scans in the browser`);
@@ -91,8 +55,8 @@ async function reader(browser, r, index) {
 }
 
 async function reviewersPage(browser) {
-  step = 'admin: the Reviewers page';
-  const { context, page } = await signedIn(browser, ADMIN_LOGIN, ADMIN_PASSWORD);
+  run.step = 'admin: the Reviewers page';
+  const { context, page } = await signedIn(browser, ADMIN_LOGIN, ADMIN_PASSWORD, WINDOW);
   const t0 = Date.now();
   await page.goto(`${BASE}#miqa/project/${PROJECT}/reviewers`);
   await page.locator('.miqa-reviewers .miqa-agreement-summary').waitFor({ timeout: TIMEOUT });
@@ -110,32 +74,7 @@ async function reviewersPage(browser) {
   await context.close();
 }
 
-async function main() {
-  const browser = await chromium.launch({
-    executablePath: env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
-  try {
-    for (const [i, r] of READERS.entries()) await reader(browser, r, i);
-    await reviewersPage(browser);
-    result.ok = true;
-  } catch (err) {
-    if (activePage) await activePage.screenshot({ path: join(OUT, 'failure.png') }).catch(() => {});
-    throw err;
-  } finally {
-    await browser.close();
-    writeFileSync(join(OUT, 'result.json'), JSON.stringify(result, null, 2));
-  }
-}
-
-main().then(() => {
-  console.log('e2e: all checks passed');
-}, (err) => {
-  console.error(`e2e FAILED at step "${step}": ${err.stack || err}`);
-  result.ok = false;
-  result.error = `${step}: ${err.message}`;
-  writeFileSync(join(OUT, 'result.json'), JSON.stringify(result, null, 2));
-  process.exit(1);
+main(async (browser) => {
+  for (const [i, r] of READERS.entries()) await reader(browser, r, i);
+  await reviewersPage(browser);
 });
