@@ -15,6 +15,7 @@ from .models.project import Project
 from .models.protocol import Protocol
 from .models.review_state import ASSESSMENT_RESET_EVENT, ASSESSMENT_STORED_EVENT
 from .models.triage import PROTOCOL_CHECK_EVENT
+from .rest import calibration as calibration_rest
 from .rest import item as item_rest
 from .rest import protocol as protocol_rest
 from .rest import report as report_rest
@@ -73,6 +74,7 @@ class MiqaPlugin(GirderPlugin):
         events.bind('rest.get.item/:id.after', 'miqa.calibration', item_rest.on_item_json)
         events.bind('rest.get.item.after', 'miqa.calibration', item_rest.on_item_json)
         rules_rest.register(info['apiRoot'].miqa)
+        calibration_rest.register(info['apiRoot'].miqa)  # agreement, gold references (#23)
         report_rest.register(info['apiRoot'].miqa)  # the group report (#22)
         # A stored result refreshes its group's reasons and triage, which ask the protocol
         # checks for the group's deviations (models/triage.py).

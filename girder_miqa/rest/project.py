@@ -101,9 +101,6 @@ class MiqaResource(Resource):
         self.route('POST', ('project', ':id', 'import'), self.importScans)
         self.route('POST', ('project', ':id', 'assess'), self.assess)
         self.route('POST', ('project', ':id', 'register'), self.registerScans)
-        from . import calibration  # agreement and gold references (issue #23)
-
-        calibration.register(self)
 
     @access.public
     @autoDescribeRoute(
