@@ -71,11 +71,26 @@ def main() -> None:
 @click.option('--save-nifti', is_flag=True, help='Also write NIfTI volumes and labels.csv.')
 @click.option('--seed', default=0, show_default=True)
 @click.option('--workers', default=1, show_default=True, help='Generator processes.')
+@click.option('--simulators', default='', help='Leave-one-simulator-out groups, e.g. '
+              '"monai+segment,torchio": variant v of an anatomy is made by every '
+              'implementation (own, monai, segment, torchio) but group v mod n\'s. Default: '
+              "the project's own generator only.")
+@click.option('--post-processing', default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help='Probability of random post-processing (background, defacing, '
+                   'skull-strip, resampling, quantization, scaling).')
+@click.option('--synthetic-heads', default=0, show_default=True, type=click.IntRange(0),
+              help='More anatomies painted SynthSeg-style from the MNI152 tissue labels.')
 def generate(cache_dir, shared_dir, manifest, templates_only, anatomies, variants, probability,
              severity, families, spacing, templates_only_subjects, save_nifti, seed,
-             workers) -> None:
+             workers, simulators, post_processing, synthetic_heads) -> None:
     """Generate labelled volumes (cached, resumable) from real scans and the MNI152 template."""
+    from .recipe import RecipeError, _simulator_groups
     from .synthetic import generate as run
+
+    try:
+        groups = _simulator_groups([g.split('+') for g in simulators.split(',') if g])
+    except RecipeError as exc:
+        raise click.BadParameter(str(exc).split(': ', 1)[-1], param_hint='--simulators') from None
 
     unknown = sorted(set(families.split(',')) - set(FAMILY_NAMES))
     if unknown:
@@ -89,7 +104,8 @@ def generate(cache_dir, shared_dir, manifest, templates_only, anatomies, variant
                 None if templates_only else (shared_dir or default_shared_dir()),
                 tuple(families.split(',')), probability, tuple(severity),
                 templates_only_subjects, save_nifti, tuple(spacing), workers=workers,
-                manifest=data_manifest)
+                manifest=data_manifest, simulators=groups, post_processing=post_processing,
+                synthetic_heads=synthetic_heads)
     click.echo(f'wrote {index}')
 
 
@@ -350,7 +366,8 @@ def run_recipe(config: RunConfig, recipe: Path | None = None) -> None:
                  step.families, step.probability, step.severity,
                  step.templates_only_subjects, spacing_range=step.spacing,
                  progress=config.progress, workers=step.workers,
-                 manifest=load_manifest(config.manifest))
+                 manifest=load_manifest(config.manifest), simulators=step.simulators,
+                 post_processing=step.post_processing, synthetic_heads=step.synthetic_heads)
     if config.generate:
         check_caches(config)
     results = run_training(config)

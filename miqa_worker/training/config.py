@@ -45,6 +45,13 @@ class TrainConfig:
     # More outputs after the 11: the quality points each simulated family costs (penalty x
     # severity, known for generated volumes), a richer target than their sum alone.
     penalty_outputs: bool = True
+    # A model (name or folder) whose networks start the training instead of random weights:
+    # member m starts from that model's m-th network (a warm start; '' trains from scratch).
+    init_from: str = ''
+    # Train only on the volumes generated without these implementations (a cache's
+    # ``held_out`` column, e.g. 'monai+segment'): a leave-one-simulator-out network.
+    # '' uses every volume.
+    variant_group: str = ''
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,13 @@ class GenerateStep:
     spacing: tuple[float, float] = (1.0, 2.0)
     workers: int = 1
     templates_only_subjects: int = 10  # nominal subjects when there are no real scans
+    # Leave-one-simulator-out groups: variant v of each anatomy is corrupted by
+    # ``simulators.mixed_pipeline(hold_out=simulators[v % len])``, every implementation but
+    # that group's. Empty: the project's own generator only (``artifacts.py``).
+    simulators: tuple[tuple[str, ...], ...] = ()
+    post_processing: float = 0.0  # probability of ``simulators.RandomPostProcessing``
+    # Anatomies painted by ``simulators.SyntheticHead`` (subject ``synthetic``).
+    synthetic_heads: int = 0
 
 
 @dataclass(frozen=True)

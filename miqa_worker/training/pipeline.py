@@ -214,9 +214,17 @@ class RunResults:
 
 
 def load_run_data(config: RunConfig) -> RunData:
-    """Stage 0: the training cache in memory, split into development and held-out volumes."""
+    """Stage 0: the training cache in memory, split into development and held-out volumes
+    (development: only ``train.variant_group``'s volumes when it is set)."""
     data = load_cache(config.cache)
     dev_index, test_index = _split(data, config.test_subjects)
+    group = config.train.variant_group
+    if group:
+        groups = np.array([row.get('held_out', '') for row in data.rows])
+        if not (groups == group).any():
+            raise ValueError(f'the cache {config.cache} has no volumes of the variant group '
+                             f'{group!r} (its held_out column)')
+        dev_index = dev_index[groups[dev_index] == group]
     families = penalty_targets(data)[0] if config.train.penalty_outputs else []
     return RunData(config, data, dev_index, test_index, pick_device(config.device),
                    tuple(families))
@@ -243,9 +251,39 @@ def train_finals(run: RunData) -> list[tuple[torch.nn.Module, list[dict]]]:
             else:
                 network, history = train_model(run.data, run.dev_index, None, member_config,
                                                final_dir, cfg.resume, run.device,
-                                               final_dir.name, cfg.progress)
+                                               final_dir.name, cfg.progress,
+                                               start_weights(cfg.train.init_from, member))
             networks.append((network, history))
     return networks
+
+
+def start_weights(init_from: str, member: int) -> Path | None:
+    """The weights file member ``member`` starts from: the ``init_from`` model's network of
+    that rank (``weights.pt``, then its members in order); None without ``init_from``."""
+    if not init_from:
+        return None
+    from ..model_store import find_model, read_spec
+
+    folder = find_model(init_from)
+    spec = read_spec(folder)
+    files = [spec.network.weights, *spec.members]
+    if member >= len(files):
+        raise ValueError(f'{init_from} has {len(files)} networks; member {member} has none '
+                         'to start from')
+    return folder / files[member]
+
+
+def start_view_weights(init_from: str) -> dict | None:
+    """The view's shares per output of the ``init_from`` model (a warm start without folds
+    to choose them keeps its start's), or None."""
+    if not init_from:
+        return None
+    from ..model_store import find_model, read_spec
+
+    spec = read_spec(find_model(init_from))
+    weights = dict(spec.view.weights)
+    return {'weights': weights, 'chosen_by': f'kept from the start model {init_from}'} \
+        if weights else None
 
 
 def run_folds(run: RunData) -> list[FoldResult]:
@@ -338,6 +376,8 @@ def run_training(config: RunConfig) -> RunResults:
         results.cross_validation = cv_summary(results.folds)
         if gw > 0:
             results.view_weights = _choose_weights(data, results.folds, gw)
+    if results.view_weights is None and gw > 0:
+        results.view_weights = start_view_weights(config.train.init_from)
     chosen = (results.view_weights or {}).get('weights')
     if chosen:  # the final model is evaluated, and shipped, with the chosen blend
         gw = view_weights({'view_weights': chosen, 'global_view_weight': gw})

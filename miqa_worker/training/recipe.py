@@ -20,7 +20,7 @@ from .config import GenerateStep, RunConfig, TrainConfig
 from .manifest import DEFAULT_MANIFEST, SHARED_ENV, default_shared_dir, load_manifest
 
 RECIPE_FORMAT = 'miqa-recipe/1'
-_ANNOTATIONS = {'int': int, 'float': float, 'bool': bool, 'tuple[int, ...]': [int]}
+_ANNOTATIONS = {'int': int, 'float': float, 'bool': bool, 'str': str, 'tuple[int, ...]': [int]}
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding miqa_worker/
 SHIPPED_RECIPE = PACKAGE_ROOT / 'miqa_worker' / 'models' / 'miqa-default' / 'recipe.json'
 
@@ -36,7 +36,8 @@ _SECTIONS: dict[str, dict[str, Any]] = {
     'data': {'manifest': str, 'shared_dir': (str, type(None)), 'held_out_subjects': [str]},
     'generate': {'anatomies': int, 'variants': int, 'probability': float, 'severity': [float],
                  'families': [str], 'spacing': [float], 'workers': int,
-                 'templates_only_subjects': int, 'caches': list},
+                 'templates_only_subjects': int, 'caches': list, 'simulators': list,
+                 'post_processing': float, 'synthetic_heads': int},
     'train': {'cache': str, 'folds': int, 'final_epochs': int, 'final_members': int,
               'final_threads': (int, type(None)), 'fine_tune_from': (str, type(None)),
               **{f.name: _ANNOTATIONS[f.type] for f in fields(TrainConfig)}},
@@ -54,7 +55,8 @@ _CACHE_OPTIONAL = {'anatomies': int}  # a cache's own value of a generate settin
 _BOUNDS: dict[str, tuple[float | None, float | None, bool]] = {
     'generate.anatomies': (1, None, False), 'generate.variants': (1, None, False),
     'generate.workers': (1, None, False), 'generate.templates_only_subjects': (1, None, False),
-    'generate.probability': (0.1, 0.5, False),
+    'generate.probability': (0.1, 0.5, False), 'generate.post_processing': (0, 1, False),
+    'generate.synthetic_heads': (0, None, False),
     'train.folds': (0, None, False), 'train.epochs': (1, None, False),
     'train.final_epochs': (1, None, False), 'train.final_members': (1, 8, False),
     'train.final_threads': (1, None, False), 'train.tiles_per_volume': (1, None, False),
@@ -147,6 +149,8 @@ def _generate_steps(gen: dict) -> tuple[GenerateStep, ...]:
             common[key] = tuple(common[key])
     if 'severity' in common and not 0 < common['severity'][0] <= common['severity'][1] <= 1:
         raise RecipeError('generate.severity must lie within (0, 1]')
+    if 'simulators' in common:
+        common['simulators'] = _simulator_groups(common['simulators'])
     steps = []
     for n, cache in enumerate(gen.get('caches', [])):
         where = f'generate.caches[{n}]'
@@ -169,6 +173,23 @@ def _generate_steps(gen: dict) -> tuple[GenerateStep, ...]:
     if len(set(names)) != len(names):
         raise RecipeError('generate.caches: two caches share a name')
     return tuple(steps)
+
+
+def _simulator_groups(raw: list) -> tuple[tuple[str, ...], ...]:
+    """``generate.simulators``: lists of implementation names, each a variant's held-out
+    group (RecipeError naming the bad entry)."""
+    from .simulators import IMPLEMENTATIONS
+
+    groups = []
+    for n, group in enumerate(raw):
+        where = f'generate.simulators[{n}]'
+        names = _check(where, group, [str])
+        unknown = sorted(set(names) - set(IMPLEMENTATIONS))
+        if unknown:
+            raise RecipeError(f'{where}: unknown implementation {unknown[0]!r}; choose from '
+                              f'{", ".join(IMPLEMENTATIONS)}')
+        groups.append(tuple(names))
+    return tuple(groups)
 
 
 def manifest_file(name: str | None) -> Path:
@@ -264,6 +285,10 @@ def plan(config: RunConfig) -> list[tuple[str, dict[str, Any]]]:
             'severity': list(step.severity), 'families': list(step.families),
             'spacing': list(step.spacing), 'workers': step.workers,
             'templates_only_subjects': step.templates_only_subjects,
+            **({'simulators': [list(g) for g in step.simulators],
+                'post_processing': step.post_processing,
+                'synthetic_heads': step.synthetic_heads}
+               if step.simulators or step.post_processing or step.synthetic_heads else {}),
             'manifest': str(config.manifest),
             'shared_dir': str(config.shared_dir) if config.shared_dir else None}))
     members = [('final' if m == 0 else f'final-{m}', config.train.seed + m)

@@ -387,6 +387,8 @@ SIMULATORS: dict[str, type[Simulator]] = {cls.name: cls for cls in (
     MonaiSpike, MonaiGibbs, MonaiRician, MonaiBiasField, SegmentMotion)}
 #: Implementation (group) of each simulator, for leave-one-simulator-out.
 IMPLEMENTATION = {name: name.split('-')[0] for name in SIMULATORS}
+#: Every implementation a leave-one-simulator-out group can name ('own': ``artifacts.py``).
+IMPLEMENTATIONS = ('own', *sorted(set(IMPLEMENTATION.values())))
 
 
 def mixed_pipeline(hold_out: tuple[str, ...] = (), probability: float = 0.2,
@@ -397,7 +399,7 @@ def mixed_pipeline(hold_out: tuple[str, ...] = (), probability: float = 0.2,
     project's) is not in ``hold_out``, each applied with ``probability``, in physical order
     (coil gain, k-space corruptions, FOV, noise, blur), then post-processing with probability
     ``post_processing``. Apply with ``artifacts.apply_artifacts``."""
-    unknown = set(hold_out) - {'own', *IMPLEMENTATION.values()}
+    unknown = set(hold_out) - set(IMPLEMENTATIONS)
     if unknown:
         raise ValueError(f'unknown implementation {sorted(unknown)[0]!r}')
     order = ('bias', 'motion', 'ghosting', 'spike', 'wraparound', 'coverage', 'noise', 'blur',

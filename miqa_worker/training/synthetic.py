@@ -49,6 +49,10 @@ TEMPLATE_SOURCES: tuple[Source, ...] = (
     Source('mni152-t1', 'mni152', 'T1w'),
     Source('mni152-tissue', 'mni152', 'tissue'),  # random contrast from the GM/WM/CSF maps
 )
+#: SynthSeg-style heads (``simulators.SyntheticHead``): new contrast, shape and geometry each.
+SYNTHETIC_HEAD = Source('synthetic-head', 'synthetic', 'T1w')
+#: Label-map resolution (mm) of the generator's synthetic heads (the tests use 1 mm).
+SYNTHETIC_HEAD_RESOLUTION = 2
 
 
 def discover_sources(shared_dir: Path | None,
@@ -162,10 +166,10 @@ def make_anatomy(data: np.ndarray, affine: np.ndarray, rng: np.random.Generator,
 
 
 def make_variant(anatomy: np.ndarray, affine: np.ndarray, transforms: list,
-                 families: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, dict]:
+                 families: tuple[str, ...], brain: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Apply random artifacts to an anatomy; returns volume, affine and labels."""
-    subject = tio.Subject(**{art.IMAGE_KEY: tio.ScalarImage(
-        tensor=torch.from_numpy(anatomy.copy())[None], affine=affine)})
+    subject = _subject(anatomy, affine, brain)
     subject = art.apply_artifacts(subject, transforms, families)
     image = subject[art.IMAGE_KEY]
     return image.data[0].numpy(), np.array(image.affine), subject[art.LABELS_KEY]
@@ -189,8 +193,15 @@ def generate(cache_dir: Path, anatomies_per_subject: int = 12, variants: int = 5
              severity: tuple[float, float] = art.DEFAULT_SEVERITY,
              templates_only_subjects: int = 10, save_nifti: bool = False,
              spacing_range: tuple[float, float] = (1.0, 2.0), progress: bool = True,
-             workers: int = 1, manifest: DataManifest | None = None) -> Path:
+             workers: int = 1, manifest: DataManifest | None = None,
+             simulators: tuple[tuple[str, ...], ...] = (), post_processing: float = 0.0,
+             synthetic_heads: int = 0) -> Path:
     """Write ``cache_dir/volumes/*.npz`` and ``cache_dir/index.csv``; returns the index path.
+
+    With ``simulators`` (leave-one-simulator-out groups) variant v of an anatomy is made by
+    every implementation but group ``v % len(simulators)``'s (:func:`variant_pipeline`; its
+    row's ``held_out`` column names the group), then post-processed with probability
+    ``post_processing``; ``synthetic_heads`` more anatomies are SynthSeg-style heads.
 
     The real bases are the ``manifest``'s files found in ``shared_dir`` (templates only when
     it is None). Resumable: volumes already in the cache are kept (generation is
@@ -213,6 +224,7 @@ def generate(cache_dir: Path, anatomies_per_subject: int = 12, variants: int = 5
         for a in range(count):
             sid = f'{subject}-a{a:03d}' if templates_only else subject
             jobs.append((own[a % len(own)], a, sid))
+    jobs += [(SYNTHETIC_HEAD, a, SYNTHETIC_HEAD.subject_id) for a in range(synthetic_heads)]
     jobs.sort(key=lambda job: (job[0].name, job[1]))  # one base file after the other
     rows = []
     settings = {'seed': seed, 'anatomies_per_subject': anatomies_per_subject,
@@ -220,9 +232,13 @@ def generate(cache_dir: Path, anatomies_per_subject: int = 12, variants: int = 5
                 'severity': list(severity), 'templates_only': templates_only,
                 'spacing_range': list(spacing_range),
                 'sources': [s.name for s in sources]}
+    if simulators or post_processing or synthetic_heads:  # older caches' settings unchanged
+        settings.update({'simulators': [list(group) for group in simulators],
+                         'post_processing': post_processing,
+                         'synthetic_heads': synthetic_heads})
     (cache_dir / 'settings.json').write_text(json.dumps(settings, indent=1), encoding='utf-8')
     settings_args = (cache_dir, variants, seed, families, probability, severity, spacing_range,
-                     save_nifti)
+                     save_nifti, tuple(map(tuple, simulators)), post_processing)
     bar = tqdm(total=len(jobs), desc='generate', unit='anatomy', disable=not progress)
     if workers > 1:
         import multiprocessing
@@ -249,10 +265,41 @@ def generate(cache_dir: Path, anatomies_per_subject: int = 12, variants: int = 5
 def build_anatomy(source: Source, a: int, seed: int,
                   spacing_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
     """Anatomy number ``a`` of a base: deterministic in (seed, base, a)."""
+    data, affine, _ = build_anatomy_with_brain(source, a, seed, spacing_range)
+    return data, affine
+
+
+def build_anatomy_with_brain(source: Source, a: int, seed: int,
+                             spacing_range: tuple[float, float]
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """:func:`build_anatomy` and the brain mask where the base has one (synthetic heads), for
+    post-processing's skull-stripping."""
     rng = np.random.default_rng(_seed(seed, source.name, a))
     torch.manual_seed(_seed(seed, source.name, a, 'torch'))
+    if source == SYNTHETIC_HEAD:
+        from .simulators import SyntheticHead
+
+        head = SyntheticHead(resolution=SYNTHETIC_HEAD_RESOLUTION)
+        data, brain, affine = head.make(head.get_params(rng))
+        data = art.add_rician_noise(normalise(data), float(rng.uniform(0.0, 0.012)), rng)
+        return data.astype(np.float32), affine, brain
     data, affine = load_base(source, rng)
-    return make_anatomy(data, affine, rng, spacing_range)
+    return (*make_anatomy(data, affine, rng, spacing_range), None)
+
+
+def variant_pipeline(v: int, families: tuple[str, ...], probability: float,
+                     severity: tuple[float, float],
+                     simulators: tuple[tuple[str, ...], ...] = (),
+                     post_processing: float = 0.0) -> tuple[list, str | None]:
+    """The transforms of variant ``v`` and its leave-one-simulator-out group (the
+    implementations it was made without, joined by '+'; None for the own generator)."""
+    if not simulators:
+        return art.artifact_pipeline(families, probability, severity), None
+    from .simulators import mixed_pipeline
+
+    group = tuple(simulators[v % len(simulators)])
+    return (mixed_pipeline(hold_out=group, probability=probability, severity=severity,
+                           post_processing=post_processing), '+'.join(group))
 
 
 def replay_volume(cache_dir: Path, volume_id: str, shared_dir: Path | None = None,
@@ -266,18 +313,29 @@ def replay_volume(cache_dir: Path, volume_id: str, shared_dir: Path | None = Non
     row = json.loads((cache_dir / 'volumes' / f'{volume_id}.json').read_text(encoding='utf-8'))
     if 'artifacts' not in row:
         raise ValueError(f'{volume_id} was generated before draws were recorded')
-    source = next((s for s in discover_sources(shared_dir, manifest)
+    source = next((s for s in (*discover_sources(shared_dir, manifest), SYNTHETIC_HEAD)
                    if s.name == row['source']), None)
     if source is None:
         raise ValueError(f'base {row["source"]} of {volume_id} is not in the shared folder')
+    from .simulators import replay
+
     a = int(volume_id.rsplit('-a', 1)[1].split('-v', 1)[0])
-    anatomy, affine = build_anatomy(source, a, settings.get('seed', 0),
-                                    tuple(settings.get('spacing_range', (1.0, 2.0))))
+    anatomy, affine, brain = build_anatomy_with_brain(
+        source, a, settings.get('seed', 0), tuple(settings.get('spacing_range', (1.0, 2.0))))
+    subject = _subject(anatomy, affine, brain)
+    subject = replay(subject, json.loads(row['artifacts']),
+                     tuple(settings.get('families', art.DEFAULT_FAMILIES)))
+    return to_uint8(subject[art.IMAGE_KEY].data[0].numpy()), subject[art.LABELS_KEY]
+
+
+def _subject(anatomy: np.ndarray, affine: np.ndarray, brain: np.ndarray | None) -> tio.Subject:
+    """A clean anatomy as a TorchIO subject (with its brain mask when it has one)."""
     subject = tio.Subject(**{art.IMAGE_KEY: tio.ScalarImage(
         tensor=torch.from_numpy(anatomy.copy())[None], affine=affine)})
-    subject = art.replay(subject, json.loads(row['artifacts']),
-                         tuple(settings.get('families', art.DEFAULT_FAMILIES)))
-    return to_uint8(subject[art.IMAGE_KEY].data[0].numpy()), subject[art.LABELS_KEY]
+    if brain is not None:
+        subject['brain'] = tio.LabelMap(tensor=torch.from_numpy(brain.astype(np.uint8))[None],
+                                        affine=affine)
+    return subject
 
 
 def _worker_init() -> None:
@@ -288,17 +346,19 @@ def _worker_init() -> None:
 def _anatomy_job(args: tuple) -> list[dict]:
     """Make one anatomy and its variants (skipped when already cached); returns their rows."""
     (source, a, sid), (cache_dir, variants, seed, families, probability, severity,
-                       spacing_range, save_nifti) = args
+                       spacing_range, save_nifti, simulators, post_processing) = args
     ids = [f'{source.name.split(".")[0]}-a{a:03d}-v{v:02d}' for v in range(variants)]
     meta_paths = [cache_dir / 'volumes' / f'{i}.json' for i in ids]
     if all(p.is_file() for p in meta_paths):
         return [json.loads(p.read_text(encoding='utf-8')) for p in meta_paths]
-    transforms = art.artifact_pipeline(families, probability, severity)
-    anatomy, anat_affine = build_anatomy(source, a, seed, spacing_range)
+    anatomy, anat_affine, brain = build_anatomy_with_brain(source, a, seed, spacing_range)
     rows = []
-    for meta_path, vid in zip(meta_paths, ids, strict=True):
+    for v, (meta_path, vid) in enumerate(zip(meta_paths, ids, strict=True)):
+        transforms, group = variant_pipeline(v, families, probability, severity, simulators,
+                                             post_processing)
         torch.manual_seed(_seed(seed, vid))
-        volume, vol_affine, labels = make_variant(anatomy, anat_affine, transforms, families)
+        volume, vol_affine, labels = make_variant(anatomy, anat_affine, transforms, families,
+                                                  brain)
         spacing = np.sqrt((vol_affine[:3, :3] ** 2).sum(axis=0))
         u8 = to_uint8(volume)
         np.savez_compressed(cache_dir / 'volumes' / f'{vid}.npz', volume=u8,
@@ -311,6 +371,8 @@ def _anatomy_job(args: tuple) -> list[dict]:
                'shape': 'x'.join(map(str, u8.shape)),
                'spacing': 'x'.join(f'{s:.3f}' for s in spacing),
                'artifacts': json.dumps(labels['artifacts'])}
+        if group is not None:
+            row['held_out'] = group
         if save_nifti:
             nib.save(nib.Nifti1Image(volume.astype(np.float32), vol_affine),
                      str(cache_dir / 'nifti' / f'{vid}.nii.gz'))

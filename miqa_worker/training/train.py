@@ -100,8 +100,12 @@ def train_epoch(model: torch.nn.Module, batches, optimizer: torch.optim.Optimize
 def train_model(data: VolumeSet, train_index: np.ndarray, val_index: np.ndarray | None,
                 config: TrainConfig, run_dir: Path, resume: bool = False,
                 device: torch.device | None = None, desc: str = 'train',
-                progress: bool = True) -> tuple[torch.nn.Module, list[dict]]:
+                progress: bool = True, init_weights: Path | None = None
+                ) -> tuple[torch.nn.Module, list[dict]]:
     """Train on ``train_index``; per-epoch loss (and validation R²/loss) go to the history.
+
+    ``init_weights`` (a network's ``.pt`` of the same shape) starts the training from those
+    weights instead of random ones (a warm start, ``TrainConfig.init_from``).
 
     ``run_dir/checkpoint.pt`` is written after every epoch; with ``resume`` training continues
     from it (also to more epochs than before). The finished weights are ``run_dir/weights.pt``.
@@ -119,7 +123,15 @@ def train_model(data: VolumeSet, train_index: np.ndarray, val_index: np.ndarray 
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
-    init_output_bias(model, data, train_index)
+    if init_weights is not None:
+        start_weights = torch.load(init_weights, map_location=device, weights_only=True)
+        try:
+            model.load_state_dict(start_weights)
+        except RuntimeError as exc:
+            raise ValueError(f'cannot start from {init_weights}: its network has another '
+                             'shape (channels or points outputs) than this training') from exc
+    else:
+        init_output_bias(model, data, train_index)
     history: list[dict] = []
     start = 0
     checkpoint = run_dir / 'checkpoint.pt'

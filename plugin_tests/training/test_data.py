@@ -246,3 +246,40 @@ def test_a_generated_volume_replays_from_its_recorded_draws(tmp_path):
         volume, labels = replay_volume(tmp_path, row['volume_id'])
         assert np.array_equal(volume, np.load(tmp_path / row['file'])['volume']), row
         assert labels['quality'] == pytest.approx(float(row['quality']), abs=1e-3)
+
+
+def test_leave_one_simulator_out_groups_post_processing_and_synthetic_heads(tmp_path):
+    """With simulator groups, variant v of an anatomy is made by every implementation but group
+    v mod n's (its ``held_out`` column), never by that group's simulators; synthetic heads are
+    anatomies of subject ``synthetic``; post-processing is drawn; every volume replays."""
+    import csv
+    import json
+
+    from miqa_worker.training.simulators import IMPLEMENTATION
+    from miqa_worker.training.synthetic import generate, replay_volume
+
+    torch.set_num_threads(1)
+    groups = (('monai', 'segment'), ('torchio',))
+    generate(tmp_path, anatomies_per_subject=1, variants=4, seed=5, shared_dir=None,
+             probability=0.5, templates_only_subjects=1, spacing_range=(4.0, 4.5),
+             progress=False, simulators=groups, post_processing=1.0, synthetic_heads=1)
+    settings = json.loads((tmp_path / 'settings.json').read_text())
+    assert settings['simulators'] == [list(g) for g in groups]
+    assert settings['post_processing'] == 1.0 and settings['synthetic_heads'] == 1
+    with (tmp_path / 'index.csv').open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 8  # one template anatomy and one synthetic head, 4 variants each
+    assert {r['subject_id'] for r in rows} == {'mni152-a000', 'synthetic'}
+    used = set()
+    for row in rows:
+        v = int(row['volume_id'].rsplit('-v', 1)[1])
+        assert row['held_out'] == '+'.join(groups[v % 2])
+        drawn = json.loads(row['artifacts'])
+        assert drawn[-1]['family'] == 'postprocessing'  # probability 1: always last
+        simulators = {p['simulator'] for p in drawn if 'simulator' in p}
+        assert not {IMPLEMENTATION[s] for s in simulators} & set(groups[v % 2]), row
+        used |= simulators
+        volume, labels = replay_volume(tmp_path, row['volume_id'])
+        assert np.array_equal(volume, np.load(tmp_path / row['file'])['volume']), row
+        assert labels['quality'] == pytest.approx(float(row['quality']), abs=1e-3)
+    assert {IMPLEMENTATION[s] for s in used} == {'monai', 'segment', 'torchio'}

@@ -108,3 +108,28 @@ def test_penalty_outputs_train_beside_the_eleven(volumes, tmp_path):
     assert history[0]['train_points'] > 0
     with pytest.raises(ValueError, match='known artifact severities'):
         _train(volumes, _config(epochs=1, penalty_outputs=True), tmp_path / 'none')
+
+
+def test_a_warm_start_begins_from_the_given_weights(volumes, tmp_path):
+    """``init_weights``: epoch 1 starts from those weights (one epoch from them equals one
+    more epoch of the run that made them, learning-rate schedule aside), not from random
+    ones; a network of another shape is refused in one line."""
+    _train(volumes, _config(epochs=1), tmp_path / 'first')
+    start = tmp_path / 'first' / 'weights.pt'
+    torch.set_num_threads(1)
+    model, _ = train_model(volumes, np.arange(len(volumes)), None, _config(epochs=1, seed=7),
+                           tmp_path / 'warm', False, torch.device('cpu'), progress=False,
+                           init_weights=start)
+    cold, _ = train_model(volumes, np.arange(len(volumes)), None, _config(epochs=1, seed=7),
+                          tmp_path / 'cold', False, torch.device('cpu'), progress=False)
+    first = _weights(start)
+    warm = _weights(tmp_path / 'warm' / 'weights.pt')
+    cold = _weights(tmp_path / 'cold' / 'weights.pt')
+    distance = {name: sum(float((w[k] - first[k]).abs().sum()) for k in first)
+                for name, w in (('warm', warm), ('cold', cold))}
+    assert distance['warm'] < distance['cold'] / 2
+    with pytest.raises(ValueError, match='another shape') as info:
+        train_model(volumes, np.arange(len(volumes)), None,
+                    _config(epochs=1, channels=(2, 2, 4, 4, 16)), tmp_path / 'other', False,
+                    torch.device('cpu'), progress=False, init_weights=start)
+    assert '\n' not in str(info.value)
