@@ -20,6 +20,9 @@ from .losses import miqa_loss
 
 #: Settings of checkpoints written before they were removed, and the value that means "off".
 RETIRED_SETTINGS = {'average_last': 0.0}
+#: Settings added since a run's checkpoint or metrics may have been written, at the value that
+#: means what those runs did (no warm start, every volume).
+ADDED_SETTINGS = {'init_from': '', 'variant_group': ''}
 
 
 def pick_device(name: str | None = None) -> torch.device:
@@ -138,7 +141,8 @@ def train_model(data: VolumeSet, train_index: np.ndarray, val_index: np.ndarray 
     if resume and checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         # older runs: the defaults of settings added since
-        saved = {'channels': CHANNELS, 'penalty_outputs': False, **state.get('config', {})}
+        saved = {'channels': CHANNELS, 'penalty_outputs': False, **ADDED_SETTINGS,
+                 **state.get('config', {})}
         saved['channels'] = tuple(saved['channels'])
         saved.pop('epochs', None)
         for key, off in RETIRED_SETTINGS.items():  # a retired setting left off is no change

@@ -107,7 +107,9 @@ def test_plan_agrees_with_the_shipped_model():
     fusion = json.loads((MODEL_DIR / 'fusion.json').read_text())
     trained = {k: v for k, v in stages['folds'].items()
                if k not in ('cache', 'folds', 'epochs', 'test_subjects', 'threads')}
-    assert trained == {k: v for k, v in metrics['config'].items()
+    from miqa_worker.training.train import ADDED_SETTINGS
+
+    assert trained == {k: v for k, v in {**ADDED_SETTINGS, **metrics['config']}.items()
                        if k not in ('epochs', 'average_last')}
     assert metrics['config']['average_last'] == 0.0  # off: the option is gone
     assert stages['folds']['epochs'] == metrics['config']['epochs']
