@@ -12,9 +12,10 @@ metrics included); the goal of issue #21 is FULL <= 0.30 s on 2 cores and the re
 total >= 4x FULL, measured in the same run. Cases are interleaved, so load changes hit every
 case alike; the machine (CPU model, cores, load) is recorded with the figures.
 
-Input: a 256x256x176 T1 .nii.gz, made by resampling a real scan from ../shared/data/mri when
-present, else synthesised. Model: ``miqa-default`` when installed, else a random-init network
-(timing does not depend on the weights). Writes JSON and a bar chart (PNG) to
+Input: a 256x256x176 T1 .nii.gz (``--input``: another scan), made by resampling a real scan
+from ../shared/data/mri when present, else synthesised. Model: ``--model`` (a folder, e.g. a
+copy with other ``view.flips``), else ``miqa-default`` when installed, else a random-init
+network (timing does not depend on the weights). Writes JSON and a bar chart (PNG) to
 benchmarks/results/.
 
     python benchmarks/bench_inference.py --repeats 15 --threads 2
@@ -90,7 +91,10 @@ def model_for_benchmark(folder: Path) -> tuple[str, str]:
 @click.option('--threads', default=2, show_default=True, help='torch threads (the goal: 2).')
 @click.option('--input', 'input_path', type=click.Path(exists=True, dir_okay=False),
               default=None, help='Use this scan instead of the generated 256x256x176 T1.')
-def main(repeats: int, threads: int, input_path: str | None) -> None:
+@click.option('--model', 'model_dir', type=click.Path(exists=True, file_okay=False),
+              default=None, help='Model folder to time (e.g. a copy with other view.flips); '
+              'default miqa-default, else a random-init network.')
+def main(repeats: int, threads: int, input_path: str | None, model_dir: str | None) -> None:
     """Median latency of (a) bare read, (b) our pipeline, (c) tile-by-tile batch-1."""
     import itk
     import torch
@@ -106,7 +110,10 @@ def main(repeats: int, threads: int, input_path: str | None) -> None:
             path, source = Path(input_path), input_path
         else:
             path, source = make_input(folder)
-        model_path, model_label = model_for_benchmark(folder)
+        if model_dir:
+            model_path, model_label = model_dir, f'{Path(model_dir).name} ({model_dir})'
+        else:
+            model_path, model_label = model_for_benchmark(folder)
         warm_up_itk()
         assessor = Assessor(model_path, threads=threads)
         network = assessor.network
