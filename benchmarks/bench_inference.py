@@ -5,7 +5,9 @@
 + the image quality metrics; inference includes the fused indicator's background metrics when
 the model has ``fusion.json``, shown as ``fusion``), and (b2) the same without the fusion;
 (c) the reference way: the same read, ``np.percentile`` rescale of the whole volume, then the
-network applied tile by tile with batch size 1 (no view, no metrics).
+network applied tile by tile with batch size 1 in float32 (no view, no metrics). The worker
+runs its passes in bfloat16 on a CPU that has it (``inference.resolve_precision``); (b1) is
+the same assessment in float32, shown when the two differ.
 
 ``FULL`` is the assessment's own wall-clock total (``timings['total']``: read to result, image
 metrics included); the goal of issue #21 is FULL <= 0.30 s on 2 cores and the reference's
@@ -125,6 +127,7 @@ def main(repeats: int, threads: int, input_path: str | None, model_dir: str | No
             elapsed = time.perf_counter() - t0
             return {'read': elapsed, 'total': elapsed, 'full': elapsed}
 
+        single = Assessor(model_path, threads=threads, precision='float32')
         plain = Assessor(model_path, threads=threads)
         plain.fusion = None  # the same model without its fused indicator, for comparison
         # the same assessment with the networks run as before issue #21's fused convolutions
@@ -150,6 +153,7 @@ def main(repeats: int, threads: int, input_path: str | None, model_dir: str | No
             return run
 
         ours, ours_network_only, ours_unfused = timed(assessor), timed(plain), timed(unfused)
+        precision = assessor.networks.precision
 
         def reference() -> dict[str, float]:
             t0 = time.perf_counter()
@@ -169,11 +173,13 @@ def main(repeats: int, threads: int, input_path: str | None, model_dir: str | No
             return {'read': t1 - t0, 'preprocess': t2 - t1, 'inference': t3 - t2,
                     'total': t3 - t0, 'full': t3 - t0}
 
-        cases = {'a_bare_read': bare_read, 'b_ours': ours,
+        cases = {'a_bare_read': bare_read, 'b_ours': ours, 'b1_ours_float32': timed(single),
                  'b2_ours_network_only': ours_network_only,
                  'b3_ours_unfused_one_stream': ours_unfused, 'c_reference_batch1': reference}
         if assessor.fusion is None:
             del cases['b2_ours_network_only']
+        if precision == 'float32':
+            del cases['b1_ours_float32']
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in cases}
         load_before = os.getloadavg()
         for fn in cases.values():  # warm every path once
@@ -189,11 +195,13 @@ def main(repeats: int, threads: int, input_path: str | None, model_dir: str | No
     medians = {name: {key: statistics.median(r[key] for r in rows) for key in rows[0]}
                for name, rows in runs.items()}
     machine = machine_description(threads)
-    click.echo(f'machine: {machine["cpu"]}, {machine["usable_cores"]} usable cores; torch '
+    click.echo(f'machine: {machine["cpu"]}, {machine["usable_cores"]} usable cores'
+               f'{" with bfloat16" if machine["native_bfloat16"] else ""}; torch '
                f'{torch.__version__} ({threads} threads); load average {load_before[0]:.2f} '
                f'before, {load_after[0]:.2f} after')
     click.echo(f'input: {source}; {shape} -> {tiles} tiles + {flips} mirror images of the '
-               f'whole-volume view; model: {model_label}; {repeats} repeats (medians, seconds)')
+               f'whole-volume view; model: {model_label}; the worker\'s passes in {precision}; '
+               f'{repeats} repeats (medians, seconds)')
     columns = ('read', 'preprocess', 'inference', 'fusion', 'metrics', 'total', 'full')
     click.echo(f'{"":24}' + ''.join(f'{h:>9}' for h in (
         'read', 'preproc', 'infer', '(fusion)', 'metrics', 'no-iqm', 'FULL')))
@@ -211,7 +219,7 @@ def main(repeats: int, threads: int, input_path: str | None, model_dir: str | No
     out = RESULTS / f'bench_inference-{stamp}.json'
     out.write_text(json.dumps({
         'input': source, 'shape': shape, 'tiles': tiles, 'view_images': flips,
-        'model': model_label, 'machine': machine,
+        'model': model_label, 'machine': machine, 'precision': precision,
         'threads': threads, 'repeats': repeats, 'medians': medians,
         'speedup_vs_reference': speedup, 'goal': {'full_s': 0.30, 'speedup': 4.0},
         'goal_met': bool(ours <= 0.30 and speedup >= 4), 'runs': runs,
@@ -234,8 +242,11 @@ def machine_description(threads: int) -> dict[str, object]:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count() or 1
+    from miqa_worker.inference import native_bfloat16
+
     return {'cpu': cpu, 'cpu_count': os.cpu_count(), 'usable_cores': usable,
-            'torch_threads': threads, 'platform': platform.platform()}
+            'torch_threads': threads, 'native_bfloat16': native_bfloat16(),
+            'platform': platform.platform()}
 
 
 def plot(medians: dict[str, dict[str, float]], path: Path, title: str) -> Path | None:

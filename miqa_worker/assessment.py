@@ -38,6 +38,8 @@ Result of :meth:`Assessor.assess_file` / :meth:`Assessor.assess_volume` (JSON-se
                Anterior, Superior (``volume.shape`` before padding).
     metrics    {name: float} from quality_metrics.compute_quality_metrics
     model      {name, version, sha256}
+    inference  {device, precision}: where the network passes ran, and in float32 or bfloat16
+               (``Assessor(precision=...)``, ``MIQA_PRECISION``; :mod:`miqa_worker.inference`)
     volume     {shape, spacing, orientation (of the file, e.g. 'LAS'), note, format}
     fusion     {indicator, network, probability, metrics}: present when model.json names a
                ``fusion`` (its file, :mod:`miqa_worker.fusion`): the indicator's probability from
@@ -232,11 +234,15 @@ class Networks:
             network as its :func:`inference.for_inference` copy (the same outputs, ~17 % less
             CPU per pass), and on the CPU the batches split over ``threads`` streams of one
             torch thread each (no OpenMP barriers between the small convolutions).
+        precision: ``float32``, ``bfloat16`` or ``auto`` (:func:`inference.resolve_precision`;
+            default ``MIQA_PRECISION``, else auto with ``fast``, float32 without).
     """
 
     def __init__(self, main, members: list | tuple = (), batch_size: int = DEFAULT_BATCH_SIZE,
-                 threads: int | None = None, fast: bool = False):
+                 threads: int | None = None, fast: bool = False, precision: str | None = None):
         import torch
+
+        from .inference import resolve_precision
 
         # Plain (contiguous) memory: with torch 2.13 and the shipped widths (4..64 channels)
         # channels-last 3D cost 15-30% more CPU per pass, as every instance norm converted the
@@ -250,6 +256,8 @@ class Networks:
         self._lock = threading.Lock()
         self._fast: dict[int, Any] = {}
         self.streams = 1
+        self.precision = resolve_precision(precision if precision or fast else 'float32',
+                                           self.device)
         if fast:
             from .inference import for_inference  # torch: imported with the network only
 
@@ -275,7 +283,8 @@ class Networks:
         def run(part: Sequence[Any]) -> list[Any]:
             if torch.get_num_threads() != (1 if streams > 1 else self.threads):
                 torch.set_num_threads(1 if streams > 1 else self.threads)
-            with torch.inference_mode():
+            with torch.inference_mode(), torch.autocast(
+                    self.device.type, torch.bfloat16, enabled=self.precision == 'bfloat16'):
                 return [network(chunk.to(self.device)).float().cpu() for chunk in part]
 
         with self._lock:
@@ -534,10 +543,14 @@ class Assessor:
         batch_size: inputs per forward pass.
         threads: torch threads (default :func:`available_cores`).
         max_voxels: the largest volume read (``image_io.read_volume``).
+        precision: the network passes' precision, ``auto`` (bfloat16 on a CPU that has it,
+            else float32), ``float32`` or ``bfloat16`` (default ``MIQA_PRECISION``, else auto;
+            an in-memory network under training: float32). Results say which in ``inference``.
     """
 
     def __init__(self, model: str | os.PathLike = DEFAULT_MODEL, batch_size: int =
                  DEFAULT_BATCH_SIZE, threads: int | None = None, max_voxels: int | None = None,
+                 precision: str | None = None,
                  _loaded: tuple[Any, ModelSpec, dict[str, Any]] | None = None):
         import torch
 
@@ -548,7 +561,7 @@ class Assessor:
         network, self.spec, self.info, self.fusion, members = (
             load_folder(model) if _loaded is None else (*_loaded, None, []))
         self.networks = Networks(network, members, batch_size, self.threads,
-                                 fast=_loaded is None)
+                                 fast=_loaded is None, precision=precision)
         self.max_voxels = max_voxels
         self._beside: ThreadPoolExecutor | None = None  # see beside()
         self._beside_pid = os.getpid()
@@ -679,6 +692,8 @@ class Assessor:
                                     1 + len(self.members), self.spec.outputs.trained),
                 'scope': scope, 'acquisition': acquisition, 'metrics': iqms,
                 'model': self.model,
+                'inference': {'device': self.device.type,
+                              'precision': self.networks.precision},
                 'volume': _volume_report(volume),
                 'timings': clock.timings(without=hidden)}
 

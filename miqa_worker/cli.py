@@ -24,6 +24,7 @@ def _row(path: str, result: dict[str, Any], seconds: float) -> dict[str, Any]:
         'artifacts': result['artifacts'],  # the trained indicators only
         'trainedOutputs': result.get('trainedOutputs'),
         'model': result['model'],
+        'inference': result.get('inference'),
         'seconds': round(seconds, 4),
         'volume': result['volume'],
         'metrics': result['metrics'],

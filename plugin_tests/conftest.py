@@ -22,6 +22,10 @@ sys.path.insert(0, str(ROOT / 'devops'))
 import services  # noqa: E402
 
 SHARED_MRI = ROOT.parent / 'shared' / 'data' / 'mri'
+# The recorded outputs (worker/data/shipped_outputs.json and every figure the tests compare)
+# are float32 ones; on a CPU with bfloat16 the worker's default would run its passes in
+# bfloat16. worker/test_precision.py checks that path against float32 on its own.
+os.environ.setdefault('MIQA_PRECISION', 'float32')
 TEST_REDIS_DB = 3  # the tests' own database index, away from a stack's default 0
 # A test that requests one of these (directly or through pytest-girder's server, admin,
 # fsAssetstore... which all need ``db``) talks to mongod or Redis.

@@ -51,3 +51,50 @@ def test_streams_give_the_outputs_of_one_pass_in_order(network, count):
     np.testing.assert_allclose(fast.predict(tiles, fast.members[0]), expected, atol=1e-5)
     # one tile alone is the same as in a batch: nothing mixes tiles
     np.testing.assert_allclose(fast.predict(tiles[-1:]), expected[-1:], atol=1e-5)
+
+
+def test_precision_is_chosen_from_the_request_the_environment_and_the_cpu(monkeypatch):
+    from miqa_worker.inference import native_bfloat16, resolve_precision
+
+    monkeypatch.delenv('MIQA_PRECISION', raising=False)
+    assert resolve_precision('float32', 'cpu') == 'float32'
+    assert resolve_precision('bfloat16', 'cpu') == 'bfloat16'
+    assert resolve_precision('auto', 'cpu') == ('bfloat16' if native_bfloat16() else 'float32')
+    assert resolve_precision(None, 'cuda') == 'float32'  # auto: CUDA keeps float32
+    monkeypatch.setenv('MIQA_PRECISION', 'BFloat16 ')
+    assert resolve_precision(None, 'cpu') == 'bfloat16'
+    assert resolve_precision('float32', 'cpu') == 'float32'  # the caller's choice wins
+    monkeypatch.setenv('MIQA_PRECISION', 'half')
+    with pytest.raises(ValueError, match="precision 'half' is not one of auto, float32, "
+                                         "bfloat16 .MIQA_PRECISION."):
+        resolve_precision(None, 'cpu')
+
+
+def test_bfloat16_passes_stay_close_to_float32_and_say_so(model_path, write_nifti):
+    """The worker's bfloat16 passes (the default on a CPU that has bfloat16) move a scan's
+    quality and probabilities by little, and the result names the precision it ran in. Runs
+    on any CPU (emulated where not native: slower, the same arithmetic)."""
+    from miqa_worker.assessment import Assessor
+
+    from .conftest import head_phantom
+
+    path = write_nifti(head_phantom((96, 100, 80)), 'head.nii.gz')
+    single = Assessor(model_path, precision='float32').assess_file(path)
+    half = Assessor(model_path, precision='bfloat16').assess_file(path)
+    assert single['inference'] == {'device': 'cpu', 'precision': 'float32'}
+    assert half['inference'] == {'device': 'cpu', 'precision': 'bfloat16'}
+    assert half['quality'] != single['quality']  # it did run in bfloat16
+    assert abs(half['quality'] - single['quality']) < 0.05
+    assert list(half['artifacts']) == list(single['artifacts'])
+    for key, p in single['artifacts'].items():
+        assert abs(half['artifacts'][key] - p) < 0.01, key
+    np.testing.assert_allclose(half['tileMap']['quality'], single['tileMap']['quality'],
+                               atol=0.1)
+    assert half['metrics'] == single['metrics']  # the image metrics do not use the network
+
+
+def test_networks_under_training_run_in_float32_unless_asked(network, monkeypatch):
+    monkeypatch.setenv('MIQA_PRECISION', 'bfloat16')
+    assert Networks(network).precision == 'float32'  # training evaluation: exact figures
+    assert Networks(network, precision='bfloat16').precision == 'bfloat16'
+    assert Networks(network, fast=True).precision == 'bfloat16'  # the worker's: as set
