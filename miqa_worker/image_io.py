@@ -201,6 +201,7 @@ class _Raw:
     spacing: np.ndarray
     note: str | None
     keepalive: object = None  # the ITK image that owns the memory of a view
+    ras: np.ndarray | None = None  # the float32 canonical-RAS copy, when made while reading
 
 
 def _from_itk_image(image, note: str | None) -> _Raw:
@@ -303,6 +304,104 @@ def _read_mgh(path: str, max_voxels: int | None) -> _Raw:
     return _read_nibabel(path, image, len(shape), note=note)
 
 
+def _gzip_opener():
+    """``open`` of a gzip module: python-isal's (twice zlib's speed) when installed."""
+    try:
+        from isal import igzip
+
+        return igzip.open
+    except ImportError:  # pragma: no cover - isal is in the worker extra
+        import gzip
+
+        return gzip.open
+
+
+def _decompression_errors() -> tuple[type[BaseException], ...]:
+    """What a damaged gzip stream raises: zlib's, gzip's and python-isal's errors."""
+    errors: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error)
+    try:
+        from isal.igzip_lib import IsalError
+
+        errors += (IsalError,)
+    except ImportError:  # pragma: no cover - isal is in the worker extra
+        pass
+    return errors
+
+
+def _streams_into_float32(nifti, ndim: int) -> bool:
+    """Whether :func:`_read_nifti_gz` reads this NIfTI: a 3D integer image without scaling
+    (the common scanner output); the rest goes through ITK (or nibabel for floats)."""
+    header = nifti.header
+    dtype = header.get_data_dtype()
+    slope, inter = header.get_slope_inter()
+    # the scaling the readers apply (nibabel's proxy also finds one where scl_slope is NaN)
+    scaled = (getattr(nifti.dataobj, 'slope', 1.0), getattr(nifti.dataobj, 'inter', 0.0))
+    return (ndim == 3 and dtype.kind in 'iu' and dtype.itemsize <= 4
+            and slope in (None, 1.0) and inter in (None, 0.0) and scaled == (1.0, 0.0)
+            and len(header.get_data_shape()) == 3)
+
+
+def _read_nifti_gz(path: str, nifti, direction: np.ndarray, spacing: np.ndarray,
+                   note: str | None) -> _Raw:
+    """A gzipped 3D integer NIfTI read slab by slab, each slab turned into the float32
+    canonical-RAS array on a second thread while the next one is decompressed.
+
+    The same voxels, direction and spacing as ITK's reader (the geometry is ITK's header
+    read), in ~40 instead of ~80 ms for a 256x256x176 int16 scan: decompressing (~45 ms with
+    python-isal) and the transposed float32 copy (~40 ms) overlap instead of following each
+    other. ``_check_nifti`` has refused a short file before.
+    """
+    shape = tuple(int(n) for n in nifti.header.get_data_shape())
+    dtype = nifti.header.get_data_dtype()
+    offset = int(getattr(nifti.dataobj, 'offset', 0))
+    buffer = np.empty(shape[::-1], dtype=dtype)  # file order: x fastest
+    native = buffer.T  # [x, y, z]
+    ornt, _ = _orientation(direction, spacing)
+    ras_shape = [0, 0, 0]
+    for axis, (target, _flip) in enumerate(ornt):
+        ras_shape[int(target)] = shape[axis]
+    ras = np.empty(ras_shape, dtype=np.float32)
+    # ``ras`` seen in the file's axis order: element [i, j, k] is native[i, j, k]'s place
+    into = np.transpose(ras, [int(t) for t, _ in ornt])
+    for axis, (_target, flip) in enumerate(ornt):
+        if flip < 0:
+            into = np.flip(into, axis)
+    slab = shape[0] * shape[1] * dtype.itemsize
+    raw = memoryview(buffer).cast('B')
+
+    def convert(start: int, stop: int) -> None:
+        into[:, :, start:stop] = native[:, :, start:stop]
+
+    threaded = native.size >= _THREADED_COPY_MIN and usable_cores() > 1
+    pool = ThreadPoolExecutor(1, thread_name_prefix='miqa-read') if threaded else None
+    pending = []
+    try:
+        with _gzip_opener()(path, 'rb') as stream:
+            if len(stream.read(offset)) != offset:
+                raise EOFError('no voxel data')
+            for start in range(0, shape[2], _COPY_BLOCK):
+                stop = min(shape[2], start + _COPY_BLOCK)
+                part, done = raw[start * slab:stop * slab], 0
+                while done < len(part):
+                    count = stream.readinto(part[done:])
+                    if not count:
+                        raise EOFError(f'the data ends after {start * slab + done:,} bytes')
+                    done += count
+                if pool is None:
+                    convert(start, stop)
+                else:
+                    pending.append(pool.submit(convert, start, stop))
+        for future in pending:
+            future.result()
+    except _decompression_errors() as exc:
+        raise ImageError(f'cannot read the image data (corrupt or truncated file?): '
+                         f'{" ".join(str(exc).split())[:200]}') from None
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return _Raw(native, direction, spacing, note, ras=ras)
+
+
 def _read_single(path: str, max_voxels: int | None) -> _Raw:
     """Read a single-file image (ITK; nibabel for MGH and for float NIfTI's voxels)."""
     if source_format(path) == 'mgh':
@@ -326,6 +425,9 @@ def _read_single(path: str, max_voxels: int | None) -> _Raw:
             # ITK's NIfTI reader turns NaN/Inf into 0; read float voxels with nibabel to see them.
             direction, spacing = _header_geometry(io)
             return _read_nibabel(path, nifti, ndim, direction, spacing, note)
+        if path.lower().endswith('.gz') and _streams_into_float32(nifti, ndim):
+            direction, spacing = _header_geometry(io)
+            return _read_nifti_gz(path, nifti, direction, spacing, note)
     try:
         if ndim == 3:
             reader = itk.ImageFileReader[itk.Image[ptype, 3]].New(FileName=path, ImageIO=io)
@@ -526,7 +628,7 @@ def _to_volume(raw: _Raw, fmt: str) -> ScanVolume:
     low, high = native.min(), native.max()
     if low == high:
         raise ImageError(f'constant image: every voxel is {float(low):g}')
-    array = _contiguous_float32(view)
+    array = raw.ras if raw.ras is not None else _contiguous_float32(view)
     return ScanVolume(array=array, spacing=ras_spacing, original_orientation=codes,
                       source_format=fmt, note=raw.note)
 
