@@ -221,6 +221,15 @@ def view_weights(info: dict[str, Any]) -> np.ndarray:
 # ---- the stages: tiles, view, blend, post-processing ----
 
 
+def _even_batches(start: int, stop: int, count: int) -> list[tuple[int, int]]:
+    """``start..stop`` cut into ``count`` (fewer if there are fewer items) index ranges whose
+    sizes differ by at most one."""
+    size = stop - start
+    parts = max(1, min(count, size))
+    edges = [start + size * i // parts for i in range(parts + 1)]
+    return [(a, b) for a, b in zip(edges, edges[1:], strict=False) if b > a]
+
+
 class Networks:
     """The model's networks on their device, run in batches: the main network (tiles and
     view) and the view members (the same network trained with other seeds; view only).
@@ -276,24 +285,26 @@ class Networks:
         batch = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)).unsqueeze(1)
         count = batch.shape[0]
         streams = min(self.streams, count)
-        # with streams, at least one batch per stream: 4 view images run as 2 + 2
-        size = min(self.batch_size, -(-count // streams)) if streams > 1 else self.batch_size
-        chunks = [batch[start:start + size] for start in range(0, count, size)]
+        if streams <= 1:
+            plan = [[(a, min(a + self.batch_size, count))
+                     for a in range(0, count, self.batch_size)]]
+        else:  # each stream a contiguous share, in as many batches within one of each other
+            plan = [_even_batches(count * k // streams, count * (k + 1) // streams,
+                                  -(-count // (streams * self.batch_size)))
+                    for k in range(streams)]  # 48 tiles, batch 16, 2 streams: 12+12 | 12+12
 
-        def run(part: Sequence[Any]) -> list[Any]:
+        def run(part: Sequence[tuple[int, int]]) -> list[Any]:
             if torch.get_num_threads() != (1 if streams > 1 else self.threads):
                 torch.set_num_threads(1 if streams > 1 else self.threads)
             with torch.inference_mode(), torch.autocast(
                     self.device.type, torch.bfloat16, enabled=self.precision == 'bfloat16'):
-                return [network(chunk.to(self.device)).float().cpu() for chunk in part]
+                return [network(batch[a:b].to(self.device)).float().cpu() for a, b in part]
 
         with self._lock:
-            if streams <= 1 or len(chunks) < 2:
-                outputs = run(chunks)
+            if len(plan) == 1:
+                outputs = run(plan[0])
             else:
-                parts = list(self._stream_pool().map(
-                    run, [chunks[i::streams] for i in range(streams)]))
-                outputs = [parts[n % streams][n // streams] for n in range(len(chunks))]
+                outputs = [out for part in self._stream_pool().map(run, plan) for out in part]
         return torch.cat(outputs).numpy()
 
     def _stream_pool(self) -> ThreadPoolExecutor:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from miqa_worker.assessment import Networks
+from miqa_worker.assessment import Networks, _even_batches
 from miqa_worker.inference import FusedResidualUnit, for_inference, fusable
 from miqa_worker.network import build_network
 
@@ -38,7 +38,7 @@ def test_fused_copy_gives_the_same_outputs_and_leaves_the_original(network):
     assert fast.training is False and network.training is False
 
 
-@pytest.mark.parametrize('count', [1, 4, 13])
+@pytest.mark.parametrize('count', [1, 4, 13, 17])
 def test_streams_give_the_outputs_of_one_pass_in_order(network, count):
     plain = Networks(network, [network], batch_size=4, threads=2)
     fast = Networks(network, [network], batch_size=4, threads=2, fast=True)
@@ -51,6 +51,17 @@ def test_streams_give_the_outputs_of_one_pass_in_order(network, count):
     np.testing.assert_allclose(fast.predict(tiles, fast.members[0]), expected, atol=1e-5)
     # one tile alone is the same as in a batch: nothing mixes tiles
     np.testing.assert_allclose(fast.predict(tiles[-1:]), expected[-1:], atol=1e-5)
+
+
+@pytest.mark.parametrize(('start', 'stop', 'count', 'sizes'), [
+    (0, 24, 2, [12, 12]), (24, 48, 2, [12, 12]), (0, 7, 2, [3, 4]), (3, 4, 5, [1]),
+    (0, 50, 4, [12, 13, 12, 13]), (5, 5, 3, [])])
+def test_batches_of_a_stream_cover_its_share_in_sizes_within_one(start, stop, count, sizes):
+    batches = _even_batches(start, stop, count)
+    assert [b - a for a, b in batches] == sizes
+    assert all(b == a for (_, b), (a, _) in zip(batches, batches[1:], strict=False))
+    if batches:
+        assert batches[0][0] == start and batches[-1][1] == stop
 
 
 def test_precision_is_chosen_from_the_request_the_environment_and_the_cpu(monkeypatch):
