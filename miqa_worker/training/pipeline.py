@@ -222,8 +222,9 @@ def load_run_data(config: RunConfig) -> RunData:
     if group:
         groups = np.array([row.get('held_out', '') for row in data.rows])
         if not (groups == group).any():
+            present = sorted({g for g in groups if g}) or ['none']
             raise ValueError(f'the cache {config.cache} has no volumes of the variant group '
-                             f'{group!r} (its held_out column)')
+                             f'{group!r} (its held_out column has: {", ".join(present)})')
         dev_index = dev_index[groups[dev_index] == group]
     families = penalty_targets(data)[0] if config.train.penalty_outputs else []
     return RunData(config, data, dev_index, test_index, pick_device(config.device),
