@@ -283,3 +283,27 @@ def test_leave_one_simulator_out_groups_post_processing_and_synthetic_heads(tmp_
         assert np.array_equal(volume, np.load(tmp_path / row['file'])['volume']), row
         assert labels['quality'] == pytest.approx(float(row['quality']), abs=1e-3)
     assert {IMPLEMENTATION[s] for s in used} == {'monai', 'segment', 'torchio'}
+
+
+def test_a_variant_group_trains_on_its_volumes_only_and_a_missing_one_is_named(tmp_path):
+    """``train.variant_group`` keeps the development volumes of that group (a
+    leave-one-simulator-out network); a group the cache lacks is refused, naming those it has."""
+    from dataclasses import replace
+
+    from miqa_worker.training.config import RunConfig, TrainConfig
+    from miqa_worker.training.pipeline import load_run_data
+    from miqa_worker.training.synthetic import generate
+
+    torch.set_num_threads(1)
+    generate(tmp_path, anatomies_per_subject=1, variants=4, seed=5, shared_dir=None,
+             probability=0.3, templates_only_subjects=1, spacing_range=(4.0, 4.5),
+             progress=False, simulators=(('monai', 'segment'), ('torchio',)))
+    config = RunConfig(cache=tmp_path, out=tmp_path / 'run', fusion=False, baseline=False,
+                       real_scans=False)
+    every = load_run_data(config)
+    assert len(every.dev_index) == 4
+    for group in ('monai+segment', 'torchio'):
+        run = load_run_data(replace(config, train=TrainConfig(variant_group=group)))
+        assert [every.data.rows[i]['held_out'] for i in run.dev_index] == [group, group]
+    with pytest.raises(ValueError, match=r"'0'.*has: monai\+segment, torchio"):
+        load_run_data(replace(config, train=TrainConfig(variant_group='0')))
