@@ -270,7 +270,8 @@ class Networks:
         if fast:
             from .inference import for_inference  # torch: imported with the network only
 
-            self._fast = {id(n): for_inference(n) for n in (self.main, *self.members)}
+            self._fast = {id(n): for_inference(n, self.precision)
+                          for n in (self.main, *self.members)}
             self.streams = self.threads if self.device.type == 'cpu' else 1
         self._pool: ThreadPoolExecutor | None = None
         self._pool_pid = os.getpid()

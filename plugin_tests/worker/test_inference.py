@@ -11,7 +11,12 @@ import pytest
 import torch
 
 from miqa_worker.assessment import Networks, _even_batches
-from miqa_worker.inference import FusedResidualUnit, for_inference, fusable
+from miqa_worker.inference import (
+    Float32Convolution,
+    FusedResidualUnit,
+    for_inference,
+    fusable,
+)
 from miqa_worker.network import build_network
 
 
@@ -36,6 +41,32 @@ def test_fused_copy_gives_the_same_outputs_and_leaves_the_original(network):
     with torch.inference_mode():
         np.testing.assert_allclose(fast(tiles).numpy(), network(tiles).numpy(), atol=1e-5)
     assert fast.training is False and network.training is False
+
+
+def test_bfloat16_copy_keeps_its_input_convolution_in_float32(network):
+    """For bfloat16 runs the one-channel input convolution is computed in float32 (faster on
+    AMX CPUs than oneDNN's one-channel bfloat16 kernels, and closer to the float32 outputs);
+    outside autocast the copy is the float32 one to the bit."""
+    half = for_inference(network, 'bfloat16')
+    wrapped = [m for m in half.modules() if isinstance(m, Float32Convolution)]
+    assert len(wrapped) == 1 and wrapped[0].conv.in_channels == 1
+    assert not any(isinstance(m, Float32Convolution) for m in for_inference(network).modules())
+    tiles = torch.from_numpy(_tiles(2)).unsqueeze(1)
+    with torch.inference_mode():
+        exact = for_inference(network)(tiles)
+        np.testing.assert_array_equal(half(tiles).numpy(), exact.numpy())
+        with torch.autocast('cpu', torch.bfloat16):
+            inner = wrapped[0].conv(tiles)
+            assert inner.dtype == torch.bfloat16  # autocast alone would run it in bfloat16
+            out = wrapped[0](tiles)
+            assert out.dtype == torch.bfloat16
+            mixed = half(tiles).float()
+            plain = for_inference(network)(tiles).float()
+        with torch.autocast('cpu', enabled=False):
+            first = wrapped[0].conv(tiles)
+    np.testing.assert_array_equal(out.float().numpy(), first.to(torch.bfloat16).float().numpy())
+    error_mixed = (mixed - exact).abs().max().item()
+    assert error_mixed < 0.1 and error_mixed <= (plain - exact).abs().max().item() * 1.5
 
 
 @pytest.mark.parametrize('count', [1, 4, 13, 17])
